@@ -1,0 +1,70 @@
+//! The error type every safe module returns; `ffi::error` maps it to `mr_status`.
+
+use std::fmt;
+
+/// What went wrong, in the categories the C ABI exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    Closed,
+    Timeout,
+    WouldBlock,
+    Io,
+    Unsupported,
+    NotFound,
+    Parse,
+    BufferTooSmall,
+    State,
+    UpToDate,
+    NoMemory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// errno for `ErrorKind::Io` (and some `Unsupported`), 0 otherwise.
+    pub os_error: i32,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), os_error: 0 }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub fn closed(what: &str) -> Self {
+        Self::new(ErrorKind::Closed, format!("{what} is closed"))
+    }
+
+    /// An OS error; `context` says which operation failed.
+    pub fn os(context: &str, errno: i32) -> Self {
+        let text = std::io::Error::from_raw_os_error(errno);
+        Error { kind: ErrorKind::Io, message: format!("{context}: {text}"), os_error: errno }
+    }
+
+    pub fn from_io(context: &str, err: &std::io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(errno) => Self::os(context, errno),
+            None => Error { kind: ErrorKind::Io, message: format!("{context}: {err}"), os_error: 0 },
+        }
+    }
+
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

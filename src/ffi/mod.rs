@@ -1,0 +1,1 @@
+//! The C boundary. One file per C type; no logic lives here.

@@ -1,0 +1,11 @@
+//! meshring: the node side of a mesh VPN behind a C ABI.
+//!
+//! Logic lives in safe modules; `ffi` is the only C-facing surface.
+
+pub mod addr;
+pub mod error;
+pub mod ffi;
+pub mod sync;
+pub mod sys;
+pub mod udp;
+pub mod uring;

@@ -1,0 +1,28 @@
+//! Thin wrappers over the Linux syscalls the handles use. Every `unsafe`
+//! block outside `ffi` and `uring` lives here.
+
+mod cmsg;
+mod eventfd;
+mod mmsg;
+mod poll;
+mod sockaddr;
+mod socket;
+
+pub use cmsg::{gro_segment_size, ControlBuf, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
+pub use eventfd::EventFd;
+pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Received};
+pub use poll::{wait_readable_or_woken, wait_writable_or_woken, PollResult};
+pub use sockaddr::{sockaddr_from_bytes, RawSockAddr};
+pub use socket::*;
+
+/// The calling thread's errno.
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}

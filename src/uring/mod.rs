@@ -1,0 +1,14 @@
+//! The io_uring engine: ring setup and probing, provided-buffer rings,
+//! wake-on-close, cancel-and-drain, and the message receive/send queues the
+//! UDP handle (and later TUN) are built from.
+
+mod buf_ring;
+mod msg_recv;
+mod msg_send;
+mod probe;
+mod ring;
+
+pub use msg_recv::{Flow, Incoming, MsgReceiver, ReceiverConfig};
+pub use msg_send::{MsgSender, SendOutcome};
+pub use probe::{probe, Features};
+pub use ring::Ring;

@@ -1,0 +1,203 @@
+//! Datagram send on io_uring: a batch becomes one chain of linked SENDMSG
+//! SQEs and one submit. Linking keeps the datagrams in order and makes the
+//! first failure cancel the rest, so "sent" is always an exact prefix.
+
+use super::ring::{Ring, Waited};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{ControlBuf, Outgoing, RawSockAddr};
+use io_uring::{opcode, squeue, types};
+use std::os::fd::RawFd;
+use crate::sync::Wait;
+use std::time::Instant;
+
+struct Slot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    name: RawSockAddr,
+    control: ControlBuf,
+}
+
+pub struct MsgSender {
+    ring: Ring,
+    slots: Box<[Slot]>,
+    results: Vec<Option<i32>>,
+    fd: RawFd,
+    v6_socket: bool,
+}
+
+// SAFETY: slot pointers refer to memory owned by this value and are only
+// used during one `send` by the thread holding `&mut self`.
+unsafe impl Send for MsgSender {}
+
+/// What a send achieved: how many went (a prefix) and why it stopped early.
+pub struct SendOutcome {
+    pub sent: usize,
+    pub bytes: usize,
+    pub error: Option<Error>,
+}
+
+impl MsgSender {
+    pub fn new(fd: RawFd, wake_fd: RawFd, v6_socket: bool, batch: usize) -> Result<Self> {
+        let batch = batch.clamp(1, 1024);
+        let ring = Ring::new(batch as u32, batch as u32 * 2, wake_fd)?;
+        let slots = (0..batch)
+            .map(|_| Slot {
+                // SAFETY: msghdr is a plain C struct; zero is valid.
+                hdr: unsafe { std::mem::zeroed() },
+                iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                name: RawSockAddr::zeroed(),
+                control: ControlBuf::default(),
+            })
+            .collect();
+        Ok(MsgSender { ring, slots, results: vec![None; batch], fd, v6_socket })
+    }
+
+    /// Sends everything `msgs` yields, chunk by chunk, until one fails.
+    /// `nonblocking` fails with WouldBlock instead of waiting for buffer space.
+    pub fn send<'a>(&mut self, msgs: &mut dyn Iterator<Item = Outgoing<'a>>, wait: Wait) -> SendOutcome {
+        let (nonblocking, deadline) = (wait.is_never(), wait.deadline());
+        let mut outcome = SendOutcome { sent: 0, bytes: 0, error: None };
+        loop {
+            match self.send_chunk(msgs, nonblocking, deadline) {
+                Ok((0, _)) => return outcome,
+                Ok((n, bytes)) => {
+                    outcome.sent += n;
+                    outcome.bytes += bytes;
+                }
+                Err((n, bytes, e)) => {
+                    outcome.sent += n;
+                    outcome.bytes += bytes;
+                    outcome.error = Some(e);
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn send_chunk<'a>(
+        &mut self,
+        msgs: &mut dyn Iterator<Item = Outgoing<'a>>,
+        nonblocking: bool,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(usize, usize), (usize, usize, Error)> {
+        if self.ring.closing() {
+            return Err((0, 0, Error::closed("socket")));
+        }
+        let flags = if nonblocking { libc::MSG_DONTWAIT as u32 } else { 0 };
+        let mut queued = 0;
+        let mut entries: [Option<squeue::Entry>; 1] = [None];
+        for msg in msgs.take(self.slots.len()) {
+            let slot = &mut self.slots[queued];
+            let (raw, name_len) = RawSockAddr::encode(&msg.addr, self.v6_socket);
+            slot.name = raw;
+            slot.iov = libc::iovec { iov_base: msg.payload.as_ptr() as *mut _, iov_len: msg.payload.len() };
+            slot.hdr.msg_name = (&mut slot.name as *mut RawSockAddr).cast();
+            slot.hdr.msg_namelen = name_len;
+            slot.hdr.msg_iov = &mut slot.iov;
+            slot.hdr.msg_iovlen = 1;
+            if msg.segment_size > 0 {
+                let len = slot.control.set_gso(msg.segment_size);
+                slot.hdr.msg_control = slot.control.bytes.as_mut_ptr().cast();
+                slot.hdr.msg_controllen = len as _;
+            } else {
+                slot.hdr.msg_control = std::ptr::null_mut();
+                slot.hdr.msg_controllen = 0;
+            }
+            // Push the previous entry linked to this one; the last goes unlinked.
+            if let Some(prev) = entries[0].take() {
+                // SAFETY: the slot and the payload stay valid until every completion
+                // of this chunk has been reaped below, before `send` returns.
+                if let Err(e) = unsafe { self.ring.push(&prev.flags(squeue::Flags::IO_LINK)) } {
+                    return Err(self.abort(queued - 1, e));
+                }
+            }
+            entries[0] = Some(opcode::SendMsg::new(types::Fd(self.fd), &slot.hdr).flags(flags).build().user_data(queued as u64));
+            self.results[queued] = None;
+            queued += 1;
+        }
+        let Some(last) = entries[0].take() else { return Ok((0, 0)) };
+        // SAFETY: as above.
+        if let Err(e) = unsafe { self.ring.push(&last) } {
+            return Err(self.abort(queued - 1, e));
+        }
+        let mut reaped = 0;
+        let mut stop: Option<Error> = None;
+        while reaped < queued {
+            while let Some(cqe) = self.ring.next_completion() {
+                let i = cqe.user_data() as usize;
+                if i < queued && self.results[i].is_none() {
+                    self.results[i] = Some(cqe.result());
+                    reaped += 1;
+                }
+            }
+            if reaped == queued {
+                break;
+            }
+            if stop.is_none() {
+                if self.ring.closing() {
+                    stop = Some(Error::closed("socket"));
+                } else {
+                    match self.ring.wait(queued - reaped, deadline) {
+                        Ok(Waited::Progress) => continue,
+                        Ok(Waited::TimedOut) => stop = Some(Error::new(ErrorKind::Timeout, "send timed out waiting for socket buffer space")),
+                        Err(e) => stop = Some(e),
+                    }
+                }
+                // The caller's payloads must not be referenced after we return.
+                let mut results = std::mem::take(&mut self.results);
+                self.ring.cancel_all(|cqe| {
+                    let i = cqe.user_data() as usize;
+                    if i < queued && results[i].is_none() {
+                        results[i] = Some(cqe.result());
+                        reaped += 1;
+                    }
+                });
+                self.results = results;
+            }
+        }
+        let mut sent = 0;
+        let mut bytes = 0;
+        for i in 0..queued {
+            match self.results[i] {
+                Some(n) if n >= 0 => {
+                    sent += 1;
+                    bytes += n as usize;
+                }
+                Some(err) => {
+                    let e = stop.unwrap_or_else(|| send_error(-err));
+                    return Err((sent, bytes, e));
+                }
+                None => break,
+            }
+        }
+        match stop {
+            Some(e) if sent < queued => Err((sent, bytes, e)),
+            _ => Ok((sent, bytes)),
+        }
+    }
+
+    /// A push failed mid-chunk: cancel what was queued and report nothing sent
+    /// beyond what completed.
+    fn abort(&mut self, _queued: usize, e: Error) -> (usize, usize, Error) {
+        self.ring.cancel_all(|_| {});
+        (0, 0, e)
+    }
+
+    pub fn shutdown(&mut self) {
+        self.ring.cancel_all(|_| {});
+    }
+}
+
+fn send_error(errno: i32) -> Error {
+    match errno {
+        libc::EAGAIN => Error::new(ErrorKind::WouldBlock, "socket send buffer is full"),
+        _ => Error::os("sendmsg", errno),
+    }
+}
+
+impl Drop for MsgSender {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
