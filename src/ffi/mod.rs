@@ -1,1 +1,23 @@
-//! The C boundary. One file per C type; no logic lives here.
+//! The C boundary. One file per C type plus the shared plumbing
+//! (`panic`, `error`, `ffi`). Functions here convert arguments, call the
+//! safe modules, and convert results; no logic lives here.
+
+#![allow(non_camel_case_types)]
+
+#[macro_use]
+mod panic;
+mod addr;
+mod bytes;
+mod error;
+mod ffi;
+mod log;
+mod udp;
+mod userdata;
+mod version;
+
+pub use addr::*;
+pub use bytes::*;
+pub use error::*;
+pub use log::*;
+pub use udp::*;
+pub use version::*;
