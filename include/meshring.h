@@ -189,9 +189,11 @@ typedef struct mr_datagram {
 } mr_datagram;
 
 /*
- Counters of one handle since it was opened.
+ Counters of one handle since it was opened, filled by `mr_udp_stats`
+ (the struct has its own name because C cannot share one between a type
+ and a function).
  */
-typedef struct mr_udp_stats {
+typedef struct mr_udp_counters {
   uint64_t rx_datagrams;
   uint64_t rx_bytes;
   /*
@@ -210,7 +212,7 @@ typedef struct mr_udp_stats {
   uint64_t tx_bytes;
   uint64_t tx_calls;
   uint64_t tx_errors;
-} mr_udp_stats;
+} mr_udp_counters;
 
 #ifdef __cplusplus
 extern "C" {
@@ -321,7 +323,7 @@ enum mr_status mr_udp_local_addr(const struct mr_udp *u, struct mr_addr *out);
 /*
  Copies the handle's counters into `*out` (also after close).
  */
-enum mr_status mr_udp_stats(const struct mr_udp *u, struct mr_udp_stats *out);
+enum mr_status mr_udp_stats(const struct mr_udp *u, struct mr_udp_counters *out);
 
 /*
  Which backend the handle runs on (MR_BACKEND_URING or MR_BACKEND_BATCH);

@@ -82,10 +82,12 @@ pub struct mr_datagram {
     pub segment_size: u16,
 }
 
-/// Counters of one handle since it was opened.
+/// Counters of one handle since it was opened, filled by `mr_udp_stats`
+/// (the struct has its own name because C cannot share one between a type
+/// and a function).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct mr_udp_stats {
+pub struct mr_udp_counters {
     pub rx_datagrams: u64,
     pub rx_bytes: u64,
     /// mr_udp_recv calls that returned datagrams.
@@ -302,11 +304,11 @@ pub extern "C" fn mr_udp_local_addr(u: *const mr_udp, out: *mut mr_addr) -> mr_s
 
 /// Copies the handle's counters into `*out` (also after close).
 #[no_mangle]
-pub extern "C" fn mr_udp_stats(u: *const mr_udp, out: *mut mr_udp_stats) -> mr_status {
+pub extern "C" fn mr_udp_stats(u: *const mr_udp, out: *mut mr_udp_counters) -> mr_status {
     ffi_status!("mr_udp_stats", {
         let out = try_out(out, "out")?;
         let s = try_ref(u)?.stats();
-        *out = mr_udp_stats {
+        *out = mr_udp_counters {
             rx_datagrams: s.rx_datagrams,
             rx_bytes: s.rx_bytes,
             rx_calls: s.rx_calls,

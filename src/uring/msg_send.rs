@@ -10,6 +10,7 @@ use std::os::fd::RawFd;
 use crate::sync::Wait;
 use std::time::Instant;
 
+
 struct Slot {
     hdr: libc::msghdr,
     iov: libc::iovec,

@@ -1,0 +1,88 @@
+# meshring: build, test, demo, bench. `make help` lists the targets.
+
+CARGO    ?= cargo
+CC       ?= cc
+GO       ?= go
+PREFIX   ?= /usr/local
+VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+LIBDIR   := target/release
+LIB_A    := $(LIBDIR)/libmeshring.a
+LIB_SO   := $(LIBDIR)/libmeshring.so
+CFLAGS_C := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude
+LDLIBS   := -lpthread -ldl -lm
+BUILD    := build
+
+.PHONY: all lib header header-check test test-rust test-c test-go test-swift examples demo bench install clean help
+
+all: lib examples
+
+help:
+	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput)"
+	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module"
+	@echo "make bench         side-by-side benchmarks with ratios"
+	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
+
+lib: $(BUILD)/meshring.pc
+	$(CARGO) build --release
+
+# Regenerates include/meshring.h (build.rs runs cbindgen).
+header: lib
+
+$(BUILD)/meshring.pc: meshring.pc.in Cargo.toml
+	@mkdir -p $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# Fails when the committed header differs from a fresh generation.
+header-check:
+	@mkdir -p $(BUILD)
+	cp include/meshring.h $(BUILD)/meshring.h.committed
+	$(CARGO) build --release
+	@if ! cmp -s $(BUILD)/meshring.h.committed include/meshring.h; then \
+	  echo "include/meshring.h is out of date with the Rust sources; commit the regenerated header:"; \
+	  diff -u $(BUILD)/meshring.h.committed include/meshring.h | head -40; exit 1; fi
+	@if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- include/meshring.h; then \
+	  echo "include/meshring.h differs from the committed version (git diff include/meshring.h)"; exit 1; fi
+	@echo "header: up to date"
+
+examples: lib
+	@mkdir -p examples/c/bin
+	$(CC) $(CFLAGS_C) examples/c/udp_echo.c -o examples/c/bin/udp_echo $(LIB_A) $(LDLIBS)
+
+demo: examples
+	./examples/c/bin/udp_echo demo
+
+test: header-check test-rust test-c test-go examples test-swift
+	@echo "make test: all suites passed"
+
+test-rust:
+	$(CARGO) test --release
+
+test-c: lib
+	$(MAKE) -C c-tests check
+
+test-go: lib
+	cd go && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# The Swift module map, checked with clang's module support (Swift imports the same map).
+test-swift: lib
+	@if command -v clang >/dev/null 2>&1; then \
+	  mkdir -p $(BUILD)/swift-check && \
+	  printf '@import CMeshring;\nint main(void) { return mr_version_number() == MR_VERSION_NUMBER ? 0 : 1; }\n' > $(BUILD)/swift-check/main.m && \
+	  clang -fmodules -fmodules-cache-path=$(BUILD)/swift-check/cache -Iinclude $(BUILD)/swift-check/main.m -o $(BUILD)/swift-check/main -L$(LIBDIR) -l:libmeshring.a $(LDLIBS) && \
+	  ./$(BUILD)/swift-check/main && echo "module.modulemap: CMeshring imports and links"; \
+	else echo "SKIP module.modulemap check: clang is not installed (.ci/run installs it)"; fi
+
+bench: lib
+	bash bench/run.sh
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/meshring $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/meshring.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/module.modulemap $(DESTDIR)$(PREFIX)/include/meshring/
+	install -m 644 $(BUILD)/meshring.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD) examples/c/bin c-tests/bin bench/bin

@@ -1,0 +1,3 @@
+module github.com/meshring/meshring/go
+
+go 1.22

@@ -1,0 +1,37 @@
+// Package meshring is the Go binding of meshring, a Rust library with a C
+// ABI that provides io_uring UDP sockets (with a recvmmsg/sendmmsg fallback)
+// for the node side of a mesh VPN.
+//
+// The binding links the static library built at ../target/release and the
+// header at ../include. [UDPConn] implements [net.PacketConn] and adds batch
+// methods in the shape of wireguard-go's conn.Bind. Errors are [*Error]
+// values that match the Err* sentinels (and net.ErrClosed,
+// os.ErrDeadlineExceeded) with [errors.Is].
+package meshring
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include
+#cgo LDFLAGS: ${SRCDIR}/../target/release/libmeshring.a -lm -ldl -lpthread
+#include "shim.h"
+*/
+import "C"
+
+// BatchSize is the largest number of datagrams one ReadBatch or WriteBatch
+// call hands to the library; larger batches are split (writes) or capped
+// (reads).
+const BatchSize = C.MRGO_BATCH
+
+// HeaderVersion is the library version of the header this package was
+// compiled against.
+const HeaderVersion = C.MR_VERSION
+
+// Version returns the version of the linked library, "major.minor.patch".
+func Version() string {
+	return C.GoString(C.mr_version())
+}
+
+// VersionNumber returns the linked library's version as
+// major*1000000 + minor*1000 + patch.
+func VersionNumber() uint32 {
+	return uint32(C.mr_version_number())
+}
