@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Side-by-side UDP benchmark: every implementation in one invocation, median
+# of REPS runs each, printed as a table with ratios to the recvmmsg baseline.
+# Loopback only. Usage: bash bench/run.sh   (REPS=3 STREAM_COUNT=500000 DRAIN_COUNT=200000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+STREAM_COUNT=${STREAM_COUNT:-500000}
+DRAIN_COUNT=${DRAIN_COUNT:-200000}
+mkdir -p bench/bin
+cc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude bench/udp_bench.c -o bench/bin/udp_bench target/release/libmeshring.a -lpthread -ldl -lm
+(cd bench/go-udp && go build -o ../bin/go-udp .)
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+run() { for _ in $(seq "$REPS"); do "$@" >>"$out"; done; }
+for payload in 64 1400; do
+  for impl in recvmmsg meshring-uring meshring-batch; do
+    run bench/bin/udp_bench "$impl" stream "$payload" "$STREAM_COUNT"
+    run bench/bin/udp_bench "$impl" drain "$payload" "$DRAIN_COUNT"
+  done
+  run bench/bin/go-udp -payload "$payload" -count "$STREAM_COUNT"
+done
+for impl in recvmmsg-gso meshring-gso; do
+  run bench/bin/udp_bench "$impl" stream 1400 "$STREAM_COUNT"
+  run bench/bin/udp_bench "$impl" drain 1400 "$DRAIN_COUNT"
+done
+python3 bench/table.py "$out"
