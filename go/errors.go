@@ -15,20 +15,20 @@ type Status int
 
 // The status codes of the C ABI; values are fixed.
 const (
-	StatusOK               Status = 0
-	StatusInvalidArgument  Status = 1
-	StatusClosed           Status = 2
-	StatusTimeout          Status = 3
-	StatusWouldBlock       Status = 4
-	StatusIO               Status = 5
-	StatusUnsupported      Status = 6
-	StatusNotFound         Status = 7
-	StatusParse            Status = 8
-	StatusBufferTooSmall   Status = 9
-	StatusState            Status = 10
-	StatusUpToDate         Status = 11
-	StatusPanic            Status = 12
-	StatusNoMemory         Status = 13
+	StatusOK              Status = 0
+	StatusInvalidArgument Status = 1
+	StatusClosed          Status = 2
+	StatusTimeout         Status = 3
+	StatusWouldBlock      Status = 4
+	StatusIO              Status = 5
+	StatusUnsupported     Status = 6
+	StatusNotFound        Status = 7
+	StatusParse           Status = 8
+	StatusBufferTooSmall  Status = 9
+	StatusState           Status = 10
+	StatusUpToDate        Status = 11
+	StatusPanic           Status = 12
+	StatusNoMemory        Status = 13
 )
 
 // Sentinel errors, one per failure status; match them with errors.Is.

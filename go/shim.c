@@ -1,3 +1,5 @@
+#include <stdio.h>
+
 #include "shim.h"
 
 static mr_status capture(mr_status st, mrgo_err *err) {
@@ -16,7 +18,7 @@ mr_status mrgo_udp_local_addr(const mr_udp *u, mr_addr *out, mrgo_err *err) {
 	return capture(mr_udp_local_addr(u, out), err);
 }
 
-mr_status mrgo_udp_stats(const mr_udp *u, mr_udp_stats *out, mrgo_err *err) {
+mr_status mrgo_udp_stats(const mr_udp *u, mr_udp_counters *out, mrgo_err *err) {
 	return capture(mr_udp_stats(u, out), err);
 }
 
@@ -38,6 +40,8 @@ mr_status mrgo_udp_send(mr_udp *u, mrgo_call *c, size_t off, size_t n, int32_t t
 	mr_status st;
 	c->count = 0;
 	if (off > MRGO_BATCH || n > MRGO_BATCH - off) {
+		c->err.os_err = 0;
+		snprintf(c->err.msg, sizeof c->err.msg, "mrgo_udp_send: datagrams %zu..%zu exceed the batch of %d", off, off + n, MRGO_BATCH);
 		return MR_INVALID_ARGUMENT;
 	}
 	st = mr_udp_send(u, c->msgs + off, n, timeout_ms, &c->count);

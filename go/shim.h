@@ -33,7 +33,7 @@ typedef struct mrgo_call {
 
 mr_status mrgo_udp_bind(const char *addr, const mr_udp_config *cfg, mr_udp **out, mrgo_err *err);
 mr_status mrgo_udp_local_addr(const mr_udp *u, mr_addr *out, mrgo_err *err);
-mr_status mrgo_udp_stats(const mr_udp *u, mr_udp_stats *out, mrgo_err *err);
+mr_status mrgo_udp_stats(const mr_udp *u, mr_udp_counters *out, mrgo_err *err);
 mr_status mrgo_udp_recv(mr_udp *u, mrgo_call *c, size_t n, int32_t timeout_ms);
 mr_status mrgo_udp_send(mr_udp *u, mrgo_call *c, size_t off, size_t n, int32_t timeout_ms);
 

@@ -200,3 +200,21 @@ fn single_shot_receive_path_echoes() {
     }
     assert_eq!(b.stats().rx_datagrams, 200);
 }
+
+#[test]
+fn oversize_datagrams_are_dropped_counted_and_not_reported() {
+    for backend in backends() {
+        let (a, b) = pair("127.0.0.1:0", backend);
+        send_all(&a, b.local_addr(), &[vec![1u8; 3000], b"after".to_vec()]);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut slots = vec![Datagram::with_capacity(65535)];
+        let n = b.recv(&mut slots, Wait::from_ms(1000)).unwrap();
+        assert_eq!(n, 1, "{backend:?}");
+        assert_eq!(slots[0].data(), b"after", "{backend:?}");
+        assert_eq!(b.stats().rx_oversize, 1, "{backend:?}");
+        assert_eq!(b.stats().rx_datagrams, 1, "{backend:?}");
+        send_all(&a, b.local_addr(), &[vec![1u8; 3000]]);
+        let e = b.recv(&mut slots, Wait::from_ms(100)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout, "{backend:?}");
+    }
+}

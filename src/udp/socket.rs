@@ -206,7 +206,9 @@ impl UdpSocket {
             Rx::Closed => Err(Error::closed("socket")),
         };
         drop(rx);
-        let n = result?;
+        result?;
+        // Count what the consumer actually filled, whatever the engine reported.
+        let n = filled;
         if n == 0 {
             let (need, have, index) = too_small.unwrap_or((0, 0, 0));
             return Err(Error::new(

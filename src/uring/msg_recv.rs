@@ -206,35 +206,37 @@ impl MsgReceiver {
 
     /// Offers the stash, then completions, until the consumer stops or the CQ is empty.
     fn offer(&mut self, consume: &mut impl FnMut(&Incoming) -> Flow, taken: &mut usize) -> Flow {
-        if let Some(stashed) = self.stash.take() {
-            let flow = self.deliver(stashed.bid, stashed.len, consume);
-            if flow == Flow::Keep {
-                self.stash = Some(stashed);
-                return Flow::Keep;
-            }
-            *taken += 1;
-            self.give_back(stashed.bid);
-            if flow == Flow::Full {
-                self.bufs.publish();
-                return Flow::Full;
-            }
-        }
         let mut flow = Flow::More;
-        while let Some(cqe) = self.ring.next_completion() {
-            let Some((bid, len)) = self.completed_buffer(&cqe) else { continue };
-            flow = self.deliver(bid, len, consume);
-            if flow == Flow::Keep {
-                self.stash = Some(Stashed { bid, len });
-                break;
-            }
-            *taken += 1;
-            self.give_back(bid);
-            if flow == Flow::Full {
-                break;
+        if let Some(stashed) = self.stash.take() {
+            flow = self.offer_one(stashed.bid, stashed.len, consume, taken);
+        }
+        while flow == Flow::More {
+            let Some(cqe) = self.ring.next_completion() else { break };
+            if let Some((bid, len)) = self.completed_buffer(&cqe) {
+                flow = self.offer_one(bid, len, consume, taken);
             }
         }
         self.bufs.publish();
         flow
+    }
+
+    /// Offers one filled buffer; recycles it unless the consumer keeps it waiting.
+    fn offer_one(&mut self, bid: u16, len: usize, consume: &mut impl FnMut(&Incoming) -> Flow, taken: &mut usize) -> Flow {
+        match self.deliver(bid, len, consume) {
+            Some(Flow::Keep) => {
+                self.stash = Some(Stashed { bid, len });
+                Flow::Keep
+            }
+            Some(flow) => {
+                *taken += 1;
+                self.give_back(bid);
+                flow
+            }
+            None => {
+                self.give_back(bid);
+                Flow::More
+            }
+        }
     }
 
     /// Interprets one receive completion: the buffer it filled, or `None`
@@ -271,31 +273,31 @@ impl MsgReceiver {
         Some((slot as u16, res as usize))
     }
 
-    fn deliver(&mut self, bid: u16, len: usize, consume: &mut impl FnMut(&Incoming) -> Flow) -> Flow {
+    fn deliver(&mut self, bid: u16, len: usize, consume: &mut impl FnMut(&Incoming) -> Flow) -> Option<Flow> {
         if !self.multishot {
             let s = &self.singles[bid as usize];
             if s.hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 self.counters.oversize += 1;
-                return Flow::More;
+                return None;
             }
             let addr = s.name.decode(s.hdr.msg_namelen).map(crate::addr::unmap);
             let control = &s.control[..(s.hdr.msg_controllen as usize).min(self.control_len)];
             let segment_size = crate::sys::gro_segment_size(control);
             let payload = self.bufs.buffer(bid, len);
-            return consume(&Incoming { payload, addr, segment_size });
+            return Some(consume(&Incoming { payload, addr, segment_size }));
         }
         let data = self.bufs.buffer(bid, len);
         let Ok(out) = types::RecvMsgOut::parse(data, &self.template) else {
             self.counters.oversize += 1;
-            return Flow::More;
+            return None;
         };
         if out.is_payload_truncated() {
             self.counters.oversize += 1;
-            return Flow::More;
+            return None;
         }
         let addr = sockaddr_from_bytes(out.name_data()).map(crate::addr::unmap);
         let segment_size = if self.control_len > 0 { crate::sys::gro_segment_size(out.control_data()) } else { 0 };
-        consume(&Incoming { payload: out.payload_data(), addr, segment_size })
+        Some(consume(&Incoming { payload: out.payload_data(), addr, segment_size }))
     }
 
     fn give_back(&mut self, bid: u16) {

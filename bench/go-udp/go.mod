@@ -1,0 +1,3 @@
+module github.com/meshring/meshring/bench/go-udp
+
+go 1.22
