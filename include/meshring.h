@@ -32,6 +32,12 @@
 
 
 /*
+ Buffer size that holds any `mr_addr_format` result with its NUL
+ ("[ffff:...:ffff%4294967295]:65535" is 58 characters).
+ */
+#define MR_ADDR_TEXT_MAX 64
+
+/*
  `mr_udp_config.flags`: send with UDP GSO (`mr_datagram.segment_size`).
  */
 #define MR_UDP_GSO 1
@@ -227,7 +233,7 @@ enum mr_status mr_addr_parse(const char *text, struct mr_addr *out);
 /*
  Formats `*a` as text ("1.2.3.4:5", "[fe80::1%2]:5") into `buf` of `cap`
  bytes, NUL-terminated. `*len` (if not NULL) receives the length without
- the NUL, also when the result is MR_BUFFER_TOO_SMALL; 48 bytes always suffice.
+ the NUL, also when the result is MR_BUFFER_TOO_SMALL; MR_ADDR_TEXT_MAX bytes always suffice.
  */
 enum mr_status mr_addr_format(const struct mr_addr *a, char *buf, size_t cap, size_t *len);
 
@@ -316,7 +322,7 @@ enum mr_status mr_udp_recv(struct mr_udp *u, struct mr_datagram *msgs, size_t n,
 enum mr_status mr_udp_send(struct mr_udp *u, const struct mr_datagram *msgs, size_t n, int32_t timeout_ms, size_t *sent);
 
 /*
- The address the socket is bound to.
+ The address the socket is bound to. MR_CLOSED after `mr_udp_close`.
  */
 enum mr_status mr_udp_local_addr(const struct mr_udp *u, struct mr_addr *out);
 

@@ -52,14 +52,14 @@ fn echo_batches_v4_and_v6_on_both_backends() {
         for bind in ["127.0.0.1:0", "[::1]:0"] {
             let (a, b) = pair(bind, backend);
             let payloads: Vec<Vec<u8>> = (0..64u32).map(|i| i.to_be_bytes().repeat(1 + i as usize % 300)).collect();
-            send_all(&a, b.local_addr(), &payloads);
+            send_all(&a, b.local_addr().unwrap(), &payloads);
             let got = recv_n(&b, 64);
             let mut seen: Vec<Vec<u8>> = got.iter().map(|d| d.data().to_vec()).collect();
             seen.sort();
             let mut want = payloads.clone();
             want.sort();
             assert_eq!(seen, want, "{backend:?} {bind}");
-            assert!(got.iter().all(|d| d.addr == Some(a.local_addr())));
+            assert!(got.iter().all(|d| d.addr == Some(a.local_addr().unwrap())));
             let st = b.stats();
             assert_eq!(st.rx_datagrams, 64);
             assert_eq!(st.rx_bytes as usize, payloads.iter().map(Vec::len).sum::<usize>());
@@ -72,13 +72,13 @@ fn echo_batches_v4_and_v6_on_both_backends() {
 fn dual_stack_maps_v4_peers_to_family_4() {
     for backend in backends() {
         let server = UdpSocket::bind(&"[::]:0".parse().unwrap(), &config(backend)).unwrap();
-        let port = server.local_addr().port();
+        let port = server.local_addr().unwrap().port();
         let client = UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &config(backend)).unwrap();
         send_all(&client, SocketAddr::from(([127, 0, 0, 1], port)), &[b"hi".to_vec()]);
         let got = recv_n(&server, 1);
-        assert_eq!(got[0].addr, Some(client.local_addr()));
+        assert_eq!(got[0].addr, Some(client.local_addr().unwrap()));
         // And back: a family-4 destination from the v6 socket.
-        send_all(&server, client.local_addr(), &[b"yo".to_vec()]);
+        send_all(&server, client.local_addr().unwrap(), &[b"yo".to_vec()]);
         assert_eq!(recv_n(&client, 1)[0].data(), b"yo");
     }
 }
@@ -119,7 +119,7 @@ fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
         a.close();
         let mut slots = vec![Datagram::with_capacity(64)];
         assert_eq!(a.recv(&mut slots, Wait::from_ms(0)).unwrap_err().kind, ErrorKind::Closed);
-        let (sent, err) = a.send(&[Outgoing { payload: b"x", addr: a.local_addr(), segment_size: 0 }], Wait::Never);
+        let (sent, err) = a.send(&[Outgoing { payload: b"x", addr: a.local_addr().unwrap(), segment_size: 0 }], Wait::Never);
         assert_eq!((sent, err.map(|e| e.kind)), (0, Some(ErrorKind::Closed)));
     }
 }
@@ -128,7 +128,7 @@ fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
 fn too_small_buffer_keeps_the_datagram() {
     for backend in backends() {
         let (a, b) = pair("127.0.0.1:0", backend);
-        send_all(&a, b.local_addr(), &[vec![7u8; 1000], vec![8u8; 10]]);
+        send_all(&a, b.local_addr().unwrap(), &[vec![7u8; 1000], vec![8u8; 10]]);
         std::thread::sleep(Duration::from_millis(20));
         let mut small = vec![Datagram::with_capacity(100)];
         let e = b.recv(&mut small, Wait::from_ms(1000)).unwrap_err();
@@ -154,7 +154,7 @@ fn gso_send_and_gro_receive_round_trip() {
         let b = UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
         let segs = 20usize;
         let payload: Vec<u8> = (0..segs * 1200).map(|i| (i / 1200) as u8).collect();
-        let (sent, err) = a.send(&[Outgoing { payload: &payload, addr: b.local_addr(), segment_size: 1200 }], Wait::from_ms(1000));
+        let (sent, err) = a.send(&[Outgoing { payload: &payload, addr: b.local_addr().unwrap(), segment_size: 1200 }], Wait::from_ms(1000));
         assert_eq!(sent, 1, "{err:?}");
         let mut total = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -194,7 +194,7 @@ fn single_shot_receive_path_echoes() {
     let b = UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let payloads: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_le_bytes().to_vec()).collect();
     for chunk in payloads.chunks(50) {
-        send_all(&a, b.local_addr(), chunk);
+        send_all(&a, b.local_addr().unwrap(), chunk);
         let got = recv_n(&b, chunk.len());
         assert_eq!(got.len(), chunk.len());
     }
@@ -205,7 +205,7 @@ fn single_shot_receive_path_echoes() {
 fn oversize_datagrams_are_dropped_counted_and_not_reported() {
     for backend in backends() {
         let (a, b) = pair("127.0.0.1:0", backend);
-        send_all(&a, b.local_addr(), &[vec![1u8; 3000], b"after".to_vec()]);
+        send_all(&a, b.local_addr().unwrap(), &[vec![1u8; 3000], b"after".to_vec()]);
         std::thread::sleep(Duration::from_millis(20));
         let mut slots = vec![Datagram::with_capacity(65535)];
         let n = b.recv(&mut slots, Wait::from_ms(1000)).unwrap();
@@ -213,7 +213,7 @@ fn oversize_datagrams_are_dropped_counted_and_not_reported() {
         assert_eq!(slots[0].data(), b"after", "{backend:?}");
         assert_eq!(b.stats().rx_oversize, 1, "{backend:?}");
         assert_eq!(b.stats().rx_datagrams, 1, "{backend:?}");
-        send_all(&a, b.local_addr(), &[vec![1u8; 3000]]);
+        send_all(&a, b.local_addr().unwrap(), &[vec![1u8; 3000]]);
         let e = b.recv(&mut slots, Wait::from_ms(100)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Timeout, "{backend:?}");
     }

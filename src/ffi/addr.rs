@@ -45,6 +45,10 @@ impl mr_addr {
     }
 }
 
+/// Buffer size that holds any `mr_addr_format` result with its NUL
+/// ("[ffff:...:ffff%4294967295]:65535" is 58 characters).
+pub const MR_ADDR_TEXT_MAX: usize = 64;
+
 /// Parses "1.2.3.4:5", "[::1]:5", "[fe80::1%2]:5" or "[fe80::1%eth0]:5"
 /// into `*out`. MR_PARSE if the text is not such an address.
 #[no_mangle]
@@ -59,7 +63,7 @@ pub extern "C" fn mr_addr_parse(text: *const c_char, out: *mut mr_addr) -> mr_st
 
 /// Formats `*a` as text ("1.2.3.4:5", "[fe80::1%2]:5") into `buf` of `cap`
 /// bytes, NUL-terminated. `*len` (if not NULL) receives the length without
-/// the NUL, also when the result is MR_BUFFER_TOO_SMALL; 48 bytes always suffice.
+/// the NUL, also when the result is MR_BUFFER_TOO_SMALL; MR_ADDR_TEXT_MAX bytes always suffice.
 #[no_mangle]
 pub extern "C" fn mr_addr_format(a: *const mr_addr, buf: *mut c_char, cap: usize, len: *mut usize) -> mr_status {
     ffi_status!("mr_addr_format", {

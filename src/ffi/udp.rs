@@ -292,12 +292,12 @@ pub extern "C" fn mr_udp_send(u: *mut mr_udp, msgs: *const mr_datagram, n: usize
     })
 }
 
-/// The address the socket is bound to.
+/// The address the socket is bound to. MR_CLOSED after `mr_udp_close`.
 #[no_mangle]
 pub extern "C" fn mr_udp_local_addr(u: *const mr_udp, out: *mut mr_addr) -> mr_status {
     ffi_status!("mr_udp_local_addr", {
         let out = try_out(out, "out")?;
-        *out = try_ref(u)?.local_addr().into();
+        *out = try_ref(u)?.local_addr()?.into();
         Ok(())
     })
 }

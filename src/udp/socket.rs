@@ -119,8 +119,11 @@ impl UdpSocket {
         Ok(parts)
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        if self.is_closed() {
+            return Err(Error::closed("socket"));
+        }
+        Ok(self.local)
     }
 
     pub fn backend(&self) -> Backend {

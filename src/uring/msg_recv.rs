@@ -113,7 +113,7 @@ impl MsgReceiver {
         if let Some(ready) = ready_fd {
             ring.register_eventfd(ready)?;
         }
-        Ok(MsgReceiver {
+        let mut receiver = MsgReceiver {
             ring,
             bufs,
             template,
@@ -126,7 +126,12 @@ impl MsgReceiver {
             stash: None,
             pending_error: None,
             counters: RecvCounters::default(),
-        })
+        };
+        // Arm now, not on the first receive: a host that waits on the
+        // readiness fd before ever calling receive must still be woken.
+        receiver.arm()?;
+        receiver.ring.submit()?;
+        Ok(receiver)
     }
 
     fn arm(&mut self) -> Result<()> {
