@@ -99,6 +99,7 @@ fn timeouts_follow_the_abi() {
 fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
     for backend in backends() {
         let (a, _) = pair("127.0.0.1:0", backend);
+        let local = a.local_addr().unwrap();
         let a = Arc::new(a);
         let reader = {
             let a = a.clone();
@@ -119,7 +120,8 @@ fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
         a.close();
         let mut slots = vec![Datagram::with_capacity(64)];
         assert_eq!(a.recv(&mut slots, Wait::from_ms(0)).unwrap_err().kind, ErrorKind::Closed);
-        let (sent, err) = a.send(&[Outgoing { payload: b"x", addr: a.local_addr().unwrap(), segment_size: 0 }], Wait::Never);
+        assert_eq!(a.local_addr().unwrap_err().kind, ErrorKind::Closed);
+        let (sent, err) = a.send(&[Outgoing { payload: b"x", addr: local, segment_size: 0 }], Wait::Never);
         assert_eq!((sent, err.map(|e| e.kind)), (0, Some(ErrorKind::Closed)));
     }
 }
