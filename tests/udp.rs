@@ -220,3 +220,23 @@ fn oversize_datagrams_are_dropped_counted_and_not_reported() {
         assert_eq!(e.kind, ErrorKind::Timeout, "{backend:?}");
     }
 }
+
+/// utime + stime of the calling thread, in clock ticks (1/100 s).
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn blocked_receive_burns_no_cpu() {
+    for backend in backends() {
+        let (a, _) = pair("127.0.0.1:0", backend);
+        let before = thread_cpu_ticks();
+        let mut slots = vec![Datagram::with_capacity(64)];
+        assert_eq!(a.recv(&mut slots, Wait::from_ms(600)).unwrap_err().kind, ErrorKind::Timeout);
+        let used = thread_cpu_ticks() - before;
+        // A busy wait would burn ~60 ticks; sleeping in the kernel burns ~0.
+        assert!(used <= 5, "{backend:?}: {used} ticks of CPU while blocked 600 ms");
+    }
+}
