@@ -160,7 +160,8 @@ typedef struct mr_udp_config {
    */
   uint32_t flags;
   /*
-   io_uring receive buffers the kernel can fill ahead of the caller (1024).
+   io_uring receive buffers the kernel can fill ahead of the caller
+   (1024; at most 64 with MR_UDP_GRO, whose buffers are 64 KiB each).
    */
   uint32_t recv_buffers;
   /*

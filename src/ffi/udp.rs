@@ -55,7 +55,8 @@ pub struct mr_udp_config {
     pub backend: u32,
     /// MR_UDP_* bits.
     pub flags: u32,
-    /// io_uring receive buffers the kernel can fill ahead of the caller (1024).
+    /// io_uring receive buffers the kernel can fill ahead of the caller
+    /// (1024; at most 64 with MR_UDP_GRO, whose buffers are 64 KiB each).
     pub recv_buffers: u32,
     /// Largest datagram received whole, up to 65535; larger ones are dropped
     /// and counted in `rx_oversize`. 0 = 2048, or 65535 with MR_UDP_GRO.

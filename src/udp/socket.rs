@@ -338,7 +338,8 @@ fn uring_engines(fd: RawFd, wake: &EventFd, v6_socket: bool, cfg: &UdpConfig) ->
     }
     let ready = EventFd::new()?;
     let rx_cfg = ReceiverConfig {
-        buffers: cfg.recv_buffers,
+        // GRO buffers are 64 KiB each: 64 of them already hold ~2,900 datagrams.
+        buffers: if cfg.gro { cfg.recv_buffers.min(64) } else { cfg.recv_buffers },
         max_payload: cfg.max_datagram(),
         gro: cfg.gro,
         multishot: features.multishot_recvmsg && !cfg.force_single_shot,
