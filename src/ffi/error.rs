@@ -1,6 +1,7 @@
 //! Numbered status codes and the thread-local last error.
 
 use crate::error::{Error, ErrorKind};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::os::raw::{c_char, c_int};
 
@@ -62,36 +63,63 @@ impl From<ErrorKind> for mr_status {
     }
 }
 
+/// The last failure, kept as its parts: composing "export: message" only
+/// when the host asks keeps failing hot calls (timeout 0 polling) free of
+/// allocation.
 struct LastError {
-    message: Vec<u8>,
+    export: &'static str,
+    message: Cow<'static, str>,
     os_error: i32,
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<LastError> = const { RefCell::new(LastError { message: Vec::new(), os_error: 0 }) };
+impl LastError {
+    const SEPARATOR: &'static str = ": ";
+
+    fn parts(&self) -> [&[u8]; 3] {
+        if self.export.is_empty() {
+            return [b"", b"", self.message.as_bytes()];
+        }
+        [self.export.as_bytes(), Self::SEPARATOR.as_bytes(), self.message.as_bytes()]
+    }
 }
 
-pub(crate) fn set_last_error(status: mr_status, message: String, os_error: i32) {
-    ::log::debug!("{status:?}: {message}");
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> =
+        const { RefCell::new(LastError { export: "", message: Cow::Borrowed(""), os_error: 0 }) };
+}
+
+pub(crate) fn set_last_error(export: &'static str, status: mr_status, message: Cow<'static, str>, os_error: i32) {
+    ::log::debug!("{export}: {status:?}: {message}");
     LAST_ERROR.with(|e| {
         let mut e = e.borrow_mut();
-        e.message = message.into_bytes();
-        e.message.retain(|&b| b != 0);
-        e.os_error = if status == mr_status::MR_IO { os_error } else { e.os_error };
+        e.export = export;
+        e.message = message;
+        if status == mr_status::MR_IO {
+            e.os_error = os_error;
+        }
     });
 }
 
-pub(crate) fn record(export: &str, error: &Error) -> mr_status {
+pub(crate) fn record(export: &'static str, error: &Error) -> mr_status {
     let status = mr_status::from(error.kind);
-    set_last_error(status, format!("{export}: {}", error.message), error.os_error);
+    set_last_error(export, status, error.message.clone(), error.os_error);
     status
 }
 
-pub(crate) fn status_of(export: &str, result: crate::error::Result<()>) -> mr_status {
+pub(crate) fn status_of(export: &'static str, result: crate::error::Result<()>) -> mr_status {
     match result {
         Ok(()) => mr_status::MR_OK,
         Err(e) => record(export, &e),
     }
+}
+
+/// For exports that return a value rather than a status: the value, or
+/// `fallback` with the error recorded for `mr_last_error`.
+pub(crate) fn value_or<R>(export: &'static str, result: crate::error::Result<R>, fallback: R) -> R {
+    result.unwrap_or_else(|e| {
+        record(export, &e);
+        fallback
+    })
 }
 
 /// A static, NUL-terminated description of `status` ("MR_TIMEOUT: ...").
@@ -119,16 +147,21 @@ pub extern "C" fn mr_last_error(buf: *mut c_char, cap: usize) -> usize {
     ffi_value!("mr_last_error", {
         LAST_ERROR.with(|e| {
             let e = e.borrow();
+            let parts = e.parts();
+            let full: usize = parts.iter().map(|p| p.len()).sum();
             if !buf.is_null() && cap > 0 {
-                let n = e.message.len().min(cap - 1);
-                // SAFETY: the caller promises `buf` has `cap` writable bytes; we
-                // write n + 1 <= cap of them.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(e.message.as_ptr(), buf.cast::<u8>(), n);
-                    *buf.add(n) = 0;
+                let mut written = 0;
+                for part in parts {
+                    let n = part.len().min(cap - 1 - written);
+                    // SAFETY: the caller promises `buf` has `cap` writable bytes;
+                    // `written + n <= cap - 1`, leaving room for the NUL.
+                    unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), buf.cast::<u8>().add(written), n) };
+                    written += n;
                 }
+                // SAFETY: `written <= cap - 1`, inside the caller's buffer.
+                unsafe { *buf.add(written) = 0 };
             }
-            e.message.len()
+            full
         })
     })
 }

@@ -44,7 +44,7 @@ impl<T> PanicValue for *const T {
     }
 }
 
-pub(crate) fn boundary<R: PanicValue>(export: &str, body: impl FnOnce() -> R) -> R {
+pub(crate) fn boundary<R: PanicValue>(export: &'static str, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => value,
         Err(payload) => {
@@ -53,9 +53,8 @@ pub(crate) fn boundary<R: PanicValue>(export: &str, body: impl FnOnce() -> R) ->
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            let message = format!("{export}: internal panic: {what}");
-            ::log::error!("{message}");
-            set_last_error(mr_status::MR_PANIC, message, 0);
+            ::log::error!("{export}: internal panic: {what}");
+            set_last_error(export, mr_status::MR_PANIC, format!("internal panic: {what}").into(), 0);
             R::on_panic()
         }
     }

@@ -1,7 +1,7 @@
 //! `mr_udp`: a UDP socket on io_uring (or the recvmmsg/sendmmsg fallback).
 
 use super::addr::mr_addr;
-use super::error::mr_status;
+use super::error::{mr_status, value_or};
 use super::ffi::{free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
 use crate::error::{Error, Result};
 use crate::sync::Wait;
@@ -328,15 +328,12 @@ pub extern "C" fn mr_udp_stats(u: *const mr_udp, out: *mut mr_udp_counters) -> m
 /// MR_BACKEND_AUTO if `u` is NULL.
 #[no_mangle]
 pub extern "C" fn mr_udp_backend(u: *const mr_udp) -> mr_backend {
-    super::panic::boundary("mr_udp_backend", || match try_ref(u) {
-        Ok(u) => match u.backend() {
+    super::panic::boundary("mr_udp_backend", || {
+        let backend = try_ref(u).map(|u| match u.backend() {
             Backend::Uring => mr_backend::MR_BACKEND_URING,
             Backend::Batch => mr_backend::MR_BACKEND_BATCH,
-        },
-        Err(e) => {
-            super::error::record("mr_udp_backend", &e);
-            mr_backend::MR_BACKEND_AUTO
-        }
+        });
+        value_or("mr_udp_backend", backend, mr_backend::MR_BACKEND_AUTO)
     })
 }
 
@@ -354,11 +351,8 @@ impl super::panic::PanicValue for mr_backend {
 #[no_mangle]
 pub extern "C" fn mr_udp_fd(u: *const mr_udp) -> c_int {
     super::panic::boundary("mr_udp_fd", || {
-        let result = try_ref(u).and_then(|u| if u.is_closed() { Err(Error::closed("socket")) } else { Ok(u.ready_fd()) });
-        result.unwrap_or_else(|e| {
-            super::error::record("mr_udp_fd", &e);
-            -1
-        })
+        let fd = try_ref(u).and_then(|u| if u.is_closed() { Err(Error::closed("socket is closed")) } else { Ok(u.ready_fd()) });
+        value_or("mr_udp_fd", fd, -1)
     })
 }
 

@@ -82,7 +82,7 @@ impl BatchRx {
                     }
                     match sys::wait_readable_or_woken(fd, wake, wait.deadline())? {
                         PollResult::Ready => {}
-                        PollResult::Woken => return Err(Error::closed("socket")),
+                        PollResult::Woken => return Err(Error::closed("socket is closed")),
                         PollResult::TimedOut => return Err(Error::new(ErrorKind::Timeout, "no datagram before the timeout")),
                     }
                 }
@@ -126,7 +126,7 @@ impl BatchTx {
                     }
                     match sys::wait_writable_or_woken(fd, wake, wait.deadline()) {
                         Ok(PollResult::Ready) => {}
-                        Ok(PollResult::Woken) => return (sent, bytes, Some(Error::closed("socket"))),
+                        Ok(PollResult::Woken) => return (sent, bytes, Some(Error::closed("socket is closed"))),
                         Ok(PollResult::TimedOut) => {
                             return (sent, bytes, Some(Error::new(ErrorKind::Timeout, "send timed out waiting for socket buffer space")))
                         }

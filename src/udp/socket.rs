@@ -121,7 +121,7 @@ impl UdpSocket {
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
         if self.is_closed() {
-            return Err(Error::closed("socket"));
+            return Err(Error::closed("socket is closed"));
         }
         Ok(self.local)
     }
@@ -152,10 +152,10 @@ impl UdpSocket {
 
     fn take<'a, T>(&self, baton: &'a Baton<T>, wait: Wait) -> Result<crate::sync::Held<'a, T>> {
         if self.is_closed() {
-            return Err(Error::closed("socket"));
+            return Err(Error::closed("socket is closed"));
         }
         baton.take(wait.deadline(), false).map_err(|e| match (e, wait) {
-            (BatonError::Shut, _) => Error::closed("socket"),
+            (BatonError::Shut, _) => Error::closed("socket is closed"),
             (BatonError::Timeout, Wait::Never) => Error::new(ErrorKind::WouldBlock, "another thread is using the socket"),
             (BatonError::Timeout, _) => Error::new(ErrorKind::Timeout, "timed out waiting for another thread using the socket"),
         })
@@ -206,7 +206,7 @@ impl UdpSocket {
                 Counters::store(&self.counters.rx_oversize, b.oversize);
                 result
             }
-            Rx::Closed => Err(Error::closed("socket")),
+            Rx::Closed => Err(Error::closed("socket is closed")),
         };
         drop(rx);
         result?;
@@ -247,7 +247,7 @@ impl UdpSocket {
                 (o.sent, o.bytes, o.error)
             }
             Tx::Batch(b) => b.send(fd, self.wake.as_raw_fd(), self.v6_socket, msgs, wait),
-            Tx::Closed => (0, 0, Some(Error::closed("socket"))),
+            Tx::Closed => (0, 0, Some(Error::closed("socket is closed"))),
         };
         drop(tx);
         Counters::add(&self.counters.tx_calls, 1);

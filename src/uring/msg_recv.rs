@@ -176,7 +176,7 @@ impl MsgReceiver {
         let mut taken = 0;
         loop {
             if self.ring.closing() {
-                return Err(Error::closed("socket"));
+                return Err(Error::closed("socket is closed"));
             }
             if let Some(errno) = self.pending_error.take() {
                 if taken > 0 {
@@ -193,7 +193,7 @@ impl MsgReceiver {
                 return Ok(taken);
             }
             if self.ring.closing() {
-                return Err(Error::closed("socket"));
+                return Err(Error::closed("socket is closed"));
             }
             self.arm()?;
             if wait.is_never() {

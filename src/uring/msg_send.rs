@@ -83,13 +83,15 @@ impl MsgSender {
         deadline: Option<Instant>,
     ) -> std::result::Result<(usize, usize), (usize, usize, Error)> {
         if self.ring.closing() {
-            return Err((0, 0, Error::closed("socket")));
+            return Err((0, 0, Error::closed("socket is closed")));
         }
         let flags = if nonblocking { libc::MSG_DONTWAIT as u32 } else { 0 };
         let mut queued = 0;
-        let mut entries: [Option<squeue::Entry>; 1] = [None];
-        for msg in msgs.take(self.slots.len()) {
-            let slot = &mut self.slots[queued];
+        let mut stop: Option<Error> = None;
+        // Each entry is pushed once the next exists, so all but the last are linked.
+        let mut previous: Option<squeue::Entry> = None;
+        for (i, msg) in msgs.take(self.slots.len()).enumerate() {
+            let slot = &mut self.slots[i];
             let (raw, name_len) = RawSockAddr::encode(&msg.addr, self.v6_socket);
             slot.name = raw;
             slot.iov = libc::iovec { iov_base: msg.payload.as_ptr() as *mut _, iov_len: msg.payload.len() };
@@ -105,26 +107,38 @@ impl MsgSender {
                 slot.hdr.msg_control = std::ptr::null_mut();
                 slot.hdr.msg_controllen = 0;
             }
-            // Push the previous entry linked to this one; the last goes unlinked.
-            if let Some(prev) = entries[0].take() {
+            let entry = opcode::SendMsg::new(types::Fd(self.fd), &slot.hdr).flags(flags).build().user_data(i as u64);
+            self.results[i] = None;
+            if let Some(prev) = previous.replace(entry) {
                 // SAFETY: the slot and the payload stay valid until every completion
                 // of this chunk has been reaped below, before `send` returns.
                 if let Err(e) = unsafe { self.ring.push(&prev.flags(squeue::Flags::IO_LINK)) } {
-                    return Err(self.abort(queued - 1, e));
+                    stop = Some(e);
+                    previous = None;
+                    break;
                 }
+                queued += 1;
             }
-            entries[0] = Some(opcode::SendMsg::new(types::Fd(self.fd), &slot.hdr).flags(flags).build().user_data(queued as u64));
-            self.results[queued] = None;
-            queued += 1;
         }
-        let Some(last) = entries[0].take() else { return Ok((0, 0)) };
-        // SAFETY: as above.
-        if let Err(e) = unsafe { self.ring.push(&last) } {
-            return Err(self.abort(queued - 1, e));
+        if let Some(last) = previous {
+            // SAFETY: as above.
+            match unsafe { self.ring.push(&last) } {
+                Ok(()) => queued += 1,
+                Err(e) => stop = Some(e),
+            }
+        }
+        let push_failed = stop.is_some();
+        if queued == 0 {
+            return stop.map_or(Ok((0, 0)), |e| Err((0, 0, e)));
         }
         let mut reaped = 0;
-        let mut stop: Option<Error> = None;
-        while reaped < queued {
+        if stop.is_some() {
+            // A push failed: what was queued must still finish or be cancelled.
+            self.cancel_into_results(queued, &mut reaped);
+        }
+        // After a stop, `cancel_into_results` has drained the ring: nothing
+        // more can arrive, so the loop ends even if a result went missing.
+        while reaped < queued && stop.is_none() {
             while let Some(cqe) = self.ring.next_completion() {
                 let i = cqe.user_data() as usize;
                 if i < queued && self.results[i].is_none() {
@@ -135,27 +149,19 @@ impl MsgSender {
             if reaped == queued {
                 break;
             }
-            if stop.is_none() {
-                if self.ring.closing() {
-                    stop = Some(Error::closed("socket"));
-                } else {
-                    match self.ring.wait(queued - reaped, deadline) {
-                        Ok(Waited::Progress) => continue,
-                        Ok(Waited::TimedOut) => stop = Some(Error::new(ErrorKind::Timeout, "send timed out waiting for socket buffer space")),
-                        Err(e) => stop = Some(e),
-                    }
+            stop = Some(if self.ring.closing() {
+                Error::closed("socket is closed")
+            } else {
+                // MSG_DONTWAIT sends complete (or fail with EAGAIN) at once,
+                // so a non-blocking call can wait for all of them.
+                match self.ring.wait(queued - reaped, if nonblocking { None } else { deadline }) {
+                    Ok(Waited::Progress) => continue,
+                    Ok(Waited::TimedOut) => Error::new(ErrorKind::Timeout, "send timed out waiting for socket buffer space"),
+                    Err(e) => e,
                 }
-                // The caller's payloads must not be referenced after we return.
-                let mut results = std::mem::take(&mut self.results);
-                self.ring.cancel_all(|cqe| {
-                    let i = cqe.user_data() as usize;
-                    if i < queued && results[i].is_none() {
-                        results[i] = Some(cqe.result());
-                        reaped += 1;
-                    }
-                });
-                self.results = results;
-            }
+            });
+            // The caller's payloads must not be referenced after we return.
+            self.cancel_into_results(queued, &mut reaped);
         }
         let mut sent = 0;
         let mut bytes = 0;
@@ -172,17 +178,25 @@ impl MsgSender {
                 None => break,
             }
         }
+        // A failed push consumed a datagram from the iterator that was never
+        // queued, so it must be reported even if everything queued went.
         match stop {
-            Some(e) if sent < queued => Err((sent, bytes, e)),
+            Some(e) if sent < queued || push_failed => Err((sent, bytes, e)),
             _ => Ok((sent, bytes)),
         }
     }
 
-    /// A push failed mid-chunk: cancel what was queued and report nothing sent
-    /// beyond what completed.
-    fn abort(&mut self, _queued: usize, e: Error) -> (usize, usize, Error) {
-        self.ring.cancel_all(|_| {});
-        (0, 0, e)
+    /// Cancels what is still in flight and records every completion, so no
+    /// caller payload is referenced once this returns.
+    fn cancel_into_results(&mut self, queued: usize, reaped: &mut usize) {
+        let results = &mut self.results;
+        self.ring.cancel_all(|cqe| {
+            let i = cqe.user_data() as usize;
+            if i < queued && results[i].is_none() {
+                results[i] = Some(cqe.result());
+                *reaped += 1;
+            }
+        });
     }
 
     pub fn shutdown(&mut self) {

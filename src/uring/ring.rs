@@ -153,8 +153,8 @@ impl Ring {
             if self.inflight == 0 {
                 break;
             }
-            let deadline = Instant::now() + std::time::Duration::from_millis(100);
-            let waited = self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&types::Timespec::from(deadline - Instant::now())));
+            let slice = types::Timespec::from(std::time::Duration::from_millis(100));
+            let waited = self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&slice));
             if let Err(e) = waited {
                 if !matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) {
                     log::error!("io_uring: wait during cancel failed: {e}");
