@@ -15,7 +15,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 run() { for _ in $(seq "$REPS"); do "$@" >>"$out"; done; }
 for payload in 64 1400; do
-  for impl in recvmmsg meshring-uring meshring-batch; do
+  for impl in recvmmsg meshring-uring meshring-multishot meshring-batch; do
     run bench/bin/udp_bench "$impl" stream "$payload" "$STREAM_COUNT"
     run bench/bin/udp_bench "$impl" drain "$payload" "$DRAIN_COUNT"
   done

@@ -27,7 +27,7 @@ def base_of(impl):
 
 print(f"{'impl':<16}{'mode':<8}{'payload':>8}{'Mpps':>8}{'Gbit/s':>8}{'rx us/pkt':>11}{'loss':>7}"
       f"{'pps vs recvmmsg':>17}{'cpu vs recvmmsg':>17}")
-order = ["recvmmsg", "meshring-uring", "meshring-batch", "go-net", "recvmmsg-gso", "meshring-gso"]
+order = ["recvmmsg", "meshring-uring", "meshring-multishot", "meshring-batch", "go-net", "recvmmsg-gso", "meshring-gso"]
 for key in sorted(runs, key=lambda k: (k[2], k[1], order.index(k[0]) if k[0] in order else 99)):
     impl, mode, payload = key
     base = (base_of(impl), mode, payload)

@@ -2,6 +2,7 @@
  * UDP loopback benchmark: one sender thread, one receiver thread, fixed
  * packet count. The implementation under test does both sides:
  *   meshring-uring / meshring-batch  the library (mr_udp_send / mr_udp_recv)
+ *   meshring-multishot               the library, io_uring multishot RECVMSG receive
  *   recvmmsg                         plain sendmmsg/recvmmsg, the baseline
  *   meshring-gso                     the library with GSO send + GRO receive
  *   recvmmsg-gso                     plain GSO sendmsg + GRO recvmmsg
@@ -40,7 +41,7 @@
 #define GSO_SEGS 46
 #define MAX_DGRAM 65535
 
-enum impl { IMPL_URING, IMPL_BATCH, IMPL_MMSG, IMPL_MR_GSO, IMPL_MMSG_GSO };
+enum impl { IMPL_URING, IMPL_BATCH, IMPL_MMSG, IMPL_MR_GSO, IMPL_MMSG_GSO, IMPL_MR_MULTI };
 
 static enum impl impl;
 static int drain_mode;
@@ -72,7 +73,7 @@ static void die(const char *what) {
 }
 
 static int uses_gso(void) { return impl == IMPL_MR_GSO || impl == IMPL_MMSG_GSO; }
-static int uses_library(void) { return impl == IMPL_URING || impl == IMPL_BATCH || impl == IMPL_MR_GSO; }
+static int uses_library(void) { return impl != IMPL_MMSG && impl != IMPL_MMSG_GSO; }
 
 /* Datagrams (not GSO sends) each send call carries. */
 
@@ -93,6 +94,7 @@ static mr_udp *wrap(int fd, int gro) {
     mr_udp_config_init(&cfg);
     cfg.backend = impl == IMPL_BATCH ? MR_BACKEND_BATCH : MR_BACKEND_URING;
     if (impl == IMPL_MR_GSO) cfg.flags = gro ? MR_UDP_GRO : MR_UDP_GSO;
+    if (impl == IMPL_MR_MULTI) cfg.flags = MR_UDP_MULTISHOT_RECV;
     mr_udp *u;
     if (mr_udp_from_fd(fd, &cfg, &u) != MR_OK) die("mr_udp_from_fd");
     return u;
@@ -223,13 +225,15 @@ static void *receiver_main(void *arg) {
     } else {
         struct mmsghdr msgs[BATCH];
         struct iovec iov[BATCH];
+        /* Source addresses are asked for, as any VPN receiver needs them. */
+        struct sockaddr_in6 from[BATCH];
         char control[BATCH][CMSG_SPACE(sizeof(int))];
         struct timeval tv = {0, 300000};
         setsockopt(rx_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         while (received < count) {
             for (int i = 0; i < BATCH; i++) {
                 iov[i] = (struct iovec){arena + i * cap, cap};
-                msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
+                msgs[i].msg_hdr = (struct msghdr){.msg_name = &from[i], .msg_namelen = sizeof from[i], .msg_iov = &iov[i], .msg_iovlen = 1};
                 if (uses_gso()) {
                     msgs[i].msg_hdr.msg_control = control[i];
                     msgs[i].msg_hdr.msg_controllen = sizeof control[i];
@@ -266,13 +270,13 @@ static void *receiver_main(void *arg) {
 int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: udp_bench IMPL MODE PAYLOAD COUNT\n"
-                        "  IMPL: meshring-uring meshring-batch recvmmsg meshring-gso recvmmsg-gso\n"
+                        "  IMPL: meshring-uring meshring-batch meshring-multishot recvmmsg meshring-gso recvmmsg-gso\n"
                         "  MODE: stream drain\n");
         return 2;
     }
-    const char *names[] = {"meshring-uring", "meshring-batch", "recvmmsg", "meshring-gso", "recvmmsg-gso"};
+    const char *names[] = {"meshring-uring", "meshring-batch", "recvmmsg", "meshring-gso", "recvmmsg-gso", "meshring-multishot"};
     int found = 0;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         if (!strcmp(argv[1], names[i])) impl = (enum impl)i, found = 1;
     if (!found) { fprintf(stderr, "unknown impl %s\n", argv[1]); return 2; }
     drain_mode = !strcmp(argv[2], "drain");

@@ -59,6 +59,14 @@
 #define MR_UDP_REUSEPORT 8
 
 /*
+ `mr_udp_config.flags`: on io_uring, receive with a multishot RECVMSG on
+ a provided-buffer ring (the kernel fills ring buffers ahead of the caller;
+ each datagram is then copied into the caller's buffer) instead of the
+ default io_uring readiness + recvmmsg straight into the caller's buffers.
+ */
+#define MR_UDP_MULTISHOT_RECV 16
+
+/*
  The result of every fallible call. Values are fixed and never renumbered;
  new codes are only appended.
  */
@@ -99,7 +107,9 @@ typedef enum mr_backend {
    */
   MR_BACKEND_AUTO = 0,
   /*
-   io_uring: multishot RECVMSG on a provided-buffer ring, linked SENDMSG chains.
+   io_uring: linked SENDMSG chains; receive waits on the ring and reads with
+   recvmmsg into the caller's buffers (or multishot RECVMSG, see
+   MR_UDP_MULTISHOT_RECV).
    */
   MR_BACKEND_URING = 1,
   /*

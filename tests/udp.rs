@@ -8,23 +8,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn config(backend: BackendChoice) -> UdpConfig {
-    UdpConfig { backend, ..UdpConfig::default() }
+fn config(backend: &UdpConfig) -> UdpConfig {
+    backend.clone()
 }
 
-fn backends() -> Vec<BackendChoice> {
-    let mut v = vec![BackendChoice::Batch];
+/// Every receive path: batch, io_uring readiness + recvmmsg, io_uring multishot.
+fn backends() -> Vec<UdpConfig> {
+    let mut v = vec![UdpConfig { backend: BackendChoice::Batch, ..UdpConfig::default() }];
     if meshring::uring::probe().unusable.is_none() {
-        v.push(BackendChoice::Uring);
+        v.push(UdpConfig { backend: BackendChoice::Uring, ..UdpConfig::default() });
+        v.push(UdpConfig { backend: BackendChoice::Uring, multishot_recv: true, ..UdpConfig::default() });
     } else {
         eprintln!("skipping io_uring variants: {:?}", meshring::uring::probe().unusable);
     }
     v
 }
 
-fn pair(bind: &str, backend: BackendChoice) -> (UdpSocket, UdpSocket) {
+fn pair(bind: &str, backend: &UdpConfig) -> (UdpSocket, UdpSocket) {
     let addr: SocketAddr = bind.parse().unwrap();
-    (UdpSocket::bind(&addr, &config(backend)).unwrap(), UdpSocket::bind(&addr, &config(backend)).unwrap())
+    (UdpSocket::bind(&addr, &config(&backend)).unwrap(), UdpSocket::bind(&addr, &config(&backend)).unwrap())
 }
 
 fn send_all(s: &UdpSocket, to: SocketAddr, payloads: &[Vec<u8>]) {
@@ -50,7 +52,7 @@ fn recv_n(s: &UdpSocket, n: usize) -> Vec<Datagram> {
 fn echo_batches_v4_and_v6_on_both_backends() {
     for backend in backends() {
         for bind in ["127.0.0.1:0", "[::1]:0"] {
-            let (a, b) = pair(bind, backend);
+            let (a, b) = pair(bind, &backend);
             let payloads: Vec<Vec<u8>> = (0..64u32).map(|i| i.to_be_bytes().repeat(1 + i as usize % 300)).collect();
             send_all(&a, b.local_addr().unwrap(), &payloads);
             let got = recv_n(&b, 64);
@@ -71,9 +73,9 @@ fn echo_batches_v4_and_v6_on_both_backends() {
 #[test]
 fn dual_stack_maps_v4_peers_to_family_4() {
     for backend in backends() {
-        let server = UdpSocket::bind(&"[::]:0".parse().unwrap(), &config(backend)).unwrap();
+        let server = UdpSocket::bind(&"[::]:0".parse().unwrap(), &config(&backend)).unwrap();
         let port = server.local_addr().unwrap().port();
-        let client = UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &config(backend)).unwrap();
+        let client = UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &config(&backend)).unwrap();
         send_all(&client, SocketAddr::from(([127, 0, 0, 1], port)), &[b"hi".to_vec()]);
         let got = recv_n(&server, 1);
         assert_eq!(got[0].addr, Some(client.local_addr().unwrap()));
@@ -86,7 +88,7 @@ fn dual_stack_maps_v4_peers_to_family_4() {
 #[test]
 fn timeouts_follow_the_abi() {
     for backend in backends() {
-        let (a, _) = pair("127.0.0.1:0", backend);
+        let (a, _) = pair("127.0.0.1:0", &backend);
         let mut slots = vec![Datagram::with_capacity(64)];
         assert_eq!(a.recv(&mut slots, Wait::from_ms(0)).unwrap_err().kind, ErrorKind::WouldBlock);
         let t = Instant::now();
@@ -98,7 +100,7 @@ fn timeouts_follow_the_abi() {
 #[test]
 fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
     for backend in backends() {
-        let (a, _) = pair("127.0.0.1:0", backend);
+        let (a, _) = pair("127.0.0.1:0", &backend);
         let local = a.local_addr().unwrap();
         let a = Arc::new(a);
         let reader = {
@@ -129,7 +131,7 @@ fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
 #[test]
 fn too_small_buffer_keeps_the_datagram() {
     for backend in backends() {
-        let (a, b) = pair("127.0.0.1:0", backend);
+        let (a, b) = pair("127.0.0.1:0", &backend);
         send_all(&a, b.local_addr().unwrap(), &[vec![7u8; 1000], vec![8u8; 10]]);
         std::thread::sleep(Duration::from_millis(20));
         let mut small = vec![Datagram::with_capacity(100)];
@@ -144,7 +146,7 @@ fn too_small_buffer_keeps_the_datagram() {
 #[test]
 fn gso_send_and_gro_receive_round_trip() {
     for backend in backends() {
-        let cfg = UdpConfig { backend, gso: true, gro: true, ..UdpConfig::default() };
+        let cfg = UdpConfig { gso: true, gro: true, ..backend.clone() };
         let a = match UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &cfg) {
             Ok(s) => s,
             Err(e) if e.kind == ErrorKind::Unsupported => {
@@ -206,7 +208,7 @@ fn single_shot_receive_path_echoes() {
 #[test]
 fn oversize_datagrams_are_dropped_counted_and_not_reported() {
     for backend in backends() {
-        let (a, b) = pair("127.0.0.1:0", backend);
+        let (a, b) = pair("127.0.0.1:0", &backend);
         send_all(&a, b.local_addr().unwrap(), &[vec![1u8; 3000], b"after".to_vec()]);
         std::thread::sleep(Duration::from_millis(20));
         let mut slots = vec![Datagram::with_capacity(65535)];
@@ -231,7 +233,7 @@ fn thread_cpu_ticks() -> u64 {
 #[test]
 fn blocked_receive_burns_no_cpu() {
     for backend in backends() {
-        let (a, _) = pair("127.0.0.1:0", backend);
+        let (a, _) = pair("127.0.0.1:0", &backend);
         let before = thread_cpu_ticks();
         let mut slots = vec![Datagram::with_capacity(64)];
         assert_eq!(a.recv(&mut slots, Wait::from_ms(600)).unwrap_err().kind, ErrorKind::Timeout);

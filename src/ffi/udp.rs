@@ -27,7 +27,9 @@ impl Castable for mr_udp {
 pub enum mr_backend {
     /// In a config: io_uring where it works, else batch (or `MESHRING_BACKEND`).
     MR_BACKEND_AUTO = 0,
-    /// io_uring: multishot RECVMSG on a provided-buffer ring, linked SENDMSG chains.
+    /// io_uring: linked SENDMSG chains; receive waits on the ring and reads with
+    /// recvmmsg into the caller's buffers (or multishot RECVMSG, see
+    /// MR_UDP_MULTISHOT_RECV).
     MR_BACKEND_URING = 1,
     /// recvmmsg/sendmmsg with poll.
     MR_BACKEND_BATCH = 2,
@@ -42,7 +44,12 @@ pub const MR_UDP_GRO: u32 = 2;
 pub const MR_UDP_V6ONLY: u32 = 4;
 /// `mr_udp_config.flags`: SO_REUSEPORT.
 pub const MR_UDP_REUSEPORT: u32 = 8;
-const KNOWN_FLAGS: u32 = MR_UDP_GSO | MR_UDP_GRO | MR_UDP_V6ONLY | MR_UDP_REUSEPORT;
+/// `mr_udp_config.flags`: on io_uring, receive with a multishot RECVMSG on
+/// a provided-buffer ring (the kernel fills ring buffers ahead of the caller;
+/// each datagram is then copied into the caller's buffer) instead of the
+/// default io_uring readiness + recvmmsg straight into the caller's buffers.
+pub const MR_UDP_MULTISHOT_RECV: u32 = 16;
+const KNOWN_FLAGS: u32 = MR_UDP_GSO | MR_UDP_GRO | MR_UDP_V6ONLY | MR_UDP_REUSEPORT | MR_UDP_MULTISHOT_RECV;
 
 /// Options for `mr_udp_bind` / `mr_udp_from_fd`. Always fill it with
 /// `mr_udp_config_init` first, then change fields.
@@ -149,6 +156,7 @@ fn to_config(cfg: *const mr_udp_config) -> Result<UdpConfig> {
         batch: c.batch as usize,
         so_rcvbuf: c.so_rcvbuf,
         so_sndbuf: c.so_sndbuf,
+        multishot_recv: c.flags & MR_UDP_MULTISHOT_RECV != 0,
         force_single_shot: false,
     })
 }

@@ -6,13 +6,37 @@ use crate::sys::{self, MmsgBatch, PollResult};
 use crate::uring::{Flow, Incoming};
 use std::os::fd::RawFd;
 use crate::sync::Wait;
-use crate::udp::SendSlot;
+use crate::udp::{RecvSlot, SendSlot};
 
-/// Receives into an internal arena, then offers datagrams to the consumer
-/// exactly like the io_uring receiver, so both backends share one delivery
-/// path (and datagrams a caller can't take stay here, not lost).
+/// How a receiver sleeps until the socket is readable: `poll(2)` for the
+/// batch backend, an io_uring poll for the io_uring backend.
+pub trait Readiness {
+    /// Ok once the socket may be readable; Closed or Timeout otherwise.
+    fn wait_readable(&mut self, fd: RawFd, wait: Wait) -> Result<()>;
+}
+
+/// `poll(2)` on the socket and the handle's wake eventfd.
+pub struct PollReadiness {
+    pub wake: RawFd,
+}
+
+impl Readiness for PollReadiness {
+    fn wait_readable(&mut self, fd: RawFd, wait: Wait) -> Result<()> {
+        match sys::wait_readable_or_woken(fd, self.wake, wait.deadline())? {
+            PollResult::Ready => Ok(()),
+            PollResult::Woken => Err(Error::closed("socket is closed")),
+            PollResult::TimedOut => Err(Error::new(ErrorKind::Timeout, "no datagram before the timeout")),
+        }
+    }
+}
+
+/// `recvmmsg` receiver. When every caller buffer can hold `max_datagram`
+/// bytes it receives straight into them (no copy). Otherwise it receives
+/// into an internal arena and offers datagrams through the same consumer
+/// as the io_uring receiver, so a datagram a caller can't take stays here.
 pub struct BatchRx {
     mmsg: MmsgBatch,
+    /// Allocated on first use: callers with full-size buffers never need it.
     arena: Vec<u8>,
     slot_size: usize,
     gro: bool,
@@ -21,20 +45,83 @@ pub struct BatchRx {
     pub oversize: u64,
 }
 
+/// What one direct receive achieved.
+pub struct Received {
+    pub datagrams: usize,
+    pub bytes: usize,
+}
+
 impl BatchRx {
     pub fn new(slots: usize, max_datagram: usize, gro: bool) -> Self {
-        let slots = if gro { slots.min(16) } else { slots.min(128) }.max(1);
-        BatchRx { mmsg: MmsgBatch::new(slots), arena: vec![0; slots * max_datagram], slot_size: max_datagram, gro, filled: 0, next: 0, oversize: 0 }
+        let slots = if gro { slots.min(64) } else { slots.min(128) }.max(1);
+        BatchRx { mmsg: MmsgBatch::new(slots), arena: Vec::new(), slot_size: max_datagram, gro, filled: 0, next: 0, oversize: 0 }
     }
 
-    pub fn receive(
-        &mut self,
-        fd: RawFd,
-        wake: RawFd,
-        room: usize,
-        wait: Wait,
-        mut consume: impl FnMut(&Incoming) -> Flow,
-    ) -> Result<usize> {
+    /// Datagrams received into the arena that the caller has not taken.
+    pub fn has_pending(&self) -> bool {
+        self.next < self.filled
+    }
+
+    /// True when `slots` can be filled in place: nothing is left in the
+    /// arena and every buffer holds a whole datagram.
+    pub fn can_receive_direct<S: RecvSlot>(&self, slots: &mut [S]) -> bool {
+        self.next >= self.filled && slots.iter_mut().all(|s| s.buffer().len() >= self.slot_size)
+    }
+
+    /// Receives straight into the caller's buffers.
+    pub fn receive_direct<S: RecvSlot>(&mut self, fd: RawFd, slots: &mut [S], wait: Wait, ready: &mut impl Readiness) -> Result<Received> {
+        loop {
+            let want = slots.len().min(self.mmsg.capacity());
+            // Each buffer is offered up to max_datagram, so larger datagrams are
+            // dropped the same way on every path.
+            let max = self.slot_size;
+            match sys::recvmmsg(fd, &mut self.mmsg, slots[..want].iter_mut().map(|s| &mut s.buffer()[..max]), self.gro) {
+                Ok(got) => {
+                    let received = self.fill_in_place(&mut slots[..want], got);
+                    if received.datagrams > 0 {
+                        return Ok(received);
+                    }
+                }
+                Err(libc::EINTR) => {}
+                Err(libc::EAGAIN) => {
+                    if wait.is_never() {
+                        return Err(Error::new(ErrorKind::WouldBlock, "no datagram ready"));
+                    }
+                    ready.wait_readable(fd, wait)?;
+                }
+                Err(errno) => return Err(Error::os("recvmmsg", errno)),
+            }
+        }
+    }
+
+    /// Reports the `got` results into the slots, dropping (and counting)
+    /// truncated ones and closing the gaps they leave.
+    fn fill_in_place<S: RecvSlot>(&mut self, slots: &mut [S], got: usize) -> Received {
+        let mut out = 0;
+        let mut bytes = 0;
+        for i in 0..got {
+            let r = self.mmsg.result(i);
+            if r.truncated {
+                self.oversize += 1;
+                continue;
+            }
+            if out != i {
+                // Rare: only after an oversize datagram.
+                let (front, back) = slots.split_at_mut(i);
+                front[out].buffer()[..r.len].copy_from_slice(&back[0].buffer()[..r.len]);
+            }
+            slots[out].fill(r.len, r.addr, r.segment_size);
+            bytes += r.len;
+            out += 1;
+        }
+        Received { datagrams: out, bytes }
+    }
+
+    /// Receives through the arena and offers each datagram to `consume`.
+    pub fn receive(&mut self, fd: RawFd, room: usize, wait: Wait, ready: &mut impl Readiness, mut consume: impl FnMut(&Incoming) -> Flow) -> Result<usize> {
+        if self.arena.is_empty() {
+            self.arena = vec![0; self.mmsg.capacity() * self.slot_size];
+        }
         let mut taken = 0;
         loop {
             while self.next < self.filled {
@@ -45,11 +132,7 @@ impl BatchRx {
                     continue;
                 }
                 let start = self.next * self.slot_size;
-                let incoming = Incoming {
-                    payload: &self.arena[start..start + r.len],
-                    addr: r.addr,
-                    segment_size: r.segment_size,
-                };
+                let incoming = Incoming { payload: &self.arena[start..start + r.len], addr: r.addr, segment_size: r.segment_size };
                 match consume(&incoming) {
                     Flow::Keep => return Ok(taken),
                     Flow::More => {}
@@ -66,34 +149,18 @@ impl BatchRx {
                 return Ok(taken);
             }
             let slots = self.arena.chunks_mut(self.slot_size).take(want);
+            self.filled = 0;
+            self.next = 0;
             match sys::recvmmsg(fd, &mut self.mmsg, slots, self.gro) {
-                Ok(got) => {
-                    self.filled = got;
-                    self.next = 0;
-                }
+                Ok(got) => self.filled = got,
+                Err(_) if taken > 0 => return Ok(taken),
                 Err(libc::EAGAIN) | Err(libc::EINTR) => {
-                    self.filled = 0;
-                    self.next = 0;
-                    if taken > 0 {
-                        return Ok(taken);
-                    }
                     if wait.is_never() {
                         return Err(Error::new(ErrorKind::WouldBlock, "no datagram ready"));
                     }
-                    match sys::wait_readable_or_woken(fd, wake, wait.deadline())? {
-                        PollResult::Ready => {}
-                        PollResult::Woken => return Err(Error::closed("socket is closed")),
-                        PollResult::TimedOut => return Err(Error::new(ErrorKind::Timeout, "no datagram before the timeout")),
-                    }
+                    ready.wait_readable(fd, wait)?;
                 }
-                Err(errno) => {
-                    self.filled = 0;
-                    self.next = 0;
-                    if taken > 0 {
-                        return Ok(taken);
-                    }
-                    return Err(Error::os("recvmmsg", errno));
-                }
+                Err(errno) => return Err(Error::os("recvmmsg", errno)),
             }
         }
     }

@@ -33,6 +33,11 @@ pub struct UdpConfig {
     pub batch: usize,
     pub so_rcvbuf: i32,
     pub so_sndbuf: i32,
+    /// io_uring receive through multishot RECVMSG on a provided-buffer ring
+    /// (the kernel receives ahead; each datagram is copied out) instead of
+    /// io_uring readiness + `recvmmsg` into the caller's buffers (the default:
+    /// see `make bench`).
+    pub multishot_recv: bool,
     /// Test hook: use single-shot RECVMSG even where multishot works.
     pub force_single_shot: bool,
 }
@@ -50,6 +55,7 @@ impl Default for UdpConfig {
             batch: 128,
             so_rcvbuf: 0,
             so_sndbuf: 0,
+            multishot_recv: false,
             force_single_shot: false,
         }
     }

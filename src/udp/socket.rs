@@ -1,22 +1,31 @@
 //! The UDP handle: a socket plus one receive engine and one send engine,
 //! each behind its own `Baton`, so a sender and a receiver never share a lock.
 
-use super::batch::{BatchRx, BatchTx};
+use super::batch::{BatchRx, BatchTx, PollReadiness, Readiness};
 use super::config::{Backend, BackendChoice, UdpConfig};
 use super::stats::{Counters, UdpStats};
 use super::{RecvSlot, SendSlot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::{Baton, BatonError, Wait};
 use crate::sys::{self, EventFd};
-use crate::uring::{self, Flow, MsgReceiver, MsgSender, ReceiverConfig};
+use crate::uring::{self, Flow, MsgReceiver, MsgSender, PollWaiter, ReceiverConfig};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 enum Rx {
-    Uring(MsgReceiver),
+    /// io_uring multishot RECVMSG on a provided-buffer ring (copies out).
+    UringMultishot(MsgReceiver),
+    /// io_uring readiness, `recvmmsg` into the caller's buffers.
+    UringPoll(PollWaiter, BatchRx),
     Batch(BatchRx),
     Closed,
+}
+
+impl Readiness for PollWaiter {
+    fn wait_readable(&mut self, _fd: RawFd, wait: Wait) -> Result<()> {
+        PollWaiter::wait_readable(self, wait)
+    }
 }
 
 enum Tx {
@@ -104,7 +113,7 @@ impl UdpSocket {
             },
         };
         let parts = match uring_parts {
-            Some((rx, tx, ready)) => Parts { rx: Rx::Uring(rx), tx: Tx::Uring(tx), ready: Some(ready), wake, local, v6_socket, backend: Backend::Uring, gso: cfg.gso },
+            Some((rx, tx, ready)) => Parts { rx, tx: Tx::Uring(tx), ready: Some(ready), wake, local, v6_socket, backend: Backend::Uring, gso: cfg.gso },
             None => Parts {
                 rx: Rx::Batch(BatchRx::new(cfg.batch, cfg.max_datagram(), cfg.gro)),
                 tx: Tx::Batch(BatchTx::new(cfg.batch)),
@@ -168,6 +177,29 @@ impl UdpSocket {
             return Err(Error::invalid("no receive slots (n == 0)"));
         }
         let mut rx = self.take(&self.rx, wait)?;
+        let fd = self.sock.as_raw_fd();
+        let mut poll = PollReadiness { wake: self.wake.as_raw_fd() };
+        let in_place = match &mut *rx {
+            Rx::UringPoll(_, b) | Rx::Batch(b) => b.can_receive_direct(slots),
+            _ => false,
+        };
+        let result = match (&mut *rx, in_place) {
+            (Rx::UringPoll(waiter, b), true) => b.receive_direct(fd, slots, wait, waiter).map(|r| (r.datagrams, r.bytes)),
+            (Rx::Batch(b), true) => b.receive_direct(fd, slots, wait, &mut poll).map(|r| (r.datagrams, r.bytes)),
+            (engine, _) => Self::recv_copying(engine, fd, &mut poll, slots, wait),
+        };
+        self.after_recv(&mut rx);
+        drop(rx);
+        let (n, bytes) = result?;
+        Counters::add(&self.counters.rx_calls, 1);
+        Counters::add(&self.counters.rx_datagrams, n as u64);
+        Counters::add(&self.counters.rx_bytes, bytes as u64);
+        Ok(n)
+    }
+
+    /// The path where the engine holds the data and we copy it into the
+    /// caller's slots: io_uring multishot, or batch with small buffers.
+    fn recv_copying<S: RecvSlot>(rx: &mut Rx, fd: RawFd, poll: &mut PollReadiness, slots: &mut [S], wait: Wait) -> Result<(usize, usize)> {
         let mut filled = 0;
         let mut too_small = None;
         let mut bytes = 0usize;
@@ -186,43 +218,53 @@ impl UdpSocket {
             filled += 1;
             if filled == room { Flow::Full } else { Flow::More }
         };
-        let fd = self.sock.as_raw_fd();
-        let result = match &mut *rx {
-            Rx::Uring(r) => {
-                let result = r.receive(wait, &mut consume);
-                Counters::store(&self.counters.rx_oversize, r.counters.oversize);
-                Counters::store(&self.counters.rx_rearms, r.counters.rearms);
-                if let Some(ready) = self.ready.as_ref().filter(|_| self.ready_watched.load(Ordering::Relaxed)) {
-                    // Clear first, then re-check: a completion racing in re-signals itself.
-                    ready.clear();
-                    if r.has_pending() {
-                        ready.signal();
-                    }
-                }
-                result
-            }
-            Rx::Batch(b) => {
-                let result = b.receive(fd, self.wake.as_raw_fd(), room, wait, &mut consume);
-                Counters::store(&self.counters.rx_oversize, b.oversize);
-                result
-            }
+        match rx {
+            Rx::UringMultishot(r) => r.receive(wait, &mut consume),
+            Rx::UringPoll(waiter, b) => b.receive(fd, room, wait, waiter, &mut consume),
+            Rx::Batch(b) => b.receive(fd, room, wait, poll, &mut consume),
             Rx::Closed => Err(Error::closed("socket is closed")),
-        };
-        drop(rx);
-        result?;
+        }?;
         // Count what the consumer actually filled, whatever the engine reported.
-        let n = filled;
-        if n == 0 {
+        if filled == 0 {
             let (need, have, index) = too_small.unwrap_or((0, 0, 0));
             return Err(Error::new(
                 ErrorKind::BufferTooSmall,
                 format!("datagram of {need} bytes does not fit buffer {index} of {have} bytes; it is kept for the next call"),
             ));
         }
-        Counters::add(&self.counters.rx_calls, 1);
-        Counters::add(&self.counters.rx_datagrams, n as u64);
-        Counters::add(&self.counters.rx_bytes, bytes as u64);
-        Ok(n)
+        Ok((filled, bytes))
+    }
+
+    /// Publishes engine counters and settles the readiness eventfd.
+    fn after_recv(&self, rx: &mut Rx) {
+        let watched = self.ready.as_ref().filter(|_| self.ready_watched.load(Ordering::Relaxed));
+        match rx {
+            Rx::UringMultishot(r) => {
+                Counters::store(&self.counters.rx_oversize, r.counters.oversize);
+                Counters::store(&self.counters.rx_rearms, r.counters.rearms);
+                if let Some(ready) = watched {
+                    // Clear first, then re-check: a completion racing in re-signals itself.
+                    ready.clear();
+                    if r.has_pending() {
+                        ready.signal();
+                    }
+                }
+            }
+            Rx::UringPoll(waiter, b) => {
+                Counters::store(&self.counters.rx_oversize, b.oversize);
+                if let Some(ready) = watched {
+                    // A fresh poll fires at once if data is still queued.
+                    ready.clear();
+                    if b.has_pending() {
+                        ready.signal();
+                    } else if let Err(e) = waiter.arm_and_submit() {
+                        log::warn!("meshring: re-arming the readiness poll failed: {e}");
+                    }
+                }
+            }
+            Rx::Batch(b) => Counters::store(&self.counters.rx_oversize, b.oversize),
+            Rx::Closed => {}
+        }
     }
 
     /// Sends `msgs` in order. Returns how many were sent (always a prefix)
@@ -331,22 +373,27 @@ impl Parts {
     }
 }
 
-fn uring_engines(fd: RawFd, wake: &EventFd, v6_socket: bool, cfg: &UdpConfig) -> Result<(MsgReceiver, MsgSender, EventFd)> {
+fn uring_engines(fd: RawFd, wake: &EventFd, v6_socket: bool, cfg: &UdpConfig) -> Result<(Rx, MsgSender, EventFd)> {
     let features = uring::probe();
     if let Some(why) = &features.unusable {
         return Err(Error::new(ErrorKind::Unsupported, format!("io_uring unavailable: {why}")));
     }
     let ready = EventFd::new()?;
-    let rx_cfg = ReceiverConfig {
-        // GRO buffers are 64 KiB each: 64 of them already hold ~2,900 datagrams.
-        buffers: if cfg.gro { cfg.recv_buffers.min(64) } else { cfg.recv_buffers },
-        max_payload: cfg.max_datagram(),
-        gro: cfg.gro,
-        multishot: features.multishot_recvmsg && !cfg.force_single_shot,
+    let unsupported = |e: Error| e.with_kind(ErrorKind::Unsupported);
+    let rx = if cfg.multishot_recv || cfg.force_single_shot {
+        let rx_cfg = ReceiverConfig {
+            // GRO buffers are 64 KiB each: 64 of them already hold ~2,900 datagrams.
+            buffers: if cfg.gro { cfg.recv_buffers.min(64) } else { cfg.recv_buffers },
+            max_payload: cfg.max_datagram(),
+            gro: cfg.gro,
+            multishot: features.multishot_recvmsg && !cfg.force_single_shot,
+        };
+        Rx::UringMultishot(MsgReceiver::new(fd, wake.as_raw_fd(), Some(ready.as_raw_fd()), &rx_cfg).map_err(unsupported)?)
+    } else {
+        let waiter = PollWaiter::new(fd, wake.as_raw_fd(), Some(ready.as_raw_fd())).map_err(unsupported)?;
+        Rx::UringPoll(waiter, BatchRx::new(cfg.batch, cfg.max_datagram(), cfg.gro))
     };
-    let rx = MsgReceiver::new(fd, wake.as_raw_fd(), Some(ready.as_raw_fd()), &rx_cfg)
-        .map_err(|e| e.with_kind(ErrorKind::Unsupported))?;
-    let tx = MsgSender::new(fd, wake.as_raw_fd(), v6_socket, cfg.batch).map_err(|e| e.with_kind(ErrorKind::Unsupported))?;
+    let tx = MsgSender::new(fd, wake.as_raw_fd(), v6_socket, cfg.batch).map_err(unsupported)?;
     Ok((rx, tx, ready))
 }
 

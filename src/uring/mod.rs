@@ -5,10 +5,12 @@
 mod buf_ring;
 mod msg_recv;
 mod msg_send;
+mod poll_waiter;
 mod probe;
 mod ring;
 
 pub use msg_recv::{Flow, Incoming, MsgReceiver, ReceiverConfig};
 pub use msg_send::{MsgSender, SendOutcome};
+pub use poll_waiter::PollWaiter;
 pub use probe::{probe, Features};
 pub use ring::Ring;
