@@ -5,7 +5,7 @@
  */
 #include "test_util.h"
 
-static const uint32_t k_backends[2] = {MR_BACKEND_URING, MR_BACKEND_BATCH};
+static const uint32_t k_backends[3] = {MR_BACKEND_URING, TEST_URING_MULTISHOT, MR_BACKEND_BATCH};
 
 struct blocked_recv {
     mr_udp *u;
@@ -94,7 +94,7 @@ after_close:
     CHECK_ST(mr_udp_close(u), MR_OK);
     CHECK_ST(mr_udp_close(u), MR_OK);
     CHECK_ST(mr_udp_stats(u, &s), MR_OK);
-    CHECK((uint32_t)mr_udp_backend(u) == backend, "backend after close %d",
+    CHECK((uint32_t)mr_udp_backend(u) == real_backend(backend), "backend after close %d",
           (int)mr_udp_backend(u));
     mr_udp_free(u);
 }
@@ -281,7 +281,7 @@ static void bind_cycles(uint32_t backend, int cycles)
 
     printf("-- %d bind/close/free cycles (%s)\n", cycles, backend_name(backend));
     CHECK_ST(mr_udp_config_init(&cfg), MR_OK);
-    cfg.backend = backend;
+    config_for(&cfg, backend);
     /* Warm up: lazy statics, allocator arenas, thread-locals. */
     for (i = 0; i < 20; i++) {
         mr_udp *u = NULL;
@@ -356,7 +356,7 @@ int main(int argc, char **argv)
         printf("NOTE: MR_TEST_CYCLES=%d: running %d bind/close/free cycles instead of 1000\n",
                cycles, cycles);
     }
-    for (b = 0; b < 2; b++) {
+    for (b = 0; b < 3; b++) {
         close_while_blocked(k_backends[b]);
         close_with_pending(k_backends[b]);
         concurrent_close(k_backends[b]);

@@ -14,7 +14,7 @@
 #define MAX_BATCH 64
 #define MAGIC 0x6d72u
 
-static const uint32_t k_backends[2] = {MR_BACKEND_URING, MR_BACKEND_BATCH};
+static const uint32_t k_backends[3] = {MR_BACKEND_URING, TEST_URING_MULTISHOT, MR_BACKEND_BATCH};
 
 /* Payload i of a round: 8-byte header (magic, round, index, length) + pattern. */
 static size_t payload_len(size_t i)
@@ -458,7 +458,7 @@ static void from_fd_test(uint32_t backend, int family)
         port = ntohs(sa.sin6_port);
     }
     CHECK_ST(mr_udp_config_init(&cfg), MR_OK);
-    cfg.backend = backend;
+    config_for(&cfg, backend);
     st = mr_udp_from_fd(fd, &cfg, &u);
     if (st == MR_UNSUPPORTED) {
         char eb[256];
@@ -470,7 +470,7 @@ static void from_fd_test(uint32_t backend, int family)
         close(fd);
         return;
     }
-    CHECK(mr_udp_backend(u) == (mr_backend)backend, "backend %d", (int)mr_udp_backend(u));
+    CHECK(mr_udp_backend(u) == (mr_backend)real_backend(backend), "backend %d", (int)mr_udp_backend(u));
     CHECK_ST(mr_udp_local_addr(u, &lu), MR_OK);
     CHECK(lu.port == port && lu.family == family, "local addr port %u family %u", lu.port,
           lu.family);
@@ -507,7 +507,7 @@ static void from_fd_unbound_test(uint32_t backend)
 
     printf("-- from_fd unbound %s\n", backend_name(backend));
     CHECK_ST(mr_udp_config_init(&cfg), MR_OK);
-    cfg.backend = backend;
+    config_for(&cfg, backend);
     st = mr_udp_from_fd(fd, &cfg, &u);
     if (st == MR_UNSUPPORTED) {
         close(fd);
@@ -614,7 +614,7 @@ int main(int argc, char **argv)
 {
     size_t b;
     test_init(argc, argv);
-    for (b = 0; b < 2; b++) {
+    for (b = 0; b < 3; b++) {
         uint32_t be = k_backends[b];
         echo_test(be, "127.0.0.1:0", 1);
         echo_test(be, "127.0.0.1:0", 64);

@@ -246,9 +246,34 @@ static inline long rss_kib(void)
 
 /* ------------------------------------------------------------ UDP helpers */
 
+/*
+ * Test-only pseudo backend: io_uring with MR_UDP_MULTISHOT_RECV, so every
+ * UDP test also runs the multishot RECVMSG receive path.
+ */
+#define TEST_URING_MULTISHOT 100u
+
+/* Fills the backend and flags of `cfg` for a (pseudo) backend. */
+static inline void config_for(mr_udp_config *cfg, uint32_t backend)
+{
+    if (backend == TEST_URING_MULTISHOT) {
+        cfg->backend = MR_BACKEND_URING;
+        cfg->flags |= MR_UDP_MULTISHOT_RECV;
+    } else {
+        cfg->backend = backend;
+    }
+}
+
+/* The backend mr_udp_backend() reports for a (pseudo) backend. */
+static inline uint32_t real_backend(uint32_t backend)
+{
+    return backend == TEST_URING_MULTISHOT ? MR_BACKEND_URING : backend;
+}
+
 static inline const char *backend_name(uint32_t b)
 {
     switch (b) {
+    case TEST_URING_MULTISHOT:
+        return "uring-multishot";
     case MR_BACKEND_AUTO:
         return "auto";
     case MR_BACKEND_URING:
@@ -275,8 +300,8 @@ static inline int bind_with(const char *file, int line, const char *addr, uint32
     if (!check_status(file, line, "mr_udp_config_init(&cfg)", mr_udp_config_init(&cfg), MR_OK)) {
         return -1;
     }
-    cfg.backend = backend;
     cfg.flags = flags;
+    config_for(&cfg, backend);
     st = mr_udp_bind(addr, &cfg, out);
     if (st == MR_UNSUPPORTED) {
         printf("SKIP %s: %s (bind %s flags %u at %s:%d)\n", backend_name(backend),
@@ -290,9 +315,9 @@ static inline int bind_with(const char *file, int line, const char *addr, uint32
         return -1;
     }
     if (backend != MR_BACKEND_AUTO &&
-        !check_true(file, line, (uint32_t)mr_udp_backend(*out) == backend,
+        !check_true(file, line, (uint32_t)mr_udp_backend(*out) == real_backend(backend),
                     "mr_udp_backend(u) == requested backend", "got %d want %u",
-                    (int)mr_udp_backend(*out), (unsigned)backend)) {
+                    (int)mr_udp_backend(*out), (unsigned)real_backend(backend))) {
         return -1;
     }
     return 1;
@@ -310,7 +335,7 @@ static inline int bind_with(const char *file, int line, const char *addr, uint32
  */
 static inline int uring_blocking_skipped(uint32_t backend, const char *what)
 {
-    if (g_valgrind && backend == MR_BACKEND_URING) {
+    if (g_valgrind && real_backend(backend) == MR_BACKEND_URING) {
         printf("SKIP uring under valgrind: %s (valgrind freezes all other threads while one "
                "blocks in io_uring_enter)\n",
                what);

@@ -45,6 +45,8 @@ impl PollWaiter {
     /// Leaves a poll armed in the kernel so the readiness eventfd fires when
     /// data arrives (at once if some is already queued).
     pub fn arm_and_submit(&mut self) -> Result<()> {
+        // A poll that already fired is no longer armed, even if nobody reaped it.
+        self.reap();
         self.arm()?;
         self.ring.submit()
     }
