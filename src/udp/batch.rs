@@ -42,6 +42,9 @@ pub struct BatchRx {
     gro: bool,
     filled: usize,
     next: usize,
+    /// The last `recvmmsg` left the socket empty: the next blocking receive
+    /// waits for readiness first instead of paying for a failing syscall.
+    drained: bool,
     pub oversize: u64,
 }
 
@@ -54,7 +57,7 @@ pub struct Received {
 impl BatchRx {
     pub fn new(slots: usize, max_datagram: usize, gro: bool) -> Self {
         let slots = if gro { slots.min(64) } else { slots.min(128) }.max(1);
-        BatchRx { mmsg: MmsgBatch::new(slots), arena: Vec::new(), slot_size: max_datagram, gro, filled: 0, next: 0, oversize: 0 }
+        BatchRx { mmsg: MmsgBatch::new(slots), arena: Vec::new(), slot_size: max_datagram, gro, filled: 0, next: 0, drained: false, oversize: 0 }
     }
 
     /// Datagrams received into the arena that the caller has not taken.
@@ -70,6 +73,9 @@ impl BatchRx {
 
     /// Receives straight into the caller's buffers.
     pub fn receive_direct<S: RecvSlot>(&mut self, fd: RawFd, slots: &mut [S], wait: Wait, ready: &mut impl Readiness) -> Result<Received> {
+        if self.drained && !wait.is_never() {
+            ready.wait_readable(fd, wait)?;
+        }
         loop {
             let want = slots.len().min(self.mmsg.capacity());
             // Each buffer is offered up to max_datagram, so larger datagrams are
@@ -77,6 +83,7 @@ impl BatchRx {
             let max = self.slot_size;
             match sys::recvmmsg(fd, &mut self.mmsg, slots[..want].iter_mut().map(|s| &mut s.buffer()[..max]), self.gro) {
                 Ok(got) => {
+                    self.drained = got < want;
                     let received = self.fill_in_place(&mut slots[..want], got);
                     if received.datagrams > 0 {
                         return Ok(received);
