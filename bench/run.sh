@@ -11,8 +11,9 @@ mkdir -p bench/bin
 cc -std=c99 -O2 -Wall -Wextra -Werror -Iinclude bench/udp_bench.c -o bench/bin/udp_bench target/release/libmeshring.a -lpthread -ldl -lm
 (cd bench/go-udp && go build -o ../bin/go-udp .)
 
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+# Raw RESULT lines stay in bench/bin/ so the table can be re-printed: python3 bench/table.py bench/bin/udp-results.txt
+out=bench/bin/udp-results.txt
+: >"$out"
 run() { for _ in $(seq "$REPS"); do "$@" >>"$out"; done; }
 for payload in 64 1400; do
   for impl in recvmmsg meshring-uring meshring-multishot meshring-batch; do

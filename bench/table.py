@@ -25,7 +25,7 @@ def med(key, field):
 def base_of(impl):
     return "recvmmsg-gso" if impl.endswith("-gso") else "recvmmsg"
 
-print(f"{'impl':<16}{'mode':<8}{'payload':>8}{'Mpps':>8}{'Gbit/s':>8}{'rx us/pkt':>11}{'loss':>7}"
+print(f"{'impl':<19}{'mode':<8}{'payload':>8}{'Mpps':>8}{'Gbit/s':>8}{'rx us/pkt':>11}{'loss':>7}"
       f"{'pps vs recvmmsg':>17}{'cpu vs recvmmsg':>17}")
 order = ["recvmmsg", "meshring-uring", "meshring-multishot", "meshring-batch", "go-net", "recvmmsg-gso", "meshring-gso"]
 for key in sorted(runs, key=lambda k: (k[2], k[1], order.index(k[0]) if k[0] in order else 99)):
@@ -34,7 +34,7 @@ for key in sorted(runs, key=lambda k: (k[2], k[1], order.index(k[0]) if k[0] in 
     pps, cpu = med(key, "pps"), med(key, "cpu")
     vs = f"{pps / med(base, 'pps'):.2f}x" if base in runs else "-"
     cvs = f"{cpu / med(base, 'cpu'):.2f}x" if base in runs else "-"
-    print(f"{impl:<16}{mode:<8}{payload:>8}{pps / 1e6:>8.3f}{med(key, 'bps') / 1e9:>8.2f}{cpu:>11.3f}"
+    print(f"{impl:<19}{mode:<8}{payload:>8}{pps / 1e6:>8.3f}{med(key, 'bps') / 1e9:>8.2f}{cpu:>11.3f}"
           f"{med(key, 'loss') * 100:>6.1f}%{vs:>17}{cvs:>17}")
 
 # The goals, stated as ratios.
