@@ -32,10 +32,179 @@
 
 
 /*
+ Engine status (`Notify.Engine`) is forwarded when published.
+ */
+#define WATCH_ENGINE_UPDATES (1 << 0)
+
+/*
+ First message carries the current `State`, `BrowseToURL` and a `SessionID`.
+ */
+#define WATCH_INITIAL_STATE (1 << 1)
+
+/*
+ First message carries the current `Prefs`.
+ */
+#define WATCH_INITIAL_PREFS (1 << 2)
+
+/*
+ First message carries the current `NetMap` (peers chunked, see the module doc).
+ */
+#define WATCH_INITIAL_NET_MAP (1 << 3)
+
+/*
+ Accepted and ignored, as upstream: private keys are never sent anyway.
+ */
+#define WATCH_NO_PRIVATE_KEYS (1 << 4)
+
+/*
+ First message carries the current `DriveShares`, if published.
+ */
+#define WATCH_INITIAL_DRIVE_SHARES (1 << 5)
+
+/*
+ First message carries the current `OutgoingFiles`, if published.
+ */
+#define WATCH_INITIAL_OUTGOING_FILES (1 << 6)
+
+/*
+ First message carries the current `Health`.
+ */
+#define WATCH_INITIAL_HEALTH_STATE (1 << 7)
+
+/*
+ Netmap-type updates reach this watcher at most once per
+ `BusOptions::rate_limit`, coalesced.
+ */
+#define WATCH_RATE_LIMIT (1 << 8)
+
+/*
+ Accepted; `Health` is forwarded as published, so it changes nothing here.
+ */
+#define WATCH_HEALTH_ACTIONS (1 << 9)
+
+/*
+ First message carries the current `SuggestedExitNode`, if published.
+ */
+#define WATCH_INITIAL_SUGGESTED_EXIT_NODE (1 << 10)
+
+/*
+ First message carries the current `ClientVersion`, if published.
+ */
+#define WATCH_INITIAL_CLIENT_VERSION (1 << 11)
+
+/*
+ Peer deltas: `PeersChanged` (full nodes, patches promoted) and `PeersRemoved`.
+ */
+#define WATCH_PEER_CHANGES (1 << 12)
+
+/*
+ Suppresses the runtime `NetMap` that `WATCH_INITIAL_NET_MAP` watchers get.
+ */
+#define WATCH_NO_NET_MAP (1 << 13)
+
+/*
+ First message carries `InitialStatus`; the current peers follow as
+ `PeersChanged` chunks (the stitchable alternative to the initial NetMap).
+ */
+#define WATCH_INITIAL_STATUS (1 << 14)
+
+/*
+ Narrow `PeerChangedPatch` entries; implies `WATCH_PEER_CHANGES`.
+ */
+#define WATCH_PEER_PATCHES (1 << 15)
+
+/*
+ Every bit defined above; others are rejected so typos show up.
+ */
+#define WATCH_ALL ((1 << 16) - 1)
+
+/*
  Buffer size that holds any `mr_addr_format` result with its NUL
  ("[ffff:...:ffff%4294967295]:65535" is 58 characters).
  */
 #define MR_ADDR_TEXT_MAX 64
+
+/*
+ Watch bit: forward `Engine` status events.
+ */
+#define MR_NOTIFY_ENGINE_UPDATES (1 << 0)
+
+/*
+ Watch bit: first message carries `SessionID`, `State`, `BrowseToURL`.
+ */
+#define MR_NOTIFY_INITIAL_STATE (1 << 1)
+
+/*
+ Watch bit: first message carries `Prefs`.
+ */
+#define MR_NOTIFY_INITIAL_PREFS (1 << 2)
+
+/*
+ Watch bit: first message carries `NetMap` (more peers follow in
+ `PeersChanged` chunks until a message with `"InitialComplete": true`).
+ */
+#define MR_NOTIFY_INITIAL_NET_MAP (1 << 3)
+
+/*
+ Watch bit: accepted, no effect (private keys are never sent).
+ */
+#define MR_NOTIFY_NO_PRIVATE_KEYS (1 << 4)
+
+/*
+ Watch bit: first message carries `DriveShares` if published.
+ */
+#define MR_NOTIFY_INITIAL_DRIVE_SHARES (1 << 5)
+
+/*
+ Watch bit: first message carries `OutgoingFiles` if published.
+ */
+#define MR_NOTIFY_INITIAL_OUTGOING_FILES (1 << 6)
+
+/*
+ Watch bit: first message carries `Health`.
+ */
+#define MR_NOTIFY_INITIAL_HEALTH_STATE (1 << 7)
+
+/*
+ Watch bit: netmap-type updates at most once per rate-limit interval.
+ */
+#define MR_NOTIFY_RATE_LIMIT (1 << 8)
+
+/*
+ Watch bit: accepted; `Health` is forwarded as published.
+ */
+#define MR_NOTIFY_HEALTH_ACTIONS (1 << 9)
+
+/*
+ Watch bit: first message carries `SuggestedExitNode` if published.
+ */
+#define MR_NOTIFY_INITIAL_SUGGESTED_EXIT_NODE (1 << 10)
+
+/*
+ Watch bit: first message carries `ClientVersion` if published.
+ */
+#define MR_NOTIFY_INITIAL_CLIENT_VERSION (1 << 11)
+
+/*
+ Watch bit: peer deltas as `PeersChanged` (full nodes) / `PeersRemoved`.
+ */
+#define MR_NOTIFY_PEER_CHANGES (1 << 12)
+
+/*
+ Watch bit: no runtime `NetMap` for MR_NOTIFY_INITIAL_NET_MAP watchers.
+ */
+#define MR_NOTIFY_NO_NET_MAP (1 << 13)
+
+/*
+ Watch bit: first message carries `InitialStatus`; current peers follow
+ as `PeersChanged` chunks until `"InitialComplete": true`.
+ */
+#define MR_NOTIFY_INITIAL_STATUS (1 << 14)
+
+/*
+ Watch bit: narrow `PeerChangedPatch` entries; implies MR_NOTIFY_PEER_CHANGES.
+ */
+#define MR_NOTIFY_PEER_PATCHES (1 << 15)
 
 /*
  `mr_udp_config.flags`: send with UDP GSO (`mr_datagram.segment_size`).
@@ -119,10 +288,22 @@ typedef enum mr_backend {
 } mr_backend;
 
 /*
+ A notify bus handle. Thread-safe: any thread may apply, publish, watch
+ and read.
+ */
+typedef struct mr_bus mr_bus;
+
+/*
  A UDP socket handle. Thread-safe: one thread may send while another
  receives, without contending.
  */
 typedef struct mr_udp mr_udp;
+
+/*
+ A watch session handle. One thread at a time should call
+ `mr_watcher_next`; `mr_watcher_close` may come from any thread.
+ */
+typedef struct mr_watcher mr_watcher;
 
 /*
  An IP socket address. `family` is 4 or 6; an IPv4 address sits in
@@ -247,6 +428,73 @@ enum mr_status mr_addr_parse(const char *text, struct mr_addr *out);
  the NUL, also when the result is MR_BUFFER_TOO_SMALL; MR_ADDR_TEXT_MAX bytes always suffice.
  */
 enum mr_status mr_addr_format(const struct mr_addr *a, char *buf, size_t cap, size_t *len);
+
+/*
+ Creates a bus. `opts_json` may be NULL for defaults, or a JSON object
+ with any of `rate_limit_ms` (3000), `initial_chunk` (1000 peers per
+ message), `backlog` (10000). On success `*out` owns a new handle the
+ caller releases with `mr_bus_free`; on failure `*out` is NULL
+ (MR_PARSE / MR_INVALID_ARGUMENT for bad options).
+ */
+enum mr_status mr_bus_new(const char *opts_json, struct mr_bus **out);
+
+/*
+ Applies a `tailcfg.MapResponse`-shaped update (`json[0..len)`, borrowed
+ for the call only). MR_PARSE (store unchanged) for malformed input,
+ MR_CLOSED after `mr_bus_close`.
+ */
+enum mr_status mr_bus_apply(struct mr_bus *bus, const uint8_t *json, size_t len);
+
+/*
+ Publishes a host event with `ipn.Notify` field names (`State`, `Prefs`,
+ `ErrMessage`, `LoginFinished`, `BrowseToURL`, `Health`, `Engine`, ...);
+ `json` is borrowed for the call only. MR_INVALID_ARGUMENT for fields the
+ bus produces itself (`PeersChanged`, `NetMap`, ...), MR_PARSE, MR_CLOSED.
+ */
+enum mr_status mr_bus_publish(struct mr_bus *bus, const uint8_t *json, size_t len);
+
+/*
+ Starts a watch session with `MR_NOTIFY_*` bits. On success `*out` owns a
+ new watcher the caller releases with `mr_watcher_free` (it may outlive
+ the bus: it then reports MR_CLOSED). MR_INVALID_ARGUMENT for unknown bits
+ or MR_NOTIFY_INITIAL_NET_MAP with MR_NOTIFY_PEER_CHANGES/PEER_PATCHES.
+ */
+enum mr_status mr_bus_watch(struct mr_bus *bus, uint64_t mask, struct mr_watcher **out);
+
+/*
+ The stored `tailcfg.Node` JSON of peer `node_id` (O(1)). On success
+ `*out` holds bytes the caller releases with `mr_bytes_free`; MR_NOT_FOUND
+ if there is no such peer (then `*out` is {NULL, 0}).
+ */
+enum mr_status mr_bus_peer(struct mr_bus *bus, int64_t node_id, struct mr_bytes *out);
+
+/*
+ The whole network map as JSON (`SelfNode`, `Peers`, `UserProfiles`,
+ `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`). `*out` holds bytes the
+ caller releases with `mr_bytes_free`.
+ */
+enum mr_status mr_bus_netmap(struct mr_bus *bus, struct mr_bytes *out);
+
+/*
+ A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
+ `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
+ caller releases with `mr_bytes_free`.
+ */
+enum mr_status mr_bus_status(struct mr_bus *bus, struct mr_bytes *out);
+
+/*
+ Closes the bus and all its watchers: blocked `mr_watcher_next` calls
+ return MR_CLOSED, later apply/publish/watch return MR_CLOSED. Idempotent;
+ any thread. The handle stays allocated until `mr_bus_free`.
+ */
+enum mr_status mr_bus_close(struct mr_bus *bus);
+
+/*
+ Closes (if needed) and releases the bus. NULL is a no-op. No other thread
+ may be using `bus` or call with it afterwards; watchers stay valid until
+ their own `mr_watcher_free`.
+ */
+void mr_bus_free(struct mr_bus *bus);
 
 /*
  Releases memory the library returned in `*b` and sets it to {NULL, 0}.
@@ -381,6 +629,37 @@ const char *mr_version(void);
  to check the header matches the library loaded at run time.
  */
 uint32_t mr_version_number(void);
+
+/*
+ The next `ipn.Notify`-shaped JSON message. On MR_OK `*notify_json` holds
+ bytes the caller releases with `mr_bytes_free`; otherwise it is
+ {NULL, 0}. MR_WOULD_BLOCK (timeout_ms == 0, nothing ready), MR_TIMEOUT,
+ MR_CLOSED (watcher or bus closed, also while this call waits). Blocks per
+ `timeout_ms`: < 0 forever, 0 never, > 0 at most that long.
+ */
+enum mr_status mr_watcher_next(struct mr_watcher *w, int32_t timeout_ms, struct mr_bytes *notify_json);
+
+/*
+ A file descriptor that polls readable while a message is waiting: when
+ it is readable, call `mr_watcher_next` with timeout 0 until
+ MR_WOULD_BLOCK (which clears it). After close it stays readable and
+ `mr_watcher_next` returns MR_CLOSED. Owned by the handle: never read,
+ write or close it; valid until `mr_watcher_free`. -1 if `w` is NULL.
+ */
+int mr_watcher_fd(const struct mr_watcher *w);
+
+/*
+ Ends the session: a blocked `mr_watcher_next` returns MR_CLOSED, pending
+ messages are dropped. Idempotent; any thread. The handle stays allocated
+ until `mr_watcher_free`.
+ */
+enum mr_status mr_watcher_close(struct mr_watcher *w);
+
+/*
+ Closes (if needed) and releases the watcher. NULL is a no-op. No other
+ thread may be using `w` or call with it afterwards.
+ */
+void mr_watcher_free(struct mr_watcher *w);
 
 #ifdef __cplusplus
 }  // extern "C"

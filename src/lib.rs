@@ -3,6 +3,7 @@
 //! Logic lives in safe modules; `ffi` is the only C-facing surface.
 
 pub mod addr;
+pub mod bus;
 pub mod error;
 pub mod ffi;
 pub mod sync;

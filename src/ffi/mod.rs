@@ -7,6 +7,7 @@
 #[macro_use]
 mod panic;
 mod addr;
+mod bus;
 mod bytes;
 mod error;
 mod ffi;
@@ -14,10 +15,13 @@ mod log;
 mod udp;
 mod userdata;
 mod version;
+mod watcher;
 
 pub use addr::*;
+pub use bus::*;
 pub use bytes::*;
 pub use error::*;
 pub use log::*;
 pub use udp::*;
 pub use version::*;
+pub use watcher::*;

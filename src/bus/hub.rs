@@ -1,0 +1,410 @@
+//! `Bus`: the store, the shared log of changes, and the watcher slots,
+//! all behind one mutex that is only ever held for O(delta) work (plus the
+//! inherently O(peers) initial views and legacy whole-NetMap encodes).
+
+use super::change::Change;
+use super::delta::PeerDelta;
+use super::mask::{Mask, WATCH_INITIAL_CLIENT_VERSION, WATCH_INITIAL_DRIVE_SHARES, WATCH_INITIAL_HEALTH_STATE};
+use super::mask::{WATCH_INITIAL_NET_MAP, WATCH_INITIAL_OUTGOING_FILES, WATCH_INITIAL_PREFS, WATCH_INITIAL_STATE};
+use super::mask::{WATCH_INITIAL_STATUS, WATCH_INITIAL_SUGGESTED_EXIT_NODE, WATCH_RATE_LIMIT};
+use super::notify::{self, NotifyWriter};
+use super::parse::{self, MapUpdate};
+use super::slot::{Outgoing, Slot};
+use super::store::Store;
+use super::watcher::Watcher;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::EventFd;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Tuning knobs; `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusOptions {
+    /// `WATCH_RATE_LIMIT` watchers get netmap-type updates at most this often (3 s).
+    pub rate_limit: Duration,
+    /// Peers per message in an initial view or a coalesced backlog (1000).
+    pub initial_chunk: usize,
+    /// Log budget (entries + peer deltas) kept for watchers that lag; beyond
+    /// it their backlog is folded into their own coalesced map (10 000).
+    pub backlog: usize,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        BusOptions { rate_limit: Duration::from_secs(3), initial_chunk: 1000, backlog: 10_000 }
+    }
+}
+
+/// Host event fields remembered for initial messages and `status`.
+const REMEMBERED: &[&str] =
+    &["State", "Prefs", "Health", "Engine", "BrowseToURL", "ClientVersion", "SuggestedExitNode", "DriveShares", "OutgoingFiles"];
+
+pub(crate) struct Core {
+    pub store: Store,
+    pub remembered: HashMap<String, Box<RawValue>>,
+    pub log: VecDeque<Arc<Change>>,
+    pub next_seq: u64,
+    log_cost: usize,
+    pub slots: HashMap<u64, Slot>,
+    next_slot: u64,
+    pub closed: bool,
+    /// The whole-NetMap Notify for legacy watchers, per store version.
+    pub netmap_notify: Option<(u64, Arc<[u8]>)>,
+    ticker_running: bool,
+}
+
+pub(crate) struct Shared {
+    pub core: Mutex<Core>,
+    /// Woken on every change, watcher close and bus close.
+    pub wake: Condvar,
+    pub options: BusOptions,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Core {
+    fn push(&mut self, change: Change, backlog: usize) {
+        let change = Arc::new(change);
+        self.next_seq = change.seq + 1;
+        self.log_cost += change.cost();
+        for slot in self.slots.values() {
+            if !slot.closed && slot.wants(&change) {
+                slot.ready.signal();
+            }
+        }
+        self.log.push_back(change);
+        self.trim(backlog);
+    }
+
+    /// Drops log entries every watcher has read, and beyond the budget the
+    /// oldest entries, folding them into the watchers that had not read them.
+    /// Cost per dropped entry: O(entry x lagging watchers).
+    pub fn trim(&mut self, backlog: usize) {
+        let oldest_cursor = self.slots.values().filter(|s| !s.closed).map(|s| s.cursor).min().unwrap_or(self.next_seq);
+        while let Some(front) = self.log.front() {
+            if front.seq >= oldest_cursor && self.log_cost <= backlog {
+                break;
+            }
+            let front = self.log.pop_front().expect("front exists");
+            self.log_cost -= front.cost();
+            for slot in self.slots.values_mut() {
+                if !slot.closed && slot.cursor <= front.seq {
+                    slot.fold(&front);
+                }
+            }
+        }
+    }
+
+    fn seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+/// The notify bus. Cheap to share: wrap it in an `Arc` or use it by
+/// reference from any thread.
+pub struct Bus {
+    pub(crate) shared: Arc<Shared>,
+}
+
+const CLOSED: &str = "bus is closed";
+
+fn session_id(slot: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(slot);
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    format!("{:016x}-{slot}", h.finish())
+}
+
+/// ipn.State numbers to names, for `status`.
+fn state_name(raw: Option<&RawValue>) -> Option<String> {
+    const NAMES: [&str; 7] = ["NoState", "InUseOtherUser", "NeedsLogin", "NeedsMachineAuth", "Stopped", "Starting", "Running"];
+    let value: serde_json::Value = serde_json::from_str(raw?.get()).ok()?;
+    match value {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|i| NAMES.get(i as usize)).map(|s| s.to_string()),
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl Bus {
+    pub fn new(options: BusOptions) -> Result<Bus> {
+        if options.initial_chunk == 0 {
+            return Err(Error::invalid("initial_chunk must be at least 1"));
+        }
+        let core = Core {
+            store: Store::default(),
+            remembered: HashMap::new(),
+            log: VecDeque::new(),
+            next_seq: 0,
+            log_cost: 0,
+            slots: HashMap::new(),
+            next_slot: 0,
+            closed: false,
+            netmap_notify: None,
+            ticker_running: false,
+        };
+        Ok(Bus { shared: Arc::new(Shared { core: Mutex::new(core), wake: Condvar::new(), options }) })
+    }
+
+    /// Options from JSON (`{"rate_limit_ms":3000,"initial_chunk":1000,"backlog":10000}`,
+    /// every field optional); `None` = defaults.
+    pub fn options_from_json(json: Option<&str>) -> Result<BusOptions> {
+        let mut options = BusOptions::default();
+        let Some(json) = json else { return Ok(options) };
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::new(ErrorKind::Parse, format!("bus options: {e}")))?;
+        let Some(map) = value.as_object() else { return Err(Error::new(ErrorKind::Parse, "bus options must be a JSON object")) };
+        for (key, v) in map {
+            let n = v.as_u64().ok_or_else(|| Error::new(ErrorKind::Parse, format!("bus option {key} must be a non-negative integer")))?;
+            match key.as_str() {
+                "rate_limit_ms" => options.rate_limit = Duration::from_millis(n),
+                "initial_chunk" => options.initial_chunk = n as usize,
+                "backlog" => options.backlog = n as usize,
+                _ => return Err(Error::invalid(format!("unknown bus option {key:?}"))),
+            }
+        }
+        Ok(options)
+    }
+
+    /// Applies a `tailcfg.MapResponse`-shaped update. Parse errors leave the
+    /// store unchanged. Cost O(size of the update), whatever the peer count.
+    pub fn apply(&self, json: &[u8]) -> Result<()> {
+        let update = MapUpdate::parse(json)?;
+        let mut core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        let applied = core.store.apply(update, SystemTime::now());
+        if !applied.netmap_changed {
+            return Ok(());
+        }
+        let referenced = core.store.profiles_referenced(&applied.peers);
+        let seq = core.seq();
+        let mut change = Change::new(seq, applied.peers, applied.self_node, applied.profiles);
+        change.referenced = referenced;
+        change.netmap_changed = true;
+        core.push(change, self.shared.options.backlog);
+        drop(core);
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    /// Forwards a host event (`ipn.Notify` fields such as `State`, `Prefs`,
+    /// `ErrMessage`, `LoginFinished`, `BrowseToURL`, `Health`, `Engine`) and
+    /// remembers the stateful ones for initial messages.
+    pub fn publish(&self, json: &[u8]) -> Result<()> {
+        let event = parse::parse_event(json)?;
+        let mut core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        if event.is_empty() {
+            return Ok(());
+        }
+        for (key, raw) in &event {
+            if REMEMBERED.contains(&key.as_str()) {
+                core.remembered.insert(key.clone(), raw.clone());
+            }
+            if key == "LoginFinished" {
+                core.remembered.remove("BrowseToURL"); // the login URL is spent
+            }
+        }
+        let seq = core.seq();
+        core.push(Change::from_event(seq, event), self.shared.options.backlog);
+        drop(core);
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    /// Starts a watch session; see the module doc for what it receives.
+    pub fn watch(&self, mask: u64) -> Result<Watcher> {
+        let mask = Mask::parse(mask)?;
+        let ready = Arc::new(EventFd::new()?);
+        let mut core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        let id = core.next_slot;
+        core.next_slot += 1;
+        let mut slot = Slot::new(mask, core.next_seq, ready.clone());
+        if mask.wants_initial_message() {
+            let first = self.initial_message(&mut core, &mut slot, id);
+            slot.outbox.push_back(Outgoing::Bytes(first));
+            ready.signal();
+        }
+        core.slots.insert(id, slot);
+        if mask.has(WATCH_RATE_LIMIT) && !core.ticker_running {
+            core.ticker_running = true;
+            spawn_ticker(Arc::downgrade(&self.shared));
+        }
+        Ok(Watcher::new(self.shared.clone(), id, ready, mask))
+    }
+
+    /// The first message: requested initial state, then the first chunk of
+    /// the initial peer view (the rest waits in the slot's pending map).
+    fn initial_message(&self, core: &mut Core, slot: &mut Slot, id: u64) -> Arc<[u8]> {
+        let mut w = NotifyWriter::new();
+        let remembered = |w: &mut NotifyWriter, key: &str| {
+            if let Some(raw) = core.remembered.get(key) {
+                w.raw(key, raw.get());
+            }
+        };
+        if slot.mask.has(WATCH_INITIAL_STATE) {
+            w.string("SessionID", &session_id(id));
+            remembered(&mut w, "State");
+            remembered(&mut w, "BrowseToURL");
+        }
+        for (bit, key) in [
+            (WATCH_INITIAL_PREFS, "Prefs"),
+            (WATCH_INITIAL_HEALTH_STATE, "Health"),
+            (WATCH_INITIAL_DRIVE_SHARES, "DriveShares"),
+            (WATCH_INITIAL_OUTGOING_FILES, "OutgoingFiles"),
+            (WATCH_INITIAL_SUGGESTED_EXIT_NODE, "SuggestedExitNode"),
+            (WATCH_INITIAL_CLIENT_VERSION, "ClientVersion"),
+        ] {
+            if slot.mask.has(bit) {
+                remembered(&mut w, key);
+            }
+        }
+        if slot.mask.has(WATCH_INITIAL_STATUS) {
+            let status = status_json(core);
+            w.raw("InitialStatus", std::str::from_utf8(&status).expect("JSON is UTF-8"));
+        }
+        if slot.mask.initial_peers() {
+            for (id, node) in &core.store.peers {
+                slot.pending.peers.push(*id, PeerDelta::Upsert { node: node.clone(), added: true });
+            }
+            let batch = slot.pending.peers.take(self.shared.options.initial_chunk);
+            let mut profiles = slot.profiles_for(&core.store, &batch, &[]);
+            let self_user = core.store.self_node.as_deref().and_then(super::store::user_of);
+            if let Some((uid, p)) = self_user.and_then(|u| core.store.profiles.get(&u).map(|p| (u, p.clone()))) {
+                profiles.extend(slot.profiles_to_send(std::iter::once((uid, &p)), std::iter::empty()));
+            }
+            if slot.mask.has(WATCH_INITIAL_NET_MAP) {
+                w.netmap(&core.store, batch.iter().filter_map(|(_, d)| d.node().map(|n| &**n)), &profiles);
+            } else {
+                w.profiles(&profiles);
+                w.peers(batch.iter().map(|(id, d)| (*id, d)), super::mask::PeerMode::Full);
+            }
+            slot.initial_open = !slot.pending.peers.is_empty();
+            if !slot.initial_open {
+                w.boolean("InitialComplete", true);
+            }
+        }
+        w.finish_always()
+    }
+
+    /// One peer's node, O(1).
+    pub fn peer(&self, id: i64) -> Result<Vec<u8>> {
+        let core = self.shared.lock();
+        let node =
+            core.store.peers.get(&id).cloned().ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no peer with NodeID {id}")))?;
+        drop(core);
+        Ok(serde_json::to_vec(&*node).expect("a Value always encodes"))
+    }
+
+    /// The whole netmap: `SelfNode`, `Peers` (by NodeID), `UserProfiles`,
+    /// `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`.
+    pub fn netmap(&self) -> Vec<u8> {
+        notify::netmap_json(&self.shared.lock().store)
+    }
+
+    /// A summary: `Version`, `BackendState`, `Self`, `PeerCount`,
+    /// `UserProfileCount`, `Health`, `Watchers`, `NetMapVersion`.
+    pub fn status(&self) -> Vec<u8> {
+        status_json(&self.shared.lock())
+    }
+
+    /// Closes the bus and every watcher; blocked `next` calls return Closed.
+    /// Idempotent.
+    pub fn close(&self) {
+        let mut core = self.shared.lock();
+        core.closed = true;
+        core.log.clear();
+        for slot in core.slots.values_mut() {
+            slot.closed = true;
+            slot.outbox.clear();
+            slot.pending = Default::default();
+            slot.ready.signal();
+        }
+        drop(core);
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The whole-NetMap Notify for legacy watchers, built at most once per
+/// store version and shared by all of them.
+pub(crate) fn netmap_notify(store: &Store, cache: &mut Option<(u64, Arc<[u8]>)>) -> Arc<[u8]> {
+    if let Some((version, bytes)) = cache {
+        if *version == store.version {
+            return bytes.clone();
+        }
+    }
+    let mut w = NotifyWriter::new();
+    w.raw("NetMap", std::str::from_utf8(&notify::netmap_json(store)).expect("JSON is UTF-8"));
+    let bytes = w.finish_always();
+    *cache = Some((store.version, bytes.clone()));
+    bytes
+}
+
+fn status_json(core: &Core) -> Vec<u8> {
+    let mut w = NotifyWriter::new();
+    if let Some(name) = state_name(core.remembered.get("State").map(|b| &**b)) {
+        w.string("BackendState", &name);
+    }
+    if let Some(node) = &core.store.self_node {
+        w.value("Self", node);
+    }
+    w.raw("PeerCount", &core.store.peers.len().to_string());
+    w.raw("UserProfileCount", &core.store.profiles.len().to_string());
+    if let Some(health) = core.remembered.get("Health") {
+        w.raw("Health", health.get());
+    }
+    w.raw("Watchers", &core.slots.values().filter(|s| !s.closed).count().to_string());
+    w.raw("NetMapVersion", &core.store.version.to_string());
+    w.finish_always().to_vec()
+}
+
+/// Wakes rate-limited watchers whose coalesced update became due, so their
+/// readiness fd turns readable without anyone calling `next`. One thread per
+/// bus, started by the first rate-limited watch, gone when the bus is.
+fn spawn_ticker(shared: Weak<Shared>) {
+    let spawned = std::thread::Builder::new().name("meshring-bus-tick".into()).spawn(move || loop {
+        let Some(shared) = shared.upgrade() else { return };
+        let mut core = shared.lock();
+        if core.closed {
+            return;
+        }
+        let now = Instant::now();
+        let mut next_due = now + Duration::from_secs(1);
+        for slot in core.slots.values_mut() {
+            match slot.due {
+                Some(due) if due <= now => {
+                    slot.due = None;
+                    slot.ready.signal();
+                }
+                Some(due) => next_due = next_due.min(due),
+                None => {}
+            }
+        }
+        let wait = next_due.saturating_duration_since(now);
+        drop(shared.wake.wait_timeout(core, wait).unwrap_or_else(|p| p.into_inner()));
+        // `shared` drops here: no strong reference is held between rounds.
+    });
+    if let Err(e) = spawned {
+        log::warn!("notify bus: no rate-limit ticker thread ({e}); rate-limited fds wake on the next change");
+    }
+}

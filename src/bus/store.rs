@@ -1,0 +1,297 @@
+//! The network map as the control plane last described it: self node,
+//! peers by NodeID, user profiles by UserID, and opaque DNS / packet filter
+//! / DERP map kept as the raw JSON they arrived as.
+//!
+//! Nodes are kept as parsed JSON objects (`Arc<Value>`), so fields this
+//! crate does not know survive untouched, and a delta can share the node
+//! with the store instead of copying it.
+
+use super::clock;
+use super::delta::{PeerDelta, PeerDeltas};
+use super::parse::MapUpdate;
+use super::patch::PeerChange;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+#[derive(Default)]
+pub(crate) struct Store {
+    pub self_node: Option<Arc<Value>>,
+    pub peers: HashMap<i64, Arc<Value>>,
+    pub profiles: HashMap<i64, Arc<Value>>,
+    pub dns_config: Option<Box<RawValue>>,
+    pub packet_filter: Option<Box<RawValue>>,
+    pub derp_map: Option<Box<RawValue>>,
+    pub domain: Option<String>,
+    /// Bumped by every apply that changed anything; keys the NetMap cache.
+    pub version: u64,
+}
+
+/// What one apply changed, already coalesced per peer.
+#[derive(Default)]
+pub(crate) struct Applied {
+    pub peers: PeerDeltas,
+    pub self_node: Option<Arc<Value>>,
+    pub profiles: Vec<(i64, Arc<Value>)>,
+    pub netmap_changed: bool,
+}
+
+fn same_raw(a: &Option<Box<RawValue>>, b: &RawValue) -> bool {
+    a.as_ref().is_some_and(|a| a.get() == b.get())
+}
+
+/// The `User` a node belongs to, if it names one.
+pub(crate) fn user_of(node: &Value) -> Option<i64> {
+    node.get("User").and_then(Value::as_i64)
+}
+
+impl Store {
+    /// Applies a validated update. Cannot fail: `MapUpdate::parse` checked
+    /// everything, so the store never ends up half-updated.
+    /// Cost: O(size of the update) (a full `Peers` list is itself O(peers)).
+    pub fn apply(&mut self, update: MapUpdate, now: SystemTime) -> Applied {
+        let mut applied = Applied::default();
+        let mut opaque_changed = false;
+
+        // Profiles first, so a node in this same response finds its user.
+        for (id, profile) in update.user_profiles {
+            if self.profiles.get(&id).map(|p| **p != profile).unwrap_or(true) {
+                let profile = Arc::new(profile);
+                self.profiles.insert(id, profile.clone());
+                applied.profiles.push((id, profile));
+            }
+        }
+        if let Some(node) = update.node {
+            if self.self_node.as_deref() != Some(&node) {
+                let node = Arc::new(node);
+                self.self_node = Some(node.clone());
+                applied.self_node = Some(node);
+            }
+        }
+        if let Some(peers) = update.peers {
+            let keep: HashSet<i64> = peers.iter().map(|(id, _)| *id).collect();
+            let gone: Vec<i64> = self.peers.keys().filter(|id| !keep.contains(id)).copied().collect();
+            for id in gone {
+                self.remove(id, &mut applied.peers);
+            }
+            for (id, node) in peers {
+                self.upsert(id, node, &mut applied.peers);
+            }
+        }
+        for (id, node) in update.peers_changed {
+            self.upsert(id, node, &mut applied.peers);
+        }
+        for id in update.peers_removed {
+            self.remove(id, &mut applied.peers);
+        }
+        for change in &update.patches {
+            self.patch(change, &mut applied.peers);
+        }
+        for (id, online) in update.online_change {
+            let change = PeerChange { id, fields: vec![("Online".into(), Value::Bool(online))] };
+            self.patch(&change, &mut applied.peers);
+        }
+        for (id, seen) in update.peer_seen_change {
+            if seen {
+                let now = Value::String(clock::rfc3339(now));
+                self.patch(&PeerChange { id, fields: vec![("LastSeen".into(), now)] }, &mut applied.peers);
+            } else {
+                // "Gone": tailcontrol's meaning is "no LastSeen any more".
+                // A PeerChange cannot clear a field, so this travels as a full node.
+                self.clear_last_seen(id, &mut applied.peers);
+            }
+        }
+        for (slot, new) in [
+            (&mut self.dns_config, update.dns_config),
+            (&mut self.packet_filter, update.packet_filter),
+            (&mut self.derp_map, update.derp_map),
+        ] {
+            if let Some(new) = new {
+                if !same_raw(slot, &new) {
+                    *slot = Some(new);
+                    opaque_changed = true;
+                }
+            }
+        }
+        if let Some(domain) = update.domain {
+            if self.domain.as_deref() != Some(&domain) {
+                self.domain = Some(domain);
+                opaque_changed = true;
+            }
+        }
+        applied.netmap_changed = opaque_changed || !applied.peers.is_empty() || applied.self_node.is_some() || !applied.profiles.is_empty();
+        if applied.netmap_changed {
+            self.version += 1;
+        }
+        applied
+    }
+
+    fn upsert(&mut self, id: i64, node: Value, deltas: &mut PeerDeltas) {
+        let existed = match self.peers.get(&id) {
+            Some(old) if **old == node => return, // unchanged: no delta
+            Some(_) => true,
+            None => false,
+        };
+        let node = Arc::new(node);
+        self.peers.insert(id, node.clone());
+        deltas.push(id, PeerDelta::Upsert { node, added: !existed });
+    }
+
+    fn remove(&mut self, id: i64, deltas: &mut PeerDeltas) {
+        if self.peers.remove(&id).is_some() {
+            deltas.push(id, PeerDelta::Remove);
+        }
+    }
+
+    /// Patches for peers we do not have are dropped, as tailscaled does.
+    fn patch(&mut self, change: &PeerChange, deltas: &mut PeerDeltas) {
+        let Some(stored) = self.peers.get_mut(&change.id) else { return };
+        let Some(node) = Arc::make_mut(stored).as_object_mut() else { return };
+        let changed = change.apply_to(node);
+        if !changed.is_empty() {
+            deltas.push(change.id, PeerDelta::Patch { patch: Arc::new(changed), node: stored.clone() });
+        }
+    }
+
+    fn clear_last_seen(&mut self, id: i64, deltas: &mut PeerDeltas) {
+        let Some(stored) = self.peers.get_mut(&id) else { return };
+        if stored.get("LastSeen").is_none() {
+            return;
+        }
+        if let Some(node) = Arc::make_mut(stored).as_object_mut() {
+            node.remove("LastSeen");
+        }
+        deltas.push(id, PeerDelta::Upsert { node: stored.clone(), added: false });
+    }
+
+    /// Profiles the upserted nodes of `deltas` refer to (current versions).
+    pub fn profiles_referenced(&self, deltas: &PeerDeltas) -> Vec<(i64, Arc<Value>)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for delta in deltas.map.values() {
+            if let PeerDelta::Upsert { node, .. } = delta {
+                if let Some(uid) = user_of(node) {
+                    if seen.insert(uid) {
+                        if let Some(profile) = self.profiles.get(&uid) {
+                            out.push((uid, profile.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn apply(store: &mut Store, json: Value) -> Applied {
+        let update = MapUpdate::parse(json.to_string().as_bytes()).unwrap();
+        store.apply(update, SystemTime::UNIX_EPOCH)
+    }
+
+    fn kinds(applied: &Applied) -> Vec<(i64, &'static str)> {
+        let mut v: Vec<_> = applied
+            .peers
+            .map
+            .iter()
+            .map(|(id, d)| {
+                let k = match d {
+                    PeerDelta::Upsert { added: true, .. } => "add",
+                    PeerDelta::Upsert { added: false, .. } => "replace",
+                    PeerDelta::Remove => "remove",
+                    PeerDelta::Patch { .. } => "patch",
+                };
+                (*id, k)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn full_peers_replacement_yields_only_the_difference() {
+        let mut s = Store::default();
+        let a = apply(&mut s, json!({"Peers": [{"ID": 1, "N": 1}, {"ID": 2, "N": 1}, {"ID": 3}]}));
+        assert_eq!(kinds(&a), vec![(1, "add"), (2, "add"), (3, "add")]);
+        let a = apply(&mut s, json!({"Peers": [{"ID": 1, "N": 1}, {"ID": 2, "N": 2}, {"ID": 4}]}));
+        assert_eq!(kinds(&a), vec![(2, "replace"), (3, "remove"), (4, "add")]);
+        let a = apply(&mut s, json!({"Peers": [{"ID": 1, "N": 1}, {"ID": 2, "N": 2}, {"ID": 4}]}));
+        assert!(a.peers.is_empty() && !a.netmap_changed);
+        let a = apply(&mut s, json!({"Peers": []}));
+        assert_eq!(kinds(&a), vec![(1, "remove"), (2, "remove"), (4, "remove")]);
+        assert!(s.peers.is_empty());
+    }
+
+    #[test]
+    fn changed_removed_and_patches() {
+        let mut s = Store::default();
+        apply(&mut s, json!({"PeersChanged": [{"ID": 1, "Online": false, "Extra": {"keep": true}}, {"ID": 2}]}));
+        let a = apply(
+            &mut s,
+            json!({"PeersRemoved": [2, 99], "PeersChangedPatch": [{"NodeID": 1, "Online": true, "DERPRegion": 3}, {"NodeID": 77, "Online": true}]}),
+        );
+        assert_eq!(kinds(&a), vec![(1, "patch"), (2, "remove")]);
+        assert_eq!(*s.peers[&1], json!({"ID": 1, "Online": true, "HomeDERP": 3, "Extra": {"keep": true}}));
+        match &a.peers.map[&1] {
+            PeerDelta::Patch { patch, .. } => assert_eq!(Value::Object((**patch).clone()), json!({"Online": true, "DERPRegion": 3})),
+            _ => unreachable!(),
+        }
+        // A patch that changes nothing is no delta.
+        let a = apply(&mut s, json!({"OnlineChange": {"1": true}}));
+        assert!(a.peers.is_empty());
+    }
+
+    #[test]
+    fn add_then_patch_in_one_response_is_one_add() {
+        let mut s = Store::default();
+        let a = apply(&mut s, json!({"PeersChanged": [{"ID": 5}], "OnlineChange": {"5": true}}));
+        assert_eq!(kinds(&a), vec![(5, "add")]);
+        assert_eq!(a.peers.map[&5].node().unwrap()["Online"], true);
+    }
+
+    #[test]
+    fn peer_seen_change_sets_or_clears_last_seen() {
+        let mut s = Store::default();
+        apply(&mut s, json!({"PeersChanged": [{"ID": 1}]}));
+        let a = apply(&mut s, json!({"PeerSeenChange": {"1": true}}));
+        assert_eq!(s.peers[&1]["LastSeen"], "1970-01-01T00:00:00Z");
+        assert_eq!(kinds(&a), vec![(1, "patch")]);
+        let a = apply(&mut s, json!({"PeerSeenChange": {"1": false}}));
+        assert!(s.peers[&1].get("LastSeen").is_none());
+        assert_eq!(kinds(&a), vec![(1, "replace")]);
+        let a = apply(&mut s, json!({"PeerSeenChange": {"1": false}}));
+        assert!(a.peers.is_empty());
+    }
+
+    #[test]
+    fn self_profiles_and_opaque_fields() {
+        let mut s = Store::default();
+        let a =
+            apply(&mut s, json!({"Node": {"ID": 9}, "UserProfiles": [{"ID": 7, "LoginName": "a"}], "DNSConfig": {"A": 1}, "Domain": "d"}));
+        assert!(a.self_node.is_some() && a.profiles.len() == 1 && a.netmap_changed);
+        assert_eq!(s.dns_config.as_ref().unwrap().get(), r#"{"A":1}"#);
+        let v = s.version;
+        let a = apply(&mut s, json!({"Node": {"ID": 9}, "UserProfiles": [{"ID": 7, "LoginName": "a"}], "DNSConfig": {"A": 1}}));
+        assert!(a.self_node.is_none() && a.profiles.is_empty() && !a.netmap_changed);
+        assert_eq!(s.version, v);
+        apply(&mut s, json!({"DERPMap": {"Regions": {}}}));
+        assert_eq!(s.version, v + 1);
+    }
+
+    #[test]
+    fn referenced_profiles_come_from_upserts() {
+        let mut s = Store::default();
+        let a = apply(
+            &mut s,
+            json!({"UserProfiles": [{"ID": 7}, {"ID": 8}], "PeersChanged": [{"ID": 1, "User": 7}, {"ID": 2, "User": 7}, {"ID": 3, "User": 99}]}),
+        );
+        let refs = s.profiles_referenced(&a.peers);
+        assert_eq!(refs.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![7]);
+    }
+}

@@ -1,0 +1,490 @@
+//! One test (or more) per rule of issue 5.
+
+use super::*;
+use crate::error::ErrorKind;
+use crate::sync::Wait;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn bus() -> Bus {
+    Bus::new(BusOptions::default()).unwrap()
+}
+
+fn apply(bus: &Bus, v: Value) {
+    bus.apply(v.to_string().as_bytes()).unwrap();
+}
+
+fn publish(bus: &Bus, v: Value) {
+    bus.publish(v.to_string().as_bytes()).unwrap();
+}
+
+fn next(w: &Watcher) -> Option<Value> {
+    match w.next(Wait::Never) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap()),
+        Err(e) if e.kind == ErrorKind::WouldBlock => None,
+        Err(e) => panic!("next: {e}"),
+    }
+}
+
+fn drain(w: &Watcher) -> Vec<Value> {
+    std::iter::from_fn(|| next(w)).collect()
+}
+
+fn readable(w: &Watcher) -> bool {
+    let fd = w.ready_fd();
+    crate::sys::wait_readable_or_woken(fd, fd, Some(Instant::now())).unwrap() != crate::sys::PollResult::TimedOut
+}
+
+fn ids(v: &Value, field: &str) -> Vec<i64> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|n| n.get("ID").unwrap_or(n).as_i64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn watch_bits_are_tailscales_values() {
+    let bits = [
+        WATCH_ENGINE_UPDATES,
+        WATCH_INITIAL_STATE,
+        WATCH_INITIAL_PREFS,
+        WATCH_INITIAL_NET_MAP,
+        WATCH_NO_PRIVATE_KEYS,
+        WATCH_INITIAL_DRIVE_SHARES,
+        WATCH_INITIAL_OUTGOING_FILES,
+        WATCH_INITIAL_HEALTH_STATE,
+        WATCH_RATE_LIMIT,
+        WATCH_HEALTH_ACTIONS,
+        WATCH_INITIAL_SUGGESTED_EXIT_NODE,
+        WATCH_INITIAL_CLIENT_VERSION,
+        WATCH_PEER_CHANGES,
+        WATCH_NO_NET_MAP,
+        WATCH_INITIAL_STATUS,
+        WATCH_PEER_PATCHES,
+    ];
+    for (i, bit) in bits.iter().enumerate() {
+        assert_eq!(*bit, 1u64 << i);
+    }
+}
+
+#[test]
+fn invalid_masks_are_refused_and_patches_imply_changes() {
+    let b = bus();
+    for mask in [WATCH_INITIAL_NET_MAP | WATCH_PEER_CHANGES, WATCH_INITIAL_NET_MAP | WATCH_PEER_PATCHES, 1 << 40] {
+        assert_eq!(b.watch(mask).err().unwrap().kind, ErrorKind::InvalidArgument, "{mask:#x}");
+    }
+    assert_eq!(b.watch(WATCH_PEER_PATCHES).unwrap().mask(), WATCH_PEER_PATCHES | WATCH_PEER_CHANGES);
+}
+
+#[test]
+fn first_message_carries_requested_initial_state() {
+    let b = bus();
+    publish(
+        &b,
+        json!({"State": 6, "Prefs": {"WantRunning": true}, "Health": {"Warnings": {}}, "BrowseToURL": "https://login", "ErrMessage": "x"}),
+    );
+    let w = b.watch(WATCH_INITIAL_STATE | WATCH_INITIAL_PREFS | WATCH_INITIAL_HEALTH_STATE).unwrap();
+    assert!(readable(&w));
+    let first = next(&w).unwrap();
+    assert_eq!(first["State"], 6);
+    assert_eq!(first["Prefs"], json!({"WantRunning": true}));
+    assert_eq!(first["Health"], json!({"Warnings": {}}));
+    assert_eq!(first["BrowseToURL"], "https://login");
+    assert!(first.get("ErrMessage").is_none(), "ErrMessage is an event, not state");
+    assert!(first["Version"].is_string());
+    let sid = first["SessionID"].as_str().unwrap().to_string();
+    assert!(next(&w).is_none());
+    assert!(!readable(&w));
+    let other = next(&b.watch(WATCH_INITIAL_STATE).unwrap()).unwrap();
+    assert_ne!(other["SessionID"].as_str().unwrap(), sid);
+    assert!(other.get("Prefs").is_none());
+    // Only the bits asked for; no SessionID without InitialState.
+    let prefs_only = next(&b.watch(WATCH_INITIAL_PREFS).unwrap()).unwrap();
+    assert!(prefs_only.get("SessionID").is_none() && prefs_only.get("State").is_none());
+    // No initial bits, no first message.
+    assert!(next(&b.watch(WATCH_PEER_CHANGES).unwrap()).is_none());
+    // LoginFinished spends the remembered URL.
+    publish(&b, json!({"LoginFinished": {}}));
+    assert!(next(&b.watch(WATCH_INITIAL_STATE).unwrap()).unwrap().get("BrowseToURL").is_none());
+}
+
+#[test]
+fn events_are_forwarded_engine_only_to_engine_watchers() {
+    let b = bus();
+    let plain = b.watch(0).unwrap();
+    let engine = b.watch(WATCH_ENGINE_UPDATES).unwrap();
+    publish(&b, json!({"Engine": {"RBytes": 1}}));
+    publish(&b, json!({"State": 2, "BrowseToURL": "u"}));
+    let got = drain(&plain);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["State"], 2);
+    assert_eq!(got[0]["BrowseToURL"], "u");
+    let got = drain(&engine);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["Engine"], json!({"RBytes": 1}));
+    let e = b.publish(br#"{"PeersChanged":[]}"#).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert_eq!(b.publish(b"nope").unwrap_err().kind, ErrorKind::Parse);
+    assert!(String::from_utf8(b.status()).unwrap().contains("\"BackendState\":\"NeedsLogin\""));
+}
+
+#[test]
+fn malformed_update_changes_nothing() {
+    let b = bus();
+    apply(&b, json!({"Peers": [{"ID": 1, "Online": false}], "Node": {"ID": 100}}));
+    let w = b.watch(WATCH_PEER_PATCHES).unwrap();
+    let before = b.netmap();
+    for bad in [
+        json!({"PeersChanged": [{"ID": 2}], "PeersChangedPatch": [{"NodeID": 1, "Online": "yes"}]}),
+        json!({"Peers": [], "OnlineChange": {"x": true}}),
+        json!({"Node": {"ID": 5}, "UserProfiles": [{"ID": "u"}]}),
+        json!({"PeersRemoved": [1], "Peers": {"ID": 3}}),
+    ] {
+        let e = b.apply(bad.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Parse, "{bad}");
+        assert!(!e.message.is_empty());
+    }
+    assert_eq!(b.apply(b"{\"Peers\":[").unwrap_err().kind, ErrorKind::Parse);
+    assert_eq!(b.netmap(), before);
+    assert!(next(&w).is_none());
+}
+
+#[test]
+fn peer_deltas_by_watcher_class() {
+    let b = bus();
+    apply(&b, json!({"Peers": [{"ID": 1, "Online": false, "Name": "a"}, {"ID": 2}]}));
+    let none = b.watch(0).unwrap();
+    let full = b.watch(WATCH_PEER_CHANGES).unwrap();
+    let patches = b.watch(WATCH_PEER_PATCHES).unwrap();
+
+    apply(
+        &b,
+        json!({"PeersChangedPatch": [{"NodeID": 1, "Online": true, "DERPRegion": 4}], "PeersRemoved": [2], "PeersChanged": [{"ID": 3}]}),
+    );
+    assert!(next(&none).is_none(), "no peer bits, no peer traffic");
+    let f = drain(&full);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["PeersChanged"], json!([{"ID": 1, "Online": true, "Name": "a", "HomeDERP": 4}, {"ID": 3}]));
+    assert_eq!(f[0]["PeersRemoved"], json!([2]));
+    assert!(f[0].get("PeerChangedPatch").is_none());
+    let p = drain(&patches);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["PeerChangedPatch"], json!([{"NodeID": 1, "Online": true, "DERPRegion": 4}]));
+    assert_eq!(ids(&p[0], "PeersChanged"), vec![3]);
+    assert_eq!(p[0]["PeersRemoved"], json!([2]));
+
+    // OnlineChange / PeerSeenChange travel as patches; clearing LastSeen as a node.
+    apply(&b, json!({"OnlineChange": {"1": false}, "PeerSeenChange": {"3": true}}));
+    let p = next(&patches).unwrap();
+    let patch_ids: Vec<i64> = p["PeerChangedPatch"].as_array().unwrap().iter().map(|x| x["NodeID"].as_i64().unwrap()).collect();
+    assert_eq!(patch_ids, vec![1, 3]);
+    assert!(p["PeerChangedPatch"][1]["LastSeen"].as_str().unwrap().ends_with('Z'));
+    apply(&b, json!({"PeerSeenChange": {"3": false}}));
+    let p = next(&patches).unwrap();
+    assert_eq!(p["PeersChanged"], json!([{"ID": 3}]));
+    assert_eq!(drain(&full).len(), 2);
+
+    // Unchanged nodes (full replace with the same set) produce nothing.
+    let nm: Value = serde_json::from_slice(&b.netmap()).unwrap();
+    apply(&b, json!({"Peers": nm["Peers"]}));
+    assert!(next(&full).is_none() && next(&patches).is_none());
+}
+
+#[test]
+fn self_change_reaches_every_watcher() {
+    let b = bus();
+    let w = b.watch(0).unwrap();
+    apply(&b, json!({"Node": {"ID": 9, "Name": "me"}}));
+    assert_eq!(next(&w).unwrap()["SelfChange"], json!({"ID": 9, "Name": "me"}));
+    apply(&b, json!({"Node": {"ID": 9, "Name": "me"}}));
+    assert!(next(&w).is_none());
+}
+
+#[test]
+fn one_encoding_per_class_shared_by_its_watchers() {
+    let b = bus();
+    let a1 = b.watch(WATCH_PEER_CHANGES).unwrap();
+    let a2 = b.watch(WATCH_PEER_CHANGES | WATCH_INITIAL_PREFS).unwrap(); // initial bits do not split classes
+    let p = b.watch(WATCH_PEER_PATCHES).unwrap();
+    next(&a2);
+    apply(&b, json!({"PeersChanged": [{"ID": 1}]}));
+    let (m1, m2, m3) = (a1.next(Wait::Never).unwrap(), a2.next(Wait::Never).unwrap(), p.next(Wait::Never).unwrap());
+    assert!(Arc::ptr_eq(&m1, &m2), "same class shares the bytes");
+    assert!(!Arc::ptr_eq(&m1, &m3));
+    assert_eq!(m1, m3, "a pure add reads the same in both modes");
+}
+
+#[test]
+fn user_profiles_arrive_no_later_than_their_nodes_once_per_session() {
+    let b = bus();
+    let w = b.watch(WATCH_PEER_CHANGES).unwrap();
+    apply(&b, json!({"UserProfiles": [{"ID": 7, "LoginName": "a"}], "PeersChanged": [{"ID": 1, "User": 7}]}));
+    let got = drain(&w);
+    let first_profiles = got.iter().position(|m| m.get("UserProfiles").is_some()).unwrap();
+    let first_node = got.iter().position(|m| m.get("PeersChanged").is_some()).unwrap();
+    assert!(first_profiles <= first_node);
+    assert_eq!(got[first_profiles]["UserProfiles"]["7"]["LoginName"], "a");
+    // Another node of the same user: no profile again.
+    apply(&b, json!({"PeersChanged": [{"ID": 2, "User": 7}]}));
+    let got = drain(&w);
+    assert!(got.iter().all(|m| m.get("UserProfiles").is_none()));
+    // The profile changes: the watcher that has it hears about it.
+    apply(&b, json!({"UserProfiles": [{"ID": 7, "LoginName": "b"}]}));
+    let got = drain(&w);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["UserProfiles"]["7"]["LoginName"], "b");
+    // A profile nobody references yet is not pushed; watchers without peer bits never get profiles.
+    let none = b.watch(0).unwrap();
+    apply(&b, json!({"UserProfiles": [{"ID": 8}]}));
+    assert!(next(&w).is_none() && next(&none).is_none());
+    // A new session gets the profile with the initial view.
+    let fresh = b.watch(WATCH_PEER_CHANGES | WATCH_INITIAL_STATUS).unwrap();
+    let first = next(&fresh).unwrap();
+    assert_eq!(first["UserProfiles"]["7"]["LoginName"], "b");
+    assert!(first["UserProfiles"].get("8").is_none());
+}
+
+#[test]
+fn initial_view_comes_in_chunks_with_a_completion_marker() {
+    let b = Bus::new(BusOptions { initial_chunk: 10, ..Default::default() }).unwrap();
+    let peers: Vec<Value> = (1..=25).map(|id| json!({"ID": id})).collect();
+    apply(&b, json!({"Peers": peers, "Node": {"ID": 100}, "DNSConfig": {"Domains": ["x"]}}));
+
+    let legacy = b.watch(WATCH_INITIAL_NET_MAP | WATCH_INITIAL_STATE).unwrap();
+    let msgs = drain(&legacy);
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(msgs[0]["NetMap"]["Peers"].as_array().unwrap().len(), 10);
+    assert_eq!(msgs[0]["NetMap"]["SelfNode"]["ID"], 100);
+    assert_eq!(msgs[0]["NetMap"]["DNS"], json!({"Domains": ["x"]}));
+    assert!(msgs[0].get("SessionID").is_some() && msgs[0].get("InitialComplete").is_none());
+    assert_eq!(ids(&msgs[1], "PeersChanged").len(), 10);
+    assert_eq!(ids(&msgs[2], "PeersChanged").len(), 5);
+    assert_eq!(msgs[2]["InitialComplete"], true);
+    let mut all: Vec<i64> = ids(&msgs[0]["NetMap"], "Peers");
+    all.extend(ids(&msgs[1], "PeersChanged"));
+    all.extend(ids(&msgs[2], "PeersChanged"));
+    all.sort();
+    assert_eq!(all, (1..=25).collect::<Vec<_>>());
+
+    let status = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES).unwrap();
+    let msgs = drain(&status);
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(msgs[0]["InitialStatus"]["PeerCount"], 25);
+    assert_eq!(ids(&msgs[0], "PeersChanged").len(), 10);
+    assert_eq!(msgs[2]["InitialComplete"], true);
+
+    // Small netmap: one message, complete at once.
+    let small = Bus::new(BusOptions::default()).unwrap();
+    let w = small.watch(WATCH_INITIAL_NET_MAP).unwrap();
+    let msgs = drain(&w);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["InitialComplete"], true);
+}
+
+#[test]
+fn changes_during_the_initial_view_are_not_lost() {
+    let b = Bus::new(BusOptions { initial_chunk: 2, ..Default::default() }).unwrap();
+    apply(&b, json!({"Peers": [{"ID": 1}, {"ID": 2}, {"ID": 3}, {"ID": 4}, {"ID": 5}]}));
+    let w = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES).unwrap();
+    let first = next(&w).unwrap();
+    assert!(first.get("InitialComplete").is_none());
+    apply(&b, json!({"PeersRemoved": [1, 5], "PeersChanged": [{"ID": 6}]}));
+    let mut view = BTreeMap::new();
+    let rest = drain(&w);
+    assert_eq!(rest.iter().filter(|m| m.get("InitialComplete").is_some()).count(), 1);
+    for m in std::iter::once(first).chain(rest) {
+        for n in m.get("PeersChanged").and_then(Value::as_array).into_iter().flatten() {
+            view.insert(n["ID"].as_i64().unwrap(), n.clone());
+        }
+        for id in m.get("PeersRemoved").and_then(Value::as_array).into_iter().flatten() {
+            view.remove(&id.as_i64().unwrap());
+        }
+    }
+    assert_eq!(view.keys().copied().collect::<Vec<_>>(), vec![2, 3, 4, 6]);
+}
+
+#[test]
+fn runtime_netmap_for_legacy_watchers_unless_opted_out() {
+    let b = bus();
+    let legacy = b.watch(WATCH_INITIAL_NET_MAP).unwrap();
+    let opted_out = b.watch(WATCH_INITIAL_NET_MAP | WATCH_NO_NET_MAP).unwrap();
+    drain(&legacy);
+    drain(&opted_out);
+    apply(&b, json!({"PeersChanged": [{"ID": 1}]}));
+    apply(&b, json!({"PeersChanged": [{"ID": 2}]}));
+    let got = drain(&legacy);
+    assert_eq!(got.len(), 1, "one NetMap per catch-up, not per delta: {got:?}");
+    assert_eq!(ids(&got[0]["NetMap"], "Peers"), vec![1, 2]);
+    assert!(drain(&opted_out).is_empty());
+    // A second legacy watcher shares the same cached bytes.
+    let again = b.watch(WATCH_INITIAL_NET_MAP).unwrap();
+    drain(&again);
+    apply(&b, json!({"DERPMap": {"Regions": {"1": {}}}}));
+    let (x, y) = (legacy.next(Wait::Never).unwrap(), again.next(Wait::Never).unwrap());
+    assert!(Arc::ptr_eq(&x, &y));
+}
+
+#[test]
+fn rate_limit_coalesces_netmap_updates_without_loss() {
+    let b = Bus::new(BusOptions { rate_limit: Duration::from_millis(300), ..Default::default() }).unwrap();
+    let w = b.watch(WATCH_PEER_CHANGES | WATCH_RATE_LIMIT).unwrap();
+    apply(&b, json!({"PeersChanged": [{"ID": 1, "V": 0}]}));
+    let first = next(&w).unwrap();
+    assert_eq!(first["PeersChanged"], json!([{"ID": 1, "V": 0}]));
+    let start = Instant::now();
+    for v in 1..=5 {
+        apply(&b, json!({"PeersChanged": [{"ID": 1, "V": v}, {"ID": 2, "V": v}]}));
+    }
+    apply(&b, json!({"PeersRemoved": [2]}));
+    publish(&b, json!({"State": 6}));
+    // Events are not held back.
+    assert_eq!(next(&w).unwrap()["State"], 6);
+    assert!(next(&w).is_none(), "netmap changes wait for the interval");
+    assert!(!readable(&w));
+    // The ticker makes the fd readable when the window ends.
+    let fd = w.ready_fd();
+    let woke = crate::sys::wait_readable_or_woken(fd, fd, Some(Instant::now() + Duration::from_secs(2))).unwrap();
+    assert_ne!(woke, crate::sys::PollResult::TimedOut);
+    let m = w.next(Wait::from_ms(2000)).unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    let m: Value = serde_json::from_slice(&m).unwrap();
+    assert_eq!(m["PeersChanged"], json!([{"ID": 1, "V": 5}]), "latest state, added+removed peer cancelled");
+    assert!(m.get("PeersRemoved").is_none());
+    assert!(next(&w).is_none());
+}
+
+#[test]
+fn slow_watcher_never_blocks_and_stays_bounded() {
+    let b = Bus::new(BusOptions { backlog: 64, initial_chunk: 1000, ..Default::default() }).unwrap();
+    let slow = b.watch(WATCH_PEER_PATCHES).unwrap();
+    let fast = b.watch(WATCH_PEER_CHANGES).unwrap();
+    for round in 0..2000i64 {
+        let id = round % 20;
+        apply(&b, json!({"PeersChanged": [{"ID": id, "R": round}], "OnlineChange": {(((id + 1) % 20).to_string()): round % 2 == 0}}));
+        if round % 7 == 0 {
+            apply(&b, json!({"PeersRemoved": [(id + 3) % 20]}));
+        }
+        drain(&fast);
+    }
+    {
+        let core = b.shared.lock();
+        assert!(core.log.len() <= 64, "log bounded: {}", core.log.len());
+        let slot = core.slots.values().find(|s| s.mask.0 & WATCH_PEER_PATCHES != 0).unwrap();
+        assert!(slot.pending.peers.len() <= 20, "pending bounded by peers");
+    }
+    let mut view: BTreeMap<i64, Value> = BTreeMap::new();
+    for m in drain(&slow) {
+        for n in m.get("PeersChanged").and_then(Value::as_array).into_iter().flatten() {
+            view.insert(n["ID"].as_i64().unwrap(), n.clone());
+        }
+        for p in m.get("PeerChangedPatch").and_then(Value::as_array).into_iter().flatten() {
+            let node = view.get_mut(&p["NodeID"].as_i64().unwrap()).expect("patch for a known peer").as_object_mut().unwrap();
+            for (k, v) in p.as_object().unwrap() {
+                if k != "NodeID" {
+                    node.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        for id in m.get("PeersRemoved").and_then(Value::as_array).into_iter().flatten() {
+            view.remove(&id.as_i64().unwrap());
+        }
+    }
+    let nm: Value = serde_json::from_slice(&b.netmap()).unwrap();
+    let store: BTreeMap<i64, Value> = nm["Peers"].as_array().unwrap().iter().map(|n| (n["ID"].as_i64().unwrap(), n.clone())).collect();
+    assert_eq!(view, store);
+}
+
+#[test]
+fn next_waits_times_out_and_wakes() {
+    let b = Arc::new(bus());
+    let w = b.watch(0).unwrap();
+    assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::WouldBlock);
+    let t = Instant::now();
+    assert_eq!(w.next(Wait::from_ms(30)).unwrap_err().kind, ErrorKind::Timeout);
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    let b2 = b.clone();
+    let pusher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        b2.publish(br#"{"State":4}"#).unwrap();
+    });
+    let m = w.next(Wait::Forever).unwrap();
+    assert!(std::str::from_utf8(&m).unwrap().contains("\"State\":4"));
+    pusher.join().unwrap();
+}
+
+#[test]
+fn readiness_fd_follows_pending_messages() {
+    let b = bus();
+    let w = b.watch(WATCH_PEER_CHANGES).unwrap();
+    assert!(!readable(&w));
+    apply(&b, json!({"PeersChanged": [{"ID": 1}]}));
+    assert!(readable(&w));
+    next(&w).unwrap();
+    assert!(!readable(&w), "cleared when drained");
+    // Changes the watcher does not get leave it quiet.
+    publish(&b, json!({"Engine": {}}));
+    assert!(!readable(&w));
+}
+
+#[test]
+fn close_is_idempotent_and_wakes_blocked_readers() {
+    let b = Arc::new(bus());
+    let w = Arc::new(b.watch(0).unwrap());
+    let w2 = w.clone();
+    let reader = std::thread::spawn(move || w2.next(Wait::Forever).unwrap_err().kind);
+    std::thread::sleep(Duration::from_millis(20));
+    w.close();
+    w.close();
+    assert_eq!(reader.join().unwrap(), ErrorKind::Closed);
+    assert!(readable(&w));
+    assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed);
+
+    let other = Arc::new(b.watch(WATCH_PEER_CHANGES).unwrap());
+    let o2 = other.clone();
+    let reader = std::thread::spawn(move || o2.next(Wait::Forever).unwrap_err().kind);
+    std::thread::sleep(Duration::from_millis(20));
+    b.close();
+    b.close();
+    assert_eq!(reader.join().unwrap(), ErrorKind::Closed);
+    assert_eq!(b.apply(b"{}").unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(b.publish(br#"{"State":1}"#).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(b.watch(0).err().unwrap().kind, ErrorKind::Closed);
+}
+
+#[test]
+fn one_shot_reads() {
+    let b = bus();
+    apply(
+        &b,
+        json!({"Node": {"ID": 100, "User": 7}, "Peers": [{"ID": 2, "X": [1]}, {"ID": 1}], "UserProfiles": [{"ID": 7, "LoginName": "a"}],
+               "DNSConfig": {"Resolvers": [{"Addr": "1.1.1.1"}]}, "PacketFilter": [{"SrcIPs": ["*"]}], "DERPMap": {"Regions": {}}, "Domain": "t.ts.net"}),
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&b.peer(2).unwrap()).unwrap(), json!({"ID": 2, "X": [1]}));
+    assert_eq!(b.peer(3).unwrap_err().kind, ErrorKind::NotFound);
+    let nm: Value = serde_json::from_slice(&b.netmap()).unwrap();
+    assert_eq!(ids(&nm, "Peers"), vec![1, 2]);
+    assert_eq!(nm["SelfNode"]["ID"], 100);
+    assert_eq!(nm["UserProfiles"]["7"]["LoginName"], "a");
+    assert_eq!(nm["DNS"]["Resolvers"][0]["Addr"], "1.1.1.1");
+    assert_eq!(nm["PacketFilterRules"], json!([{"SrcIPs": ["*"]}]));
+    assert_eq!(nm["DERPMap"], json!({"Regions": {}}));
+    assert_eq!(nm["Domain"], "t.ts.net");
+    let _w = b.watch(0).unwrap();
+    let st: Value = serde_json::from_slice(&b.status()).unwrap();
+    assert_eq!(st["PeerCount"], 2);
+    assert_eq!(st["UserProfileCount"], 1);
+    assert_eq!(st["Watchers"], 1);
+    assert_eq!(st["Self"]["ID"], 100);
+}
+
+#[test]
+fn options_from_json() {
+    assert_eq!(Bus::options_from_json(None).unwrap(), BusOptions::default());
+    let o = Bus::options_from_json(Some(r#"{"rate_limit_ms":500,"initial_chunk":7}"#)).unwrap();
+    assert_eq!((o.rate_limit, o.initial_chunk), (Duration::from_millis(500), 7));
+    assert_eq!(Bus::options_from_json(Some("{")).unwrap_err().kind, ErrorKind::Parse);
+    assert_eq!(Bus::options_from_json(Some(r#"{"x":1}"#)).unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert!(Bus::new(BusOptions { initial_chunk: 0, ..Default::default() }).is_err());
+}

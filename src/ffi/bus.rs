@@ -1,0 +1,232 @@
+//! `mr_bus`: the notify bus (network-map store + watchers) and the
+//! `MR_NOTIFY_*` watch bits.
+
+use super::bytes::mr_bytes;
+use super::error::mr_status;
+use super::ffi::{free_handle, into_handle, try_out, try_ref, try_slice, try_str, Castable};
+use super::watcher::mr_watcher;
+use crate::bus::Bus;
+use std::os::raw::c_char;
+
+/// A notify bus handle. Thread-safe: any thread may apply, publish, watch
+/// and read.
+pub struct mr_bus {
+    _opaque: [u8; 0],
+}
+
+impl Castable for mr_bus {
+    type Rust = Bus;
+    const NAME: &'static str = "mr_bus";
+}
+
+/// Watch bit: forward `Engine` status events.
+pub const MR_NOTIFY_ENGINE_UPDATES: u64 = 1 << 0;
+/// Watch bit: first message carries `SessionID`, `State`, `BrowseToURL`.
+pub const MR_NOTIFY_INITIAL_STATE: u64 = 1 << 1;
+/// Watch bit: first message carries `Prefs`.
+pub const MR_NOTIFY_INITIAL_PREFS: u64 = 1 << 2;
+/// Watch bit: first message carries `NetMap` (more peers follow in
+/// `PeersChanged` chunks until a message with `"InitialComplete": true`).
+pub const MR_NOTIFY_INITIAL_NET_MAP: u64 = 1 << 3;
+/// Watch bit: accepted, no effect (private keys are never sent).
+pub const MR_NOTIFY_NO_PRIVATE_KEYS: u64 = 1 << 4;
+/// Watch bit: first message carries `DriveShares` if published.
+pub const MR_NOTIFY_INITIAL_DRIVE_SHARES: u64 = 1 << 5;
+/// Watch bit: first message carries `OutgoingFiles` if published.
+pub const MR_NOTIFY_INITIAL_OUTGOING_FILES: u64 = 1 << 6;
+/// Watch bit: first message carries `Health`.
+pub const MR_NOTIFY_INITIAL_HEALTH_STATE: u64 = 1 << 7;
+/// Watch bit: netmap-type updates at most once per rate-limit interval.
+pub const MR_NOTIFY_RATE_LIMIT: u64 = 1 << 8;
+/// Watch bit: accepted; `Health` is forwarded as published.
+pub const MR_NOTIFY_HEALTH_ACTIONS: u64 = 1 << 9;
+/// Watch bit: first message carries `SuggestedExitNode` if published.
+pub const MR_NOTIFY_INITIAL_SUGGESTED_EXIT_NODE: u64 = 1 << 10;
+/// Watch bit: first message carries `ClientVersion` if published.
+pub const MR_NOTIFY_INITIAL_CLIENT_VERSION: u64 = 1 << 11;
+/// Watch bit: peer deltas as `PeersChanged` (full nodes) / `PeersRemoved`.
+pub const MR_NOTIFY_PEER_CHANGES: u64 = 1 << 12;
+/// Watch bit: no runtime `NetMap` for MR_NOTIFY_INITIAL_NET_MAP watchers.
+pub const MR_NOTIFY_NO_NET_MAP: u64 = 1 << 13;
+/// Watch bit: first message carries `InitialStatus`; current peers follow
+/// as `PeersChanged` chunks until `"InitialComplete": true`.
+pub const MR_NOTIFY_INITIAL_STATUS: u64 = 1 << 14;
+/// Watch bit: narrow `PeerChangedPatch` entries; implies MR_NOTIFY_PEER_CHANGES.
+pub const MR_NOTIFY_PEER_PATCHES: u64 = 1 << 15;
+
+/// Creates a bus. `opts_json` may be NULL for defaults, or a JSON object
+/// with any of `rate_limit_ms` (3000), `initial_chunk` (1000 peers per
+/// message), `backlog` (10000). On success `*out` owns a new handle the
+/// caller releases with `mr_bus_free`; on failure `*out` is NULL
+/// (MR_PARSE / MR_INVALID_ARGUMENT for bad options).
+#[no_mangle]
+pub extern "C" fn mr_bus_new(opts_json: *const c_char, out: *mut *mut mr_bus) -> mr_status {
+    ffi_status!("mr_bus_new", {
+        let out = try_out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let opts = if opts_json.is_null() { None } else { Some(try_str(opts_json, "opts_json")?) };
+        let bus = Bus::new(Bus::options_from_json(opts)?)?;
+        *out = into_handle::<mr_bus>(bus);
+        Ok(())
+    })
+}
+
+/// Applies a `tailcfg.MapResponse`-shaped update (`json[0..len)`, borrowed
+/// for the call only). MR_PARSE (store unchanged) for malformed input,
+/// MR_CLOSED after `mr_bus_close`.
+#[no_mangle]
+pub extern "C" fn mr_bus_apply(bus: *mut mr_bus, json: *const u8, len: usize) -> mr_status {
+    ffi_status!("mr_bus_apply", { try_ref(bus)?.apply(try_slice(json, len, "json")?) })
+}
+
+/// Publishes a host event with `ipn.Notify` field names (`State`, `Prefs`,
+/// `ErrMessage`, `LoginFinished`, `BrowseToURL`, `Health`, `Engine`, ...);
+/// `json` is borrowed for the call only. MR_INVALID_ARGUMENT for fields the
+/// bus produces itself (`PeersChanged`, `NetMap`, ...), MR_PARSE, MR_CLOSED.
+#[no_mangle]
+pub extern "C" fn mr_bus_publish(bus: *mut mr_bus, json: *const u8, len: usize) -> mr_status {
+    ffi_status!("mr_bus_publish", { try_ref(bus)?.publish(try_slice(json, len, "json")?) })
+}
+
+/// Starts a watch session with `MR_NOTIFY_*` bits. On success `*out` owns a
+/// new watcher the caller releases with `mr_watcher_free` (it may outlive
+/// the bus: it then reports MR_CLOSED). MR_INVALID_ARGUMENT for unknown bits
+/// or MR_NOTIFY_INITIAL_NET_MAP with MR_NOTIFY_PEER_CHANGES/PEER_PATCHES.
+#[no_mangle]
+pub extern "C" fn mr_bus_watch(bus: *mut mr_bus, mask: u64, out: *mut *mut mr_watcher) -> mr_status {
+    ffi_status!("mr_bus_watch", {
+        let out = try_out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let watcher = try_ref(bus)?.watch(mask)?;
+        *out = into_handle::<mr_watcher>(watcher);
+        Ok(())
+    })
+}
+
+/// The stored `tailcfg.Node` JSON of peer `node_id` (O(1)). On success
+/// `*out` holds bytes the caller releases with `mr_bytes_free`; MR_NOT_FOUND
+/// if there is no such peer (then `*out` is {NULL, 0}).
+#[no_mangle]
+pub extern "C" fn mr_bus_peer(bus: *mut mr_bus, node_id: i64, out: *mut mr_bytes) -> mr_status {
+    ffi_status!("mr_bus_peer", {
+        let out = try_out(out, "out")?;
+        *out = mr_bytes::from_vec(Vec::new());
+        *out = mr_bytes::from_vec(try_ref(bus)?.peer(node_id)?);
+        Ok(())
+    })
+}
+
+/// The whole network map as JSON (`SelfNode`, `Peers`, `UserProfiles`,
+/// `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`). `*out` holds bytes the
+/// caller releases with `mr_bytes_free`.
+#[no_mangle]
+pub extern "C" fn mr_bus_netmap(bus: *mut mr_bus, out: *mut mr_bytes) -> mr_status {
+    ffi_status!("mr_bus_netmap", {
+        let out = try_out(out, "out")?;
+        *out = mr_bytes::from_vec(Vec::new());
+        *out = mr_bytes::from_vec(try_ref(bus)?.netmap());
+        Ok(())
+    })
+}
+
+/// A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
+/// `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
+/// caller releases with `mr_bytes_free`.
+#[no_mangle]
+pub extern "C" fn mr_bus_status(bus: *mut mr_bus, out: *mut mr_bytes) -> mr_status {
+    ffi_status!("mr_bus_status", {
+        let out = try_out(out, "out")?;
+        *out = mr_bytes::from_vec(Vec::new());
+        *out = mr_bytes::from_vec(try_ref(bus)?.status());
+        Ok(())
+    })
+}
+
+/// Closes the bus and all its watchers: blocked `mr_watcher_next` calls
+/// return MR_CLOSED, later apply/publish/watch return MR_CLOSED. Idempotent;
+/// any thread. The handle stays allocated until `mr_bus_free`.
+#[no_mangle]
+pub extern "C" fn mr_bus_close(bus: *mut mr_bus) -> mr_status {
+    ffi_status!("mr_bus_close", {
+        try_ref(bus)?.close();
+        Ok(())
+    })
+}
+
+/// Closes (if needed) and releases the bus. NULL is a no-op. No other thread
+/// may be using `bus` or call with it afterwards; watchers stay valid until
+/// their own `mr_watcher_free`.
+#[no_mangle]
+pub extern "C" fn mr_bus_free(bus: *mut mr_bus) {
+    ffi_value!("mr_bus_free", {
+        drop(free_handle(bus));
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_bits_match_the_bus() {
+        use crate::bus::*;
+        let pairs = [
+            (MR_NOTIFY_ENGINE_UPDATES, WATCH_ENGINE_UPDATES),
+            (MR_NOTIFY_INITIAL_STATE, WATCH_INITIAL_STATE),
+            (MR_NOTIFY_INITIAL_PREFS, WATCH_INITIAL_PREFS),
+            (MR_NOTIFY_INITIAL_NET_MAP, WATCH_INITIAL_NET_MAP),
+            (MR_NOTIFY_NO_PRIVATE_KEYS, WATCH_NO_PRIVATE_KEYS),
+            (MR_NOTIFY_INITIAL_DRIVE_SHARES, WATCH_INITIAL_DRIVE_SHARES),
+            (MR_NOTIFY_INITIAL_OUTGOING_FILES, WATCH_INITIAL_OUTGOING_FILES),
+            (MR_NOTIFY_INITIAL_HEALTH_STATE, WATCH_INITIAL_HEALTH_STATE),
+            (MR_NOTIFY_RATE_LIMIT, WATCH_RATE_LIMIT),
+            (MR_NOTIFY_HEALTH_ACTIONS, WATCH_HEALTH_ACTIONS),
+            (MR_NOTIFY_INITIAL_SUGGESTED_EXIT_NODE, WATCH_INITIAL_SUGGESTED_EXIT_NODE),
+            (MR_NOTIFY_INITIAL_CLIENT_VERSION, WATCH_INITIAL_CLIENT_VERSION),
+            (MR_NOTIFY_PEER_CHANGES, WATCH_PEER_CHANGES),
+            (MR_NOTIFY_NO_NET_MAP, WATCH_NO_NET_MAP),
+            (MR_NOTIFY_INITIAL_STATUS, WATCH_INITIAL_STATUS),
+            (MR_NOTIFY_PEER_PATCHES, WATCH_PEER_PATCHES),
+        ];
+        for (c, rust) in pairs {
+            assert_eq!(c, rust);
+        }
+    }
+
+    #[test]
+    fn round_trip_through_the_c_boundary() {
+        let mut bus = std::ptr::null_mut();
+        assert_eq!(mr_bus_new(std::ptr::null(), &mut bus), mr_status::MR_OK);
+        let update = br#"{"PeersChanged":[{"ID":5}]}"#;
+        assert_eq!(mr_bus_apply(bus, update.as_ptr(), update.len()), mr_status::MR_OK);
+        assert_eq!(mr_bus_apply(bus, b"{".as_ptr(), 1), mr_status::MR_PARSE);
+        assert_eq!(mr_bus_apply(bus, std::ptr::null(), 3), mr_status::MR_INVALID_ARGUMENT);
+        let mut w = std::ptr::null_mut();
+        assert_eq!(mr_bus_watch(bus, MR_NOTIFY_INITIAL_NET_MAP | MR_NOTIFY_PEER_CHANGES, &mut w), mr_status::MR_INVALID_ARGUMENT);
+        assert!(w.is_null());
+        assert_eq!(mr_bus_watch(bus, MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_CHANGES, &mut w), mr_status::MR_OK);
+        assert!(super::super::watcher::mr_watcher_fd(w) >= 0);
+        let mut msg = mr_bytes::from_vec(Vec::new());
+        assert_eq!(super::super::watcher::mr_watcher_next(w, 0, &mut msg), mr_status::MR_OK);
+        assert!(msg.len > 0);
+        super::super::bytes::mr_bytes_free(&mut msg);
+        assert_eq!(super::super::watcher::mr_watcher_next(w, 0, &mut msg), mr_status::MR_WOULD_BLOCK);
+        assert!(msg.ptr.is_null());
+        let mut peer = mr_bytes::from_vec(Vec::new());
+        assert_eq!(mr_bus_peer(bus, 5, &mut peer), mr_status::MR_OK);
+        super::super::bytes::mr_bytes_free(&mut peer);
+        assert_eq!(mr_bus_peer(bus, 6, &mut peer), mr_status::MR_NOT_FOUND);
+        let mut nm = mr_bytes::from_vec(Vec::new());
+        assert_eq!(mr_bus_netmap(bus, &mut nm), mr_status::MR_OK);
+        super::super::bytes::mr_bytes_free(&mut nm);
+        assert_eq!(mr_bus_status(bus, &mut nm), mr_status::MR_OK);
+        super::super::bytes::mr_bytes_free(&mut nm);
+        assert_eq!(mr_bus_close(bus), mr_status::MR_OK);
+        assert_eq!(super::super::watcher::mr_watcher_next(w, -1, &mut msg), mr_status::MR_CLOSED);
+        mr_bus_free(bus);
+        assert_eq!(super::super::watcher::mr_watcher_close(w), mr_status::MR_OK);
+        super::super::watcher::mr_watcher_free(w);
+        assert_eq!(mr_bus_close(std::ptr::null_mut()), mr_status::MR_INVALID_ARGUMENT);
+        mr_bus_free(std::ptr::null_mut());
+    }
+}
