@@ -12,7 +12,7 @@ CFLAGS_C := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude
 LDLIBS   := -lpthread -ldl -lm
 BUILD    := build
 
-.PHONY: all lib header header-check test test-rust test-c test-go test-swift examples demo bench install clean help
+.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns examples demo bench install clean help
 
 all: lib examples
 
@@ -47,11 +47,12 @@ header-check:
 examples: lib
 	@mkdir -p examples/c/bin
 	$(CC) $(CFLAGS_C) examples/c/udp_echo.c -o examples/c/bin/udp_echo $(LIB_A) $(LDLIBS)
+	$(CC) $(CFLAGS_C) examples/c/tunnel.c -o examples/c/bin/tunnel $(LIB_A) $(LDLIBS)
 
 demo: examples
 	./examples/c/bin/udp_echo demo
 
-test: header-check test-rust test-c test-go examples test-swift
+test: header-check test-rust test-c test-go examples test-swift test-netns
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -62,6 +63,10 @@ test-c: lib
 
 test-go: lib
 	cd go && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# Root only: two network namespaces, a tunnel in each, ping and TCP across (skips with a reason otherwise).
+test-netns: examples
+	bash tests/netns/tunnel_test.sh
 
 # The Swift module map, checked with clang's module support (Swift imports the same map).
 test-swift: lib

@@ -32,93 +32,6 @@
 
 
 /*
- Engine status (`Notify.Engine`) is forwarded when published.
- */
-#define WATCH_ENGINE_UPDATES (1 << 0)
-
-/*
- First message carries the current `State`, `BrowseToURL` and a `SessionID`.
- */
-#define WATCH_INITIAL_STATE (1 << 1)
-
-/*
- First message carries the current `Prefs`.
- */
-#define WATCH_INITIAL_PREFS (1 << 2)
-
-/*
- First message carries the current `NetMap` (peers chunked, see the module doc).
- */
-#define WATCH_INITIAL_NET_MAP (1 << 3)
-
-/*
- Accepted and ignored, as upstream: private keys are never sent anyway.
- */
-#define WATCH_NO_PRIVATE_KEYS (1 << 4)
-
-/*
- First message carries the current `DriveShares`, if published.
- */
-#define WATCH_INITIAL_DRIVE_SHARES (1 << 5)
-
-/*
- First message carries the current `OutgoingFiles`, if published.
- */
-#define WATCH_INITIAL_OUTGOING_FILES (1 << 6)
-
-/*
- First message carries the current `Health`.
- */
-#define WATCH_INITIAL_HEALTH_STATE (1 << 7)
-
-/*
- Netmap-type updates reach this watcher at most once per
- `BusOptions::rate_limit`, coalesced.
- */
-#define WATCH_RATE_LIMIT (1 << 8)
-
-/*
- Accepted; `Health` is forwarded as published, so it changes nothing here.
- */
-#define WATCH_HEALTH_ACTIONS (1 << 9)
-
-/*
- First message carries the current `SuggestedExitNode`, if published.
- */
-#define WATCH_INITIAL_SUGGESTED_EXIT_NODE (1 << 10)
-
-/*
- First message carries the current `ClientVersion`, if published.
- */
-#define WATCH_INITIAL_CLIENT_VERSION (1 << 11)
-
-/*
- Peer deltas: `PeersChanged` (full nodes, patches promoted) and `PeersRemoved`.
- */
-#define WATCH_PEER_CHANGES (1 << 12)
-
-/*
- Suppresses the runtime `NetMap` that `WATCH_INITIAL_NET_MAP` watchers get.
- */
-#define WATCH_NO_NET_MAP (1 << 13)
-
-/*
- First message carries `InitialStatus`; the current peers follow as
- `PeersChanged` chunks (the stitchable alternative to the initial NetMap).
- */
-#define WATCH_INITIAL_STATUS (1 << 14)
-
-/*
- Narrow `PeerChangedPatch` entries; implies `WATCH_PEER_CHANGES`.
- */
-#define WATCH_PEER_PATCHES (1 << 15)
-
-/*
- Every bit defined above; others are rejected so typos show up.
- */
-#define WATCH_ALL ((1 << 16) - 1)
-
-/*
  Buffer size that holds any `mr_addr_format` result with its NUL
  ("[ffff:...:ffff%4294967295]:65535" is 58 characters).
  */
@@ -205,6 +118,19 @@
  Watch bit: narrow `PeerChangedPatch` entries; implies MR_NOTIFY_PEER_CHANGES.
  */
 #define MR_NOTIFY_PEER_PATCHES (1 << 15)
+
+/*
+ `mr_tun_config.flags`: keep the kernel's 4-byte packet-information
+ header on the device. Reads still return plain IP packets (the header's
+ protocol goes to `mr_packet.proto`); writes get the header added.
+ */
+#define MR_TUN_PACKET_INFO 1
+
+/*
+ `mr_tun_config.flags`: create a multi-queue device; creating another
+ handle with the same name adds a queue.
+ */
+#define MR_TUN_MULTI_QUEUE 2
 
 /*
  `mr_udp_config.flags`: send with UDP GSO (`mr_datagram.segment_size`).
@@ -294,6 +220,11 @@ typedef enum mr_backend {
 typedef struct mr_bus mr_bus;
 
 /*
+ A TUN device handle. Thread-safe: one thread may write while another reads.
+ */
+typedef struct mr_tun mr_tun;
+
+/*
  A UDP socket handle. Thread-safe: one thread may send while another
  receives, without contending.
  */
@@ -332,6 +263,42 @@ typedef struct mr_bytes {
  meshring's logging functions.
  */
 typedef void (*mr_log_callback)(void *userdata, enum mr_log_level level, const char *target, const char *message);
+
+/*
+ Options for `mr_tun_create` / `mr_tun_from_fd`. Fill it with
+ `mr_tun_config_init` first, then change fields.
+ */
+typedef struct mr_tun_config {
+  /*
+   sizeof(mr_tun_config), set by mr_tun_config_init.
+   */
+  uint32_t struct_size;
+  /*
+   An `mr_backend` value; MR_BACKEND_AUTO by default.
+   */
+  uint32_t backend;
+  /*
+   MR_TUN_* bits.
+   */
+  uint32_t flags;
+  /*
+   MTU to set after creation; 0 keeps the kernel's (1500).
+   */
+  uint32_t mtu;
+} mr_tun_config;
+
+/*
+ One IP packet for `mr_tun_read` / `mr_tun_write`. The caller owns `buf`.
+ Read: `buf`/`cap` is the space (at least the device MTU); the library sets
+ `len` and `proto` (EtherType: 0x0800 IPv4, 0x86DD IPv6). Write: the first
+ `len` bytes of `buf` are one IP packet; `proto` is ignored.
+ */
+typedef struct mr_packet {
+  uint8_t *buf;
+  size_t cap;
+  size_t len;
+  uint16_t proto;
+} mr_packet;
 
 /*
  Options for `mr_udp_bind` / `mr_udp_from_fd`. Always fill it with
@@ -464,27 +431,29 @@ enum mr_status mr_bus_watch(struct mr_bus *bus, uint64_t mask, struct mr_watcher
 /*
  The stored `tailcfg.Node` JSON of peer `node_id` (O(1)). On success
  `*out` holds bytes the caller releases with `mr_bytes_free`; MR_NOT_FOUND
- if there is no such peer (then `*out` is {NULL, 0}).
+ if there is no such peer, MR_CLOSED after `mr_bus_close` (then `*out`
+ is {NULL, 0}).
  */
 enum mr_status mr_bus_peer(struct mr_bus *bus, int64_t node_id, struct mr_bytes *out);
 
 /*
  The whole network map as JSON (`SelfNode`, `Peers`, `UserProfiles`,
  `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`). `*out` holds bytes the
- caller releases with `mr_bytes_free`.
+ caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
  */
 enum mr_status mr_bus_netmap(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
  `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
- caller releases with `mr_bytes_free`.
+ caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
  */
 enum mr_status mr_bus_status(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  Closes the bus and all its watchers: blocked `mr_watcher_next` calls
- return MR_CLOSED, later apply/publish/watch return MR_CLOSED. Idempotent;
+ return MR_CLOSED, later apply/publish/watch/peer/netmap/status return
+ MR_CLOSED. Idempotent;
  any thread. The handle stays allocated until `mr_bus_free`.
  */
 enum mr_status mr_bus_close(struct mr_bus *bus);
@@ -538,6 +507,85 @@ enum mr_status mr_log_init(const char *filter);
  `userdata` until the callback is replaced; it never frees it.
  */
 enum mr_status mr_log_set_callback(mr_log_callback cb, void *userdata);
+
+/*
+ Fills `*cfg` with the defaults.
+ */
+enum mr_status mr_tun_config_init(struct mr_tun_config *cfg);
+
+/*
+ Creates a TUN device named `name` ("mr0", or a pattern such as "mr%d";
+ "" lets the kernel choose). Needs CAP_NET_ADMIN. On success `*out` owns
+ a new handle the caller releases with `mr_tun_free` (which also deletes
+ a non-persistent device); read the chosen name with `mr_tun_name`.
+ */
+enum mr_status mr_tun_create(const char *name, const struct mr_tun_config *cfg, struct mr_tun **out);
+
+/*
+ Wraps an open TUN fd (Android VpnService, a fd passed by a helper).
+ On success the handle owns `fd` (closed by `mr_tun_free`, set
+ non-blocking); on failure the caller still owns it. The packet-information
+ setting is read from the device; `cfg` flags other than backend are ignored.
+ */
+enum mr_status mr_tun_from_fd(int fd, const struct mr_tun_config *cfg, struct mr_tun **out);
+
+/*
+ Reads up to `n` packets into `pkts[0..n]`, setting `*got`. MR_OK with at
+ least one packet, or MR_WOULD_BLOCK (timeout 0), MR_TIMEOUT, MR_CLOSED,
+ MR_BUFFER_TOO_SMALL (a slot's `cap` is below the device MTU; nothing is
+ read), MR_IO.
+ */
+enum mr_status mr_tun_read(struct mr_tun *t, struct mr_packet *pkts, size_t n, int32_t timeout_ms, size_t *got);
+
+/*
+ Writes `pkts[0..n]` (each `len` bytes of `buf`, one IP packet) in order,
+ setting `*written` (a prefix). MR_OK means all; otherwise MR_CLOSED,
+ MR_IO, or MR_INVALID_ARGUMENT for a packet that is not IPv4/IPv6.
+ TUN writes never wait, so `timeout_ms` only matters for future
+ backends; pass -1.
+ */
+enum mr_status mr_tun_write(struct mr_tun *t, const struct mr_packet *pkts, size_t n, int32_t timeout_ms, size_t *written);
+
+/*
+ Copies the device name, NUL-terminated, into `buf` of `cap` bytes;
+ `*len` gets its length (16 bytes always suffice).
+ */
+enum mr_status mr_tun_name(const struct mr_tun *t, char *buf, size_t cap, size_t *len);
+
+/*
+ The device MTU, read from the kernel.
+ */
+enum mr_status mr_tun_mtu(const struct mr_tun *t, uint32_t *mtu);
+
+/*
+ Sets the device MTU (68..65535; MR_INVALID_ARGUMENT otherwise).
+ */
+enum mr_status mr_tun_set_mtu(struct mr_tun *t, uint32_t mtu);
+
+/*
+ Which backend waits for packets (MR_BACKEND_URING or MR_BACKEND_BATCH);
+ MR_BACKEND_AUTO if `t` is NULL.
+ */
+enum mr_backend mr_tun_backend(const struct mr_tun *t);
+
+/*
+ A fd that polls readable while packets are waiting (then call
+ `mr_tun_read` with timeout 0 until MR_WOULD_BLOCK). Owned by the handle;
+ valid until `mr_tun_free`. -1 if `t` is NULL or closed.
+ */
+int mr_tun_fd(const struct mr_tun *t);
+
+/*
+ Closes the device: a read blocked on another thread returns MR_CLOSED
+ promptly; later calls return MR_CLOSED. Idempotent; any thread.
+ */
+enum mr_status mr_tun_close(struct mr_tun *t);
+
+/*
+ Closes (if needed) and releases the handle and its fd. NULL is a no-op.
+ No other thread may be using `t`.
+ */
+void mr_tun_free(struct mr_tun *t);
 
 /*
  Fills `*cfg` with the defaults. Call before changing any field.

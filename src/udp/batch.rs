@@ -2,33 +2,12 @@
 //! Used where io_uring is unavailable or when asked for.
 
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::readiness::{PollReadiness, Readiness};
 use crate::sys::{self, MmsgBatch, PollResult};
 use crate::uring::{Flow, Incoming};
 use std::os::fd::RawFd;
 use crate::sync::Wait;
 use crate::udp::{RecvSlot, SendSlot};
-
-/// How a receiver sleeps until the socket is readable: `poll(2)` for the
-/// batch backend, an io_uring poll for the io_uring backend.
-pub trait Readiness {
-    /// Ok once the socket may be readable; Closed or Timeout otherwise.
-    fn wait_readable(&mut self, fd: RawFd, wait: Wait) -> Result<()>;
-}
-
-/// `poll(2)` on the socket and the handle's wake eventfd.
-pub struct PollReadiness {
-    pub wake: RawFd,
-}
-
-impl Readiness for PollReadiness {
-    fn wait_readable(&mut self, fd: RawFd, wait: Wait) -> Result<()> {
-        match sys::wait_readable_or_woken(fd, self.wake, wait.deadline())? {
-            PollResult::Ready => Ok(()),
-            PollResult::Woken => Err(Error::closed("socket is closed")),
-            PollResult::TimedOut => Err(Error::new(ErrorKind::Timeout, "no datagram before the timeout")),
-        }
-    }
-}
 
 /// `recvmmsg` receiver. When every caller buffer can hold `max_datagram`
 /// bytes it receives straight into them (no copy). Otherwise it receives

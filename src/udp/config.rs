@@ -88,8 +88,16 @@ impl UdpConfig {
 
     /// Resolves `Auto` with `MESHRING_BACKEND` (batch | uring | auto).
     pub fn resolved_choice(&self) -> Result<BackendChoice> {
-        if self.backend != BackendChoice::Auto {
-            return Ok(self.backend);
+        self.backend.resolved()
+    }
+}
+
+impl BackendChoice {
+    /// `Auto` refined by `MESHRING_BACKEND` (batch | uring | auto); an
+    /// explicit choice in a config wins over the environment.
+    pub fn resolved(self) -> Result<BackendChoice> {
+        if self != BackendChoice::Auto {
+            return Ok(self);
         }
         match std::env::var("MESHRING_BACKEND").ok().as_deref().map(str::trim) {
             None | Some("") | Some("auto") => Ok(BackendChoice::Auto),

@@ -1,7 +1,7 @@
 //! The UDP handle: a socket plus one receive engine and one send engine,
 //! each behind its own `Baton`, so a sender and a receiver never share a lock.
 
-use super::batch::{BatchRx, BatchTx, PollReadiness, Readiness};
+use super::batch::{BatchRx, BatchTx, PollReadiness};
 use super::config::{Backend, BackendChoice, UdpConfig};
 use super::stats::{Counters, UdpStats};
 use super::{RecvSlot, SendSlot};
@@ -20,12 +20,6 @@ enum Rx {
     UringPoll(PollWaiter, BatchRx),
     Batch(BatchRx),
     Closed,
-}
-
-impl Readiness for PollWaiter {
-    fn wait_readable(&mut self, _fd: RawFd, wait: Wait) -> Result<()> {
-        PollWaiter::wait_readable(self, wait)
-    }
 }
 
 enum Tx {

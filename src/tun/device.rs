@@ -1,0 +1,296 @@
+//! The TUN handle. Reads drain the device with `readv` straight into the
+//! caller's buffers and sleep on io_uring readiness (or `poll(2)`) when it
+//! is empty, exactly like the UDP receive path; writes are `writev` per
+//! packet (the kernel never makes a TUN write wait).
+
+use super::{ip_proto, OutPacket, PacketSlot};
+use crate::error::{Error, ErrorKind, Result};
+use crate::readiness::{PollReadiness, Readiness};
+use crate::sync::{Baton, BatonError, Wait};
+use crate::sys::{self, EventFd};
+use crate::udp::{Backend, BackendChoice};
+use crate::uring::{self, PollWaiter};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// Size of the packet-information header (flags u16, proto u16).
+const PI_LEN: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct TunConfig {
+    pub backend: BackendChoice,
+    /// Keep the 4-byte packet-information header (IFF_NO_PI off); the caller
+    /// still sees plain IP packets and gets the protocol separately.
+    pub packet_info: bool,
+    /// Create a multi-queue device (IFF_MULTI_QUEUE): more handles created
+    /// with the same name become further queues.
+    pub multi_queue: bool,
+    /// Set this MTU after creation (0 leaves the kernel's default).
+    pub mtu: u32,
+}
+
+impl Default for TunConfig {
+    fn default() -> Self {
+        TunConfig { backend: BackendChoice::Auto, packet_info: false, multi_queue: false, mtu: 0 }
+    }
+}
+
+enum Rx {
+    Uring(PollWaiter),
+    Batch,
+    Closed,
+}
+
+pub struct Tun {
+    rx: Baton<Rx>,
+    ready: Option<EventFd>,
+    ready_watched: AtomicBool,
+    wake: EventFd,
+    fd: OwnedFd,
+    name: String,
+    packet_info: bool,
+    mtu: AtomicU32,
+    backend: Backend,
+    closed: AtomicBool,
+}
+
+impl Tun {
+    /// Creates a TUN device; `name` may be a pattern ("mr%d") or empty.
+    pub fn create(name: &str, cfg: &TunConfig) -> Result<Self> {
+        let (fd, name) = sys::open_tun(name, cfg.packet_info, cfg.multi_queue)?;
+        let tun = Self::open(fd, name, cfg.packet_info, cfg).map_err(|(e, _fd)| e)?;
+        if cfg.mtu != 0 {
+            tun.set_mtu(cfg.mtu)?;
+        }
+        Ok(tun)
+    }
+
+    /// Adopts an open TUN fd (Android VpnService, a passed-in fd). On
+    /// success the handle owns it; on error the caller still does.
+    pub fn from_fd(fd: RawFd, cfg: &TunConfig) -> Result<Self> {
+        if fd < 0 {
+            return Err(Error::invalid(format!("fd {fd} is negative")));
+        }
+        let (name, flags) = sys::tun_info(fd)?;
+        if flags & libc::IFF_TUN == 0 {
+            return Err(Error::invalid(format!("fd {fd} is a TAP device, not TUN")));
+        }
+        sys::set_nonblocking(fd)?;
+        let packet_info = flags & libc::IFF_NO_PI == 0;
+        Self::open(sys::adopt_fd(fd), name, packet_info, cfg).map_err(|(e, fd)| {
+            let _still_the_callers = fd.into_raw_fd();
+            e
+        })
+    }
+
+    fn open(fd: OwnedFd, name: String, packet_info: bool, cfg: &TunConfig) -> std::result::Result<Self, (Error, OwnedFd)> {
+        let parts = (|| {
+            let mtu = sys::interface_mtu(&name)?;
+            let wake = EventFd::new()?;
+            let (rx, ready, backend) = match cfg.backend.resolved()? {
+                BackendChoice::Batch => (Rx::Batch, None, Backend::Batch),
+                choice => match uring_reader(fd.as_raw_fd(), &wake) {
+                    Ok((waiter, ready)) => (Rx::Uring(waiter), Some(ready), Backend::Uring),
+                    Err(e) if choice == BackendChoice::Auto => {
+                        log::warn!("meshring: TUN {name}: {e}; using poll(2)");
+                        (Rx::Batch, None, Backend::Batch)
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            Ok((mtu, wake, rx, ready, backend))
+        })();
+        match parts {
+            Ok((mtu, wake, rx, ready, backend)) => Ok(Tun {
+                rx: Baton::new(rx),
+                ready,
+                ready_watched: AtomicBool::new(false),
+                wake,
+                fd,
+                name,
+                packet_info,
+                mtu: AtomicU32::new(mtu),
+                backend,
+                closed: AtomicBool::new(false),
+            }),
+            Err(e) => Err((e, fd)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::closed("TUN device is closed"));
+        }
+        Ok(())
+    }
+
+    pub fn mtu(&self) -> Result<u32> {
+        self.check_open()?;
+        let mtu = sys::interface_mtu(&self.name)?;
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(mtu)
+    }
+
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        self.check_open()?;
+        if !(68..=65535).contains(&mtu) {
+            return Err(Error::invalid(format!("MTU {mtu} is outside 68..=65535")));
+        }
+        sys::set_interface_mtu(&self.name, mtu)?;
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Readable while packets are waiting: the io_uring completion eventfd,
+    /// or the device fd itself with the batch backend.
+    pub fn ready_fd(&self) -> Result<RawFd> {
+        self.check_open()?;
+        Ok(match &self.ready {
+            Some(ready) => {
+                self.ready_watched.store(true, Ordering::Relaxed);
+                ready.as_raw_fd()
+            }
+            None => self.fd.as_raw_fd(),
+        })
+    }
+
+    /// Reads up to `slots.len()` packets (at least one) into the caller's
+    /// buffers, each of which must hold the device MTU.
+    pub fn read<S: PacketSlot>(&self, slots: &mut [S], wait: Wait) -> Result<usize> {
+        if slots.is_empty() {
+            return Err(Error::invalid("no packet slots (n == 0)"));
+        }
+        let mtu = self.mtu.load(Ordering::Relaxed) as usize;
+        for (i, s) in slots.iter_mut().enumerate() {
+            let cap = s.buffer().len();
+            if cap < mtu {
+                return Err(Error::new(ErrorKind::BufferTooSmall, format!("packet slot {i} holds {cap} bytes, less than the MTU {mtu}")));
+            }
+        }
+        self.check_open()?;
+        let mut rx = self.rx.take(wait.deadline(), false).map_err(|e| match (e, wait) {
+            (BatonError::Shut, _) => Error::closed("TUN device is closed"),
+            (BatonError::Timeout, Wait::Never) => Error::new(ErrorKind::WouldBlock, "another thread is reading"),
+            (BatonError::Timeout, _) => Error::new(ErrorKind::Timeout, "timed out waiting for another reader"),
+        })?;
+        let fd = self.fd.as_raw_fd();
+        let result = match &mut *rx {
+            Rx::Uring(waiter) => self.drain(fd, slots, wait, waiter),
+            Rx::Batch => self.drain(fd, slots, wait, &mut PollReadiness { wake: self.wake.as_raw_fd() }),
+            Rx::Closed => Err(Error::closed("TUN device is closed")),
+        };
+        if let (Rx::Uring(waiter), Some(ready)) = (&mut *rx, self.ready.as_ref()) {
+            if self.ready_watched.load(Ordering::Relaxed) {
+                // A fresh poll fires at once if packets are still queued.
+                ready.clear();
+                if let Err(e) = waiter.arm_and_submit() {
+                    log::warn!("meshring: re-arming the TUN readiness poll failed: {e}");
+                }
+            }
+        }
+        result
+    }
+
+    fn drain<S: PacketSlot>(&self, fd: RawFd, slots: &mut [S], wait: Wait, ready: &mut impl Readiness) -> Result<usize> {
+        let mut head = [0u8; PI_LEN];
+        let head_len = if self.packet_info { PI_LEN } else { 0 };
+        let mut filled = 0;
+        loop {
+            while filled < slots.len() {
+                match sys::read_packet(fd, &mut head[..head_len], slots[filled].buffer()) {
+                    Ok(n) if n < head_len => return Err(Error::new(ErrorKind::Io, "TUN read shorter than its packet-information header")),
+                    Ok(n) => {
+                        let len = n - head_len;
+                        let proto = if self.packet_info { u16::from_be_bytes([head[2], head[3]]) } else { ip_proto(slots[filled].buffer()) };
+                        slots[filled].fill(len, proto);
+                        filled += 1;
+                    }
+                    Err(libc::EINTR) => {}
+                    Err(libc::EAGAIN) => break,
+                    Err(errno) if filled > 0 => {
+                        log::debug!("TUN read stopped after {filled} packets: errno {errno}");
+                        return Ok(filled);
+                    }
+                    Err(errno) => return Err(Error::os("TUN read", errno)),
+                }
+            }
+            if filled > 0 {
+                return Ok(filled);
+            }
+            if wait.is_never() {
+                return Err(Error::new(ErrorKind::WouldBlock, "no packet ready"));
+            }
+            ready.wait_readable(fd, wait)?;
+            self.check_open()?;
+        }
+    }
+
+    /// Writes `packets` in order (IP packets; the protocol is taken from the
+    /// version nibble). Returns how many were written and, if not all, why.
+    pub fn write<P: OutPacket>(&self, packets: &[P]) -> (usize, Option<Error>) {
+        if packets.is_empty() {
+            return (0, Some(Error::invalid("no packets to write (n == 0)")));
+        }
+        if let Err(e) = self.check_open() {
+            return (0, Some(e));
+        }
+        let fd = self.fd.as_raw_fd();
+        for (i, p) in packets.iter().enumerate() {
+            let packet = p.packet();
+            let proto = ip_proto(packet);
+            if proto == 0 {
+                return (i, Some(Error::invalid(format!("packet {i} is not an IPv4/IPv6 packet"))));
+            }
+            let [hi, lo] = proto.to_be_bytes();
+            let head = [0, 0, hi, lo];
+            let head = if self.packet_info { &head[..] } else { &head[..0] };
+            loop {
+                match sys::write_packet(fd, head, packet) {
+                    Ok(_) => break,
+                    Err(libc::EINTR) => {}
+                    Err(errno) => return (i, Some(Error::os(&format!("TUN write of packet {i}"), errno))),
+                }
+            }
+        }
+        (packets.len(), None)
+    }
+
+    /// Idempotent, any thread: a blocked read returns Closed promptly.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.wake.signal();
+        self.rx.shut();
+        if let Ok(mut rx) = self.rx.take(None, true) {
+            *rx = Rx::Closed;
+        }
+    }
+}
+
+impl Drop for Tun {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn uring_reader(fd: RawFd, wake: &EventFd) -> Result<(PollWaiter, EventFd)> {
+    if let Some(why) = &uring::probe().unusable {
+        return Err(Error::new(ErrorKind::Unsupported, format!("io_uring unavailable: {why}")));
+    }
+    let ready = EventFd::new()?;
+    let waiter = PollWaiter::new(fd, wake.as_raw_fd(), Some(ready.as_raw_fd()))?;
+    Ok((waiter, ready))
+}
