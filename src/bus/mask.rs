@@ -1,45 +1,66 @@
 //! Watch mask bits (Tailscale's `ipn.NotifyWatchOpt`, same values: they
 //! cross process boundaries, so they are never renumbered) and the encoding
 //! class a mask falls into.
+//!
+//! The `WATCH_*` names are the Rust API; C sees the same values as
+//! `MR_NOTIFY_*` (src/ffi/bus.rs). Each constant is marked
+//! `cbindgen:ignore` so the header exports no unprefixed names.
 
 use crate::error::{Error, Result};
 
 /// Engine status (`Notify.Engine`) is forwarded when published.
+/// cbindgen:ignore
 pub const WATCH_ENGINE_UPDATES: u64 = 1 << 0;
 /// First message carries the current `State`, `BrowseToURL` and a `SessionID`.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_STATE: u64 = 1 << 1;
 /// First message carries the current `Prefs`.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_PREFS: u64 = 1 << 2;
 /// First message carries the current `NetMap` (peers chunked, see the module doc).
+/// cbindgen:ignore
 pub const WATCH_INITIAL_NET_MAP: u64 = 1 << 3;
 /// Accepted and ignored, as upstream: private keys are never sent anyway.
+/// cbindgen:ignore
 pub const WATCH_NO_PRIVATE_KEYS: u64 = 1 << 4;
 /// First message carries the current `DriveShares`, if published.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_DRIVE_SHARES: u64 = 1 << 5;
 /// First message carries the current `OutgoingFiles`, if published.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_OUTGOING_FILES: u64 = 1 << 6;
 /// First message carries the current `Health`.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_HEALTH_STATE: u64 = 1 << 7;
 /// Netmap-type updates reach this watcher at most once per
 /// `BusOptions::rate_limit`, coalesced.
+/// cbindgen:ignore
 pub const WATCH_RATE_LIMIT: u64 = 1 << 8;
 /// Accepted; `Health` is forwarded as published, so it changes nothing here.
+/// cbindgen:ignore
 pub const WATCH_HEALTH_ACTIONS: u64 = 1 << 9;
 /// First message carries the current `SuggestedExitNode`, if published.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_SUGGESTED_EXIT_NODE: u64 = 1 << 10;
 /// First message carries the current `ClientVersion`, if published.
+/// cbindgen:ignore
 pub const WATCH_INITIAL_CLIENT_VERSION: u64 = 1 << 11;
 /// Peer deltas: `PeersChanged` (full nodes, patches promoted) and `PeersRemoved`.
+/// cbindgen:ignore
 pub const WATCH_PEER_CHANGES: u64 = 1 << 12;
 /// Suppresses the runtime `NetMap` that `WATCH_INITIAL_NET_MAP` watchers get.
+/// cbindgen:ignore
 pub const WATCH_NO_NET_MAP: u64 = 1 << 13;
 /// First message carries `InitialStatus`; the current peers follow as
 /// `PeersChanged` chunks (the stitchable alternative to the initial NetMap).
+/// cbindgen:ignore
 pub const WATCH_INITIAL_STATUS: u64 = 1 << 14;
 /// Narrow `PeerChangedPatch` entries; implies `WATCH_PEER_CHANGES`.
+/// cbindgen:ignore
 pub const WATCH_PEER_PATCHES: u64 = 1 << 15;
 
 /// Every bit defined above; others are rejected so typos show up.
+/// cbindgen:ignore
 pub const WATCH_ALL: u64 = (1 << 16) - 1;
 
 /// How peer deltas are written for a watcher.
