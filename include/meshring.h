@@ -431,29 +431,27 @@ enum mr_status mr_bus_watch(struct mr_bus *bus, uint64_t mask, struct mr_watcher
 /*
  The stored `tailcfg.Node` JSON of peer `node_id` (O(1)). On success
  `*out` holds bytes the caller releases with `mr_bytes_free`; MR_NOT_FOUND
- if there is no such peer, MR_CLOSED after `mr_bus_close` (then `*out`
- is {NULL, 0}).
+ if there is no such peer (then `*out` is {NULL, 0}).
  */
 enum mr_status mr_bus_peer(struct mr_bus *bus, int64_t node_id, struct mr_bytes *out);
 
 /*
  The whole network map as JSON (`SelfNode`, `Peers`, `UserProfiles`,
  `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`). `*out` holds bytes the
- caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
+ caller releases with `mr_bytes_free`.
  */
 enum mr_status mr_bus_netmap(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
  `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
- caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
+ caller releases with `mr_bytes_free`.
  */
 enum mr_status mr_bus_status(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  Closes the bus and all its watchers: blocked `mr_watcher_next` calls
- return MR_CLOSED, later apply/publish/watch/peer/netmap/status return
- MR_CLOSED. Idempotent;
+ return MR_CLOSED, later apply/publish/watch return MR_CLOSED. Idempotent;
  any thread. The handle stays allocated until `mr_bus_free`.
  */
 enum mr_status mr_bus_close(struct mr_bus *bus);
