@@ -25,7 +25,7 @@
 static mr_tun *tun;
 static mr_udp *udp;
 static mr_addr peer;
-static unsigned long long to_peer, from_peer;
+static unsigned long long to_peer, from_peer, dropped;
 
 static void fail(const char *what, mr_status st) {
     char msg[512];
@@ -47,10 +47,15 @@ static void *tun_to_udp(void *arg) {
         if (st == MR_CLOSED) return NULL;
         if (st != MR_OK) fail("mr_tun_read", st);
         for (size_t i = 0; i < got; i++) out[i] = (mr_datagram){.buf = bufs[i], .cap = SLOT, .len = pkts[i].len, .addr = peer};
-        st = mr_udp_send(udp, out, got, -1, &sent);
-        if (st == MR_CLOSED) return NULL;
-        if (st != MR_OK && st != MR_IO) fail("mr_udp_send", st);
-        to_peer += sent;
+        /* A datagram the network refuses (MR_IO) is dropped; the rest still go. */
+        for (size_t done = 0; done < got; done += sent + 1) {
+            st = mr_udp_send(udp, out + done, got - done, -1, &sent);
+            if (st == MR_CLOSED) return NULL;
+            to_peer += sent;
+            if (st == MR_OK) break;
+            if (st != MR_IO) fail("mr_udp_send", st);
+            dropped++;
+        }
     }
 }
 
@@ -69,11 +74,16 @@ static void *udp_to_tun(void *arg) {
         for (size_t i = 0; i < got; i++)
             if (in[i].len > 0) pkts[n++] = (mr_packet){.buf = bufs[i], .cap = SLOT, .len = in[i].len};
         if (n == 0) continue;
-        st = mr_tun_write(tun, pkts, n, -1, &written);
-        if (st == MR_CLOSED) return NULL;
-        /* A malformed datagram is dropped, like any router would. */
-        if (st != MR_OK && st != MR_INVALID_ARGUMENT && st != MR_IO) fail("mr_tun_write", st);
-        from_peer += written;
+        /* A packet the kernel refuses (malformed, queue full) is dropped, like
+           any router would; the rest of the batch is still written. */
+        for (size_t done = 0; done < n; done += written + 1) {
+            st = mr_tun_write(tun, pkts + done, n - done, -1, &written);
+            if (st == MR_CLOSED) return NULL;
+            from_peer += written;
+            if (st == MR_OK) break;
+            if (st != MR_INVALID_ARGUMENT && st != MR_IO) fail("mr_tun_write", st);
+            dropped++;
+        }
     }
 }
 
@@ -102,7 +112,11 @@ int main(int argc, char **argv) {
     tcfg.mtu = argc > 4 ? (uint32_t)atoi(argv[4]) : 1420;
     mr_status st = mr_tun_create(argv[1], &tcfg, &tun);
     if (st != MR_OK) fail("mr_tun_create", st);
-    if ((st = mr_udp_bind(argv[2], NULL, &udp)) != MR_OK) fail("mr_udp_bind", st);
+    mr_udp_config ucfg;
+    mr_udp_config_init(&ucfg);
+    /* Bursts from a TCP flow outrun the default 208 KiB socket buffer. */
+    ucfg.so_rcvbuf = ucfg.so_sndbuf = 4 << 20;
+    if ((st = mr_udp_bind(argv[2], &ucfg, &udp)) != MR_OK) fail("mr_udp_bind", st);
     if ((st = mr_addr_parse(argv[3], &peer)) != MR_OK) fail("mr_addr_parse", st);
 
     char name[32];
@@ -118,7 +132,10 @@ int main(int argc, char **argv) {
     pthread_join(a, NULL);
     pthread_join(b, NULL);
     pthread_join(s, NULL);
-    printf("tunnel %s: %llu packets to peer, %llu from peer\n", name, to_peer, from_peer);
+    mr_udp_counters c;
+    mr_udp_stats(udp, &c);
+    printf("tunnel %s: %llu packets to peer, %llu from peer, %llu dropped; udp rx calls %llu, tx calls %llu\n", name, to_peer,
+           from_peer, dropped, (unsigned long long)c.rx_calls, (unsigned long long)c.tx_calls);
     mr_tun_free(tun);
     mr_udp_free(udp);
     return 0;

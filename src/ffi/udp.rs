@@ -70,7 +70,9 @@ pub struct mr_udp_config {
     pub max_datagram: u32,
     /// Datagrams per submit / per sendmmsg (128).
     pub batch: u32,
-    /// SO_RCVBUF / SO_SNDBUF in bytes; 0 leaves the system default.
+    /// Socket buffer sizes in bytes (SO_RCVBUFFORCE / SO_SNDBUFFORCE when
+    /// privileged, else SO_RCVBUF / SO_SNDBUF, capped by the kernel); 0
+    /// leaves the system default.
     pub so_rcvbuf: i32,
     pub so_sndbuf: i32,
 }

@@ -87,11 +87,15 @@ impl UdpSocket {
             sys::setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1, "setsockopt(UDP_GRO)")
                 .map_err(|e| e.with_kind(ErrorKind::Unsupported))?;
         }
+        // The *FORCE variants pass net.core.[rw]mem_max when privileged (a
+        // tunnel needs megabytes); otherwise the kernel caps the plain ones.
         if cfg.so_rcvbuf > 0 {
-            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, cfg.so_rcvbuf, "setsockopt(SO_RCVBUF)")?;
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, cfg.so_rcvbuf, "setsockopt(SO_RCVBUFFORCE)")
+                .or_else(|_| sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, cfg.so_rcvbuf, "setsockopt(SO_RCVBUF)"))?;
         }
         if cfg.so_sndbuf > 0 {
-            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, cfg.so_sndbuf, "setsockopt(SO_SNDBUF)")?;
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, cfg.so_sndbuf, "setsockopt(SO_SNDBUFFORCE)")
+                .or_else(|_| sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, cfg.so_sndbuf, "setsockopt(SO_SNDBUF)"))?;
         }
         let wake = EventFd::new()?;
         let choice = cfg.resolved_choice()?;
