@@ -332,7 +332,9 @@ typedef struct mr_udp_config {
    */
   uint32_t batch;
   /*
-   SO_RCVBUF / SO_SNDBUF in bytes; 0 leaves the system default.
+   Socket buffer sizes in bytes (SO_RCVBUFFORCE / SO_SNDBUFFORCE when
+   privileged, else SO_RCVBUF / SO_SNDBUF, capped by the kernel); 0
+   leaves the system default.
    */
   int32_t so_rcvbuf;
   int32_t so_sndbuf;
