@@ -17,7 +17,7 @@ BUILD    := build
 all: lib examples
 
 help:
-	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput)"
+	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput), then the notify bus demo (examples/c/watch --demo)"
 	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module"
 	@echo "make bench         side-by-side benchmarks with ratios"
 	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
@@ -47,10 +47,12 @@ header-check:
 examples: lib
 	@mkdir -p examples/c/bin
 	$(CC) $(CFLAGS_C) examples/c/udp_echo.c -o examples/c/bin/udp_echo $(LIB_A) $(LDLIBS)
+	$(CC) $(CFLAGS_C) examples/c/watch.c -o examples/c/bin/watch $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/tunnel.c -o examples/c/bin/tunnel $(LIB_A) $(LDLIBS)
 
 demo: examples
 	./examples/c/bin/udp_echo demo
+	./examples/c/bin/watch --demo
 
 test: header-check test-rust test-c test-go examples test-swift test-netns
 	@echo "make test: all suites passed"
@@ -77,8 +79,9 @@ test-swift: lib
 	  ./$(BUILD)/swift-check/main && echo "module.modulemap: CMeshring imports and links"; \
 	else echo "SKIP module.modulemap check: clang is not installed (.ci/run installs it)"; fi
 
-bench: lib
+bench: lib examples
 	bash bench/run.sh
+	bash bench/tunnel.sh
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/meshring $(DESTDIR)$(PREFIX)/lib/pkgconfig

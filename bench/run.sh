@@ -27,3 +27,10 @@ for impl in recvmmsg-gso meshring-gso; do
   run bench/bin/udp_bench "$impl" drain 1400 "$DRAIN_COUNT"
 done
 python3 bench/table.py "$out"
+
+# Notify bus (issue 5): cost per peer delta vs store size (10k..1M peers) with
+# 0, 1 and 16 reading watchers, bytes allocated per delta, RSS; one process
+# per store size. Source: examples/bus_bench.rs (BUS_DELTAS=2000 BUS_REPS=5).
+echo
+"${CARGO:-cargo}" build --release --example bus_bench
+target/release/examples/bus_bench --deltas "${BUS_DELTAS:-2000}" --reps "${BUS_REPS:-5}"

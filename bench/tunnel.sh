@@ -41,17 +41,23 @@ iperf() { # server address -> Gbit/s
   python3 -c "print(f'{$bps/1e9:.3f}')"
 }
 
-run_tunnel() { # name, command template (uses LOCAL REMOTE), env
+dev_index=0
+run_tunnel() { # name, env, command template (LOCAL REMOTE DEV are filled in)
   local name=$1 env=$2; shift 2
+  # A fresh device name per run: the previous device may still be unregistering.
+  local dev=mrb$dev_index
+  dev_index=$((dev_index + 1))
   pids=()
   for side in a b; do
     if [ $side = a ]; then ns=$A l=198.18.1.1 r=198.18.1.2 inner=198.18.2.1/24; else ns=$B l=198.18.1.2 r=198.18.1.1 inner=198.18.2.2/24; fi
     local cmd=("$@")
-    cmd=("${cmd[@]//LOCAL/$l}"); cmd=("${cmd[@]//REMOTE/$r}")
+    cmd=("${cmd[@]//LOCAL/$l}"); cmd=("${cmd[@]//REMOTE/$r}"); cmd=("${cmd[@]//DEV/$dev}")
+    # Remove the old log first: the wait below must not see the last run's "ready".
+    rm -f "/tmp/mr-bench-$side.log"
     env $env ip netns exec "$ns" "${cmd[@]}" > "/tmp/mr-bench-$side.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do grep -q '^ready' "/tmp/mr-bench-$side.log" && break; sleep 0.05; done
-    ip -n "$ns" addr add "$inner" dev mrb0; ip -n "$ns" link set mrb0 up
+    ip -n "$ns" addr add "$inner" dev "$dev"; ip -n "$ns" link set "$dev" up
   done
   sleep 0.2
   local results=()
@@ -63,7 +69,8 @@ run_tunnel() { # name, command template (uses LOCAL REMOTE), env
 
 {
   res=(); for _ in $(seq "$REPS"); do res+=("$(iperf 198.18.1.2)"); done; echo "veth-direct ${res[*]}"
-  run_tunnel plain-read-write "X=1" bench/bin/plain_tunnel mrb0 LOCAL 7000 REMOTE 1420
-  run_tunnel meshring-batch "MESHRING_BACKEND=batch" examples/c/bin/tunnel mrb0 LOCAL:7000 REMOTE:7000 1420
-  run_tunnel meshring-uring "MESHRING_BACKEND=uring" examples/c/bin/tunnel mrb0 LOCAL:7000 REMOTE:7000 1420
+  run_tunnel plain-read-write "X=1" bench/bin/plain_tunnel DEV LOCAL 7000 REMOTE 1420
+  run_tunnel meshring-batch "MESHRING_BACKEND=batch" examples/c/bin/tunnel DEV LOCAL:7000 REMOTE:7000 1420
+  run_tunnel meshring-uring "MESHRING_BACKEND=uring" examples/c/bin/tunnel DEV LOCAL:7000 REMOTE:7000 1420
+  run_tunnel meshring-uring-offload "MESHRING_BACKEND=uring" examples/c/bin/tunnel DEV LOCAL:7000 REMOTE:7000 1420 offload
 } | python3 bench/tunnel_table.py

@@ -94,7 +94,32 @@ func (c *UDPConn) WriteBatch(bufs [][]byte, dst netip.AddrPort) error {
 	if err := addrToC(dst, &ca); err != nil {
 		return err
 	}
-	return c.writeBatch(bufs, func(int) *C.mr_addr { return &ca })
+	return c.writeBatch(bufs, func(int) *C.mr_addr { return &ca }, nil)
+}
+
+// WriteBatchSegments is WriteBatch with UDP generic segmentation offload:
+// the kernel splits bufs[i] into datagrams of segs[i] bytes each (the last
+// one may be shorter), so one large buffer leaves as many datagrams for
+// the cost of one. segs[i] == 0 sends bufs[i] as a single datagram. bufs
+// and segs must have the same length; each bufs[i] is at most 65535 bytes.
+//
+// The socket needs Config.GSO: otherwise a non-zero segment size fails with
+// an error matching ErrInvalidArgument. A receiver with Config.GRO may get
+// the segments coalesced again (see ReadBatchSegments).
+func (c *UDPConn) WriteBatchSegments(bufs [][]byte, segs []int, dst netip.AddrPort) error {
+	if len(bufs) != len(segs) {
+		return newError(StatusInvalidArgument, "write", fmt.Sprintf("%d buffers but %d segment sizes", len(bufs), len(segs)))
+	}
+	for i, s := range segs {
+		if s < 0 || s > 65535 {
+			return newError(StatusInvalidArgument, "write", fmt.Sprintf("segs[%d] = %d is not a segment size (0..65535)", i, s))
+		}
+	}
+	var ca C.mr_addr
+	if err := addrToC(dst, &ca); err != nil {
+		return err
+	}
+	return c.writeBatch(bufs, func(int) *C.mr_addr { return &ca }, func(i int) int { return segs[i] })
 }
 
 // WriteBatchTo sends bufs[i] to dsts[i] for every i, in order, like
@@ -109,10 +134,12 @@ func (c *UDPConn) WriteBatchTo(bufs [][]byte, dsts []netip.AddrPort) error {
 			return err
 		}
 	}
-	return c.writeBatch(bufs, func(i int) *C.mr_addr { return &addrs[i] })
+	return c.writeBatch(bufs, func(i int) *C.mr_addr { return &addrs[i] }, nil)
 }
 
-func (c *UDPConn) writeBatch(bufs [][]byte, dst func(int) *C.mr_addr) error {
+// writeBatch sends bufs[i] to dst(i), with GSO segment size seg(i) if seg
+// is not nil.
+func (c *UDPConn) writeBatch(bufs [][]byte, dst func(int) *C.mr_addr, seg func(int) int) error {
 	if len(bufs) == 0 {
 		return nil
 	}
@@ -128,6 +155,9 @@ func (c *UDPConn) writeBatch(bufs [][]byte, dst func(int) *C.mr_addr) error {
 		chunk := bufs[start:min(start+BatchSize, len(bufs))]
 		for i, b := range chunk {
 			cl.setSend(i, b, dst(start+i))
+			if seg != nil {
+				cl.c.msgs[i].segment_size = C.uint16_t(seg(start + i))
+			}
 		}
 		used = max(used, len(chunk))
 		_, err := c.send(h, cl, len(chunk))

@@ -4,7 +4,9 @@
 //
 // The binding links the static library built at ../target/release and the
 // header at ../include. [UDPConn] implements [net.PacketConn] and adds batch
-// methods in the shape of wireguard-go's conn.Bind. Errors are [*Error]
+// methods in the shape of wireguard-go's conn.Bind. [Bus] is the notify
+// bus: a network-map store fed with tailcfg.MapResponse JSON, watched by
+// [Watcher]s that receive ipn.Notify-shaped JSON. Errors are [*Error]
 // values that match the Err* sentinels (and net.ErrClosed,
 // os.ErrDeadlineExceeded) with [errors.Is].
 package meshring

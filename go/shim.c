@@ -50,3 +50,51 @@ mr_status mrgo_udp_send(mr_udp *u, mrgo_call *c, size_t off, size_t n, int32_t t
 	}
 	return capture(st, &c->err);
 }
+
+mr_status mrgo_bus_new(const char *opts_json, mr_bus **out, mrgo_err *err) {
+	return capture(mr_bus_new(opts_json, out), err);
+}
+
+mr_status mrgo_bus_apply(mr_bus *b, const uint8_t *json, size_t len, mrgo_err *err) {
+	return capture(mr_bus_apply(b, json, len), err);
+}
+
+mr_status mrgo_bus_publish(mr_bus *b, const uint8_t *json, size_t len, mrgo_err *err) {
+	return capture(mr_bus_publish(b, json, len), err);
+}
+
+mr_status mrgo_bus_watch(mr_bus *b, uint64_t mask, mr_watcher **out, int *fd, mrgo_err *err) {
+	mr_status st = capture(mr_bus_watch(b, mask, out), err);
+	if (st != MR_OK) {
+		return st;
+	}
+	*fd = mr_watcher_fd(*out);
+	if (*fd < 0) {
+		capture(MR_PANIC, err);
+		mr_watcher_free(*out);
+		*out = NULL;
+		return MR_PANIC;
+	}
+	return MR_OK;
+}
+
+mr_status mrgo_bus_peer(mr_bus *b, int64_t id, mr_bytes *out, mrgo_err *err) {
+	return capture(mr_bus_peer(b, id, out), err);
+}
+
+mr_status mrgo_bus_netmap(mr_bus *b, mr_bytes *out, mrgo_err *err) {
+	return capture(mr_bus_netmap(b, out), err);
+}
+
+mr_status mrgo_bus_status(mr_bus *b, mr_bytes *out, mrgo_err *err) {
+	return capture(mr_bus_status(b, out), err);
+}
+
+mr_status mrgo_watcher_next(mr_watcher *w, int32_t timeout_ms, mr_bytes *out, mrgo_err *err) {
+	mr_status st = mr_watcher_next(w, timeout_ms, out);
+	/* "Nothing yet" is the Go side's cue to wait on the fd: skip the message copy. */
+	if (st == MR_WOULD_BLOCK || st == MR_TIMEOUT) {
+		return st;
+	}
+	return capture(st, err);
+}

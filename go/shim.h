@@ -37,4 +37,14 @@ mr_status mrgo_udp_stats(const mr_udp *u, mr_udp_counters *out, mrgo_err *err);
 mr_status mrgo_udp_recv(mr_udp *u, mrgo_call *c, size_t n, int32_t timeout_ms);
 mr_status mrgo_udp_send(mr_udp *u, mrgo_call *c, size_t off, size_t n, int32_t timeout_ms);
 
+/* Notify bus. Results in mr_bytes are released by the Go side with mr_bytes_free. */
+mr_status mrgo_bus_new(const char *opts_json, mr_bus **out, mrgo_err *err);
+mr_status mrgo_bus_apply(mr_bus *b, const uint8_t *json, size_t len, mrgo_err *err);
+mr_status mrgo_bus_publish(mr_bus *b, const uint8_t *json, size_t len, mrgo_err *err);
+mr_status mrgo_bus_watch(mr_bus *b, uint64_t mask, mr_watcher **out, int *fd, mrgo_err *err);
+mr_status mrgo_bus_peer(mr_bus *b, int64_t id, mr_bytes *out, mrgo_err *err);
+mr_status mrgo_bus_netmap(mr_bus *b, mr_bytes *out, mrgo_err *err);
+mr_status mrgo_bus_status(mr_bus *b, mr_bytes *out, mrgo_err *err);
+mr_status mrgo_watcher_next(mr_watcher *w, int32_t timeout_ms, mr_bytes *out, mrgo_err *err);
+
 #endif

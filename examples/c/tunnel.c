@@ -2,8 +2,11 @@
  * tunnel: a minimal point-to-point IP-over-UDP tunnel (no crypto) bridging
  * one TUN device and one UDP socket, both on meshring, in batches of 64.
  *
- *   tunnel TUN_NAME LOCAL_ADDR PEER_ADDR [MTU]
- *   e.g. tunnel mr0 198.18.1.1:7000 198.18.1.2:7000 1420
+ *   tunnel TUN_NAME LOCAL_ADDR PEER_ADDR [MTU [offload]]
+ *   e.g. tunnel mr0 198.18.1.1:7000 198.18.1.2:7000 1420 offload
+ *
+ * With "offload" the TUN device uses TSO/USO offloads: the kernel hands
+ * over 64 KiB super-packets, which meshring splits into MTU-sized packets.
  *
  * Prints "ready <device>" once the device exists (assign it an address and
  * bring it up with ip(8)), then forwards until SIGINT/SIGTERM, which closes
@@ -97,7 +100,7 @@ static void *on_signal(void *set) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: tunnel TUN_NAME LOCAL_ADDR PEER_ADDR [MTU]\n");
+        fprintf(stderr, "usage: tunnel TUN_NAME LOCAL_ADDR PEER_ADDR [MTU [offload]]\n");
         return 2;
     }
     mr_log_init(NULL);
@@ -110,6 +113,7 @@ int main(int argc, char **argv) {
     mr_tun_config tcfg;
     mr_tun_config_init(&tcfg);
     tcfg.mtu = argc > 4 ? (uint32_t)atoi(argv[4]) : 1420;
+    if (argc > 5 && strcmp(argv[5], "offload") == 0) tcfg.flags |= MR_TUN_OFFLOAD;
     mr_status st = mr_tun_create(argv[1], &tcfg, &tun);
     if (st != MR_OK) fail("mr_tun_create", st);
     mr_udp_config ucfg;
@@ -121,7 +125,8 @@ int main(int argc, char **argv) {
 
     char name[32];
     mr_tun_name(tun, name, sizeof name, NULL);
-    printf("ready %s (tun %s, udp %s)\n", name, mr_tun_backend(tun) == MR_BACKEND_URING ? "io_uring" : "batch",
+    printf("ready %s (tun %s%s, udp %s)\n", name, mr_tun_backend(tun) == MR_BACKEND_URING ? "io_uring" : "batch",
+           (tcfg.flags & MR_TUN_OFFLOAD) ? " with offloads" : "",
            mr_udp_backend(udp) == MR_BACKEND_URING ? "io_uring" : "batch");
     fflush(stdout);
 

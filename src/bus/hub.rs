@@ -301,9 +301,12 @@ impl Bus {
         w.finish_always()
     }
 
-    /// One peer's node, O(1).
+    /// One peer's node, O(1). Closed after `close`.
     pub fn peer(&self, id: i64) -> Result<Vec<u8>> {
         let core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
         let node =
             core.store.peers.get(&id).cloned().ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no peer with NodeID {id}")))?;
         drop(core);
@@ -311,15 +314,24 @@ impl Bus {
     }
 
     /// The whole netmap: `SelfNode`, `Peers` (by NodeID), `UserProfiles`,
-    /// `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`.
-    pub fn netmap(&self) -> Vec<u8> {
-        notify::netmap_json(&self.shared.lock().store)
+    /// `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`. Closed after `close`.
+    pub fn netmap(&self) -> Result<Vec<u8>> {
+        let core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        Ok(notify::netmap_json(&core.store))
     }
 
     /// A summary: `Version`, `BackendState`, `Self`, `PeerCount`,
-    /// `UserProfileCount`, `Health`, `Watchers`, `NetMapVersion`.
-    pub fn status(&self) -> Vec<u8> {
-        status_json(&self.shared.lock())
+    /// `UserProfileCount`, `Health`, `Watchers`, `NetMapVersion`. Closed
+    /// after `close`.
+    pub fn status(&self) -> Result<Vec<u8>> {
+        let core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        Ok(status_json(&core))
     }
 
     /// Closes the bus and every watcher; blocked `next` calls return Closed.

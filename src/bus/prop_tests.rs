@@ -214,7 +214,7 @@ fn run(seed: u64, steps: usize) {
             r.read(n);
         }
     }
-    let netmap: Value = serde_json::from_slice(&bus.netmap()).unwrap();
+    let netmap: Value = serde_json::from_slice(&bus.netmap().unwrap()).unwrap();
     let store: BTreeMap<i64, Value> = netmap["Peers"].as_array().unwrap().iter().map(|n| (n["ID"].as_i64().unwrap(), n.clone())).collect();
     for (i, r) in readers.iter_mut().enumerate() {
         r.finish();

@@ -166,12 +166,14 @@ impl Store {
         deltas.push(id, PeerDelta::Upsert { node: stored.clone(), added: false });
     }
 
-    /// Profiles the upserted nodes of `deltas` refer to (current versions).
+    /// Profiles the upserted or patched nodes of `deltas` refer to (current versions).
     pub fn profiles_referenced(&self, deltas: &PeerDeltas) -> Vec<(i64, Arc<Value>)> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for delta in deltas.map.values() {
-            if let PeerDelta::Upsert { node, .. } = delta {
+            // Patches count too: watchers without PeerPatches get the
+            // patched node whole, and its `User` must resolve for them.
+            if let PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } = delta {
                 if let Some(uid) = user_of(node) {
                     if seen.insert(uid) {
                         if let Some(profile) = self.profiles.get(&uid) {

@@ -127,7 +127,7 @@ fn events_are_forwarded_engine_only_to_engine_watchers() {
     let e = b.publish(br#"{"PeersChanged":[]}"#).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidArgument);
     assert_eq!(b.publish(b"nope").unwrap_err().kind, ErrorKind::Parse);
-    assert!(String::from_utf8(b.status()).unwrap().contains("\"BackendState\":\"NeedsLogin\""));
+    assert!(String::from_utf8(b.status().unwrap()).unwrap().contains("\"BackendState\":\"NeedsLogin\""));
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn malformed_update_changes_nothing() {
     let b = bus();
     apply(&b, json!({"Peers": [{"ID": 1, "Online": false}], "Node": {"ID": 100}}));
     let w = b.watch(WATCH_PEER_PATCHES).unwrap();
-    let before = b.netmap();
+    let before = b.netmap().unwrap();
     for bad in [
         json!({"PeersChanged": [{"ID": 2}], "PeersChangedPatch": [{"NodeID": 1, "Online": "yes"}]}),
         json!({"Peers": [], "OnlineChange": {"x": true}}),
@@ -147,7 +147,7 @@ fn malformed_update_changes_nothing() {
         assert!(!e.message.is_empty());
     }
     assert_eq!(b.apply(b"{\"Peers\":[").unwrap_err().kind, ErrorKind::Parse);
-    assert_eq!(b.netmap(), before);
+    assert_eq!(b.netmap().unwrap(), before);
     assert!(next(&w).is_none());
 }
 
@@ -187,7 +187,7 @@ fn peer_deltas_by_watcher_class() {
     assert_eq!(drain(&full).len(), 2);
 
     // Unchanged nodes (full replace with the same set) produce nothing.
-    let nm: Value = serde_json::from_slice(&b.netmap()).unwrap();
+    let nm: Value = serde_json::from_slice(&b.netmap().unwrap()).unwrap();
     apply(&b, json!({"Peers": nm["Peers"]}));
     assert!(next(&full).is_none() && next(&patches).is_none());
 }
@@ -391,7 +391,7 @@ fn slow_watcher_never_blocks_and_stays_bounded() {
             view.remove(&id.as_i64().unwrap());
         }
     }
-    let nm: Value = serde_json::from_slice(&b.netmap()).unwrap();
+    let nm: Value = serde_json::from_slice(&b.netmap().unwrap()).unwrap();
     let store: BTreeMap<i64, Value> = nm["Peers"].as_array().unwrap().iter().map(|n| (n["ID"].as_i64().unwrap(), n.clone())).collect();
     assert_eq!(view, store);
 }
@@ -463,7 +463,7 @@ fn one_shot_reads() {
     );
     assert_eq!(serde_json::from_slice::<Value>(&b.peer(2).unwrap()).unwrap(), json!({"ID": 2, "X": [1]}));
     assert_eq!(b.peer(3).unwrap_err().kind, ErrorKind::NotFound);
-    let nm: Value = serde_json::from_slice(&b.netmap()).unwrap();
+    let nm: Value = serde_json::from_slice(&b.netmap().unwrap()).unwrap();
     assert_eq!(ids(&nm, "Peers"), vec![1, 2]);
     assert_eq!(nm["SelfNode"]["ID"], 100);
     assert_eq!(nm["UserProfiles"]["7"]["LoginName"], "a");
@@ -472,7 +472,7 @@ fn one_shot_reads() {
     assert_eq!(nm["DERPMap"], json!({"Regions": {}}));
     assert_eq!(nm["Domain"], "t.ts.net");
     let _w = b.watch(0).unwrap();
-    let st: Value = serde_json::from_slice(&b.status()).unwrap();
+    let st: Value = serde_json::from_slice(&b.status().unwrap()).unwrap();
     assert_eq!(st["PeerCount"], 2);
     assert_eq!(st["UserProfileCount"], 1);
     assert_eq!(st["Watchers"], 1);
@@ -487,4 +487,53 @@ fn options_from_json() {
     assert_eq!(Bus::options_from_json(Some("{")).unwrap_err().kind, ErrorKind::Parse);
     assert_eq!(Bus::options_from_json(Some(r#"{"x":1}"#)).unwrap_err().kind, ErrorKind::InvalidArgument);
     assert!(Bus::new(BusOptions { initial_chunk: 0, ..Default::default() }).is_err());
+}
+
+#[test]
+fn reads_on_a_closed_bus_report_closed() {
+    // The C ABI contract: after close every later call returns Closed,
+    // the one-shot reads included (they used to keep answering).
+    let b = bus();
+    apply(&b, json!({"Peers": [{"ID": 2}]}));
+    assert!(b.peer(2).is_ok() && b.netmap().is_ok() && b.status().is_ok());
+    b.close();
+    assert_eq!(b.peer(2).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(b.peer(3).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(b.netmap().unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(b.status().unwrap_err().kind, ErrorKind::Closed);
+}
+
+#[test]
+fn header_exports_no_unprefixed_watch_macros() {
+    // The mask constants are `WATCH_*` in Rust; cbindgen used to copy them
+    // into the C header unprefixed (`WATCH_ALL`, ...) next to `MR_NOTIFY_*`.
+    let header = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/include/meshring.h"));
+    for line in header.lines() {
+        if let Some(rest) = line.strip_prefix("#define ") {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            assert!(!name.starts_with("WATCH_"), "unprefixed bus macro in meshring.h: {name}");
+        }
+    }
+    assert!(header.contains("#define MR_NOTIFY_PEER_PATCHES (1 << 15)"));
+}
+
+#[test]
+fn a_promoted_patch_brings_its_profile_along() {
+    // A PeerChanges watcher (no initial view) first hears of peer 2 through a
+    // patch, promoted to the full node: node 2 names User 7, so profile 7
+    // must arrive no later than that node (it used to be left out, because
+    // only upserts counted as referencing a profile).
+    let b = bus();
+    apply(&b, json!({"Peers": [{"ID": 2, "User": 7}], "UserProfiles": [{"ID": 7, "LoginName": "a@b"}]}));
+    let w = b.watch(WATCH_PEER_CHANGES).unwrap();
+    apply(&b, json!({"PeersChangedPatch": [{"NodeID": 2, "Online": true}]}));
+    let msgs = drain(&w);
+    let node_at = msgs.iter().position(|m| ids(m, "PeersChanged") == vec![2]).expect("promoted node delivered");
+    let profile_at = msgs.iter().position(|m| m.pointer("/UserProfiles/7/LoginName") == Some(&json!("a@b")));
+    assert!(profile_at.is_some_and(|p| p <= node_at), "profile 7 not delivered before its node: {msgs:?}");
+    // Sent once per session: the next patch carries no profile again.
+    apply(&b, json!({"PeersChangedPatch": [{"NodeID": 2, "Online": false}]}));
+    let msgs = drain(&w);
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].get("UserProfiles").is_none());
 }

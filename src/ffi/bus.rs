@@ -105,7 +105,8 @@ pub extern "C" fn mr_bus_watch(bus: *mut mr_bus, mask: u64, out: *mut *mut mr_wa
 
 /// The stored `tailcfg.Node` JSON of peer `node_id` (O(1)). On success
 /// `*out` holds bytes the caller releases with `mr_bytes_free`; MR_NOT_FOUND
-/// if there is no such peer (then `*out` is {NULL, 0}).
+/// if there is no such peer, MR_CLOSED after `mr_bus_close` (then `*out`
+/// is {NULL, 0}).
 #[no_mangle]
 pub extern "C" fn mr_bus_peer(bus: *mut mr_bus, node_id: i64, out: *mut mr_bytes) -> mr_status {
     ffi_status!("mr_bus_peer", {
@@ -118,32 +119,33 @@ pub extern "C" fn mr_bus_peer(bus: *mut mr_bus, node_id: i64, out: *mut mr_bytes
 
 /// The whole network map as JSON (`SelfNode`, `Peers`, `UserProfiles`,
 /// `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`). `*out` holds bytes the
-/// caller releases with `mr_bytes_free`.
+/// caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
 #[no_mangle]
 pub extern "C" fn mr_bus_netmap(bus: *mut mr_bus, out: *mut mr_bytes) -> mr_status {
     ffi_status!("mr_bus_netmap", {
         let out = try_out(out, "out")?;
         *out = mr_bytes::from_vec(Vec::new());
-        *out = mr_bytes::from_vec(try_ref(bus)?.netmap());
+        *out = mr_bytes::from_vec(try_ref(bus)?.netmap()?);
         Ok(())
     })
 }
 
 /// A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
 /// `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
-/// caller releases with `mr_bytes_free`.
+/// caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
 #[no_mangle]
 pub extern "C" fn mr_bus_status(bus: *mut mr_bus, out: *mut mr_bytes) -> mr_status {
     ffi_status!("mr_bus_status", {
         let out = try_out(out, "out")?;
         *out = mr_bytes::from_vec(Vec::new());
-        *out = mr_bytes::from_vec(try_ref(bus)?.status());
+        *out = mr_bytes::from_vec(try_ref(bus)?.status()?);
         Ok(())
     })
 }
 
 /// Closes the bus and all its watchers: blocked `mr_watcher_next` calls
-/// return MR_CLOSED, later apply/publish/watch return MR_CLOSED. Idempotent;
+/// return MR_CLOSED, later apply/publish/watch/peer/netmap/status return
+/// MR_CLOSED. Idempotent;
 /// any thread. The handle stays allocated until `mr_bus_free`.
 #[no_mangle]
 pub extern "C" fn mr_bus_close(bus: *mut mr_bus) -> mr_status {
@@ -223,6 +225,12 @@ mod tests {
         super::super::bytes::mr_bytes_free(&mut nm);
         assert_eq!(mr_bus_close(bus), mr_status::MR_OK);
         assert_eq!(super::super::watcher::mr_watcher_next(w, -1, &mut msg), mr_status::MR_CLOSED);
+        // Reads on a closed bus are MR_CLOSED too (the contract: every later call).
+        assert_eq!(mr_bus_peer(bus, 5, &mut peer), mr_status::MR_CLOSED);
+        assert!(peer.ptr.is_null() && peer.len == 0);
+        assert_eq!(mr_bus_netmap(bus, &mut nm), mr_status::MR_CLOSED);
+        assert_eq!(mr_bus_status(bus, &mut nm), mr_status::MR_CLOSED);
+        assert!(nm.ptr.is_null() && nm.len == 0);
         mr_bus_free(bus);
         assert_eq!(super::super::watcher::mr_watcher_close(w), mr_status::MR_OK);
         super::super::watcher::mr_watcher_free(w);

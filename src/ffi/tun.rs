@@ -26,7 +26,13 @@ pub const MR_TUN_PACKET_INFO: u32 = 1;
 /// `mr_tun_config.flags`: create a multi-queue device; creating another
 /// handle with the same name adds a queue.
 pub const MR_TUN_MULTI_QUEUE: u32 = 2;
-const KNOWN_TUN_FLAGS: u32 = MR_TUN_PACKET_INFO | MR_TUN_MULTI_QUEUE;
+/// `mr_tun_config.flags`: IFF_VNET_HDR with checksum, TSO and USO offloads.
+/// The kernel then hands over TCP/UDP super-packets of up to 64 KiB (far
+/// fewer reads); `mr_tun_read` splits them back into MTU-sized packets with
+/// correct headers and checksums, so callers see ordinary packets. Cannot
+/// be combined with MR_TUN_PACKET_INFO.
+pub const MR_TUN_OFFLOAD: u32 = 4;
+const KNOWN_TUN_FLAGS: u32 = MR_TUN_PACKET_INFO | MR_TUN_MULTI_QUEUE | MR_TUN_OFFLOAD;
 
 /// Options for `mr_tun_create` / `mr_tun_from_fd`. Fill it with
 /// `mr_tun_config_init` first, then change fields.
@@ -91,7 +97,13 @@ fn to_config(cfg: *const mr_tun_config) -> Result<TunConfig> {
         2 => BackendChoice::Batch,
         other => return Err(Error::invalid(format!("cfg.backend {other} is not an mr_backend"))),
     };
-    Ok(TunConfig { backend, packet_info: c.flags & MR_TUN_PACKET_INFO != 0, multi_queue: c.flags & MR_TUN_MULTI_QUEUE != 0, mtu: c.mtu })
+    Ok(TunConfig {
+        backend,
+        packet_info: c.flags & MR_TUN_PACKET_INFO != 0,
+        multi_queue: c.flags & MR_TUN_MULTI_QUEUE != 0,
+        mtu: c.mtu,
+        offload: c.flags & MR_TUN_OFFLOAD != 0,
+    })
 }
 
 /// Creates a TUN device named `name` ("mr0", or a pattern such as "mr%d";

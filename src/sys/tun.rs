@@ -54,9 +54,12 @@ fn ioctl(fd: RawFd, request: libc::c_ulong, req: &mut IfReq, what: &str) -> Resu
 
 /// Opens a TUN device; `name` may be a pattern like "mr%d" (or empty).
 /// Returns the fd (non-blocking) and the name the kernel chose.
-pub fn open_tun(name: &str, packet_info: bool, multi_queue: bool) -> Result<(OwnedFd, String)> {
+pub fn open_tun(name: &str, packet_info: bool, multi_queue: bool, vnet_hdr: bool) -> Result<(OwnedFd, String)> {
     let mut req = IfReq::named(name)?;
     let mut flags = libc::IFF_TUN;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
     if !packet_info {
         flags |= libc::IFF_NO_PI;
     }
@@ -80,7 +83,32 @@ pub fn open_tun(name: &str, packet_info: bool, multi_queue: bool) -> Result<(Own
             e
         }
     })?;
+    if vnet_hdr {
+        enable_offloads(fd.as_raw_fd())?;
+    }
     Ok((fd, req.name()))
+}
+
+/// Sets the 10-byte virtio-net header and asks for checksum, TSO and (where
+/// the kernel has it, 6.2+) USO offloads.
+pub fn enable_offloads(fd: RawFd) -> Result<()> {
+    let hdr_len: libc::c_int = 10;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer.
+    if unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &hdr_len as *const libc::c_int) } < 0 {
+        return Err(Error::os("TUNSETVNETHDRSZ", errno()).with_kind(ErrorKind::Unsupported));
+    }
+    const CSUM: libc::c_ulong = 0x01;
+    const TSO4: libc::c_ulong = 0x02;
+    const TSO6: libc::c_ulong = 0x04;
+    const USO4: libc::c_ulong = 0x20;
+    const USO6: libc::c_ulong = 0x40;
+    for offloads in [CSUM | TSO4 | TSO6 | USO4 | USO6, CSUM | TSO4 | TSO6] {
+        // SAFETY: TUNSETOFFLOAD takes the flags by value.
+        if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads) } == 0 {
+            return Ok(());
+        }
+    }
+    Err(Error::os("TUNSETOFFLOAD", errno()).with_kind(ErrorKind::Unsupported))
 }
 
 /// The interface name and flags of a TUN fd (TUNGETIFF).

@@ -3,6 +3,7 @@
 //! is empty, exactly like the UDP receive path; writes are `writev` per
 //! packet (the kernel never makes a TUN write wait).
 
+use super::offload::{Plan, VnetHdr, VNET_HDR_LEN};
 use super::{ip_proto, OutPacket, PacketSlot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::readiness::{PollReadiness, Readiness};
@@ -27,11 +28,14 @@ pub struct TunConfig {
     pub multi_queue: bool,
     /// Set this MTU after creation (0 leaves the kernel's default).
     pub mtu: u32,
+    /// IFF_VNET_HDR with checksum/TSO/USO offloads: the kernel hands over
+    /// 64 KiB super-packets, which reads split back into MTU-sized packets.
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
     fn default() -> Self {
-        TunConfig { backend: BackendChoice::Auto, packet_info: false, multi_queue: false, mtu: 0 }
+        TunConfig { backend: BackendChoice::Auto, packet_info: false, multi_queue: false, mtu: 0, offload: false }
     }
 }
 
@@ -41,14 +45,31 @@ enum Rx {
     Closed,
 }
 
+/// What only the reader touches: how it waits, and with offloads the last
+/// super-packet read and how many of its segments were handed out.
+struct Reader {
+    wait: Rx,
+    offload: Option<SuperPacket>,
+}
+
+struct SuperPacket {
+    buf: Vec<u8>,
+    len: usize,
+    plan: Option<Plan>,
+    next: usize,
+    malformed: u64,
+}
+
 pub struct Tun {
-    rx: Baton<Rx>,
+    rx: Baton<Reader>,
     ready: Option<EventFd>,
     ready_watched: AtomicBool,
     wake: EventFd,
     fd: OwnedFd,
     name: String,
     packet_info: bool,
+    /// Writes carry a (zero) virtio-net header.
+    vnet_hdr: bool,
     mtu: AtomicU32,
     backend: Backend,
     closed: AtomicBool,
@@ -57,8 +78,11 @@ pub struct Tun {
 impl Tun {
     /// Creates a TUN device; `name` may be a pattern ("mr%d") or empty.
     pub fn create(name: &str, cfg: &TunConfig) -> Result<Self> {
-        let (fd, name) = sys::open_tun(name, cfg.packet_info, cfg.multi_queue)?;
-        let tun = Self::open(fd, name, cfg.packet_info, cfg).map_err(|(e, _fd)| e)?;
+        if cfg.offload && cfg.packet_info {
+            return Err(Error::invalid("offloads and the packet-information header cannot be combined"));
+        }
+        let (fd, name) = sys::open_tun(name, cfg.packet_info, cfg.multi_queue, cfg.offload)?;
+        let tun = Self::open(fd, name, cfg.packet_info, cfg.offload, cfg).map_err(|(e, _fd)| e)?;
         if cfg.mtu != 0 {
             tun.set_mtu(cfg.mtu)?;
         }
@@ -77,13 +101,17 @@ impl Tun {
         }
         sys::set_nonblocking(fd)?;
         let packet_info = flags & libc::IFF_NO_PI == 0;
-        Self::open(sys::adopt_fd(fd), name, packet_info, cfg).map_err(|(e, fd)| {
+        let offload = flags & libc::IFF_VNET_HDR != 0;
+        if offload {
+            sys::enable_offloads(fd)?;
+        }
+        Self::open(sys::adopt_fd(fd), name, packet_info, offload, cfg).map_err(|(e, fd)| {
             let _still_the_callers = fd.into_raw_fd();
             e
         })
     }
 
-    fn open(fd: OwnedFd, name: String, packet_info: bool, cfg: &TunConfig) -> std::result::Result<Self, (Error, OwnedFd)> {
+    fn open(fd: OwnedFd, name: String, packet_info: bool, offload: bool, cfg: &TunConfig) -> std::result::Result<Self, (Error, OwnedFd)> {
         let parts = (|| {
             let mtu = sys::interface_mtu(&name)?;
             let wake = EventFd::new()?;
@@ -102,13 +130,17 @@ impl Tun {
         })();
         match parts {
             Ok((mtu, wake, rx, ready, backend)) => Ok(Tun {
-                rx: Baton::new(rx),
+                rx: Baton::new(Reader {
+                    wait: rx,
+                    offload: offload.then(|| SuperPacket { buf: vec![0; VNET_HDR_LEN + 65535], len: 0, plan: None, next: 0, malformed: 0 }),
+                }),
                 ready,
                 ready_watched: AtomicBool::new(false),
                 wake,
                 fd,
                 name,
                 packet_info,
+                vnet_hdr: offload,
                 mtu: AtomicU32::new(mtu),
                 backend,
                 closed: AtomicBool::new(false),
@@ -186,16 +218,22 @@ impl Tun {
             (BatonError::Timeout, _) => Error::new(ErrorKind::Timeout, "timed out waiting for another reader"),
         })?;
         let fd = self.fd.as_raw_fd();
-        let result = match &mut *rx {
-            Rx::Uring(waiter) => self.drain(fd, slots, wait, waiter),
-            Rx::Batch => self.drain(fd, slots, wait, &mut PollReadiness { wake: self.wake.as_raw_fd() }),
-            Rx::Closed => Err(Error::closed("TUN device is closed")),
+        let reader = &mut *rx;
+        let result = match (&mut reader.wait, &mut reader.offload) {
+            (Rx::Uring(waiter), None) => self.drain(fd, slots, wait, waiter),
+            (Rx::Batch, None) => self.drain(fd, slots, wait, &mut PollReadiness { wake: self.wake.as_raw_fd() }),
+            (Rx::Uring(waiter), Some(sp)) => self.drain_offloaded(fd, sp, slots, wait, waiter),
+            (Rx::Batch, Some(sp)) => self.drain_offloaded(fd, sp, slots, wait, &mut PollReadiness { wake: self.wake.as_raw_fd() }),
+            (Rx::Closed, _) => Err(Error::closed("TUN device is closed")),
         };
-        if let (Rx::Uring(waiter), Some(ready)) = (&mut *rx, self.ready.as_ref()) {
+        let pending_segments = reader.offload.as_ref().is_some_and(|sp| sp.plan.is_some());
+        if let (Rx::Uring(waiter), Some(ready)) = (&mut reader.wait, self.ready.as_ref()) {
             if self.ready_watched.load(Ordering::Relaxed) {
                 // A fresh poll fires at once if packets are still queued.
                 ready.clear();
-                if let Err(e) = waiter.arm_and_submit() {
+                if pending_segments {
+                    ready.signal();
+                } else if let Err(e) = waiter.arm_and_submit() {
                     log::warn!("meshring: re-arming the TUN readiness poll failed: {e}");
                 }
             }
@@ -237,6 +275,68 @@ impl Tun {
         }
     }
 
+    /// Reads super-packets and hands out the MTU-sized packets they stand for;
+    /// segments that do not fit this call wait for the next.
+    fn drain_offloaded<S: PacketSlot>(&self, fd: RawFd, sp: &mut SuperPacket, slots: &mut [S], wait: Wait, ready: &mut impl Readiness) -> Result<usize> {
+        let mut filled = 0;
+        loop {
+            if let Some(plan) = &sp.plan {
+                let packet = &sp.buf[VNET_HDR_LEN..sp.len];
+                while sp.next < plan.count && filled < slots.len() {
+                    let need = plan.segment_len(packet, sp.next);
+                    let out = slots[filled].buffer();
+                    if out.len() < need {
+                        if filled > 0 {
+                            return Ok(filled);
+                        }
+                        return Err(Error::new(ErrorKind::BufferTooSmall, format!("segment of {need} bytes does not fit a slot of {}", out.len())));
+                    }
+                    let len = plan.write_segment(packet, sp.next, out);
+                    let proto = ip_proto(out);
+                    slots[filled].fill(len, proto);
+                    filled += 1;
+                    sp.next += 1;
+                }
+                if sp.next < plan.count {
+                    return Ok(filled);
+                }
+                sp.plan = None;
+            }
+            if filled == slots.len() {
+                return Ok(filled);
+            }
+            match sys::read_packet(fd, &mut [], &mut sp.buf) {
+                Ok(n) => {
+                    let parsed = VnetHdr::parse(&sp.buf[..n]).ok_or(crate::tun::offload::Malformed("short virtio-net header"));
+                    match parsed.and_then(|hdr| Plan::new(hdr, &sp.buf[VNET_HDR_LEN..n])) {
+                        Ok(plan) => {
+                            sp.len = n;
+                            sp.next = 0;
+                            sp.plan = Some(plan);
+                        }
+                        Err(why) => {
+                            sp.malformed += 1;
+                            log::debug!("TUN {}: dropped a super-packet: {}", self.name, why.0);
+                        }
+                    }
+                }
+                Err(libc::EINTR) => {}
+                Err(libc::EAGAIN) => {
+                    if filled > 0 {
+                        return Ok(filled);
+                    }
+                    if wait.is_never() {
+                        return Err(Error::new(ErrorKind::WouldBlock, "no packet ready"));
+                    }
+                    ready.wait_readable(fd, wait)?;
+                    self.check_open()?;
+                }
+                Err(_) if filled > 0 => return Ok(filled),
+                Err(errno) => return Err(Error::os("TUN read", errno)),
+            }
+        }
+    }
+
     /// Writes `packets` in order (IP packets; the protocol is taken from the
     /// version nibble). Returns how many were written and, if not all, why.
     pub fn write<P: OutPacket>(&self, packets: &[P]) -> (usize, Option<Error>) {
@@ -254,8 +354,16 @@ impl Tun {
                 return (i, Some(Error::invalid(format!("packet {i} is not an IPv4/IPv6 packet"))));
             }
             let [hi, lo] = proto.to_be_bytes();
-            let head = [0, 0, hi, lo];
-            let head = if self.packet_info { &head[..] } else { &head[..0] };
+            let pi = [0, 0, hi, lo];
+            // A zero virtio-net header: no offload, checksums already complete.
+            let vnet = [0u8; VNET_HDR_LEN];
+            let head: &[u8] = if self.vnet_hdr {
+                &vnet
+            } else if self.packet_info {
+                &pi
+            } else {
+                &[]
+            };
             loop {
                 match sys::write_packet(fd, head, packet) {
                     Ok(_) => break,
@@ -275,7 +383,8 @@ impl Tun {
         self.wake.signal();
         self.rx.shut();
         if let Ok(mut rx) = self.rx.take(None, true) {
-            *rx = Rx::Closed;
+            rx.wait = Rx::Closed;
+            rx.offload = None;
         }
     }
 }

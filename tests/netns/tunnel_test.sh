@@ -2,7 +2,7 @@
 # End-to-end: two network namespaces joined by a veth pair (198.18.1.0/24),
 # examples/c/bin/tunnel in each bridging a meshring TUN device and a meshring
 # UDP socket; the tunnel carries 198.18.2.0/24. Checks ping both ways and a
-# byte-identical TCP transfer, once per backend. Only addresses inside these
+# byte-identical TCP transfer, per backend and with TUN offloads. Only addresses inside these
 # namespaces are used; the namespaces are deleted on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,24 +75,27 @@ c.close()
   [ "$(sha256sum < "$WORK/received" | cut -d' ' -f1)" = "$want" ]
 }
 
-for backend in uring batch; do
+for variant in uring batch uring-offload; do
+  backend=${variant%-offload}
+  extra=""; [ "$variant" = uring-offload ] && extra=offload
   pids=()
   for side in a b; do
     if [ $side = a ]; then ns=$A local=198.18.1.1 remote=198.18.1.2 inner=198.18.2.1/24
     else ns=$B local=198.18.1.2 remote=198.18.1.1 inner=198.18.2.2/24; fi
-    MESHRING_BACKEND=$backend ip netns exec "$ns" "$TUNNEL" mrt0 "$local:7000" "$remote:7000" 1420 > "$WORK/$side.log" 2>&1 &
+    # Remove the old log first: wait_ready must not see the last variant's "ready".
+    rm -f "$WORK/$side.log"
+    MESHRING_BACKEND=$backend ip netns exec "$ns" "$TUNNEL" mrt0 "$local:7000" "$remote:7000" 1420 $extra > "$WORK/$side.log" 2>&1 &
     pids+=($!)
     wait_ready "$WORK/$side.log"
     ip -n "$ns" addr add "$inner" dev mrt0
     ip -n "$ns" link set mrt0 up
   done
-  grep -q "tun $backend\|tun io_uring" "$WORK/a.log" || true
-  check "$backend: ping A -> B through the tunnel" ip netns exec "$A" ping -c 3 -i 0.2 -W 2 -q 198.18.2.2
-  check "$backend: ping B -> A through the tunnel" ip netns exec "$B" ping -c 3 -i 0.2 -W 2 -q 198.18.2.1
-  check "$backend: 4 MB TCP transfer arrives byte-identical" transfer
+  check "$variant: ping A -> B through the tunnel" ip netns exec "$A" ping -c 3 -i 0.2 -W 2 -q 198.18.2.2
+  check "$variant: ping B -> A through the tunnel" ip netns exec "$B" ping -c 3 -i 0.2 -W 2 -q 198.18.2.1
+  check "$variant: 4 MB TCP transfer arrives byte-identical" transfer
   for p in "${pids[@]}"; do kill -TERM "$p"; done
   for p in "${pids[@]}"; do wait "$p" || true; done
-  check "$backend: tunnels exit cleanly on SIGTERM and report traffic" grep -q "packets to peer" "$WORK/a.log"
+  check "$variant: tunnels exit cleanly on SIGTERM and report traffic" grep -q "packets to peer" "$WORK/a.log"
   sed -n 's/^/     /p' "$WORK/a.log" "$WORK/b.log"
 done
 echo "$passed passed, $failed failed"
