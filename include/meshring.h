@@ -133,6 +133,15 @@
 #define MR_TUN_MULTI_QUEUE 2
 
 /*
+ `mr_tun_config.flags`: IFF_VNET_HDR with checksum, TSO and USO offloads.
+ The kernel then hands over TCP/UDP super-packets of up to 64 KiB (far
+ fewer reads); `mr_tun_read` splits them back into MTU-sized packets with
+ correct headers and checksums, so callers see ordinary packets. Cannot
+ be combined with MR_TUN_PACKET_INFO.
+ */
+#define MR_TUN_OFFLOAD 4
+
+/*
  `mr_udp_config.flags`: send with UDP GSO (`mr_datagram.segment_size`).
  */
 #define MR_UDP_GSO 1
@@ -160,6 +169,11 @@
  default io_uring readiness + recvmmsg straight into the caller's buffers.
  */
 #define MR_UDP_MULTISHOT_RECV 16
+
+/*
+ `struct virtio_net_hdr` (without num_buffers): 10 bytes.
+ */
+#define VNET_HDR_LEN 10
 
 /*
  The result of every fallible call. Values are fixed and never renumbered;
@@ -433,27 +447,29 @@ enum mr_status mr_bus_watch(struct mr_bus *bus, uint64_t mask, struct mr_watcher
 /*
  The stored `tailcfg.Node` JSON of peer `node_id` (O(1)). On success
  `*out` holds bytes the caller releases with `mr_bytes_free`; MR_NOT_FOUND
- if there is no such peer (then `*out` is {NULL, 0}).
+ if there is no such peer, MR_CLOSED after `mr_bus_close` (then `*out`
+ is {NULL, 0}).
  */
 enum mr_status mr_bus_peer(struct mr_bus *bus, int64_t node_id, struct mr_bytes *out);
 
 /*
  The whole network map as JSON (`SelfNode`, `Peers`, `UserProfiles`,
  `DNS`, `PacketFilterRules`, `DERPMap`, `Domain`). `*out` holds bytes the
- caller releases with `mr_bytes_free`.
+ caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
  */
 enum mr_status mr_bus_netmap(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
  `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
- caller releases with `mr_bytes_free`.
+ caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
  */
 enum mr_status mr_bus_status(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  Closes the bus and all its watchers: blocked `mr_watcher_next` calls
- return MR_CLOSED, later apply/publish/watch return MR_CLOSED. Idempotent;
+ return MR_CLOSED, later apply/publish/watch/peer/netmap/status return
+ MR_CLOSED. Idempotent;
  any thread. The handle stays allocated until `mr_bus_free`.
  */
 enum mr_status mr_bus_close(struct mr_bus *bus);
