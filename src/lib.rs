@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod bus;
+pub mod cache;
 pub mod error;
 pub mod ffi;
 pub mod readiness;

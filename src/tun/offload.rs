@@ -5,6 +5,7 @@
 //! checksums, so callers always see ordinary packets.
 
 /// `struct virtio_net_hdr` (without num_buffers): 10 bytes.
+/// cbindgen:ignore
 pub const VNET_HDR_LEN: usize = 10;
 
 const F_NEEDS_CSUM: u8 = 1;

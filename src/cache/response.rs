@@ -1,0 +1,159 @@
+//! Responses and their binary encoding (the `mr_cache_watch_next` /
+//! `mr_cache_fetch` wire format, specified in `mod.rs`).
+
+use super::resource::Resource;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Which protocol a response answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseKind {
+    /// State of the world (also `fetch`).
+    Sotw = 1,
+    /// Incremental.
+    Delta = 2,
+}
+
+/// One answer to a watch or fetch. Resources are shared with the snapshot;
+/// bytes are copied only by `encode`.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub kind: ResponseKind,
+    /// Only TTL'd resources, resent so the client's TTL timers restart.
+    pub heartbeat: bool,
+    /// SOTW: the version_info to send; delta: the system version of the type.
+    pub version: String,
+    pub type_url: String,
+    /// Sorted by name.
+    pub resources: Vec<Arc<Resource>>,
+    /// Delta only: names the stream must drop, sorted.
+    pub removed: Vec<String>,
+    /// The state the stream keeps for its next watch: SOTW = returned
+    /// resources (name -> version), delta = next version map.
+    pub next_state: BTreeMap<String, Arc<str>>,
+}
+
+/// cbindgen:ignore
+pub const MAGIC: [u8; 4] = *b"MRX1";
+/// cbindgen:ignore
+pub const FLAG_HEARTBEAT: u8 = 1;
+
+fn str_len(s: &str) -> usize {
+    4 + s.len()
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    let n = u32::try_from(n).expect("xDS fields are below 4 GiB");
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    put_u32(out, s.len());
+    out.extend_from_slice(s);
+}
+
+impl Response {
+    pub fn names(&self) -> Vec<&str> {
+        self.resources.iter().map(|r| r.name()).collect()
+    }
+
+    /// The exact encoded size, so `encode` allocates once.
+    pub fn encoded_len(&self) -> usize {
+        let mut n = 8 + str_len(&self.version) + str_len(&self.type_url) + 12;
+        for r in &self.resources {
+            n += str_len(r.name()) + str_len(r.version()) + 8 + 4 + r.bytes().len();
+        }
+        n += self.removed.iter().map(|s| str_len(s)).sum::<usize>();
+        n += self.next_state.iter().map(|(k, v)| str_len(k) + str_len(v)).sum::<usize>();
+        n
+    }
+
+    /// Encodes the response (little-endian, length-prefixed; see the module
+    /// documentation of `cache` for the layout).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.extend_from_slice(&MAGIC);
+        out.push(self.kind as u8);
+        out.push(if self.heartbeat { FLAG_HEARTBEAT } else { 0 });
+        out.extend_from_slice(&[0, 0]);
+        put_str(&mut out, self.version.as_bytes());
+        put_str(&mut out, self.type_url.as_bytes());
+        put_u32(&mut out, self.resources.len());
+        for r in &self.resources {
+            put_str(&mut out, r.name().as_bytes());
+            put_str(&mut out, r.version().as_bytes());
+            let ttl_ms = r.ttl().map_or(-1, |t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+            out.extend_from_slice(&ttl_ms.to_le_bytes());
+            put_str(&mut out, r.bytes());
+        }
+        put_u32(&mut out, self.removed.len());
+        for name in &self.removed {
+            put_str(&mut out, name.as_bytes());
+        }
+        put_u32(&mut out, self.next_state.len());
+        for (name, version) in &self.next_state {
+            put_str(&mut out, name.as_bytes());
+            put_str(&mut out, version.as_bytes());
+        }
+        debug_assert_eq!(out.len(), self.encoded_len());
+        out
+    }
+}
+
+/// A decoded response, for tests and Rust hosts that receive encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decoded {
+    pub kind: u8,
+    pub heartbeat: bool,
+    pub version: String,
+    pub type_url: String,
+    /// (name, version, ttl_ms or -1, bytes)
+    pub resources: Vec<(String, String, i64, Vec<u8>)>,
+    pub removed: Vec<String>,
+    pub next_state: BTreeMap<String, String>,
+}
+
+/// Decodes `encode`'s output; None if malformed.
+pub fn decode(mut b: &[u8]) -> Option<Decoded> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Some(head)
+    }
+    fn u32_(b: &mut &[u8]) -> Option<usize> {
+        Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?) as usize)
+    }
+    fn blob(b: &mut &[u8]) -> Option<Vec<u8>> {
+        let n = u32_(b)?;
+        Some(take(b, n)?.to_vec())
+    }
+    fn text(b: &mut &[u8]) -> Option<String> {
+        String::from_utf8(blob(b)?).ok()
+    }
+    let head = take(&mut b, 8)?;
+    if head[..4] != MAGIC {
+        return None;
+    }
+    let mut d = Decoded { kind: head[4], heartbeat: head[5] & FLAG_HEARTBEAT != 0, ..Default::default() };
+    d.version = text(&mut b)?;
+    d.type_url = text(&mut b)?;
+    for _ in 0..u32_(&mut b)? {
+        let name = text(&mut b)?;
+        let version = text(&mut b)?;
+        let ttl = i64::from_le_bytes(take(&mut b, 8)?.try_into().ok()?);
+        let bytes = blob(&mut b)?;
+        d.resources.push((name, version, ttl, bytes));
+    }
+    for _ in 0..u32_(&mut b)? {
+        d.removed.push(text(&mut b)?);
+    }
+    for _ in 0..u32_(&mut b)? {
+        let k = text(&mut b)?;
+        let v = text(&mut b)?;
+        d.next_state.insert(k, v);
+    }
+    b.is_empty().then_some(d)
+}

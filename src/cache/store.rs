@@ -1,0 +1,584 @@
+//! `Cache`: snapshots and status per node key, watches indexed per node per
+//! type. The lock is held for bookkeeping only; evaluation, hashing and
+//! response building happen outside it (see `settle`).
+
+use super::eval::{self, Req, WatchRequest};
+use super::response::Response;
+use super::snapshot::{Snapshot, TypeView};
+use super::watch::{CacheWatch, Slot, WatchKind, CACHE_CLOSED, CANCELLED, NODE_CLEARED};
+use crate::error::{Error, ErrorKind, Result};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const SCOPED_ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration";
+pub const VIRTUAL_HOST_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.VirtualHost";
+pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+pub const RUNTIME_TYPE: &str = "type.googleapis.com/envoy.service.runtime.v3.Runtime";
+pub const EXTENSION_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+
+/// The order responses of one SetSnapshot are delivered in (go-control-plane's
+/// ADS response order); other types after these, by name.
+const ORDER: [&str; 9] = [
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SCOPED_ROUTE_TYPE,
+    VIRTUAL_HOST_TYPE,
+    SECRET_TYPE,
+    RUNTIME_TYPE,
+    EXTENSION_CONFIG_TYPE,
+];
+
+fn type_rank(type_url: &str) -> usize {
+    ORDER.iter().position(|t| *t == type_url).unwrap_or(ORDER.len())
+}
+
+/// Cache settings; `Default` = not ADS, no heartbeats, clusters and
+/// listeners full-state, no consistency check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// ADS mode: a SOTW watch naming resources is answered only when every
+    /// resource of its type in the snapshot is named (go-control-plane's
+    /// superset rule); until then it stays parked.
+    pub ads: bool,
+    /// Resend TTL'd resources to SOTW watches that cover them this often.
+    pub heartbeat_interval: Option<Duration>,
+    /// Types whose SOTW responses carry every covered resource.
+    pub full_state_types: BTreeSet<String>,
+    /// `set_snapshot` rejects snapshots whose references do not resolve.
+    pub check_consistency: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ads: false,
+            heartbeat_interval: None,
+            full_state_types: [CLUSTER_TYPE, LISTENER_TYPE].into_iter().map(String::from).collect(),
+            check_consistency: false,
+        }
+    }
+}
+
+/// go-control-plane's `StatusInfo` for one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusInfo {
+    pub node: String,
+    pub last_watch_request: Option<SystemTime>,
+    pub last_delta_watch_request: Option<SystemTime>,
+    pub num_watches: usize,
+    pub num_delta_watches: usize,
+}
+
+impl StatusInfo {
+    /// `{"node":..,"num_watches":N,"num_delta_watches":M,
+    /// "last_watch_request_unix_ms":T|null,"last_delta_watch_request_unix_ms":T|null}`
+    pub fn to_json(&self) -> Vec<u8> {
+        let ms = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_millis() as u64)
+        };
+        serde_json::to_vec(&serde_json::json!({
+            "node": self.node,
+            "num_watches": self.num_watches,
+            "num_delta_watches": self.num_delta_watches,
+            "last_watch_request_unix_ms": ms(self.last_watch_request),
+            "last_delta_watch_request_unix_ms": ms(self.last_delta_watch_request),
+        }))
+        .expect("JSON encodes")
+    }
+}
+
+pub(crate) struct Parked {
+    slot: Arc<Slot>,
+    req: Arc<Req>,
+    kind: WatchKind,
+    id: u64,
+}
+
+#[derive(Default)]
+struct TypeWatches {
+    sotw: HashMap<u64, Parked>,
+    delta: HashMap<u64, Parked>,
+}
+
+impl TypeWatches {
+    fn map(&mut self, kind: WatchKind) -> &mut HashMap<u64, Parked> {
+        match kind {
+            WatchKind::Sotw => &mut self.sotw,
+            WatchKind::Delta => &mut self.delta,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Status {
+    last_watch: Option<SystemTime>,
+    last_delta_watch: Option<SystemTime>,
+    /// Parked watches by type URL: a SetSnapshot visits only changed types.
+    watches: HashMap<String, TypeWatches>,
+    n_sotw: usize,
+    n_delta: usize,
+}
+
+impl Status {
+    fn park(&mut self, p: Parked) {
+        match p.kind {
+            WatchKind::Sotw => self.n_sotw += 1,
+            WatchKind::Delta => self.n_delta += 1,
+        }
+        self.watches.entry(p.req.type_url.clone()).or_default().map(p.kind).insert(p.id, p);
+    }
+
+    fn unpark(&mut self, type_url: &str, kind: WatchKind, id: u64) -> Option<Parked> {
+        let tw = self.watches.get_mut(type_url)?;
+        let p = tw.map(kind).remove(&id)?;
+        match kind {
+            WatchKind::Sotw => self.n_sotw -= 1,
+            WatchKind::Delta => self.n_delta -= 1,
+        }
+        if tw.sotw.is_empty() && tw.delta.is_empty() {
+            self.watches.remove(type_url);
+        }
+        Some(p)
+    }
+
+    /// Removes every watch of `type_url`.
+    fn take_type(&mut self, type_url: &str) -> Vec<Parked> {
+        let Some(tw) = self.watches.remove(type_url) else { return Vec::new() };
+        self.n_sotw -= tw.sotw.len();
+        self.n_delta -= tw.delta.len();
+        tw.sotw.into_values().chain(tw.delta.into_values()).collect()
+    }
+
+    fn take_all(&mut self) -> Vec<Parked> {
+        let types: Vec<String> = self.watches.keys().cloned().collect();
+        types.iter().flat_map(|t| self.take_type(t)).collect()
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    snapshot: Option<Arc<Snapshot>>,
+    /// Present once a watch was opened for the node (as in go-control-plane,
+    /// whose status map is filled by watches only).
+    status: Option<Status>,
+}
+
+struct Core {
+    nodes: HashMap<String, Node>,
+    closed: bool,
+    next_id: u64,
+}
+
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    /// Wakes the heartbeat thread on close.
+    wake: Condvar,
+    config: CacheConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn full_state(&self, type_url: &str) -> bool {
+        self.config.full_state_types.contains(type_url)
+    }
+
+    fn evaluate(&self, p: &Parked, view: &TypeView) -> Option<Response> {
+        match p.kind {
+            WatchKind::Sotw => eval::sotw(&p.req, view, self.full_state(&p.req.type_url), self.config.ads),
+            WatchKind::Delta => eval::delta(&p.req, view),
+        }
+    }
+
+    /// Evaluates watches against the views they were taken with, outside
+    /// the lock; delivers the answered ones and parks the rest under one
+    /// lock, unless their type changed meanwhile (then evaluates again).
+    fn settle(&self, mut pending: Vec<(Parked, TypeView)>) {
+        while !pending.is_empty() {
+            let mut unanswered = Vec::new();
+            for (p, view) in pending {
+                match self.evaluate(&p, &view) {
+                    Some(response) => p.slot.deliver(response),
+                    None => unanswered.push((p, view)),
+                }
+            }
+            if unanswered.is_empty() {
+                return;
+            }
+            let mut retry = Vec::new();
+            let mut core = self.lock();
+            for (p, view) in unanswered {
+                if p.slot.is_closed() {
+                    continue; // cancelled while being evaluated
+                }
+                if core.closed {
+                    p.slot.close(CACHE_CLOSED);
+                    continue;
+                }
+                let Some(node) = core.nodes.get_mut(&p.req.node) else {
+                    p.slot.close(NODE_CLEARED);
+                    continue;
+                };
+                let current = node.snapshot.as_ref().map(|s| s.view(&p.req.type_url));
+                let Some(status) = node.status.as_mut() else {
+                    p.slot.close(NODE_CLEARED);
+                    continue;
+                };
+                match current {
+                    Some(current) if !current.identical(&view) => retry.push((p, current)),
+                    _ => status.park(p),
+                }
+            }
+            drop(core);
+            pending = retry;
+        }
+    }
+
+    pub(crate) fn cancel(&self, w: &CacheWatch) {
+        let mut core = self.lock();
+        if let Some(status) = core.nodes.get_mut(&w.node).and_then(|n| n.status.as_mut()) {
+            status.unpark(&w.type_url, w.kind, w.id);
+        }
+        // Under the cache lock, so `settle` cannot park it afterwards.
+        w.slot.close(CANCELLED);
+    }
+
+    fn close(&self) {
+        let mut core = self.lock();
+        core.closed = true;
+        let mut slots = Vec::new();
+        for node in core.nodes.values_mut() {
+            if let Some(status) = node.status.as_mut() {
+                slots.extend(status.take_all().into_iter().map(|p| p.slot));
+            }
+        }
+        core.nodes.clear();
+        drop(core);
+        self.wake.notify_all();
+        for slot in slots {
+            slot.close(CACHE_CLOSED);
+        }
+    }
+
+    /// One heartbeat round: SOTW watches covering TTL'd resources are
+    /// answered with those resources (flagged) and leave the index.
+    fn heartbeat_round(&self) {
+        let mut due = Vec::new();
+        let mut core = self.lock();
+        for node in core.nodes.values_mut() {
+            let (Some(snapshot), Some(status)) = (node.snapshot.as_ref(), node.status.as_mut()) else { continue };
+            let types: Vec<String> = status.watches.iter().filter(|(_, tw)| !tw.sotw.is_empty()).map(|(t, _)| t.clone()).collect();
+            for type_url in types {
+                let view = snapshot.view(&type_url);
+                if view.ttl_count() == 0 {
+                    continue;
+                }
+                let ids: Vec<u64> = status.watches[&type_url]
+                    .sotw
+                    .values()
+                    .filter(|p| eval::wants_heartbeat(&p.req, &view, self.config.ads))
+                    .map(|p| p.id)
+                    .collect();
+                for id in ids {
+                    if let Some(p) = status.unpark(&type_url, WatchKind::Sotw, id) {
+                        due.push((p, view.clone()));
+                    }
+                }
+            }
+        }
+        drop(core);
+        for (p, view) in due {
+            p.slot.deliver(eval::heartbeat(&p.req, &view));
+        }
+    }
+}
+
+/// Which types two snapshots serve identically (computed outside the lock).
+struct Unchanged {
+    /// Types either snapshot holds, whose views are the same.
+    same: std::collections::HashSet<String>,
+    /// Types neither holds: same iff the default versions are equal.
+    others_same: bool,
+    listed: std::collections::HashSet<String>,
+}
+
+impl Unchanged {
+    fn between(old: &Snapshot, new: &Snapshot) -> Unchanged {
+        let listed: std::collections::HashSet<String> = old.type_urls().chain(new.type_urls()).map(String::from).collect();
+        let same = listed.iter().filter(|t| old.view(t).same(&new.view(t))).cloned().collect();
+        Unchanged { same, others_same: old.default_version() == new.default_version(), listed }
+    }
+
+    fn contains(&self, type_url: &str) -> bool {
+        if self.listed.contains(type_url) {
+            self.same.contains(type_url)
+        } else {
+            self.others_same
+        }
+    }
+}
+
+/// The snapshot cache (go-control-plane `SnapshotCache` semantics over
+/// opaque resources). Thread-safe; share it by reference or in an `Arc`.
+pub struct Cache {
+    shared: Arc<Shared>,
+}
+
+const CLOSED: &str = "cache is closed";
+
+impl Cache {
+    pub fn new(config: CacheConfig) -> Result<Cache> {
+        if config.heartbeat_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::invalid("heartbeat interval must be positive"));
+        }
+        let interval = config.heartbeat_interval;
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core { nodes: HashMap::new(), closed: false, next_id: 1 }),
+            wake: Condvar::new(),
+            config,
+        });
+        if let Some(interval) = interval {
+            spawn_heartbeats(Arc::downgrade(&shared), interval)?;
+        }
+        Ok(Cache { shared })
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.shared.config
+    }
+
+    /// Sets the node's snapshot and answers the watches it concerns: only
+    /// watches of types whose version or resources changed are visited.
+    /// InvalidArgument for an inconsistent snapshot when the cache checks
+    /// consistency; Closed after `close`.
+    pub fn set_snapshot(&self, node: &str, snapshot: Arc<Snapshot>) -> Result<()> {
+        if self.shared.config.check_consistency {
+            snapshot.consistent()?;
+        }
+        let previous = {
+            let core = self.shared.lock();
+            if core.closed {
+                return Err(Error::closed(CLOSED));
+            }
+            core.nodes.get(node).and_then(|n| n.snapshot.clone())
+        };
+        // Outside the lock: unchanged resources take their old versions, so
+        // only changed bytes will ever be hashed; and the byte compares that
+        // tell which types changed happen here too.
+        let unchanged = previous.as_ref().map(|previous| {
+            snapshot.inherit_versions(previous);
+            Unchanged::between(previous, &snapshot)
+        });
+        let mut pending = Vec::new();
+        {
+            let mut core = self.shared.lock();
+            if core.closed {
+                return Err(Error::closed(CLOSED));
+            }
+            let entry = core.nodes.entry(node.to_string()).or_default();
+            let old = entry.snapshot.replace(snapshot.clone());
+            // Valid only if no other set_snapshot slipped in between.
+            let unchanged = match (&old, &previous, &unchanged) {
+                (Some(o), Some(p), Some(u)) if Arc::ptr_eq(o, p) => Some(u),
+                _ => None,
+            };
+            if let Some(status) = entry.status.as_mut() {
+                let types: Vec<String> = status.watches.keys().cloned().collect();
+                for type_url in types {
+                    let same = match (&old, unchanged) {
+                        (_, Some(u)) => u.contains(&type_url),
+                        (Some(o), None) => o.view(&type_url).identical(&snapshot.view(&type_url)),
+                        (None, None) => false,
+                    };
+                    if same {
+                        continue;
+                    }
+                    let view = snapshot.view(&type_url);
+                    pending.extend(status.take_type(&type_url).into_iter().map(|p| (p, view.clone())));
+                }
+            }
+        }
+        pending.sort_by(|(a, _), (b, _)| {
+            (type_rank(&a.req.type_url), &a.req.type_url, a.id).cmp(&(type_rank(&b.req.type_url), &b.req.type_url, b.id))
+        });
+        self.shared.settle(pending);
+        Ok(())
+    }
+
+    /// The node's snapshot; NotFound if none is set.
+    pub fn get_snapshot(&self, node: &str) -> Result<Arc<Snapshot>> {
+        self.shared
+            .lock()
+            .nodes
+            .get(node)
+            .and_then(|n| n.snapshot.clone())
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no snapshot found for node {node:?}")))
+    }
+
+    /// Removes the node's snapshot and status. Its open watches end (their
+    /// `next` returns Closed): go-control-plane drops them silently, which a
+    /// pull API would turn into a watch that never answers. Unknown nodes
+    /// are a no-op.
+    pub fn clear_snapshot(&self, node: &str) {
+        let removed = self.shared.lock().nodes.remove(node);
+        if let Some(mut status) = removed.and_then(|n| n.status) {
+            for p in status.take_all() {
+                p.slot.close(NODE_CLEARED);
+            }
+        }
+    }
+
+    /// Status of a node that has opened watches; NotFound otherwise.
+    pub fn status(&self, node: &str) -> Result<StatusInfo> {
+        let core = self.shared.lock();
+        let status = core
+            .nodes
+            .get(node)
+            .and_then(|n| n.status.as_ref())
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no status for node {node:?}")))?;
+        Ok(StatusInfo {
+            node: node.to_string(),
+            last_watch_request: status.last_watch,
+            last_delta_watch_request: status.last_delta_watch,
+            num_watches: status.n_sotw,
+            num_delta_watches: status.n_delta,
+        })
+    }
+
+    /// Node keys with a status (nodes that opened watches), sorted.
+    pub fn status_keys(&self) -> Vec<String> {
+        let core = self.shared.lock();
+        let mut keys: Vec<String> = core.nodes.iter().filter(|(_, n)| n.status.is_some()).map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Opens a SOTW watch. Answered at once when the snapshot's version of
+    /// the type differs from `version_info` or a covered resource was not
+    /// yet returned (see `eval::sotw`); otherwise parked until a
+    /// `set_snapshot` changes the type. Without a snapshot it parks.
+    pub fn watch(&self, request: WatchRequest) -> Result<CacheWatch> {
+        self.open(request, WatchKind::Sotw)
+    }
+
+    /// Opens a delta watch: answered when a subscribed resource changed
+    /// against `known` or was removed (or at once for a first wildcard
+    /// request); otherwise parked.
+    pub fn delta_watch(&self, request: WatchRequest) -> Result<CacheWatch> {
+        self.open(request, WatchKind::Delta)
+    }
+
+    fn open(&self, request: WatchRequest, kind: WatchKind) -> Result<CacheWatch> {
+        if request.type_url.is_empty() {
+            return Err(Error::invalid("type URL is empty"));
+        }
+        let req = Arc::new(Req::new(request, kind == WatchKind::Delta));
+        let slot = Arc::new(Slot::new()?);
+        let mut core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        let id = core.next_id;
+        core.next_id += 1;
+        let node = core.nodes.entry(req.node.clone()).or_default();
+        let status = node.status.get_or_insert_with(Status::default);
+        let now = Some(SystemTime::now());
+        match kind {
+            WatchKind::Sotw => status.last_watch = now,
+            WatchKind::Delta => status.last_delta_watch = now,
+        }
+        let watch = CacheWatch {
+            slot: slot.clone(),
+            shared: Arc::downgrade(&self.shared),
+            node: req.node.clone(),
+            type_url: req.type_url.clone(),
+            id,
+            kind,
+        };
+        let parked = Parked { slot, req, kind, id };
+        match node.snapshot.as_ref().map(|s| s.view(&parked.req.type_url)) {
+            None => {
+                status.park(parked);
+                drop(core);
+            }
+            Some(view) => {
+                drop(core);
+                self.shared.settle(vec![(parked, view)]);
+            }
+        }
+        Ok(watch)
+    }
+
+    /// Fetch (REST): the covered resources, UpToDate when `version_info`
+    /// equals the type's version, NotFound without a snapshot.
+    pub fn fetch(&self, request: WatchRequest) -> Result<Response> {
+        if request.type_url.is_empty() {
+            return Err(Error::invalid("type URL is empty"));
+        }
+        let req = Req::new(request, false);
+        let snapshot = {
+            let core = self.shared.lock();
+            if core.closed {
+                return Err(Error::closed(CLOSED));
+            }
+            core.nodes.get(&req.node).and_then(|n| n.snapshot.clone())
+        }
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("missing snapshot for node {:?}", req.node)))?;
+        let view = snapshot.view(&req.type_url);
+        if view.version == req.version_info {
+            return Err(Error::new(ErrorKind::UpToDate, "skip fetch: version up to date"));
+        }
+        Ok(eval::fetch(&req, &view))
+    }
+
+    /// Closes the cache: every open watch returns Closed, later calls too,
+    /// the heartbeat thread ends. Idempotent.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The heartbeat thread: holds only a weak reference between rounds and
+/// ends when the cache closes or goes away.
+fn spawn_heartbeats(shared: Weak<Shared>, interval: Duration) -> Result<()> {
+    std::thread::Builder::new()
+        .name("meshring-cache-hb".into())
+        .spawn(move || {
+            let mut next = Instant::now() + interval;
+            loop {
+                let Some(shared) = shared.upgrade() else { return };
+                let mut core = shared.lock();
+                loop {
+                    if core.closed {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if now >= next {
+                        break;
+                    }
+                    core = shared.wake.wait_timeout(core, next - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                drop(core);
+                shared.heartbeat_round();
+                let now = Instant::now();
+                next = if next + interval > now { next + interval } else { now + interval };
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::from_io("spawn heartbeat thread", &e))
+}

@@ -1,0 +1,761 @@
+//! One test (or more) per behaviour go-control-plane's simple_test.go and
+//! delta_test.go check, written against this API, plus the issue-6 rules.
+
+use super::*;
+use crate::error::ErrorKind;
+use crate::sync::Wait;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const V1: &str = "v1";
+const V2: &str = "v2";
+const TYPES: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+fn cache() -> Cache {
+    Cache::new(CacheConfig::default()).unwrap()
+}
+
+fn ads_cache() -> Cache {
+    Cache::new(CacheConfig { ads: true, ..Default::default() }).unwrap()
+}
+
+/// Cluster c0 -> endpoints c0, listener l0 -> route r0 (the fixture shape).
+fn fixture(version: &str) -> Snapshot {
+    let mut s = Snapshot::new(version);
+    s.add(CLUSTER_TYPE, "c0", b"cluster c0".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "c0", b"endpoints c0 :8080".to_vec(), None).unwrap();
+    s.add(LISTENER_TYPE, "l0", b"listener l0".to_vec(), None).unwrap();
+    s.add(ROUTE_TYPE, "r0", b"route r0".to_vec(), None).unwrap();
+    s.add_reference(CLUSTER_TYPE, "c0", ENDPOINT_TYPE, "c0").unwrap();
+    s.add_reference(LISTENER_TYPE, "l0", ROUTE_TYPE, "r0").unwrap();
+    s
+}
+
+fn names_of(t: &str) -> Vec<String> {
+    match t {
+        ENDPOINT_TYPE => vec!["c0".into()],
+        ROUTE_TYPE => vec!["r0".into()],
+        _ => vec![],
+    }
+}
+
+fn req(node: &str, t: &str, version: &str, names: &[&str]) -> WatchRequest {
+    WatchRequest {
+        node: node.into(),
+        type_url: t.into(),
+        version_info: version.into(),
+        names: names.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn known(r: &Response) -> HashMap<String, String> {
+    r.next_state.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
+}
+
+fn got(w: &CacheWatch) -> Option<Response> {
+    match w.next(Wait::Never) {
+        Ok(r) => Some(r),
+        Err(e) if e.kind == ErrorKind::WouldBlock => None,
+        Err(e) => panic!("next: {e}"),
+    }
+}
+
+fn num_watches(c: &Cache, node: &str) -> (usize, usize) {
+    let s = c.status(node).unwrap();
+    (s.num_watches, s.num_delta_watches)
+}
+
+// ---- snapshots -------------------------------------------------------------
+
+#[test]
+fn set_get_clear_snapshot() {
+    let c = cache();
+    assert_eq!(c.get_snapshot("n").unwrap_err().kind, ErrorKind::NotFound);
+    let snap = Arc::new(fixture(V1));
+    c.set_snapshot("n", snap.clone()).unwrap();
+    let back = c.get_snapshot("n").unwrap();
+    assert!(Arc::ptr_eq(&back, &snap));
+    assert_eq!(back.version(CLUSTER_TYPE), V1);
+    assert_eq!(back.version("type.googleapis.com/unknown"), V1, "every type has the snapshot version");
+    c.clear_snapshot("n");
+    assert_eq!(c.get_snapshot("n").unwrap_err().kind, ErrorKind::NotFound);
+    c.clear_snapshot("never-set"); // no-op
+}
+
+#[test]
+fn duplicate_names_and_empty_arguments_are_invalid() {
+    let mut s = Snapshot::new(V1);
+    s.add(CLUSTER_TYPE, "a", b"1".to_vec(), None).unwrap();
+    assert_eq!(s.add(CLUSTER_TYPE, "a", b"2".to_vec(), None).unwrap_err().kind, ErrorKind::InvalidArgument);
+    s.add(ENDPOINT_TYPE, "a", b"1".to_vec(), None).unwrap(); // other type: fine
+    assert_eq!(s.add("", "b", b"".to_vec(), None).unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(s.add(CLUSTER_TYPE, "", b"".to_vec(), None).unwrap_err().kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn consistency_check_resolves_references() {
+    let good = fixture(V1);
+    good.consistent().unwrap();
+    let mut bad = fixture(V1);
+    bad.add_reference(CLUSTER_TYPE, "c0", ENDPOINT_TYPE, "missing").unwrap();
+    let e = bad.consistent().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.contains("missing"), "{e}");
+    // Not checked unless configured (go-control-plane's SetSnapshot does not).
+    cache().set_snapshot("n", Arc::new(bad.clone())).unwrap();
+    let strict = Cache::new(CacheConfig { check_consistency: true, ..Default::default() }).unwrap();
+    assert_eq!(strict.set_snapshot("n", Arc::new(bad)).unwrap_err().kind, ErrorKind::InvalidArgument);
+    assert_eq!(strict.get_snapshot("n").unwrap_err().kind, ErrorKind::NotFound);
+    strict.set_snapshot("n", Arc::new(good)).unwrap();
+}
+
+#[test]
+fn builder_is_copy_on_write_after_set() {
+    let c = cache();
+    let b = SnapshotBuilder::new(V1);
+    b.edit(|s| s.add(CLUSTER_TYPE, "a", b"1".to_vec(), None)).unwrap();
+    c.set_snapshot("n", b.snapshot()).unwrap();
+    b.edit(|s| s.add(CLUSTER_TYPE, "b", b"2".to_vec(), None)).unwrap();
+    assert_eq!(c.get_snapshot("n").unwrap().type_set(CLUSTER_TYPE).unwrap().len(), 1);
+    assert_eq!(b.snapshot().type_set(CLUSTER_TYPE).unwrap().len(), 2);
+}
+
+// ---- SOTW watches ----------------------------------------------------------
+
+#[test]
+fn watch_parks_without_snapshot_then_answers_on_set() {
+    // TestSnapshotCacheWatch + TestAvertPanicForWatchOnNonExistentSnapshot
+    let c = cache();
+    let watches: Vec<_> = TYPES
+        .iter()
+        .map(|t| c.watch(req("n", t, "", &names_of(t).iter().map(String::as_str).collect::<Vec<_>>())).unwrap())
+        .collect();
+    assert_eq!(num_watches(&c, "n"), (4, 0));
+    assert!(watches.iter().all(|w| got(w).is_none()));
+    let snap = Arc::new(fixture(V1));
+    c.set_snapshot("n", snap.clone()).unwrap();
+    assert_eq!(num_watches(&c, "n"), (0, 0));
+    let mut state = HashMap::new();
+    for (t, w) in TYPES.iter().zip(&watches) {
+        let r = got(w).expect("answered");
+        assert_eq!(r.version, V1);
+        assert_eq!(r.type_url, *t);
+        assert_eq!(r.resources.len(), 1);
+        // shared, not copied
+        let stored = snap.type_set(t).unwrap().get(r.resources[0].name()).unwrap();
+        assert!(Arc::ptr_eq(stored.bytes(), r.resources[0].bytes()));
+        state.insert(*t, known(&r));
+        assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed, "one response per watch");
+    }
+    // New watches at the current version park.
+    let watches: Vec<_> = TYPES
+        .iter()
+        .map(|t| {
+            let mut r = req("n", t, V1, &names_of(t).iter().map(String::as_str).collect::<Vec<_>>());
+            r.known = state[t].clone();
+            c.watch(r).unwrap()
+        })
+        .collect();
+    assert_eq!(num_watches(&c, "n"), (4, 0));
+    // A snapshot changing only the endpoints answers only the EDS watch.
+    let mut s2 = fixture(V1);
+    s2 = {
+        let mut s = Snapshot::new(V1);
+        for t in [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE] {
+            for r in s2.type_set(t).unwrap().resources().values() {
+                s.add_resource(t, r.clone()).unwrap();
+            }
+        }
+        s.add(ENDPOINT_TYPE, "c0", b"endpoints c0 :9090".to_vec(), None).unwrap();
+        s.set_version(ENDPOINT_TYPE, V2).unwrap();
+        s
+    };
+    c.set_snapshot("n", Arc::new(s2)).unwrap();
+    assert_eq!(num_watches(&c, "n"), (3, 0));
+    for (t, w) in TYPES.iter().zip(&watches) {
+        if *t == ENDPOINT_TYPE {
+            let r = got(w).unwrap();
+            assert_eq!(r.version, V2);
+            assert_eq!(&r.resources[0].bytes()[..], b"endpoints c0 :9090");
+        } else {
+            assert!(got(w).is_none() && w.is_waiting(), "{t}");
+        }
+    }
+}
+
+#[test]
+fn watch_answers_at_once_when_version_differs() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let w = c.watch(req("n", ENDPOINT_TYPE, "old", &["c0"])).unwrap();
+    assert_eq!(got(&w).unwrap().names(), vec!["c0"]);
+    // Same version, nothing returned yet: still answered (names not returned).
+    let w = c.watch(req("n", ENDPOINT_TYPE, V1, &["c0"])).unwrap();
+    let r = got(&w).unwrap();
+    // With the returned state fed back, it parks.
+    let mut again = req("n", ENDPOINT_TYPE, V1, &["c0"]);
+    again.known = known(&r);
+    let w = c.watch(again).unwrap();
+    assert!(got(&w).is_none());
+    assert_eq!(num_watches(&c, "n"), (1, 0));
+}
+
+#[test]
+fn watch_cancel_and_cancel_twice() {
+    // TestSnapshotCacheWatchCancel
+    let c = cache();
+    let watches: Vec<_> = TYPES.iter().map(|t| c.watch(req("n", t, "", &[])).unwrap()).collect();
+    assert_eq!(num_watches(&c, "n"), (4, 0));
+    for w in &watches {
+        w.close();
+        w.close();
+        assert_eq!(w.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
+    }
+    assert_eq!(num_watches(&c, "n"), (0, 0));
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    assert!(watches.iter().all(|w| w.next(Wait::Never).unwrap_err().kind == ErrorKind::Closed));
+    // Dropping a watch cancels it too.
+    drop(c.watch(req("n", CLUSTER_TYPE, V1, &[])).unwrap());
+    let w = c.delta_watch(WatchRequest { node: "n".into(), type_url: ROUTE_TYPE.into(), names: vec!["zz".into()], ..Default::default() }).unwrap();
+    assert_eq!(num_watches(&c, "n"), (0, 1));
+    drop(w);
+    assert_eq!(num_watches(&c, "n"), (0, 0));
+}
+
+#[test]
+fn watch_timeout_and_would_block() {
+    // TestSnapshotCacheWatchTimeout
+    let c = cache();
+    let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
+    assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::WouldBlock);
+    let t0 = std::time::Instant::now();
+    assert_eq!(w.next(Wait::from_ms(30)).unwrap_err().kind, ErrorKind::Timeout);
+    assert!(t0.elapsed() >= Duration::from_millis(25));
+    assert_eq!(num_watches(&c, "n"), (1, 0));
+    w.close();
+    assert_eq!(num_watches(&c, "n"), (0, 0));
+}
+
+#[test]
+fn blocked_next_wakes_on_response_and_on_close() {
+    let c = Arc::new(cache());
+    let w = Arc::new(c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap());
+    let w2 = w.clone();
+    let t = std::thread::spawn(move || w2.next(Wait::Forever).map(|r| r.version));
+    std::thread::sleep(Duration::from_millis(20));
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    assert_eq!(t.join().unwrap().unwrap(), V1);
+
+    let w = Arc::new(c.watch(req("n", CLUSTER_TYPE, V1, &[])).unwrap());
+    // wildcard, nothing returned yet: answered; feed it back to park
+    let r = got(&w).unwrap();
+    let mut q = req("n", CLUSTER_TYPE, V1, &[]);
+    q.known = known(&r);
+    let w = Arc::new(c.watch(q).unwrap());
+    let w2 = w.clone();
+    let t = std::thread::spawn(move || w2.next(Wait::Forever).unwrap_err().kind);
+    std::thread::sleep(Duration::from_millis(20));
+    w.close();
+    assert_eq!(t.join().unwrap(), ErrorKind::Closed);
+}
+
+#[test]
+fn readiness_fd_turns_readable_on_response() {
+    let c = cache();
+    let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
+    let readable = |w: &CacheWatch| {
+        let mut p = libc::pollfd { fd: w.ready_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, no timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    };
+    assert!(!readable(&w));
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    assert!(readable(&w));
+    assert!(got(&w).is_some());
+}
+
+#[test]
+fn concurrent_set_and_watch() {
+    // TestConcurrentSetWatch / TestConcurrentSetDeltaWatch
+    let c = Arc::new(cache());
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let node = format!("node{}", i % 3);
+                for j in 0..50 {
+                    if (i + j) % 2 == 0 {
+                        let mut s = Snapshot::new(format!("v{j}"));
+                        s.add(ENDPOINT_TYPE, "e", format!("{i}-{j}").into_bytes(), None).unwrap();
+                        c.set_snapshot(&node, Arc::new(s)).unwrap();
+                    } else {
+                        let w = c.watch(req(&node, ENDPOINT_TYPE, "", &["e"])).unwrap();
+                        let d = c
+                            .delta_watch(WatchRequest { node: node.clone(), type_url: ENDPOINT_TYPE.into(), wildcard: true, first: true, ..Default::default() })
+                            .unwrap();
+                        if c.get_snapshot(&node).is_ok() {
+                            // a snapshot exists: both answer without any further set
+                            assert!(w.next(Wait::from_ms(5000)).is_ok());
+                            assert!(d.next(Wait::from_ms(5000)).is_ok());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for k in c.status_keys() {
+        assert_eq!(num_watches(&c, &k), (0, 0), "all watches answered or dropped");
+    }
+}
+
+#[test]
+fn previously_not_requested_names_are_answered_at_once() {
+    // TestSnapshotCreateWatchWithResourcePreviouslyNotRequested
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"eb".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let w = c.watch(req("n", ENDPOINT_TYPE, "", &["a"])).unwrap();
+    let r = got(&w).unwrap();
+    assert_eq!(r.names(), vec!["a"]);
+    // Same version, a new name: answered at once (non-full-state type: just the new one).
+    let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b"]);
+    q.known = known(&r);
+    let w = c.watch(q).unwrap();
+    let r2 = got(&w).expect("b was never returned");
+    assert_eq!(r2.version, V1);
+    assert_eq!(r2.names(), vec!["b"]);
+    assert_eq!(r2.next_state.keys().collect::<Vec<_>>(), vec!["a", "b"]);
+    // Everything returned: parks.
+    let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b"]);
+    q.known = known(&r2);
+    let w = c.watch(q).unwrap();
+    assert!(got(&w).is_none());
+    // A name the snapshot lacks does not trigger an answer.
+    let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b", "c"]);
+    q.known = known(&r2);
+    assert!(got(&c.watch(q).unwrap()).is_none());
+}
+
+#[test]
+fn full_state_types_are_answered_whole_and_wildcard_sees_new_resources() {
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    s.add(CLUSTER_TYPE, "c1", b"1".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s.clone())).unwrap();
+    let r = got(&c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap()).unwrap();
+    // Same version, a resource new to the wildcard subscription: answered, whole.
+    s.add(CLUSTER_TYPE, "c2", b"2".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s.clone())).unwrap();
+    let mut q = req("n", CLUSTER_TYPE, V1, &[]);
+    q.known = known(&r);
+    let r2 = got(&c.watch(q).unwrap()).unwrap();
+    assert_eq!(r2.names(), vec!["c1", "c2"]);
+    // A configured full-state type behaves the same; a plain type gets only the new one.
+    let extra = "type.googleapis.com/my.Type";
+    let mut cfg = CacheConfig::default();
+    cfg.full_state_types.insert(extra.into());
+    let c = Cache::new(cfg).unwrap();
+    let mut s = Snapshot::new(V1);
+    s.add(extra, "x", b"x".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "x", b"x".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s.clone())).unwrap();
+    let rx = got(&c.watch(req("n", extra, "", &[])).unwrap()).unwrap();
+    let re = got(&c.watch(req("n", ENDPOINT_TYPE, "", &[])).unwrap()).unwrap();
+    s.add(extra, "y", b"y".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "y", b"y".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let mut q = req("n", extra, V1, &[]);
+    q.known = known(&rx);
+    assert_eq!(got(&c.watch(q).unwrap()).unwrap().names(), vec!["x", "y"]);
+    let mut q = req("n", ENDPOINT_TYPE, V1, &[]);
+    q.known = known(&re);
+    let r = got(&c.watch(q).unwrap()).unwrap();
+    assert_eq!(r.names(), vec!["y"]);
+    assert_eq!(r.next_state.len(), 2);
+}
+
+#[test]
+fn full_state_removal_answers_even_at_same_version() {
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    s.add(LISTENER_TYPE, "a", b"a".to_vec(), None).unwrap();
+    s.add(LISTENER_TYPE, "b", b"b".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r = got(&c.watch(req("n", LISTENER_TYPE, "", &[])).unwrap()).unwrap();
+    let mut q = req("n", LISTENER_TYPE, V1, &[]);
+    q.known = known(&r);
+    let w = c.watch(q).unwrap();
+    assert!(got(&w).is_none());
+    let mut s = Snapshot::new(V1);
+    s.add(LISTENER_TYPE, "a", b"a".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    assert_eq!(got(&w).unwrap().names(), vec!["a"]);
+}
+
+#[test]
+fn ads_superset_rule_holds_the_response() {
+    let c = ads_cache();
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"eb".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let partial = c.watch(req("n", ENDPOINT_TYPE, "", &["a"])).unwrap();
+    assert!(got(&partial).is_none(), "b is not named: held");
+    assert_eq!(num_watches(&c, "n"), (1, 0));
+    let full = c.watch(req("n", ENDPOINT_TYPE, "", &["a", "b"])).unwrap();
+    assert_eq!(got(&full).unwrap().names(), vec!["a", "b"]);
+    let wildcard = c.watch(req("n", ENDPOINT_TYPE, "", &[])).unwrap();
+    assert!(got(&wildcard).is_some(), "wildcard is never held");
+    // Once the snapshot only holds named resources, the held watch answers.
+    let mut s = Snapshot::new(V2);
+    s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r = got(&partial).unwrap();
+    assert_eq!((r.version.as_str(), r.names()), (V2, vec!["a"]));
+    // Without ADS the same request is answered at once.
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"eb".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    assert_eq!(got(&c.watch(req("n", ENDPOINT_TYPE, "", &["a"])).unwrap()).unwrap().names(), vec!["a"]);
+}
+
+#[test]
+fn set_snapshot_visits_only_changed_types() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let mut parked = Vec::new();
+    for t in TYPES {
+        let owned = names_of(t);
+        let names: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let r = got(&c.watch(req("n", t, "", &names)).unwrap()).unwrap();
+        let mut q = req("n", t, V1, &names);
+        q.known = known(&r);
+        parked.push(c.watch(q).unwrap());
+    }
+    assert_eq!(num_watches(&c, "n"), (4, 0));
+    // Same snapshot content again (new objects): nothing answered.
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    assert_eq!(num_watches(&c, "n"), (4, 0));
+    assert!(parked.iter().all(|w| w.is_waiting()));
+}
+
+#[test]
+fn clear_ends_open_watches_and_later_watches_park() {
+    let c = cache();
+    let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
+    let d = c.delta_watch(WatchRequest { node: "n".into(), type_url: CLUSTER_TYPE.into(), wildcard: true, ..Default::default() }).unwrap();
+    c.clear_snapshot("n");
+    assert_eq!(w.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(d.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
+    assert!(c.status_keys().is_empty());
+    assert_eq!(c.status("n").unwrap_err().kind, ErrorKind::NotFound);
+    // A watch on the cleared node parks until a snapshot is set again.
+    let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
+    assert!(got(&w).is_none());
+    c.set_snapshot("n", Arc::new(fixture(V2))).unwrap();
+    assert_eq!(got(&w).unwrap().version, V2);
+    w.close(); // after the response: still fine
+}
+
+#[test]
+fn closing_the_cache_ends_watches() {
+    let c = cache();
+    let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
+    c.close();
+    c.close();
+    assert_eq!(w.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.set_snapshot("n", Arc::new(fixture(V1))).unwrap_err().kind, ErrorKind::Closed);
+    let c = cache();
+    let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
+    drop(c);
+    assert_eq!(w.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
+    w.close();
+}
+
+// ---- status ----------------------------------------------------------------
+
+#[test]
+fn status_info_and_keys() {
+    let c = cache();
+    c.set_snapshot("quiet", Arc::new(fixture(V1))).unwrap();
+    assert!(c.status_keys().is_empty(), "status comes from watches, not snapshots");
+    assert_eq!(c.status("quiet").unwrap_err().kind, ErrorKind::NotFound);
+    let before = std::time::SystemTime::now();
+    let _w = c.watch(req("a", CLUSTER_TYPE, "", &[])).unwrap();
+    let _d = c.delta_watch(WatchRequest { node: "b".into(), type_url: CLUSTER_TYPE.into(), wildcard: true, ..Default::default() }).unwrap();
+    assert_eq!(c.status_keys(), vec!["a".to_string(), "b".to_string()]);
+    let a = c.status("a").unwrap();
+    assert_eq!((a.num_watches, a.num_delta_watches), (1, 0));
+    assert!(a.last_watch_request.unwrap() >= before);
+    assert!(a.last_delta_watch_request.is_none());
+    let b = c.status("b").unwrap();
+    assert_eq!((b.num_watches, b.num_delta_watches), (0, 1));
+    assert!(b.last_delta_watch_request.is_some());
+    let json: serde_json::Value = serde_json::from_slice(&b.to_json()).unwrap();
+    assert_eq!(json["node"], "b");
+    assert_eq!(json["num_delta_watches"], 1);
+    assert!(json["last_watch_request_unix_ms"].is_null());
+}
+
+// ---- fetch -----------------------------------------------------------------
+
+#[test]
+fn fetch_up_to_date_not_found_and_single_resource() {
+    // TestSnapshotCacheFetch / TestSnapshotSingleResourceFetch
+    let c = cache();
+    assert_eq!(c.fetch(req("n", CLUSTER_TYPE, "", &[])).unwrap_err().kind, ErrorKind::NotFound);
+    let mut s = fixture(V1);
+    s.add(ENDPOINT_TYPE, "c1", b"other".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    for t in TYPES {
+        let r = c.fetch(req("n", t, "", &[])).unwrap();
+        assert_eq!(r.version, V1);
+        assert!(!r.resources.is_empty());
+        assert_eq!(c.fetch(req("n", t, V1, &[])).unwrap_err().kind, ErrorKind::UpToDate);
+    }
+    let r = c.fetch(req("n", ENDPOINT_TYPE, "", &["c1"])).unwrap();
+    assert_eq!(r.names(), vec!["c1"]);
+    assert!(c.status_keys().is_empty(), "fetch opens no status");
+}
+
+// ---- heartbeats ------------------------------------------------------------
+
+#[test]
+fn heartbeats_go_to_watches_covering_ttl_resources() {
+    // TestSnapshotCacheWithTTL
+    let c = Cache::new(CacheConfig { heartbeat_interval: Some(Duration::from_millis(20)), ..Default::default() }).unwrap();
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "ttl", b"with ttl".to_vec(), Some(Duration::from_secs(2))).unwrap();
+    s.add(ENDPOINT_TYPE, "plain", b"no ttl".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    // First responses are ordinary and carry the TTL.
+    let r = got(&c.watch(req("n", ENDPOINT_TYPE, "", &["ttl", "plain"])).unwrap()).unwrap();
+    assert!(!r.heartbeat);
+    let d = decode(&r.encode()).unwrap();
+    assert_eq!(d.resources.iter().map(|x| (x.0.as_str(), x.2)).collect::<Vec<_>>(), vec![("plain", -1), ("ttl", 2000)]);
+    let open = |names: &[&str]| {
+        let mut q = req("n", ENDPOINT_TYPE, V1, names);
+        q.known = known(&r);
+        c.watch(q).unwrap()
+    };
+    let with_ttl = open(&["ttl", "plain"]);
+    let wildcard = {
+        let mut q = req("n", ENDPOINT_TYPE, V1, &[]);
+        q.known = known(&r);
+        c.watch(q).unwrap()
+    };
+    let without = open(&["plain"]);
+    for w in [&with_ttl, &wildcard] {
+        let hb = w.next(Wait::from_ms(2000)).expect("heartbeat");
+        assert!(hb.heartbeat);
+        assert_eq!(hb.version, V1);
+        assert_eq!(hb.names(), vec!["ttl"]);
+    }
+    std::thread::sleep(Duration::from_millis(80));
+    assert!(got(&without).is_none(), "no TTL'd resource asked for: no heartbeat");
+    assert_eq!(num_watches(&c, "n"), (1, 0));
+}
+
+#[test]
+fn no_heartbeat_thread_without_interval() {
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "ttl", b"x".to_vec(), Some(Duration::from_millis(10))).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r = got(&c.watch(req("n", ENDPOINT_TYPE, "", &["ttl"])).unwrap()).unwrap();
+    let mut q = req("n", ENDPOINT_TYPE, V1, &["ttl"]);
+    q.known = known(&r);
+    let w = c.watch(q).unwrap();
+    assert_eq!(w.next(Wait::from_ms(60)).unwrap_err().kind, ErrorKind::Timeout);
+    assert_eq!(Cache::new(CacheConfig { heartbeat_interval: Some(Duration::ZERO), ..Default::default() }).err().unwrap().kind, ErrorKind::InvalidArgument);
+}
+
+// ---- delta -----------------------------------------------------------------
+
+fn dreq(node: &str, t: &str, wildcard: bool, names: &[&str], known: HashMap<String, String>, first: bool) -> WatchRequest {
+    WatchRequest {
+        node: node.into(),
+        type_url: t.into(),
+        names: names.iter().map(|s| s.to_string()).collect(),
+        wildcard,
+        known,
+        first,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn delta_wildcard_watch() {
+    // TestSnapshotCacheDeltaWatch
+    let c = cache();
+    // First wildcard request without a snapshot parks, answers on set.
+    let w = c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), true)).unwrap();
+    assert_eq!(num_watches(&c, "n"), (0, 1));
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"eb".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r = got(&w).unwrap();
+    assert_eq!(r.kind, ResponseKind::Delta);
+    assert_eq!(r.version, V1);
+    assert_eq!(r.names(), vec!["a", "b"]);
+    assert_eq!(r.next_state.len(), 2);
+    assert!(r.removed.is_empty());
+    // Up to date: parks.
+    let w = c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], known(&r), false)).unwrap();
+    assert!(got(&w).is_none());
+    // Changing one resource sends only it.
+    let mut s = Snapshot::new(V2);
+    s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"eb changed".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r2 = got(&w).unwrap();
+    assert_eq!(r2.names(), vec!["b"]);
+    assert_eq!(r2.next_state["a"], r.next_state["a"]);
+    assert_ne!(r2.next_state["b"], r.next_state["b"]);
+    // A first wildcard request on an empty type is answered (empty).
+    let e = c.delta_watch(dreq("n", ROUTE_TYPE, true, &[], HashMap::new(), true)).unwrap();
+    let r = got(&e).unwrap();
+    assert!(r.resources.is_empty() && r.removed.is_empty());
+    let e = c.delta_watch(dreq("n", ROUTE_TYPE, true, &[], HashMap::new(), false)).unwrap();
+    assert!(got(&e).is_none());
+}
+
+#[test]
+fn delta_explicit_subscription_and_unsubscribe() {
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    for n in ["a", "b", "c"] {
+        s.add(ENDPOINT_TYPE, n, n.as_bytes().to_vec(), None).unwrap();
+    }
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r = got(&c.delta_watch(dreq("n", ENDPOINT_TYPE, false, &["a", "b", "x"], HashMap::new(), true)).unwrap()).unwrap();
+    assert_eq!(r.names(), vec!["a", "b"]);
+    assert_eq!(r.next_state.keys().collect::<Vec<_>>(), vec!["a", "b"]);
+    // Unsubscribe b: the stream drops it from names and known; a change to b is not sent.
+    let mut k = known(&r);
+    k.remove("b");
+    let w = c.delta_watch(dreq("n", ENDPOINT_TYPE, false, &["a"], k, false)).unwrap();
+    assert!(got(&w).is_none());
+    let mut s = Snapshot::new(V2);
+    s.add(ENDPOINT_TYPE, "a", b"a".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"b2".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "c", b"c2".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    assert!(got(&w).is_none(), "nothing the stream cares about changed");
+    assert_eq!(num_watches(&c, "n"), (0, 1));
+    // Subscribing to a resource that appears later.
+    let w2 = c.delta_watch(dreq("n", ENDPOINT_TYPE, false, &["a", "late"], known(&r).into_iter().filter(|(k, _)| k == "a").collect(), false)).unwrap();
+    assert!(got(&w2).is_none());
+    let mut s = Snapshot::new("v3");
+    s.add(ENDPOINT_TYPE, "a", b"a".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "late", b"late".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    assert_eq!(got(&w2).unwrap().names(), vec!["late"]);
+}
+
+#[test]
+fn delta_removals_are_reported() {
+    // TestDeltaRemoveResources
+    let c = cache();
+    let mut s = Snapshot::new(V1);
+    s.add(ENDPOINT_TYPE, "a", b"a".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"b".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    let r = got(&c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), true)).unwrap()).unwrap();
+    let wild = c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], known(&r), false)).unwrap();
+    let explicit = c.delta_watch(dreq("n", ENDPOINT_TYPE, false, &["b"], known(&r), false)).unwrap();
+    let mut s = Snapshot::new(V2);
+    s.add(ENDPOINT_TYPE, "a", b"a".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s)).unwrap();
+    for w in [&wild, &explicit] {
+        let r = got(w).unwrap();
+        assert!(r.resources.is_empty());
+        assert_eq!(r.removed, vec!["b".to_string()]);
+        assert!(!r.next_state.contains_key("b"));
+    }
+    // A stream that reconnects knowing a vanished name is told at once.
+    let mut k = HashMap::new();
+    k.insert("gone".to_string(), "x".to_string());
+    let r = got(&c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], k, true)).unwrap()).unwrap();
+    assert_eq!(r.removed, vec!["gone".to_string()]);
+    assert_eq!(r.names(), vec!["a"]);
+}
+
+#[test]
+fn delta_cancel_and_timeout() {
+    // TestSnapshotCacheDeltaWatchCancel / TestSnapshotDeltaCacheWatchTimeout
+    let c = cache();
+    let w = c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), false)).unwrap();
+    assert_eq!(w.next(Wait::from_ms(20)).unwrap_err().kind, ErrorKind::Timeout);
+    assert_eq!(num_watches(&c, "n"), (0, 1));
+    w.close();
+    w.close();
+    assert_eq!(num_watches(&c, "n"), (0, 0));
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed);
+}
+
+// ---- cost rules ------------------------------------------------------------
+
+#[test]
+fn versions_are_hashed_once_and_only_for_changed_bytes() {
+    let c = cache();
+    let mut s1 = Snapshot::new(V1);
+    s1.add(ENDPOINT_TYPE, "same", b"unchanged".to_vec(), None).unwrap();
+    s1.add(ENDPOINT_TYPE, "edit", b"before".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s1)).unwrap();
+    let r = got(&c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), true)).unwrap()).unwrap();
+    let mut s2 = Snapshot::new(V2);
+    s2.add(ENDPOINT_TYPE, "same", b"unchanged".to_vec(), None).unwrap();
+    s2.add(ENDPOINT_TYPE, "edit", b"after".to_vec(), None).unwrap();
+    let s2 = Arc::new(s2);
+    c.set_snapshot("n", s2.clone()).unwrap();
+    let set = s2.type_set(ENDPOINT_TYPE).unwrap();
+    assert!(set.get("same").unwrap().version_known(), "inherited from the previous snapshot, not hashed");
+    assert!(!set.get("edit").unwrap().version_known(), "changed: hashed only when a watch needs it");
+    assert_eq!(set.get("same").unwrap().version(), &r.next_state["same"]);
+}
+
+#[test]
+fn one_snapshot_many_nodes_shares_bytes() {
+    let c = cache();
+    let s = Arc::new(fixture(V1));
+    for n in 0..10 {
+        c.set_snapshot(&format!("n{n}"), s.clone()).unwrap();
+    }
+    let a = got(&c.watch(req("n1", CLUSTER_TYPE, "", &[])).unwrap()).unwrap();
+    let b = got(&c.watch(req("n7", CLUSTER_TYPE, "", &[])).unwrap()).unwrap();
+    assert!(Arc::ptr_eq(a.resources[0].bytes(), b.resources[0].bytes()));
+}
+
+// ---- encoding --------------------------------------------------------------
+
+#[test]
+fn encoding_round_trips() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let r = got(&c.delta_watch(dreq("n", CLUSTER_TYPE, true, &[], [("old".to_string(), "1".to_string())].into(), true)).unwrap()).unwrap();
+    let bytes = r.encode();
+    assert_eq!(bytes.len(), r.encoded_len());
+    let d = decode(&bytes).unwrap();
+    assert_eq!(&bytes[..4], b"MRX1");
+    assert_eq!(d.kind, 2);
+    assert!(!d.heartbeat);
+    assert_eq!(d.version, V1);
+    assert_eq!(d.type_url, CLUSTER_TYPE);
+    assert_eq!(d.resources, vec![("c0".into(), r.resources[0].version().to_string(), -1, b"cluster c0".to_vec())]);
+    assert_eq!(d.removed, vec!["old".to_string()]);
+    assert_eq!(d.next_state.len(), 1);
+    assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+}
