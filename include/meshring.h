@@ -120,6 +120,31 @@
 #define MR_NOTIFY_PEER_PATCHES (1 << 15)
 
 /*
+ `mr_cache_config.flags`: ADS mode. A SOTW watch that names resources is
+ answered only when every resource of its type in the snapshot is named
+ (go-control-plane's superset rule); until then it stays open.
+ */
+#define MR_CACHE_ADS 1
+
+/*
+ `mr_cache_config.flags`: `mr_cache_set_snapshot` rejects a snapshot that
+ `mr_snapshot_consistent` rejects (MR_INVALID_ARGUMENT).
+ */
+#define MR_CACHE_CHECK_CONSISTENCY 2
+
+/*
+ `mr_watch_request.flags`: wildcard subscription. SOTW requests with no
+ names are wildcard anyway (legacy xDS); a name "*" also means wildcard.
+ */
+#define MR_WATCH_WILDCARD 1
+
+/*
+ `mr_watch_request.flags` (delta): the stream's first request for this
+ type; a first wildcard delta watch is answered even when empty.
+ */
+#define MR_WATCH_FIRST 2
+
+/*
  `mr_tun_config.flags`: keep the kernel's 4-byte packet-information
  header on the device. Reads still return plain IP packets (the header's
  protocol goes to `mr_packet.proto`); writes get the header added.
@@ -169,11 +194,6 @@
  default io_uring readiness + recvmmsg straight into the caller's buffers.
  */
 #define MR_UDP_MULTISHOT_RECV 16
-
-/*
- `struct virtio_net_hdr` (without num_buffers): 10 bytes.
- */
-#define VNET_HDR_LEN 10
 
 /*
  The result of every fallible call. Values are fixed and never renumbered;
@@ -234,6 +254,25 @@ typedef enum mr_backend {
 typedef struct mr_bus mr_bus;
 
 /*
+ A snapshot cache handle. Thread-safe.
+ */
+typedef struct mr_cache mr_cache;
+
+/*
+ A watch handle (made by `mr_cache_watch` / `mr_cache_delta_watch`). It
+ delivers at most one response. One thread at a time should call
+ `mr_cache_watch_next`; `mr_cache_watch_close` may come from any thread.
+ */
+typedef struct mr_cache_watch_h mr_cache_watch_h;
+
+/*
+ A snapshot handle: per type URL a version and named resources. Thread-safe.
+ Setting it into a cache freezes what the cache serves: later edits of
+ the handle only affect later `mr_cache_set_snapshot` calls.
+ */
+typedef struct mr_snapshot mr_snapshot;
+
+/*
  A TUN device handle. Thread-safe: one thread may write while another reads.
  */
 typedef struct mr_tun mr_tun;
@@ -269,6 +308,76 @@ typedef struct mr_bytes {
   const uint8_t *ptr;
   size_t len;
 } mr_bytes;
+
+/*
+ Options for `mr_cache_new`. Always fill it with `mr_cache_config_init`
+ first, then change fields.
+ */
+typedef struct mr_cache_config {
+  /*
+   sizeof(mr_cache_config), set by mr_cache_config_init (lets the struct grow).
+   */
+  uint32_t struct_size;
+  /*
+   MR_CACHE_* bits.
+   */
+  uint32_t flags;
+  /*
+   Milliseconds; when positive, a background thread resends TTL'd
+   resources as heartbeats to SOTW watches covering them this often
+   (go-control-plane's NewSnapshotCacheWithHeartbeating). 0: no
+   heartbeats, no thread.
+   */
+  int64_t heartbeat_interval_ms;
+  /*
+   Type URLs answered whole in SOTW (full-state), in addition to
+   envoy.config.cluster.v3.Cluster and envoy.config.listener.v3.Listener.
+   Borrowed for the mr_cache_new call only; may be NULL when the count is 0.
+   */
+  const char *const *full_state_types;
+  size_t n_full_state_types;
+} mr_cache_config;
+
+/*
+ A SOTW or delta watch (or fetch) request. Fill it with
+ `mr_watch_request_init` first. Every pointer is borrowed for the call only.
+ */
+typedef struct mr_watch_request {
+  /*
+   sizeof(mr_watch_request), set by mr_watch_request_init.
+   */
+  uint32_t struct_size;
+  /*
+   MR_WATCH_* bits.
+   */
+  uint32_t flags;
+  /*
+   The node key (the host hashes its Node, as go-control-plane's NodeHash). Required.
+   */
+  const char *node;
+  /*
+   Required, non-empty.
+   */
+  const char *type_url;
+  /*
+   SOTW / fetch: the version the stream last acknowledged; NULL = "".
+   */
+  const char *version_info;
+  /*
+   SOTW: resource_names; delta: the subscribed names.
+   */
+  const char *const *names;
+  size_t n_names;
+  /*
+   The stream's state, parallel arrays of `n_known` entries: SOTW = the
+   resources returned so far (go-control-plane ReturnedResources, i.e.
+   the next state of earlier responses); delta = resource versions
+   (initial_resource_versions, then each response's next state).
+   */
+  const char *const *known_names;
+  const char *const *known_versions;
+  size_t n_known;
+} mr_watch_request;
 
 /*
  Receives one log record. `target` (the Rust module) and `message` are
@@ -488,6 +597,160 @@ void mr_bus_free(struct mr_bus *bus);
 void mr_bytes_free(struct mr_bytes *b);
 
 /*
+ Fills `*cfg` with the defaults: not ADS, no consistency check, no
+ heartbeats, no extra full-state types.
+ */
+enum mr_status mr_cache_config_init(struct mr_cache_config *cfg);
+
+/*
+ Fills `*req` with an empty request (no flags, every pointer NULL).
+ */
+enum mr_status mr_watch_request_init(struct mr_watch_request *req);
+
+/*
+ Creates a cache. `cfg` NULL = defaults (see `mr_cache_config_init`); it
+ is borrowed for the call only. On success `*out` owns a new handle the
+ caller releases with `mr_cache_free`; on failure `*out` is NULL
+ (MR_INVALID_ARGUMENT for a bad config).
+ */
+enum mr_status mr_cache_new(const struct mr_cache_config *cfg, struct mr_cache **out);
+
+/*
+ Sets `node`'s snapshot to the current content of `snap` (shared, not
+ copied; later edits of `snap` do not change it) and answers the open
+ watches whose type changed. The caller keeps owning `snap`; `node` is
+ borrowed for the call. MR_INVALID_ARGUMENT for NULLs or (with
+ MR_CACHE_CHECK_CONSISTENCY) an inconsistent snapshot; MR_CLOSED.
+ */
+enum mr_status mr_cache_set_snapshot(struct mr_cache *cache, const char *node, const struct mr_snapshot *snap);
+
+/*
+ `node`'s snapshot as a new handle in `*out`, which the caller releases
+ with `mr_snapshot_free` (editing it never changes the cache's copy).
+ MR_NOT_FOUND when the node has no snapshot (then `*out` is NULL).
+ */
+enum mr_status mr_cache_get_snapshot(struct mr_cache *cache, const char *node, struct mr_snapshot **out);
+
+/*
+ Removes `node`'s snapshot and status. Its open watches end:
+ `mr_cache_watch_next` returns MR_CLOSED (go-control-plane drops them
+ unanswered). A later watch for the node waits for a new snapshot. An
+ unknown node is MR_OK.
+ */
+enum mr_status mr_cache_clear_snapshot(struct mr_cache *cache, const char *node);
+
+/*
+ go-control-plane's GetStatusInfo as JSON in `*json_out` (released by the
+ caller with `mr_bytes_free`): `{"node":..,"num_watches":N,
+ "num_delta_watches":M,"last_watch_request_unix_ms":T|null,
+ "last_delta_watch_request_unix_ms":T|null}`. MR_NOT_FOUND for a node
+ that never opened a watch (or was cleared since).
+ */
+enum mr_status mr_cache_status(struct mr_cache *cache, const char *node, struct mr_bytes *json_out);
+
+/*
+ go-control-plane's GetStatusKeys: a JSON array of the node keys with a
+ status, sorted, in `*json_out` (released with `mr_bytes_free`).
+ */
+enum mr_status mr_cache_status_keys(struct mr_cache *cache, struct mr_bytes *json_out);
+
+/*
+ Opens a SOTW watch. It is answered at once (the response is already
+ waiting in the handle) when the type's version differs from
+ `req->version_info` or a covered resource is not in the known/returned
+ state at its current version; otherwise when a later snapshot changes
+ the type (see mr_cache_watch_next for the encoding). Full-state types
+ (clusters, listeners, configured ones) get every covered resource, other
+ types those not yet returned. A node without a snapshot: the watch waits.
+ On success `*out` owns a new watch the caller releases with
+ `mr_cache_watch_free` (cancel = `mr_cache_watch_close`). MR_INVALID_ARGUMENT
+ for NULL strings or a bad request, MR_CLOSED.
+ */
+enum mr_status mr_cache_watch(struct mr_cache *cache, const struct mr_watch_request *req, struct mr_cache_watch_h **out);
+
+/*
+ Opens a delta watch: `req->names` are the subscribed names (with
+ MR_WATCH_WILDCARD: every resource), `known_*` the stream's resource
+ versions, MR_WATCH_FIRST on the stream's first request for the type.
+ Answered when a covered resource is new or changed or a known one was
+ removed (the first wildcard request also when empty); the response's
+ next state is the version map the stream keeps. Ownership and errors as
+ `mr_cache_watch`.
+ */
+enum mr_status mr_cache_delta_watch(struct mr_cache *cache, const struct mr_watch_request *req, struct mr_cache_watch_h **out);
+
+/*
+ Fetch (REST xDS): the covered resources of `req->type_url` for
+ `req->node`, encoded as in mr_cache_watch_next, in `*response` (released
+ with `mr_bytes_free`). MR_UP_TO_DATE when `req->version_info` equals the
+ type's version (go-control-plane's SkipFetchError), MR_NOT_FOUND when the
+ node has no snapshot; then `*response` is {NULL, 0}.
+ */
+enum mr_status mr_cache_fetch(struct mr_cache *cache, const struct mr_watch_request *req, struct mr_bytes *response);
+
+/*
+ Closes the cache: every open watch returns MR_CLOSED, later calls on the
+ cache return MR_CLOSED, the heartbeat thread ends. Idempotent; any
+ thread. The handle stays allocated until `mr_cache_free`.
+ */
+enum mr_status mr_cache_close(struct mr_cache *cache);
+
+/*
+ Closes (if needed) and releases the cache. NULL is a no-op. Open watches
+ stay valid handles that return MR_CLOSED until their own
+ `mr_cache_watch_free`; snapshots stay valid until `mr_snapshot_free`. No
+ other thread may be using `cache` or call with it afterwards.
+ */
+void mr_cache_free(struct mr_cache *cache);
+
+/*
+ The watch's response. On MR_OK `*response` holds bytes the caller
+ releases with `mr_bytes_free`; otherwise {NULL, 0}. MR_WOULD_BLOCK
+ (timeout_ms == 0, no response yet), MR_TIMEOUT, MR_CLOSED (the watch was
+ closed, its node cleared, its cache closed or freed, also while this call
+ waits; and after the one response was taken: open a new watch with the
+ response's next state).
+
+ Encoding (little-endian; u32 lengths; str = u32 length + UTF-8 bytes, no
+ NUL; blob = u32 length + bytes):
+   magic "MRX1" (4 bytes); kind u8 (1 = SOTW/fetch, 2 = delta);
+   flags u8 (bit 0 = heartbeat); reserved u16 (0);
+   version str (SOTW: version_info; delta: system_version_info);
+   type_url str;
+   u32 count, then per resource (sorted by name): name str,
+     version str (content hash), ttl_ms i64 (-1 = no TTL), bytes blob;
+   u32 count, then removed names (delta), str each;
+   u32 count, then next-state entries (sorted): name str, version str.
+ The next state is what the stream passes as `known` in its next watch:
+ SOTW = resources returned so far (go-control-plane ReturnedResources),
+ delta = the next version map.
+ */
+enum mr_status mr_cache_watch_next(struct mr_cache_watch_h *w, int32_t timeout_ms, struct mr_bytes *response);
+
+/*
+ A file descriptor that polls readable once `mr_cache_watch_next` would
+ not block (a response is waiting, or the watch is closed). Owned by the
+ handle: never read, write or close it; valid until `mr_cache_watch_free`.
+ -1 if `w` is NULL.
+ */
+int mr_cache_watch_fd(const struct mr_cache_watch_h *w);
+
+/*
+ Cancels the watch (go-control-plane's cancel func): it leaves the cache,
+ a blocked `mr_cache_watch_next` returns MR_CLOSED, an undelivered
+ response is dropped. Idempotent (closing twice is MR_OK); any thread.
+ The handle stays allocated until `mr_cache_watch_free`.
+ */
+enum mr_status mr_cache_watch_close(struct mr_cache_watch_h *w);
+
+/*
+ Cancels (if needed) and releases the watch. NULL is a no-op. It may
+ outlive its cache. No other thread may be using `w` or call with it
+ afterwards.
+ */
+void mr_cache_watch_free(struct mr_cache_watch_h *w);
+
+/*
  A static, NUL-terminated description of `status` ("MR_TIMEOUT: ...").
  Unknown values give "unknown status". The string is owned by the library
  and valid forever; do not free it.
@@ -523,6 +786,67 @@ enum mr_status mr_log_init(const char *filter);
  `userdata` until the callback is replaced; it never frees it.
  */
 enum mr_status mr_log_set_callback(mr_log_callback cb, void *userdata);
+
+/*
+ Creates an empty snapshot whose types all have `version` (NULL = "")
+ unless `mr_snapshot_set_version` says otherwise (go-control-plane's
+ `NewSnapshot(version, ...)`). On success `*out` owns a new handle the
+ caller releases with `mr_snapshot_free`; on failure `*out` is NULL.
+ */
+enum mr_status mr_snapshot_new(const char *version, struct mr_snapshot **out);
+
+/*
+ Adds resource `name` of `type_url` with serialized bytes `bytes[0..len)`
+ (copied once; every response shares that copy) and a TTL of `ttl_ms`
+ milliseconds (<= 0: no TTL; TTL'd resources get heartbeats when the
+ cache has a heartbeat interval). All arguments are borrowed for the call
+ only. MR_INVALID_ARGUMENT for NULL or empty strings, NULL `bytes` with
+ `len` > 0, or a name already present for that type.
+ */
+enum mr_status mr_snapshot_add_resource(struct mr_snapshot *snap, const char *type_url, const char *name, const uint8_t *bytes, size_t len, int64_t ttl_ms);
+
+/*
+ Sets the version of one type (default: the snapshot's version). Strings
+ are borrowed for the call only. MR_INVALID_ARGUMENT for NULL arguments or
+ an empty type URL.
+ */
+enum mr_status mr_snapshot_set_version(struct mr_snapshot *snap, const char *type_url, const char *version);
+
+/*
+ Declares that resource `from_name` of `from_type` refers to `to_name` of
+ `to_type` (a cluster to its ClusterLoadAssignment, a listener to its
+ RouteConfiguration, ...): the cache cannot see inside the bytes, so the
+ host states the references `mr_snapshot_consistent` checks. Strings are
+ borrowed for the call only. MR_INVALID_ARGUMENT for NULL or empty strings.
+ */
+enum mr_status mr_snapshot_add_reference(struct mr_snapshot *snap, const char *from_type, const char *from_name, const char *to_type, const char *to_name);
+
+/*
+ go-control-plane's `Snapshot.Consistent` for opaque resources: MR_OK when
+ every reference declared with `mr_snapshot_add_reference` starts at and
+ resolves to a resource of the snapshot, else MR_INVALID_ARGUMENT naming
+ the first dangling one. (Resources nothing refers to are allowed.)
+ */
+enum mr_status mr_snapshot_consistent(const struct mr_snapshot *snap);
+
+/*
+ Writes the version of `type_url` NUL-terminated into `buf` (`cap`
+ bytes); `*len` (may be NULL) gets its length without the NUL.
+ MR_BUFFER_TOO_SMALL (with `*len` set) when it does not fit.
+ */
+enum mr_status mr_snapshot_version(const struct mr_snapshot *snap, const char *type_url, char *buf, size_t cap, size_t *len);
+
+/*
+ The number of resources of `type_url` in `*count`.
+ */
+enum mr_status mr_snapshot_resource_count(const struct mr_snapshot *snap, const char *type_url, size_t *count);
+
+/*
+ Releases the snapshot handle. NULL is a no-op. Caches it was set into
+ keep serving it. No other thread may be using `snap` or call with it
+ afterwards.
+ */
+void mr_snapshot_free(struct mr_snapshot *snap);
 
 /*
  Fills `*cfg` with the defaults.
