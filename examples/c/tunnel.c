@@ -27,6 +27,7 @@
 
 static mr_tun *tun;
 static mr_udp *udp;
+static int offload;
 static mr_addr peer;
 static unsigned long long to_peer, from_peer, dropped;
 
@@ -37,46 +38,95 @@ static void fail(const char *what, mr_status st) {
     exit(1);
 }
 
+/* Sends `n` datagrams, dropping any the network refuses; 0 once closed. */
+static int send_all(mr_datagram *out, size_t n) {
+    size_t sent = 0;
+    for (size_t done = 0; done < n; done += sent + 1) {
+        mr_status st = mr_udp_send(udp, out + done, n - done, -1, &sent);
+        if (st == MR_CLOSED) return 0;
+        if (st == MR_OK) break;
+        if (st != MR_IO) fail("mr_udp_send", st);
+        dropped++;
+    }
+    return 1;
+}
+
+/*
+ * With offloads, runs of equal-sized packets (what one TCP super-packet
+ * splits into) are copied side by side and sent as one UDP GSO datagram:
+ * one send for up to 45 packets, and the peer's GRO hands them over as one.
+ */
+static size_t group_for_gso(const mr_packet *pkts, size_t got, uint8_t *arena, mr_datagram *out) {
+    size_t n = 0, off = 0;
+    for (size_t j = 0; j < got;) {
+        size_t seg = pkts[j].len, total = 0, k = j;
+        while (k < got && k - j < 64 && total + pkts[k].len <= 65000 && pkts[k].len <= seg) {
+            total += pkts[k].len;
+            k++;
+            if (pkts[k - 1].len < seg) break; /* a shorter packet ends the run */
+        }
+        out[n] = (mr_datagram){.buf = arena + off, .cap = total, .len = total, .addr = peer,
+                               .segment_size = (uint16_t)(k - j > 1 ? seg : 0)};
+        for (size_t i = j; i < k; i++) {
+            memcpy(arena + off, pkts[i].buf, pkts[i].len);
+            off += pkts[i].len;
+        }
+        n++;
+        to_peer += k - j;
+        j = k;
+    }
+    return n;
+}
+
 /* TUN -> UDP: each IP packet becomes one datagram to the peer. */
 static void *tun_to_udp(void *arg) {
-    static uint8_t bufs[BATCH][SLOT];
+    static uint8_t bufs[BATCH][SLOT], arena[BATCH * SLOT];
     mr_packet pkts[BATCH];
     mr_datagram out[BATCH];
     (void)arg;
     for (;;) {
-        size_t got = 0, sent = 0;
+        size_t got = 0, n = 0;
         for (int i = 0; i < BATCH; i++) pkts[i] = (mr_packet){.buf = bufs[i], .cap = SLOT};
         mr_status st = mr_tun_read(tun, pkts, BATCH, -1, &got);
         if (st == MR_CLOSED) return NULL;
         if (st != MR_OK) fail("mr_tun_read", st);
-        for (size_t i = 0; i < got; i++) out[i] = (mr_datagram){.buf = bufs[i], .cap = SLOT, .len = pkts[i].len, .addr = peer};
-        /* A datagram the network refuses (MR_IO) is dropped; the rest still go. */
-        for (size_t done = 0; done < got; done += sent + 1) {
-            st = mr_udp_send(udp, out + done, got - done, -1, &sent);
-            if (st == MR_CLOSED) return NULL;
-            to_peer += sent;
-            if (st == MR_OK) break;
-            if (st != MR_IO) fail("mr_udp_send", st);
-            dropped++;
+        if (offload) {
+            n = group_for_gso(pkts, got, arena, out);
+        } else {
+            for (size_t i = 0; i < got; i++) out[i] = (mr_datagram){.buf = bufs[i], .cap = SLOT, .len = pkts[i].len, .addr = peer};
+            n = got;
+            to_peer += got;
         }
+        if (!send_all(out, n)) return NULL;
     }
 }
 
-/* UDP -> TUN: datagrams from the peer are written back as IP packets. */
+#define GRO_DATAGRAMS 8
+#define GRO_SLOT 65536
+
+/* UDP -> TUN: datagrams from the peer are written back as IP packets. With
+   offloads a GRO datagram holds several packets, cut at its segment size;
+   the TUN write then coalesces TCP runs back into super-packets. */
 static void *udp_to_tun(void *arg) {
-    static uint8_t bufs[BATCH][SLOT];
-    mr_datagram in[BATCH];
-    mr_packet pkts[BATCH];
+    static uint8_t bufs[GRO_DATAGRAMS][GRO_SLOT];
+    mr_datagram in[BATCH]; /* BATCH >= GRO_DATAGRAMS */
+    static mr_packet pkts[GRO_DATAGRAMS * 64];
+    size_t slots = offload ? GRO_DATAGRAMS : BATCH, cap = offload ? GRO_SLOT : SLOT;
+    uint8_t *base = &bufs[0][0];
     (void)arg;
     for (;;) {
         size_t got = 0, written = 0, n = 0;
-        for (int i = 0; i < BATCH; i++) in[i] = (mr_datagram){.buf = bufs[i], .cap = SLOT};
-        mr_status st = mr_udp_recv(udp, in, BATCH, -1, &got);
+        for (size_t i = 0; i < slots; i++) in[i] = (mr_datagram){.buf = base + i * cap, .cap = cap};
+        mr_status st = mr_udp_recv(udp, in, slots, -1, &got);
         if (st == MR_CLOSED) return NULL;
         if (st != MR_OK) fail("mr_udp_recv", st);
-        for (size_t i = 0; i < got; i++)
-            if (in[i].len > 0) pkts[n++] = (mr_packet){.buf = bufs[i], .cap = SLOT, .len = in[i].len};
-        if (n == 0) continue;
+        for (size_t i = 0; i < got; i++) {
+            size_t seg = in[i].segment_size ? in[i].segment_size : in[i].len;
+            for (size_t off = 0; off < in[i].len && seg > 0; off += seg) {
+                size_t len = in[i].len - off < seg ? in[i].len - off : seg;
+                pkts[n++] = (mr_packet){.buf = in[i].buf + off, .cap = len, .len = len};
+            }
+        }
         /* A packet the kernel refuses (malformed, queue full) is dropped, like
            any router would; the rest of the batch is still written. */
         for (size_t done = 0; done < n; done += written + 1) {
@@ -113,13 +163,15 @@ int main(int argc, char **argv) {
     mr_tun_config tcfg;
     mr_tun_config_init(&tcfg);
     tcfg.mtu = argc > 4 ? (uint32_t)atoi(argv[4]) : 1420;
-    if (argc > 5 && strcmp(argv[5], "offload") == 0) tcfg.flags |= MR_TUN_OFFLOAD;
+    offload = argc > 5 && strcmp(argv[5], "offload") == 0;
+    if (offload) tcfg.flags |= MR_TUN_OFFLOAD;
     mr_status st = mr_tun_create(argv[1], &tcfg, &tun);
     if (st != MR_OK) fail("mr_tun_create", st);
     mr_udp_config ucfg;
     mr_udp_config_init(&ucfg);
     /* Bursts from a TCP flow outrun the default 208 KiB socket buffer. */
     ucfg.so_rcvbuf = ucfg.so_sndbuf = 4 << 20;
+    if (offload) ucfg.flags |= MR_UDP_GSO | MR_UDP_GRO;
     if ((st = mr_udp_bind(argv[2], &ucfg, &udp)) != MR_OK) fail("mr_udp_bind", st);
     if ((st = mr_addr_parse(argv[3], &peer)) != MR_OK) fail("mr_addr_parse", st);
 
