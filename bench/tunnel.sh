@@ -16,20 +16,8 @@ mkdir -p bench/bin
 cc -O2 -Wall -Wextra -Werror bench/plain_tunnel.c -o bench/bin/plain_tunnel -lpthread
 [ -x examples/c/bin/tunnel ] || { echo "run make examples first"; exit 1; }
 
-A=mr-bench-a-$$ B=mr-bench-b-$$
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$A" 2>/dev/null || true
-  ip netns del "$B" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$A"; ip netns add "$B"
-ip link add "va$$" netns "$A" type veth peer name "vb$$" netns "$B"
-ip -n "$A" addr add 198.18.1.1/24 dev "va$$"; ip -n "$B" addr add 198.18.1.2/24 dev "vb$$"
-for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
-ip -n "$A" link set "va$$" up; ip -n "$B" link set "vb$$" up
+. tests/netns/lib.sh
+netns_pair mr-bench
 
 iperf() { # server address -> Gbit/s
   ip netns exec "$B" iperf3 -s -1 -B "$1" >/dev/null 2>&1 &

@@ -32,7 +32,8 @@ const (
 )
 
 // Sentinel errors, one per failure status; match them with errors.Is.
-// ErrClosed also matches net.ErrClosed and ErrTimeout also matches
+// ErrClosed also matches net.ErrClosed and os.ErrClosed (what callers of
+// a wireguard-go tun.Device test for), and ErrTimeout also matches
 // os.ErrDeadlineExceeded.
 var (
 	ErrInvalidArgument error = StatusInvalidArgument
@@ -79,11 +80,11 @@ func (s Status) String() string {
 func (s Status) Error() string { return "meshring: " + s.String() }
 
 // Is reports whether s matches target: StatusClosed matches net.ErrClosed
-// and StatusTimeout matches os.ErrDeadlineExceeded.
+// and os.ErrClosed, and StatusTimeout matches os.ErrDeadlineExceeded.
 func (s Status) Is(target error) bool {
 	switch s {
 	case StatusClosed:
-		return target == net.ErrClosed
+		return target == net.ErrClosed || target == os.ErrClosed
 	case StatusTimeout:
 		return target == os.ErrDeadlineExceeded
 	}

@@ -4,10 +4,11 @@
 //
 // The binding links the static library built at ../target/release and the
 // header at ../include. [UDPConn] implements [net.PacketConn] and adds batch
-// methods in the shape of wireguard-go's conn.Bind. [Bus] is the notify
+// methods in the shape of wireguard-go's conn.Bind. [TUN] is a TUN device
+// in the shape of wireguard-go's tun.Device ([CreateTUN]). [Bus] is the notify
 // bus: a network-map store fed with tailcfg.MapResponse JSON, watched by
 // [Watcher]s that receive ipn.Notify-shaped JSON. Errors are [*Error]
-// values that match the Err* sentinels (and net.ErrClosed,
+// values that match the Err* sentinels (and net.ErrClosed, os.ErrClosed,
 // os.ErrDeadlineExceeded) with [errors.Is].
 package meshring
 

@@ -108,3 +108,17 @@ pub(crate) fn write_c_string(text: &str, buf: *mut c_char, cap: usize, len: *mut
     }
     Ok(())
 }
+
+/// Checks a versioned options struct filled by its `*_init` function: the
+/// size the caller compiled against, and that only known flag bits are set.
+pub(crate) fn check_options(name: &str, struct_size: u32, expected: usize, flags: u32, known: u32) -> Result<()> {
+    if struct_size as usize != expected {
+        return Err(Error::invalid(format!(
+            "{name}.struct_size is {struct_size} but this library's {name} is {expected} bytes: fill it with {name}_init"
+        )));
+    }
+    if flags & !known != 0 {
+        return Err(Error::invalid(format!("{name}.flags has unknown bits {:#x}", flags & !known)));
+    }
+    Ok(())
+}

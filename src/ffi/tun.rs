@@ -1,12 +1,12 @@
 //! `mr_tun`: a TUN device with batched reads and writes.
 
 use super::error::{mr_status, value_or};
-use super::ffi::{free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, write_c_string, Castable};
-use super::udp::mr_backend;
+use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, write_c_string, Castable};
+use super::udp::{backend_choice, mr_backend};
 use crate::error::{Error, Result};
 use crate::sync::Wait;
 use crate::tun::{OutPacket, PacketSlot, Tun, TunConfig};
-use crate::udp::{Backend, BackendChoice};
+
 use std::os::raw::{c_char, c_int};
 
 /// A TUN device handle. Thread-safe: one thread may write while another reads.
@@ -81,22 +81,8 @@ fn to_config(cfg: *const mr_tun_config) -> Result<TunConfig> {
         return Ok(TunConfig::default());
     }
     let c = try_in(cfg, "cfg")?;
-    if c.struct_size as usize != std::mem::size_of::<mr_tun_config>() {
-        return Err(Error::invalid(format!(
-            "cfg.struct_size is {} but this library's mr_tun_config is {} bytes: fill it with mr_tun_config_init",
-            c.struct_size,
-            std::mem::size_of::<mr_tun_config>()
-        )));
-    }
-    if c.flags & !KNOWN_TUN_FLAGS != 0 {
-        return Err(Error::invalid(format!("cfg.flags has unknown bits {:#x}", c.flags & !KNOWN_TUN_FLAGS)));
-    }
-    let backend = match c.backend {
-        0 => BackendChoice::Auto,
-        1 => BackendChoice::Uring,
-        2 => BackendChoice::Batch,
-        other => return Err(Error::invalid(format!("cfg.backend {other} is not an mr_backend"))),
-    };
+    check_options("mr_tun_config", c.struct_size, std::mem::size_of::<mr_tun_config>(), c.flags, KNOWN_TUN_FLAGS)?;
+    let backend = backend_choice(c.backend)?;
     Ok(TunConfig {
         backend,
         packet_info: c.flags & MR_TUN_PACKET_INFO != 0,
@@ -246,10 +232,7 @@ pub extern "C" fn mr_tun_set_mtu(t: *mut mr_tun, mtu: u32) -> mr_status {
 #[no_mangle]
 pub extern "C" fn mr_tun_backend(t: *const mr_tun) -> mr_backend {
     super::panic::boundary("mr_tun_backend", || {
-        let backend = try_ref(t).map(|t| match t.backend() {
-            Backend::Uring => mr_backend::MR_BACKEND_URING,
-            Backend::Batch => mr_backend::MR_BACKEND_BATCH,
-        });
+        let backend = try_ref(t).map(|t| mr_backend::from(t.backend()));
         value_or("mr_tun_backend", backend, mr_backend::MR_BACKEND_AUTO)
     })
 }

@@ -2,7 +2,7 @@
 
 use super::addr::mr_addr;
 use super::error::{mr_status, value_or};
-use super::ffi::{free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
+use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
 use crate::error::{Error, Result};
 use crate::sync::Wait;
 use crate::udp::{Backend, BackendChoice, RecvSlot, SendSlot, UdpConfig, UdpSocket};
@@ -112,6 +112,25 @@ pub struct mr_udp_counters {
     pub tx_errors: u64,
 }
 
+/// The backend a config's `backend` field asks for.
+pub(crate) fn backend_choice(value: u32) -> Result<BackendChoice> {
+    match value {
+        0 => Ok(BackendChoice::Auto),
+        1 => Ok(BackendChoice::Uring),
+        2 => Ok(BackendChoice::Batch),
+        other => Err(Error::invalid(format!("cfg.backend {other} is not an mr_backend"))),
+    }
+}
+
+impl From<Backend> for mr_backend {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Uring => mr_backend::MR_BACKEND_URING,
+            Backend::Batch => mr_backend::MR_BACKEND_BATCH,
+        }
+    }
+}
+
 fn default_config() -> mr_udp_config {
     let d = UdpConfig::default();
     mr_udp_config {
@@ -131,22 +150,8 @@ fn to_config(cfg: *const mr_udp_config) -> Result<UdpConfig> {
         return Ok(UdpConfig::default());
     }
     let c = try_in(cfg, "cfg")?;
-    if c.struct_size as usize != std::mem::size_of::<mr_udp_config>() {
-        return Err(Error::invalid(format!(
-            "cfg.struct_size is {} but this library's mr_udp_config is {} bytes: fill it with mr_udp_config_init",
-            c.struct_size,
-            std::mem::size_of::<mr_udp_config>()
-        )));
-    }
-    if c.flags & !KNOWN_FLAGS != 0 {
-        return Err(Error::invalid(format!("cfg.flags has unknown bits {:#x}", c.flags & !KNOWN_FLAGS)));
-    }
-    let backend = match c.backend {
-        0 => BackendChoice::Auto,
-        1 => BackendChoice::Uring,
-        2 => BackendChoice::Batch,
-        other => return Err(Error::invalid(format!("cfg.backend {other} is not an mr_backend"))),
-    };
+    check_options("mr_udp_config", c.struct_size, std::mem::size_of::<mr_udp_config>(), c.flags, KNOWN_FLAGS)?;
+    let backend = backend_choice(c.backend)?;
     Ok(UdpConfig {
         backend,
         gso: c.flags & MR_UDP_GSO != 0,
@@ -339,10 +344,7 @@ pub extern "C" fn mr_udp_stats(u: *const mr_udp, out: *mut mr_udp_counters) -> m
 #[no_mangle]
 pub extern "C" fn mr_udp_backend(u: *const mr_udp) -> mr_backend {
     super::panic::boundary("mr_udp_backend", || {
-        let backend = try_ref(u).map(|u| match u.backend() {
-            Backend::Uring => mr_backend::MR_BACKEND_URING,
-            Backend::Batch => mr_backend::MR_BACKEND_BATCH,
-        });
+        let backend = try_ref(u).map(|u| mr_backend::from(u.backend()));
         value_or("mr_udp_backend", backend, mr_backend::MR_BACKEND_AUTO)
     })
 }

@@ -118,7 +118,10 @@ pub fn tun_info(fd: RawFd) -> Result<(String, i32)> {
     Ok((req.name(), req.short() as u16 as i32))
 }
 
-fn control_socket() -> Result<OwnedFd> {
+/// A socket for interface ioctls, in the calling thread's network namespace:
+/// made when a device is opened so later MTU calls reach that device even
+/// from threads in another namespace.
+pub fn control_socket() -> Result<OwnedFd> {
     // SAFETY: socket takes no pointers.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
@@ -128,15 +131,13 @@ fn control_socket() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-pub fn interface_mtu(name: &str) -> Result<u32> {
-    let sock = control_socket()?;
+pub fn interface_mtu(sock: &OwnedFd, name: &str) -> Result<u32> {
     let mut req = IfReq::named(name)?;
     ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req, &format!("SIOCGIFMTU {name}"))?;
     Ok(req.int() as u32)
 }
 
-pub fn set_interface_mtu(name: &str, mtu: u32) -> Result<()> {
-    let sock = control_socket()?;
+pub fn set_interface_mtu(sock: &OwnedFd, name: &str, mtu: u32) -> Result<()> {
     let mut req = IfReq::named(name)?;
     req.set_int(mtu as i32);
     ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &mut req, &format!("SIOCSIFMTU {name} {mtu}")).map_err(|e| {

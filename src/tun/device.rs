@@ -66,6 +66,8 @@ pub struct Tun {
     ready_watched: AtomicBool,
     wake: EventFd,
     fd: OwnedFd,
+    /// Interface ioctls go through a socket of the device's namespace.
+    ctl: OwnedFd,
     name: String,
     packet_info: bool,
     /// Writes carry a virtio-net header (and coalesce TCP runs).
@@ -115,7 +117,8 @@ impl Tun {
 
     fn open(fd: OwnedFd, name: String, packet_info: bool, offload: bool, cfg: &TunConfig) -> std::result::Result<Self, (Error, OwnedFd)> {
         let parts = (|| {
-            let mtu = sys::interface_mtu(&name)?;
+            let ctl = sys::control_socket()?;
+            let mtu = sys::interface_mtu(&ctl, &name)?;
             let wake = EventFd::new()?;
             let (rx, ready, backend) = match cfg.backend.resolved()? {
                 BackendChoice::Batch => (Rx::Batch, None, Backend::Batch),
@@ -128,10 +131,11 @@ impl Tun {
                     Err(e) => return Err(e),
                 },
             };
-            Ok((mtu, wake, rx, ready, backend))
+            Ok((mtu, ctl, wake, rx, ready, backend))
         })();
         match parts {
-            Ok((mtu, wake, rx, ready, backend)) => Ok(Tun {
+            Ok((mtu, ctl, wake, rx, ready, backend)) => Ok(Tun {
+                ctl,
                 rx: Baton::new(Reader {
                     wait: rx,
                     offload: offload.then(|| SuperPacket { buf: vec![0; VNET_HDR_LEN + 65535], len: 0, plan: None, next: 0, malformed: 0 }),
@@ -173,7 +177,7 @@ impl Tun {
 
     pub fn mtu(&self) -> Result<u32> {
         self.check_open()?;
-        let mtu = sys::interface_mtu(&self.name)?;
+        let mtu = sys::interface_mtu(&self.ctl, &self.name)?;
         self.mtu.store(mtu, Ordering::Relaxed);
         Ok(mtu)
     }
@@ -183,7 +187,7 @@ impl Tun {
         if !(68..=65535).contains(&mtu) {
             return Err(Error::invalid(format!("MTU {mtu} is outside 68..=65535")));
         }
-        sys::set_interface_mtu(&self.name, mtu)?;
+        sys::set_interface_mtu(&self.ctl, &self.name, mtu)?;
         self.mtu.store(mtu, Ordering::Relaxed);
         Ok(())
     }
@@ -254,7 +258,18 @@ impl Tun {
                     Ok(n) if n < head_len => return Err(Error::new(ErrorKind::Io, "TUN read shorter than its packet-information header")),
                     Ok(n) => {
                         let len = n - head_len;
-                        let proto = if self.packet_info { u16::from_be_bytes([head[2], head[3]]) } else { ip_proto(slots[filled].buffer()) };
+                        let buf = slots[filled].buffer();
+                        if ip_length(buf).is_some_and(|whole| whole > len) {
+                            // The MTU grew behind our back (ip link set mtu): the
+                            // packet did not fit and is lost. Learn the new MTU so
+                            // the next call asks for big enough buffers.
+                            log::warn!("TUN {}: dropped a truncated {len}-byte read; re-reading the MTU", self.name);
+                            if let Ok(mtu) = sys::interface_mtu(&self.ctl, &self.name) {
+                                self.mtu.store(mtu, Ordering::Relaxed);
+                            }
+                            continue;
+                        }
+                        let proto = if self.packet_info { u16::from_be_bytes([head[2], head[3]]) } else { ip_proto(buf) };
                         slots[filled].fill(len, proto);
                         filled += 1;
                     }
@@ -421,6 +436,16 @@ impl Tun {
 impl Drop for Tun {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The length an IP packet's header claims (IPv4 total length, IPv6 40 +
+/// payload length), if the buffer starts with one.
+fn ip_length(packet: &[u8]) -> Option<usize> {
+    match packet.first()? >> 4 {
+        4 => Some(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]) as usize),
+        6 => Some(40 + u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]) as usize),
+        _ => None,
     }
 }
 

@@ -15,26 +15,9 @@ command -v ip >/dev/null || skip "iproute2 (ip) is not installed"
 command -v ping >/dev/null || skip "ping (iputils-ping) is not installed"
 [ -x "$TUNNEL" ] || { echo "missing $TUNNEL (make examples)"; exit 1; }
 
-A=mr-e2e-a-$$ B=mr-e2e-b-$$
 WORK=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del "$A" 2>/dev/null || true
-  ip netns del "$B" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ip netns add "$A"
-ip netns add "$B"
-ip link add "va$$" netns "$A" type veth peer name "vb$$" netns "$B"
-ip -n "$A" addr add 198.18.1.1/24 dev "va$$"
-ip -n "$B" addr add 198.18.1.2/24 dev "vb$$"
-for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
-ip -n "$A" link set "va$$" up
-ip -n "$B" link set "vb$$" up
+. tests/netns/lib.sh
+netns_pair mr-e2e
 
 passed=0 failed=0
 check() { # name, command...
