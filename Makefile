@@ -65,6 +65,7 @@ test-c: lib
 
 test-go: lib
 	cd go && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	cd go/xds && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 # Root only: two network namespaces, a tunnel in each, ping and TCP across (skips with a reason otherwise).
 test-netns: examples

@@ -34,3 +34,10 @@ python3 bench/table.py "$out"
 echo
 "${CARGO:-cargo}" build --release --example bus_bench
 target/release/examples/bus_bench --deltas "${BUS_DELTAS:-2000}" --reps "${BUS_REPS:-5}"
+
+# Snapshot cache (issue 6): pure cache cost from C, 1k and 10k nodes with one
+# parked SOTW watch each, one SetSnapshot per node changing one type; time
+# until every watch's response is taken. Source: bench/cache_bench.c (CACHE_REPS=5).
+echo
+cc -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pedantic -Iinclude bench/cache_bench.c -o bench/bin/cache_bench target/release/libmeshring.a -lpthread -ldl -lm
+bench/bin/cache_bench "${CACHE_REPS:-5}"

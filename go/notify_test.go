@@ -1,9 +1,11 @@
 package meshring
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"net/netip"
+	"reflect"
 	"testing"
 )
 
@@ -257,23 +259,57 @@ func TestInitialStatusDecodesAsIPNStateStatus(t *testing.T) {
 	var status struct {
 		Version      string
 		BackendState string
+		TailscaleIPs []netip.Addr
 		Self         *struct {
-			ID       string // tailcfg.StableNodeID
-			HostName string
-			DNSName  string
+			ID           string // tailcfg.StableNodeID
+			HostName     string
+			DNSName      string
+			UserID       UserID
+			TailscaleIPs []netip.Addr
+			Online       bool
 		}
-		Health []string
+		Health         []string
+		MagicDNSSuffix string
+		CurrentTailnet *struct {
+			Name            string
+			MagicDNSSuffix  string
+			MagicDNSEnabled bool
+		}
+		User map[UserID]UserProfile
 	}
-	if err := json.Unmarshal(n.InitialStatus, &status); err != nil {
-		// Known library incompatibility (reported): InitialStatus.Self is a
-		// tailcfg.Node (numeric ID) and InitialStatus.Health the published
-		// health.State object, so ipnstate.Status decoding fails.
-		t.Skipf("library bug: InitialStatus is not ipnstate.Status-shaped: %v\n%s", err, n.InitialStatus)
+	dec := json.NewDecoder(bytes.NewReader(n.InitialStatus))
+	if err := dec.Decode(&status); err != nil {
+		t.Fatalf("InitialStatus does not decode as ipnstate.Status: %v\n%s", err, n.InitialStatus)
 	}
 	if status.BackendState != "Running" || status.Self == nil {
-		t.Errorf("InitialStatus = %s", n.InitialStatus)
+		t.Fatalf("InitialStatus = %s", n.InitialStatus)
 	}
-	if strings.Contains(string(n.InitialStatus), `"Watchers"`) {
-		t.Logf("InitialStatus carries meshring-only fields: %s", n.InitialStatus)
+	self := status.Self
+	if self.ID != "nSelf" || self.HostName != "self" || self.DNSName != "self.example.ts.net." || self.UserID != 7 || !self.Online {
+		t.Errorf("Self = %+v", *self)
+	}
+	want := []netip.Addr{netip.MustParseAddr("100.64.0.1")}
+	if !reflect.DeepEqual(self.TailscaleIPs, want) || !reflect.DeepEqual(status.TailscaleIPs, want) {
+		t.Errorf("TailscaleIPs = %v / %v, want %v", status.TailscaleIPs, self.TailscaleIPs, want)
+	}
+	if status.Health == nil || len(status.Health) != 0 {
+		t.Errorf("Health = %#v, want an empty list (no warnings)", status.Health)
+	}
+	if status.MagicDNSSuffix != "example.ts.net" || status.CurrentTailnet == nil || status.CurrentTailnet.Name != "example.ts.net" {
+		t.Errorf("MagicDNSSuffix %q, CurrentTailnet %+v", status.MagicDNSSuffix, status.CurrentTailnet)
+	}
+	if status.User[7].LoginName != "alice@example.com" || status.User[8].LoginName != "bob@example.com" {
+		t.Errorf("User = %+v", status.User)
+	}
+	// Only ipnstate.Status field names; meshring's counters stay in Bus.Status.
+	statusFields := map[string]bool{
+		"Version": true, "TUN": true, "BackendState": true, "HaveNodeKey": true, "AuthURL": true,
+		"TailscaleIPs": true, "Self": true, "ExitNodeStatus": true, "Health": true, "MagicDNSSuffix": true,
+		"CurrentTailnet": true, "CertDomains": true, "Peer": true, "User": true, "ClientVersion": true,
+	}
+	for k := range jsonObject(t, n.InitialStatus) {
+		if !statusFields[k] {
+			t.Errorf("InitialStatus has key %q, which is no ipnstate.Status field: %s", k, n.InitialStatus)
+		}
 	}
 }

@@ -53,18 +53,33 @@ pub(crate) struct Core {
     /// The whole-NetMap Notify for legacy watchers, per store version.
     pub netmap_notify: Option<(u64, Arc<[u8]>)>,
     ticker_running: bool,
+    /// When the rate-limit ticker wakes next by itself (set while it
+    /// sleeps): a due time set earlier than this must wake it (`tick`).
+    ticker_until: Option<Instant>,
 }
 
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
     /// Woken on every change, watcher close and bus close.
     pub wake: Condvar,
+    /// Wakes the rate-limit ticker: on bus close and when a watcher's due
+    /// time is earlier than the ticker's current sleep.
+    tick: Condvar,
     pub options: BusOptions,
 }
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A rate-limited watcher's coalesced update becomes due at `due` (its
+    /// slot's `due` is set, under the lock held as `core`): wakes the ticker
+    /// if it sleeps past that, so the readiness fd turns readable on time.
+    pub(crate) fn due_at(&self, core: &Core, due: Instant) {
+        if core.ticker_running && core.ticker_until.is_none_or(|until| due < until) {
+            self.tick.notify_all();
+        }
     }
 }
 
@@ -150,8 +165,9 @@ impl Bus {
             closed: false,
             netmap_notify: None,
             ticker_running: false,
+            ticker_until: None,
         };
-        Ok(Bus { shared: Arc::new(Shared { core: Mutex::new(core), wake: Condvar::new(), options }) })
+        Ok(Bus { shared: Arc::new(Shared { core: Mutex::new(core), wake: Condvar::new(), tick: Condvar::new(), options }) })
     }
 
     /// Options from JSON (`{"rate_limit_ms":3000,"initial_chunk":1000,"backlog":10000}`,
@@ -274,7 +290,9 @@ impl Bus {
             }
         }
         if slot.mask.has(WATCH_INITIAL_STATUS) {
-            let status = status_json(core);
+            // ipnstate.Status-shaped (not `status`, which has our counters).
+            let state = state_name(core.remembered.get("State").map(|b| &**b));
+            let status = super::status::ipn_status(&core.store, state.as_deref(), |key| core.remembered.get(key).map(|b| &**b));
             w.raw("InitialStatus", std::str::from_utf8(&status).expect("JSON is UTF-8"));
         }
         if slot.mask.initial_peers() {
@@ -348,6 +366,7 @@ impl Bus {
         }
         drop(core);
         self.shared.wake.notify_all();
+        self.shared.tick.notify_all();
     }
 }
 
@@ -413,7 +432,12 @@ fn spawn_ticker(shared: Weak<Shared>) {
             }
         }
         let wait = next_due.saturating_duration_since(now);
-        drop(shared.wake.wait_timeout(core, wait).unwrap_or_else(|p| p.into_inner()));
+        core.ticker_until = Some(next_due);
+        // Woken early by `Shared::due_at` (a watcher's update is due before
+        // `next_due`) and by close.
+        let mut core = shared.tick.wait_timeout(core, wait).unwrap_or_else(|p| p.into_inner()).0;
+        core.ticker_until = None;
+        drop(core);
         // `shared` drops here: no strong reference is held between rounds.
     });
     if let Err(e) = spawned {

@@ -9,7 +9,8 @@
 //!   `State` + `BrowseToURL` (InitialState), `Prefs`, `Health`,
 //!   `DriveShares`, `OutgoingFiles`, `SuggestedExitNode`, `ClientVersion`
 //!   (their Initial bits, when the host published them), `InitialStatus`
-//!   (the `status` object), and the initial peer view:
+//!   (an `ipnstate.Status`: `Self` as a `PeerStatus`, `Health` as a list of
+//!   strings, `User` profiles; see `status.rs`), and the initial peer view:
 //!   * `WATCH_INITIAL_NET_MAP`: `NetMap` (netmap.NetworkMap names) holding
 //!     the first `initial_chunk` peers;
 //!   * `WATCH_INITIAL_STATUS`: the first chunk as `PeersChanged`.
@@ -73,6 +74,7 @@ mod notify;
 mod parse;
 mod patch;
 mod slot;
+mod status;
 mod store;
 mod watcher;
 

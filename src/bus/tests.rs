@@ -271,7 +271,8 @@ fn initial_view_comes_in_chunks_with_a_completion_marker() {
     let status = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES).unwrap();
     let msgs = drain(&status);
     assert_eq!(msgs.len(), 3);
-    assert_eq!(msgs[0]["InitialStatus"]["PeerCount"], 25);
+    assert!(msgs[0]["InitialStatus"].get("PeerCount").is_none(), "counts stay in Bus::status");
+    assert_eq!(serde_json::from_slice::<Value>(&b.status().unwrap()).unwrap()["PeerCount"], 25);
     assert_eq!(ids(&msgs[0], "PeersChanged").len(), 10);
     assert_eq!(msgs[2]["InitialComplete"], true);
 
@@ -353,6 +354,91 @@ fn rate_limit_coalesces_netmap_updates_without_loss() {
     assert_eq!(m["PeersChanged"], json!([{"ID": 1, "V": 5}]), "latest state, added+removed peer cancelled");
     assert!(m.get("PeersRemoved").is_none());
     assert!(next(&w).is_none());
+}
+
+/// The Go binding's repro: once `next` has found the coalesced update not
+/// yet due, the readiness fd must turn readable when it becomes due (~the
+/// rate limit), not when the ticker's 1 s sleep happens to end.
+#[test]
+fn rate_limited_fd_turns_readable_when_due_not_a_second_later() {
+    let b = Bus::new(BusOptions { rate_limit: Duration::from_millis(100), ..Default::default() }).unwrap();
+    let w = b.watch(WATCH_RATE_LIMIT | WATCH_PEER_CHANGES).unwrap();
+    // Let the ticker start and go to sleep (its sleep is up to 1 s).
+    std::thread::sleep(Duration::from_millis(20));
+    apply(&b, json!({"PeersChanged": [{"ID": 1, "V": 0}]}));
+    assert!(next(&w).is_some());
+    let sent = Instant::now();
+    apply(&b, json!({"PeersChanged": [{"ID": 1, "V": 1}]}));
+    std::thread::sleep(Duration::from_millis(10));
+    assert!(next(&w).is_none(), "within the rate-limit window");
+    let fd = w.ready_fd();
+    let woke = crate::sys::wait_readable_or_woken(fd, fd, Some(Instant::now() + Duration::from_secs(2))).unwrap();
+    let waited = sent.elapsed();
+    assert_ne!(woke, crate::sys::PollResult::TimedOut);
+    assert!(waited >= Duration::from_millis(80), "not before the window ends: {waited:?}");
+    assert!(waited < Duration::from_millis(500), "fd readable {waited:?} after the send, want ~100 ms");
+    assert_eq!(next(&w).unwrap()["PeersChanged"], json!([{"ID": 1, "V": 1}]));
+}
+
+/// `InitialStatus` is Tailscale's `ipnstate.Status`: only its field names
+/// at the top level, `Self` a PeerStatus (string StableNodeID, netip.Addr
+/// text), `Health` a list of strings, `User` keyed by UserID; the bus's
+/// counters are not in it (they stay in `Bus::status`).
+#[test]
+fn initial_status_is_ipnstate_status_shaped() {
+    const STATUS_FIELDS: [&str; 15] = [
+        "Version", "TUN", "BackendState", "HaveNodeKey", "AuthURL", "TailscaleIPs", "Self", "ExitNodeStatus", "Health",
+        "MagicDNSSuffix", "CurrentTailnet", "CertDomains", "Peer", "User", "ClientVersion",
+    ];
+    let b = bus();
+    apply(
+        &b,
+        json!({
+            "Node": {"ID": 1, "StableID": "nSelf", "Name": "self.example.ts.net.", "User": 7,
+                     "Addresses": ["100.64.0.1/32", "fd7a:115c:a1e0::1/128"], "Hostinfo": {"Hostname": "laptop", "OS": "linux"}},
+            "Peers": [{"ID": 2, "Name": "two.example.ts.net.", "User": 8}],
+            "UserProfiles": [{"ID": 7, "LoginName": "alice@example.com"}, {"ID": 8, "LoginName": "bob@example.com"}],
+            "DNSConfig": {"Proxied": true},
+            "Domain": "example.ts.net"
+        }),
+    );
+    publish(&b, json!({"State": 6, "Health": {"Warnings": {"b-code": {"Title": "B"}, "a-code": {"Text": "A is broken"}}}}));
+    let w = b.watch(WATCH_INITIAL_STATUS).unwrap();
+    let first = next(&w).unwrap();
+    let st = &first["InitialStatus"];
+    for key in st.as_object().unwrap().keys() {
+        assert!(STATUS_FIELDS.contains(&key.as_str()), "{key} is no ipnstate.Status field: {st}");
+    }
+    assert_eq!(st["BackendState"], "Running");
+    assert_eq!(st["Self"]["ID"], "nSelf");
+    assert_eq!(st["Self"]["HostName"], "laptop");
+    assert_eq!(st["Self"]["DNSName"], "self.example.ts.net.");
+    assert_eq!(st["Self"]["OS"], "linux");
+    assert_eq!(st["Self"]["UserID"], 7);
+    assert_eq!(st["Self"]["Online"], true);
+    assert_eq!(st["Self"]["TailscaleIPs"], json!(["100.64.0.1", "fd7a:115c:a1e0::1"]));
+    assert_eq!(st["TailscaleIPs"], json!(["100.64.0.1", "fd7a:115c:a1e0::1"]));
+    assert_eq!(st["Health"], json!(["A is broken", "B"]));
+    assert_eq!(st["MagicDNSSuffix"], "example.ts.net");
+    assert_eq!(st["CurrentTailnet"], json!({"Name": "example.ts.net", "MagicDNSSuffix": "example.ts.net", "MagicDNSEnabled": true}));
+    assert_eq!(st["User"]["7"]["LoginName"], "alice@example.com");
+    assert_eq!(st["User"]["8"]["LoginName"], "bob@example.com");
+
+    // No StableID: the numeric ID as a string; no Hostinfo: the first DNS label.
+    // Nothing published: NoState and an empty Health list.
+    let b = bus();
+    apply(&b, json!({"Node": {"ID": 42, "Name": "box.tail.net."}}));
+    let w = b.watch(WATCH_INITIAL_STATUS).unwrap();
+    let st = next(&w).unwrap()["InitialStatus"].clone();
+    assert_eq!((st["Self"]["ID"].clone(), st["Self"]["HostName"].clone()), (json!("42"), json!("box")));
+    assert_eq!((st["BackendState"].clone(), st["Health"].clone()), (json!("NoState"), json!([])));
+    assert_eq!(st["Self"]["Online"], false);
+    assert_eq!(st["MagicDNSSuffix"], "tail.net");
+    // An empty bus: no Self, still the right shapes.
+    let b = bus();
+    let w = b.watch(WATCH_INITIAL_STATUS).unwrap();
+    let st = next(&w).unwrap()["InitialStatus"].clone();
+    assert!(st.get("Self").is_none() && st["Health"] == json!([]) && st["User"] == json!({}));
 }
 
 #[test]

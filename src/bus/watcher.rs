@@ -76,6 +76,9 @@ impl Watcher {
                 }
                 Step::Idle(due) => {
                     self.ready.clear();
+                    if let Some(due) = due {
+                        self.shared.due_at(core_ref, due);
+                    }
                     let until = match (deadline, due) {
                         (Some(d), Some(r)) => Some(d.min(r)),
                         (d, r) => d.or(r),

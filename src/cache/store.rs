@@ -414,11 +414,13 @@ impl Cache {
         Ok(())
     }
 
-    /// The node's snapshot; NotFound if none is set.
+    /// The node's snapshot; NotFound if none is set, Closed after `close`.
     pub fn get_snapshot(&self, node: &str) -> Result<Arc<Snapshot>> {
-        self.shared
-            .lock()
-            .nodes
+        let core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
+        core.nodes
             .get(node)
             .and_then(|n| n.snapshot.clone())
             .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no snapshot found for node {node:?}")))
@@ -427,19 +429,30 @@ impl Cache {
     /// Removes the node's snapshot and status. Its open watches end (their
     /// `next` returns Closed): go-control-plane drops them silently, which a
     /// pull API would turn into a watch that never answers. Unknown nodes
-    /// are a no-op.
-    pub fn clear_snapshot(&self, node: &str) {
-        let removed = self.shared.lock().nodes.remove(node);
+    /// are a no-op. Closed after `close`.
+    pub fn clear_snapshot(&self, node: &str) -> Result<()> {
+        let removed = {
+            let mut core = self.shared.lock();
+            if core.closed {
+                return Err(Error::closed(CLOSED));
+            }
+            core.nodes.remove(node)
+        };
         if let Some(mut status) = removed.and_then(|n| n.status) {
             for p in status.take_all() {
                 p.slot.close(NODE_CLEARED);
             }
         }
+        Ok(())
     }
 
-    /// Status of a node that has opened watches; NotFound otherwise.
+    /// Status of a node that has opened watches; NotFound otherwise, Closed
+    /// after `close`.
     pub fn status(&self, node: &str) -> Result<StatusInfo> {
         let core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
         let status = core
             .nodes
             .get(node)
@@ -454,12 +467,16 @@ impl Cache {
         })
     }
 
-    /// Node keys with a status (nodes that opened watches), sorted.
-    pub fn status_keys(&self) -> Vec<String> {
+    /// Node keys with a status (nodes that opened watches), sorted; Closed
+    /// after `close`.
+    pub fn status_keys(&self) -> Result<Vec<String>> {
         let core = self.shared.lock();
+        if core.closed {
+            return Err(Error::closed(CLOSED));
+        }
         let mut keys: Vec<String> = core.nodes.iter().filter(|(_, n)| n.status.is_some()).map(|(k, _)| k.clone()).collect();
         keys.sort();
-        keys
+        Ok(keys)
     }
 
     /// Opens a SOTW watch. Answered at once when the snapshot's version of

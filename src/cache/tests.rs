@@ -79,9 +79,9 @@ fn set_get_clear_snapshot() {
     assert!(Arc::ptr_eq(&back, &snap));
     assert_eq!(back.version(CLUSTER_TYPE), V1);
     assert_eq!(back.version("type.googleapis.com/unknown"), V1, "every type has the snapshot version");
-    c.clear_snapshot("n");
+    c.clear_snapshot("n").unwrap();
     assert_eq!(c.get_snapshot("n").unwrap_err().kind, ErrorKind::NotFound);
-    c.clear_snapshot("never-set"); // no-op
+    c.clear_snapshot("never-set").unwrap(); // no-op
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn concurrent_set_and_watch() {
     for t in threads {
         t.join().unwrap();
     }
-    for k in c.status_keys() {
+    for k in c.status_keys().unwrap() {
         assert_eq!(num_watches(&c, &k), (0, 0), "all watches answered or dropped");
     }
 }
@@ -453,10 +453,10 @@ fn clear_ends_open_watches_and_later_watches_park() {
     let c = cache();
     let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
     let d = c.delta_watch(WatchRequest { node: "n".into(), type_url: CLUSTER_TYPE.into(), wildcard: true, ..Default::default() }).unwrap();
-    c.clear_snapshot("n");
+    c.clear_snapshot("n").unwrap();
     assert_eq!(w.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
     assert_eq!(d.next(Wait::Forever).unwrap_err().kind, ErrorKind::Closed);
-    assert!(c.status_keys().is_empty());
+    assert!(c.status_keys().unwrap().is_empty());
     assert_eq!(c.status("n").unwrap_err().kind, ErrorKind::NotFound);
     // A watch on the cleared node parks until a snapshot is set again.
     let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
@@ -482,18 +482,36 @@ fn closing_the_cache_ends_watches() {
     w.close();
 }
 
+/// Every later call on a closed cache is Closed (the C ABI contract), the
+/// reads and `clear_snapshot` included: they used to answer NotFound / Ok
+/// from the emptied node map.
+#[test]
+fn reads_and_clear_on_a_closed_cache_are_closed() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let _w = c.watch(req("n", CLUSTER_TYPE, V1, &[])).unwrap();
+    assert!(c.get_snapshot("n").is_ok() && c.status("n").is_ok());
+    c.close();
+    assert_eq!(c.get_snapshot("n").unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.status("n").unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.status_keys().unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.clear_snapshot("n").unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.fetch(req("n", CLUSTER_TYPE, "", &[])).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(c.delta_watch(req("n", CLUSTER_TYPE, "", &[])).unwrap_err().kind, ErrorKind::Closed);
+}
+
 // ---- status ----------------------------------------------------------------
 
 #[test]
 fn status_info_and_keys() {
     let c = cache();
     c.set_snapshot("quiet", Arc::new(fixture(V1))).unwrap();
-    assert!(c.status_keys().is_empty(), "status comes from watches, not snapshots");
+    assert!(c.status_keys().unwrap().is_empty(), "status comes from watches, not snapshots");
     assert_eq!(c.status("quiet").unwrap_err().kind, ErrorKind::NotFound);
     let before = std::time::SystemTime::now();
     let _w = c.watch(req("a", CLUSTER_TYPE, "", &[])).unwrap();
     let _d = c.delta_watch(WatchRequest { node: "b".into(), type_url: CLUSTER_TYPE.into(), wildcard: true, ..Default::default() }).unwrap();
-    assert_eq!(c.status_keys(), vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(c.status_keys().unwrap(), vec!["a".to_string(), "b".to_string()]);
     let a = c.status("a").unwrap();
     assert_eq!((a.num_watches, a.num_delta_watches), (1, 0));
     assert!(a.last_watch_request.unwrap() >= before);
@@ -525,7 +543,7 @@ fn fetch_up_to_date_not_found_and_single_resource() {
     }
     let r = c.fetch(req("n", ENDPOINT_TYPE, "", &["c1"])).unwrap();
     assert_eq!(r.names(), vec!["c1"]);
-    assert!(c.status_keys().is_empty(), "fetch opens no status");
+    assert!(c.status_keys().unwrap().is_empty(), "fetch opens no status");
 }
 
 // ---- heartbeats ------------------------------------------------------------

@@ -233,7 +233,7 @@ pub extern "C" fn mr_cache_get_snapshot(cache: *mut mr_cache, node: *const c_cha
 pub extern "C" fn mr_cache_clear_snapshot(cache: *mut mr_cache, node: *const c_char) -> mr_status {
     ffi_status!("mr_cache_clear_snapshot", {
         let cache = try_ref(cache)?;
-        cache.clear_snapshot(try_str(node, "node")?);
+        cache.clear_snapshot(try_str(node, "node")?)?;
         Ok(())
     })
 }
@@ -261,7 +261,7 @@ pub extern "C" fn mr_cache_status_keys(cache: *mut mr_cache, json_out: *mut mr_b
     ffi_status!("mr_cache_status_keys", {
         let out = try_out(json_out, "json_out")?;
         *out = mr_bytes::from_vec(Vec::new());
-        let keys = try_ref(cache)?.status_keys();
+        let keys = try_ref(cache)?.status_keys()?;
         *out = mr_bytes::from_vec(serde_json::to_vec(&keys).expect("JSON encodes"));
         Ok(())
     })

@@ -1,0 +1,236 @@
+/*
+ * Snapshot cache microbenchmark: the pure cost of the Rust cache as seen
+ * from C (no gRPC, no protobuf). For N nodes (1k, 10k): every node has the
+ * same snapshot v1 (one type of 16 endpoint resources of 256 bytes, plus a
+ * cluster) and one parked SOTW watch on the endpoint type (version v1 and
+ * the returned state of an earlier response, so it waits). Then a snapshot
+ * v2 that changes one endpoint resource is set for every node, and every
+ * watch's response is taken (mr_cache_watch_next, which encodes it).
+ * Reported: time in SetSnapshot (which evaluates and answers the watches),
+ * time to take every response, total, and responses/s. Median of REPS.
+ *
+ * Usage: bench/bin/cache_bench [reps]   (default 5)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "meshring.h"
+
+#define T_EP "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+#define T_CL "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#define NRES 16
+#define RES_BYTES 256
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void die(const char *what, mr_status st)
+{
+    char msg[256];
+    mr_last_error(msg, sizeof msg);
+    fprintf(stderr, "cache_bench: %s: %s (%s)\n", what, mr_status_str(st), msg);
+    exit(1);
+}
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        mr_status st_ = (expr);                                                                    \
+        if (st_ != MR_OK) {                                                                        \
+            die(#expr, st_);                                                                       \
+        }                                                                                          \
+    } while (0)
+
+static mr_snapshot *make_snapshot(const char *version, int variant)
+{
+    mr_snapshot *s;
+    uint8_t body[RES_BYTES];
+    char name[32];
+    int i;
+    TRY(mr_snapshot_new(version, &s));
+    for (i = 0; i < NRES; i++) {
+        memset(body, 'a' + i, sizeof body);
+        if (i == 0) {
+            body[0] = (uint8_t)variant; /* the one resource that changes */
+        }
+        snprintf(name, sizeof name, "cla-%02d", i);
+        TRY(mr_snapshot_add_resource(s, T_EP, name, body, sizeof body, 0));
+    }
+    TRY(mr_snapshot_add_resource(s, T_CL, "cluster-0", body, 64, 0));
+    return s;
+}
+
+/* The next state of a SOTW response (see mr_cache_watch_next's encoding). */
+struct state {
+    size_t n;
+    char *names[NRES];
+    char *versions[NRES];
+};
+
+static uint32_t rd_u32(const uint8_t **p)
+{
+    uint32_t v = (uint32_t)(*p)[0] | (uint32_t)(*p)[1] << 8 | (uint32_t)(*p)[2] << 16 | (uint32_t)(*p)[3] << 24;
+    *p += 4;
+    return v;
+}
+
+static char *rd_str(const uint8_t **p)
+{
+    uint32_t n = rd_u32(p);
+    char *s = malloc(n + 1);
+    memcpy(s, *p, n);
+    s[n] = '\0';
+    *p += n;
+    return s;
+}
+
+static void skip_str(const uint8_t **p)
+{
+    uint32_t n = rd_u32(p);
+    *p += n;
+}
+
+static void parse_state(const mr_bytes *m, struct state *st)
+{
+    const uint8_t *p = m->ptr + 8;
+    uint32_t i, n;
+    skip_str(&p); /* version */
+    skip_str(&p); /* type URL */
+    n = rd_u32(&p);
+    for (i = 0; i < n; i++) {
+        skip_str(&p);
+        skip_str(&p);
+        p += 8;
+        skip_str(&p);
+    }
+    n = rd_u32(&p);
+    for (i = 0; i < n; i++) {
+        skip_str(&p);
+    }
+    n = rd_u32(&p);
+    if (n > NRES) {
+        fprintf(stderr, "cache_bench: unexpected next state of %u entries\n", n);
+        exit(1);
+    }
+    st->n = n;
+    for (i = 0; i < n; i++) {
+        st->names[i] = rd_str(&p);
+        st->versions[i] = rd_str(&p);
+    }
+}
+
+struct result {
+    double set_ms, take_ms, total_ms;
+    size_t bytes;
+};
+
+static void run(int nodes, struct result *r)
+{
+    mr_cache *c;
+    mr_snapshot *s1 = make_snapshot("v1", 1), *s2 = make_snapshot("v2", 2);
+    mr_cache_watch_h **w = calloc((size_t)nodes, sizeof *w);
+    char (*keys)[24] = malloc((size_t)nodes * sizeof *keys);
+    mr_watch_request req;
+    mr_bytes m = {NULL, 0};
+    struct state st;
+    double t0, t1, t2;
+    int i;
+    size_t k;
+
+    TRY(mr_cache_new(NULL, &c));
+    for (i = 0; i < nodes; i++) {
+        snprintf(keys[i], sizeof keys[i], "node-%d", i);
+        TRY(mr_cache_set_snapshot(c, keys[i], s1));
+    }
+    /* One answered watch gives the returned state every stream would hold. */
+    TRY(mr_watch_request_init(&req));
+    req.node = keys[0];
+    req.type_url = T_EP;
+    TRY(mr_cache_watch(c, &req, &w[0]));
+    TRY(mr_cache_watch_next(w[0], -1, &m));
+    parse_state(&m, &st);
+    mr_bytes_free(&m);
+    mr_cache_watch_free(w[0]);
+
+    req.version_info = "v1";
+    req.known_names = (const char *const *)st.names;
+    req.known_versions = (const char *const *)st.versions;
+    req.n_known = st.n;
+    for (i = 0; i < nodes; i++) {
+        req.node = keys[i];
+        TRY(mr_cache_watch(c, &req, &w[i]));
+        if (mr_cache_watch_next(w[i], 0, &m) != MR_WOULD_BLOCK) {
+            fprintf(stderr, "cache_bench: watch %d was not parked\n", i);
+            exit(1);
+        }
+    }
+
+    r->bytes = 0;
+    t0 = now_ms();
+    for (i = 0; i < nodes; i++) {
+        TRY(mr_cache_set_snapshot(c, keys[i], s2));
+    }
+    t1 = now_ms();
+    for (i = 0; i < nodes; i++) {
+        TRY(mr_cache_watch_next(w[i], -1, &m));
+        r->bytes += m.len;
+        mr_bytes_free(&m);
+    }
+    t2 = now_ms();
+    r->set_ms = t1 - t0;
+    r->take_ms = t2 - t1;
+    r->total_ms = t2 - t0;
+
+    for (i = 0; i < nodes; i++) {
+        mr_cache_watch_free(w[i]);
+    }
+    mr_cache_free(c);
+    mr_snapshot_free(s1);
+    mr_snapshot_free(s2);
+    for (k = 0; k < st.n; k++) {
+        free(st.names[k]);
+        free(st.versions[k]);
+    }
+    free(keys);
+    free(w);
+}
+
+static int by_total(const void *a, const void *b)
+{
+    double x = ((const struct result *)a)->total_ms, y = ((const struct result *)b)->total_ms;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    static const int sizes[] = {1000, 10000};
+    int reps = argc > 1 ? atoi(argv[1]) : 5;
+    size_t s;
+    if (reps < 1 || reps > 100) {
+        reps = 5;
+    }
+    printf("snapshot cache from C: N nodes x 1 parked SOTW watch, SetSnapshot changing 1 of %d resources of "
+           "one type for every node (median of %d)\n",
+           NRES, reps);
+    printf("%8s %9s %13s %13s %11s %12s %14s %11s\n", "nodes", "watches", "set_snap ms", "take ms", "total ms",
+           "us/response", "responses/s", "resp bytes");
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        struct result rs[100], med;
+        int i;
+        for (i = 0; i < reps; i++) {
+            run(sizes[s], &rs[i]);
+        }
+        qsort(rs, (size_t)reps, sizeof rs[0], by_total);
+        med = rs[reps / 2];
+        printf("%8d %9d %13.2f %13.2f %11.2f %12.2f %14.0f %11zu\n", sizes[s], sizes[s], med.set_ms, med.take_ms,
+               med.total_ms, med.total_ms * 1000.0 / sizes[s], sizes[s] / (med.total_ms / 1000.0),
+               med.bytes / (size_t)sizes[s]);
+    }
+    return 0;
+}

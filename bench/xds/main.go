@@ -1,0 +1,188 @@
+// Command xds compares meshring's go-control-plane adapter (go/xds) with
+// go-control-plane's own NewSnapshotCache: N nodes, each with a SOTW
+// endpoints watch open at the current version; one round = SetSnapshot for
+// every node with new endpoints, until every watch has its response (the
+// collector also builds each DiscoveryResponse, as the xDS server would).
+// It prints the median latency, responses/s and Go bytes allocated per
+// round (the Rust library's own allocations are not in Go's counters).
+//
+//	cd bench/xds && go run . [-nodes 1000,10000] [-rounds 5] [-endpoints 8]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/log"
+	rsrc "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+
+	"github.com/meshring/meshring/go/xds"
+)
+
+const clusterName = "cluster0"
+
+type quiet struct{}
+
+func (quiet) Debugf(string, ...any) {}
+func (quiet) Infof(string, ...any)  {}
+func (quiet) Warnf(string, ...any)  {}
+func (quiet) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
+var _ log.Logger = quiet{}
+
+func endpoints(round, n int) *endpoint.ClusterLoadAssignment {
+	cla := &endpoint.ClusterLoadAssignment{ClusterName: clusterName}
+	loc := &endpoint.LocalityLbEndpoints{Locality: &core.Locality{Zone: "z"}}
+	for i := 0; i < n; i++ {
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpoint.LbEndpoint{
+			HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
+				Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+					Address:       fmt.Sprintf("10.%d.%d.%d", round%250, i/250, i%250),
+					PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(8000 + round)},
+				}}},
+			}},
+		})
+	}
+	cla.Endpoints = []*endpoint.LocalityLbEndpoints{loc}
+	return cla
+}
+
+func snapshot(round, nEndpoints int) *cache.Snapshot {
+	s, err := cache.NewSnapshot(fmt.Sprintf("v%d", round), map[rsrc.Type][]types.Resource{
+		rsrc.EndpointType: {endpoints(round, nEndpoints)},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+type result struct {
+	latency  time.Duration
+	perSec   float64
+	bytesPer uint64
+}
+
+// run measures one implementation; every node gets its own snapshot value
+// per round (built before the clock starts).
+func run(name string, c cache.SnapshotCache, nodes, rounds, nEndpoints int) result {
+	ctx := context.Background()
+	ids := make([]string, nodes)
+	reqs := make([]*cache.Request, nodes)
+	subs := make([]stream.Subscription, nodes)
+	for i := range ids {
+		ids[i] = "node-" + strconv.Itoa(i)
+		reqs[i] = &discovery.DiscoveryRequest{Node: &core.Node{Id: ids[i]}, TypeUrl: rsrc.EndpointType, ResourceNames: []string{clusterName}}
+		subs[i] = stream.NewSotwSubscription(reqs[i].ResourceNames, true)
+	}
+	responses := make(chan cache.Response, nodes)
+	// Round 0 sets the first snapshots and takes the first answers.
+	open := func() {
+		for i := range ids {
+			if _, err := c.CreateWatch(reqs[i], subs[i], responses); err != nil {
+				panic(err)
+			}
+		}
+	}
+	collect := func() {
+		for i := 0; i < nodes; i++ {
+			r := <-responses
+			if _, err := r.GetDiscoveryResponse(); err != nil {
+				panic(err)
+			}
+			node := r.GetRequest().GetNode().GetId()
+			idx, _ := strconv.Atoi(strings.TrimPrefix(node, "node-"))
+			subs[idx].SetReturnedResources(r.GetReturnedResources())
+			reqs[idx] = &discovery.DiscoveryRequest{Node: reqs[idx].Node, TypeUrl: rsrc.EndpointType,
+				ResourceNames: reqs[idx].ResourceNames, VersionInfo: r.GetResponseVersion()}
+		}
+	}
+	first := snapshot(0, nEndpoints)
+	for _, id := range ids {
+		if err := c.SetSnapshot(ctx, id, first); err != nil {
+			panic(err)
+		}
+	}
+	open()
+	collect()
+
+	var lat []time.Duration
+	var bytes []uint64
+	for round := 1; round <= rounds; round++ {
+		open() // parked: every node is up to date
+		snaps := make([]*cache.Snapshot, nodes)
+		for i := range snaps {
+			snaps[i] = snapshot(round, nEndpoints)
+		}
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		start := time.Now()
+		done := make(chan struct{})
+		go func() { collect(); close(done) }()
+		for i, id := range ids {
+			if err := c.SetSnapshot(ctx, id, snaps[i]); err != nil {
+				panic(err)
+			}
+		}
+		<-done
+		lat = append(lat, time.Since(start))
+		runtime.ReadMemStats(&m1)
+		bytes = append(bytes, m1.TotalAlloc-m0.TotalAlloc)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	sort.Slice(bytes, func(i, j int) bool { return bytes[i] < bytes[j] })
+	med := lat[len(lat)/2]
+	fmt.Fprintf(os.Stderr, "%s nodes=%d latencies=%v\n", name, nodes, lat)
+	return result{latency: med, perSec: float64(nodes) / med.Seconds(), bytesPer: bytes[len(bytes)/2]}
+}
+
+func main() {
+	nodesFlag := flag.String("nodes", "1000,10000", "comma-separated node counts")
+	rounds := flag.Int("rounds", 5, "update rounds per measurement (median reported)")
+	nEndpoints := flag.Int("endpoints", 8, "endpoints in each node's ClusterLoadAssignment")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the meshring runs here")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			panic(err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+
+	fmt.Printf("SOTW: one endpoints watch per node; each round SetSnapshot(new endpoints) for every node until every watch answered. Median of %d rounds, %d endpoints per CLA.\n", *rounds, *nEndpoints)
+	fmt.Printf("%-7s %-16s %12s %14s %16s\n", "nodes", "cache", "latency", "responses/s", "Go bytes/round")
+	for _, f := range strings.Split(*nodesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bad node count %q\n", f)
+			os.Exit(2)
+		}
+		gcp := run("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), n, *rounds, *nEndpoints)
+		ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
+		mr := run("meshring", ours, n, *rounds, *nEndpoints)
+		ours.(*xds.Cache).Close()
+		fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "go-control-plane", gcp.latency.Round(time.Microsecond), gcp.perSec, gcp.bytesPer)
+		fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "meshring/xds", mr.latency.Round(time.Microsecond), mr.perSec, mr.bytesPer)
+		fmt.Printf("%-7d %-16s %11.2fx %13.2fx %15.2fx\n", n, "ratio (ours/gcp)",
+			float64(mr.latency)/float64(gcp.latency), mr.perSec/gcp.perSec, float64(mr.bytesPer)/float64(gcp.bytesPer))
+	}
+}

@@ -1,0 +1,458 @@
+// Package xds serves go-control-plane's snapshot cache from meshring's Rust
+// cache (src/cache): [Cache] implements go-control-plane v0.14's
+// cache.SnapshotCache, so
+//
+//	c := xds.NewSnapshotCache(true, cache.IDHash{}, logger)
+//	srv := server.NewServer(ctx, c, callbacks)
+//
+// serves Envoy and gRPC xDS clients unchanged. Only the import changes when
+// moving from go-control-plane's cache.NewSnapshotCache.
+//
+// # How it works
+//
+// SetSnapshot marshals every resource of the snapshot once (deterministic
+// proto marshalling, cache.MarshalResource) and hands the bytes, names,
+// TTLs and per-type versions to the library, which keeps them per node and
+// answers watches with the stored bytes. CreateWatch / CreateDeltaWatch
+// open a library watch carrying the request and the subscription state
+// (ReturnedResources, SubscribedResources, IsWildcard); a goroutine waits
+// for the watch's readiness fd (one epoll instance per cache reports them
+// all, so a parked watch holds no OS thread and no extra fd) and sends the answer on the channel as a
+// *cache.PassthroughResponse (SOTW: the stored bytes as Any, TTL'd resources
+// wrapped in a discovery.Resource) or *cache.DeltaPassthroughResponse. The
+// cancel function closes the library watch; once it returns, nothing more
+// is sent on the channel for that watch.
+//
+// # Differences from go-control-plane's SnapshotCache
+//
+//   - Responses are sent by a goroutine per open watch rather than by
+//     SetSnapshot itself, so SetSnapshot never blocks on a slow channel and
+//     ignores its context; a watch whose channel is full keeps its response
+//     until the channel drains or the watch is cancelled. The library
+//     answers a snapshot's watches in ADS order (clusters, endpoints,
+//     listeners, routes, ...), but the goroutines race, so on one ADS stream
+//     the responses of one SetSnapshot may reach the channel in any order.
+//   - The responses are passthrough responses: GetContext returns nil
+//     (PassthroughResponse's context is unexported in go-control-plane).
+//   - Only the resource types go-control-plane knows (cache.GetResponseTypeURL)
+//     are read from a ResourceSnapshot, plus those of a snapshot that
+//     implements [TypeURLLister].
+//   - GetSnapshot returns the ResourceSnapshot last given to SetSnapshot
+//     for the node (as go-control-plane does); editing it afterwards does not
+//     change what the cache serves.
+//   - A node whose snapshot is cleared ends its open watches without an
+//     answer, as go-control-plane drops them.
+//   - Close releases the library cache; go-control-plane's cache has no
+//     Close (an unclosed Cache lives as long as the program).
+package xds
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo LDFLAGS: ${SRCDIR}/../../target/release/libmeshring.a -lm -ldl -lpthread
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/log"
+
+	meshring "github.com/meshring/meshring/go"
+)
+
+// TypeURLLister may be implemented by a cache.ResourceSnapshot with resource
+// types go-control-plane does not know: SetSnapshot then also reads those.
+type TypeURLLister interface {
+	TypeURLs() []string
+}
+
+// Cache is go-control-plane's cache.SnapshotCache over meshring's cache.
+// Make it with NewSnapshotCache or NewSnapshotCacheWithHeartbeating. It is
+// safe for concurrent use.
+type Cache struct {
+	// mu is read-held while h is used and write-held by Close.
+	mu sync.RWMutex
+	h  *C.mr_cache
+	// poller wakes the goroutines of open watches.
+	poller poller
+
+	ads  bool
+	hash cache.NodeHash
+	log  log.Logger
+	// hbStopped: the heartbeat context is done; heartbeats the library
+	// still produces are dropped (the watch is reopened unanswered).
+	hbStopped atomic.Bool
+
+	// setLocks serialize SetSnapshot / ClearSnapshot per node (striped),
+	// so the library and snaps agree on the last snapshot.
+	setLocks [64]sync.Mutex
+	seed     maphash.Seed
+
+	metaMu sync.Mutex
+	snaps  map[string]cache.ResourceSnapshot
+	nodes  map[string]*core.Node
+}
+
+var (
+	_ cache.SnapshotCache = (*Cache)(nil)
+	_ cache.Cache         = (*Cache)(nil)
+)
+
+// NewSnapshotCache makes a cache, as go-control-plane's
+// cache.NewSnapshotCache: with ads, a SOTW watch that names resources is
+// answered only once it names every resource of its type in the snapshot.
+// hash turns a request's node into the node key (nil: cache.IDHash). The
+// logger is optional.
+func NewSnapshotCache(ads bool, hash cache.NodeHash, logger log.Logger) cache.SnapshotCache {
+	return newCache(ads, hash, logger, 0)
+}
+
+// NewSnapshotCacheWithHeartbeating is NewSnapshotCache plus heartbeats:
+// every interval, SOTW watches covering resources with a TTL are answered
+// with those resources (as a heartbeat) until ctx is done.
+func NewSnapshotCacheWithHeartbeating(ctx context.Context, ads bool, hash cache.NodeHash, logger log.Logger, interval time.Duration) cache.SnapshotCache {
+	if interval > 0 && interval < time.Millisecond {
+		interval = time.Millisecond
+	}
+	c := newCache(ads, hash, logger, interval)
+	if interval > 0 {
+		context.AfterFunc(ctx, func() { c.hbStopped.Store(true) })
+	}
+	return c
+}
+
+func newCache(ads bool, hash cache.NodeHash, logger log.Logger, interval time.Duration) *Cache {
+	if hash == nil {
+		hash = cache.IDHash{}
+	}
+	if logger == nil {
+		logger = log.NewDefaultLogger()
+	}
+	var flags C.uint32_t
+	if ads {
+		flags |= C.MR_CACHE_ADS
+	}
+	var h *C.mr_cache
+	var cerr C.mrxds_err
+	if st := C.mrxds_cache_new(flags, C.int64_t(interval.Milliseconds()), &h, &cerr); st != C.MR_OK {
+		// Only a bad config or no memory; neither can come from the arguments.
+		panic(errFromC(st, "new cache", &cerr))
+	}
+	return &Cache{
+		h:     h,
+		ads:   ads,
+		hash:  hash,
+		log:   logger,
+		seed:  maphash.MakeSeed(),
+		snaps: make(map[string]cache.ResourceSnapshot),
+		nodes: make(map[string]*core.Node),
+	}
+}
+
+func errFromC(st C.mr_status, op string, e *C.mrxds_err) error {
+	return &meshring.Error{Status: meshring.Status(st), Op: op, Msg: C.GoString(&e.msg[0])}
+}
+
+func errCacheClosed(op string) error {
+	return &meshring.Error{Status: meshring.StatusClosed, Op: op, Msg: "cache is closed"}
+}
+
+// Close closes the cache: open watches end unanswered (their goroutines
+// exit), later calls fail with an error matching meshring.ErrClosed, and the
+// library cache is released. Closing again is a no-op.
+func (c *Cache) Close() error {
+	c.mu.RLock()
+	if c.h != nil {
+		C.mr_cache_close(c.h) // wakes every watch goroutine
+	}
+	c.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.h != nil {
+		C.mr_cache_free(c.h)
+		c.h = nil
+		c.poller.stop()
+	}
+	return nil
+}
+
+func (c *Cache) nodeLock(node string) *sync.Mutex {
+	return &c.setLocks[maphash.String(c.seed, node)%uint64(len(c.setLocks))]
+}
+
+// cstr returns s NUL-terminated in Go memory (valid while the result is
+// alive), cut at an inner NUL as the C ABI would.
+func cstr(s string) []byte {
+	b := make([]byte, len(s)+1)
+	copy(b, s)
+	return b
+}
+
+func cptr(b []byte) *C.char { return (*C.char)(unsafe.Pointer(&b[0])) }
+
+func snapshotTypeURLs(snap cache.ResourceSnapshot) []string {
+	urls := make([]string, 0, int(types.UnknownType)+2)
+	seen := make(map[string]bool, int(types.UnknownType)+2)
+	for t := types.ResponseType(0); t < types.UnknownType; t++ {
+		if u, err := cache.GetResponseTypeURL(t); err == nil && !seen[u] {
+			seen[u] = true
+			urls = append(urls, u)
+		}
+	}
+	if l, ok := snap.(TypeURLLister); ok {
+		for _, u := range l.TypeURLs() {
+			if u != "" && !seen[u] {
+				seen[u] = true
+				urls = append(urls, u)
+			}
+		}
+	}
+	return urls
+}
+
+// SetSnapshot sets node's snapshot and answers the node's open watches
+// whose type changed. Every resource is marshalled once here; the library
+// keeps the bytes. ctx is not used: answers go out asynchronously (see the
+// package documentation).
+func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceSnapshot) error {
+	if snap == nil {
+		return fmt.Errorf("meshring/xds: nil snapshot for node %q", node)
+	}
+	var cerr C.mrxds_err
+	var s *C.mr_snapshot
+	if st := C.mrxds_snapshot_new(&s, &cerr); st != C.MR_OK {
+		return errFromC(st, "set snapshot", &cerr)
+	}
+	defer C.mr_snapshot_free(s)
+	var buf []byte
+	for _, typeURL := range snapshotTypeURLs(snap) {
+		ctype := cstr(typeURL)
+		version := cstr(snap.GetVersion(typeURL))
+		if st := C.mrxds_snapshot_set_version(s, cptr(ctype), cptr(version), &cerr); st != C.MR_OK {
+			return errFromC(st, "set snapshot", &cerr)
+		}
+		for name, res := range snap.GetResourcesAndTTL(typeURL) {
+			if res.Resource == nil {
+				continue
+			}
+			if name == "" {
+				name = cache.GetResourceName(res.Resource)
+			}
+			b, err := cache.MarshalResource(res.Resource)
+			if err != nil {
+				return fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
+			}
+			ttl := int64(-1)
+			if res.TTL != nil {
+				ttl = res.TTL.Milliseconds()
+				if ttl <= 0 {
+					ttl = 1 // a TTL below 1ms still marks the resource TTL'd
+				}
+			}
+			buf = append(buf[:0], name...)
+			buf = append(buf, 0)
+			var p *C.uint8_t
+			if len(b) > 0 {
+				p = (*C.uint8_t)(unsafe.Pointer(&b[0]))
+			}
+			if st := C.mrxds_snapshot_add(s, cptr(ctype), cptr(buf), p, C.size_t(len(b)), C.int64_t(ttl), &cerr); st != C.MR_OK {
+				return errFromC(st, "set snapshot", &cerr)
+			}
+		}
+	}
+	cnode := cstr(node)
+	l := c.nodeLock(node)
+	l.Lock()
+	defer l.Unlock()
+	c.mu.RLock()
+	if c.h == nil {
+		c.mu.RUnlock()
+		return errCacheClosed("set snapshot")
+	}
+	st := C.mrxds_set_snapshot(c.h, cptr(cnode), s, &cerr)
+	c.mu.RUnlock()
+	if st != C.MR_OK {
+		return errFromC(st, "set snapshot", &cerr)
+	}
+	c.metaMu.Lock()
+	c.snaps[node] = snap
+	c.metaMu.Unlock()
+	return nil
+}
+
+// GetSnapshot returns the snapshot last set for node (the very value given
+// to SetSnapshot), or an error if the node has none.
+func (c *Cache) GetSnapshot(node string) (cache.ResourceSnapshot, error) {
+	c.metaMu.Lock()
+	snap, ok := c.snaps[node]
+	c.metaMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no snapshot found for node %s", node)
+	}
+	return snap, nil
+}
+
+// ClearSnapshot removes node's snapshot and status; its open watches end
+// unanswered.
+func (c *Cache) ClearSnapshot(node string) {
+	cnode := cstr(node)
+	l := c.nodeLock(node)
+	l.Lock()
+	defer l.Unlock()
+	c.mu.RLock()
+	if c.h != nil {
+		var cerr C.mrxds_err
+		if st := C.mrxds_clear_snapshot(c.h, cptr(cnode), &cerr); st != C.MR_OK {
+			c.log.Warnf("meshring/xds: clear snapshot %q: %v", node, errFromC(st, "clear snapshot", &cerr))
+		}
+	}
+	c.mu.RUnlock()
+	c.metaMu.Lock()
+	delete(c.snaps, node)
+	delete(c.nodes, node)
+	c.metaMu.Unlock()
+}
+
+// noteNode remembers the Envoy node behind a node key for GetStatusInfo.
+func (c *Cache) noteNode(id string, node *core.Node) {
+	c.metaMu.Lock()
+	if node != nil || c.nodes[id] == nil {
+		c.nodes[id] = node
+	}
+	c.metaMu.Unlock()
+}
+
+type statusJSON struct {
+	Node             string `json:"node"`
+	NumWatches       int    `json:"num_watches"`
+	NumDeltaWatches  int    `json:"num_delta_watches"`
+	LastWatchMs      *int64 `json:"last_watch_request_unix_ms"`
+	LastDeltaWatchMs *int64 `json:"last_delta_watch_request_unix_ms"`
+}
+
+// StatusInfo is a point-in-time copy of a node's status; it implements
+// cache.StatusInfo.
+type StatusInfo struct {
+	Node                      *core.Node
+	NumWatches                int
+	NumDeltaWatches           int
+	LastWatchRequestTime      time.Time
+	LastDeltaWatchRequestTime time.Time
+}
+
+var _ cache.StatusInfo = (*StatusInfo)(nil)
+
+func (s *StatusInfo) GetNode() *core.Node                     { return s.Node }
+func (s *StatusInfo) GetNumWatches() int                      { return s.NumWatches }
+func (s *StatusInfo) GetNumDeltaWatches() int                 { return s.NumDeltaWatches }
+func (s *StatusInfo) GetLastWatchRequestTime() time.Time      { return s.LastWatchRequestTime }
+func (s *StatusInfo) GetLastDeltaWatchRequestTime() time.Time { return s.LastDeltaWatchRequestTime }
+
+func (c *Cache) takeJSON(op string, call func(out *C.mr_bytes, e *C.mrxds_err) C.mr_status) ([]byte, C.mr_status, error) {
+	var out C.mr_bytes
+	var cerr C.mrxds_err
+	c.mu.RLock()
+	if c.h == nil {
+		c.mu.RUnlock()
+		return nil, C.MR_CLOSED, errCacheClosed(op)
+	}
+	st := call(&out, &cerr)
+	c.mu.RUnlock()
+	if st != C.MR_OK {
+		return nil, st, errFromC(st, op, &cerr)
+	}
+	return takeBytes(&out), st, nil
+}
+
+func takeBytes(b *C.mr_bytes) []byte {
+	defer C.mr_bytes_free(b)
+	if b.len == 0 {
+		return nil
+	}
+	return C.GoBytes(unsafe.Pointer(b.ptr), C.int(b.len))
+}
+
+// GetStatusInfo returns the status of a node that has opened watches, or
+// nil (an untyped nil cache.StatusInfo) for any other node.
+func (c *Cache) GetStatusInfo(node string) cache.StatusInfo {
+	cnode := cstr(node)
+	js, st, err := c.takeJSON("status", func(out *C.mr_bytes, e *C.mrxds_err) C.mr_status {
+		return C.mrxds_status(c.h, cptr(cnode), out, e)
+	})
+	if err != nil {
+		if st != C.MR_NOT_FOUND {
+			c.log.Warnf("meshring/xds: status of %q: %v", node, err)
+		}
+		return nil
+	}
+	var s statusJSON
+	if err := json.Unmarshal(js, &s); err != nil {
+		c.log.Errorf("meshring/xds: status of %q: %v", node, err)
+		return nil
+	}
+	info := &StatusInfo{NumWatches: s.NumWatches, NumDeltaWatches: s.NumDeltaWatches}
+	if s.LastWatchMs != nil {
+		info.LastWatchRequestTime = time.UnixMilli(*s.LastWatchMs)
+	}
+	if s.LastDeltaWatchMs != nil {
+		info.LastDeltaWatchRequestTime = time.UnixMilli(*s.LastDeltaWatchMs)
+	}
+	c.metaMu.Lock()
+	info.Node = c.nodes[node]
+	c.metaMu.Unlock()
+	return info
+}
+
+// GetStatusKeys returns the keys of the nodes with a status, sorted.
+func (c *Cache) GetStatusKeys() []string {
+	js, _, err := c.takeJSON("status keys", func(out *C.mr_bytes, e *C.mrxds_err) C.mr_status {
+		return C.mrxds_status_keys(c.h, out, e)
+	})
+	keys := []string{}
+	if err != nil {
+		c.log.Warnf("meshring/xds: status keys: %v", err)
+		return keys
+	}
+	if err := json.Unmarshal(js, &keys); err != nil {
+		c.log.Errorf("meshring/xds: status keys: %v", err)
+	}
+	return keys
+}
+
+// Fetch answers a REST request: the covered resources of the request's type
+// for its node. A request at the current version gets
+// *types.SkipFetchError; a node without a snapshot an error.
+func (c *Cache) Fetch(_ context.Context, req *cache.Request) (cache.Response, error) {
+	nodeID := c.hash.ID(req.GetNode())
+	spec := &watchSpec{node: nodeID, typeURL: req.GetTypeUrl(), version: req.GetVersionInfo(), names: req.GetResourceNames()}
+	creq := spec.build()
+	defer creq.free()
+	js, st, err := c.takeJSON("fetch", func(out *C.mr_bytes, e *C.mrxds_err) C.mr_status {
+		return C.mrxds_fetch(c.h, creq.req, out, e)
+	})
+	switch st {
+	case C.MR_OK:
+	case C.MR_UP_TO_DATE:
+		return nil, &types.SkipFetchError{}
+	case C.MR_NOT_FOUND:
+		return nil, fmt.Errorf("missing snapshot for %q", nodeID)
+	default:
+		return nil, err
+	}
+	w, err := decodeResponse(js)
+	if err != nil {
+		return nil, err
+	}
+	return sotwResponse(req, w)
+}

@@ -1,0 +1,178 @@
+package xds
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+const (
+	kindSotw      = 1
+	kindDelta     = 2
+	flagHeartbeat = 1
+)
+
+// wireResource is one resource of a decoded response. value aliases the
+// response buffer.
+type wireResource struct {
+	name    string
+	version string
+	ttlMs   int64 // -1: no TTL
+	value   []byte
+}
+
+// wireResponse is a decoded mr_cache_watch_next / mr_cache_fetch response.
+type wireResponse struct {
+	kind      byte
+	heartbeat bool
+	version   string
+	typeURL   string
+	resources []wireResource
+	removed   []string
+	nextState map[string]string
+}
+
+var errMalformed = errors.New("meshring/xds: malformed response from the library")
+
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.bad || n < 0 || len(r.b) < n {
+		r.bad = true
+		return nil
+	}
+	out := r.b[:n:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) u32() int {
+	b := r.take(4)
+	if b == nil {
+		return 0
+	}
+	return int(binary.LittleEndian.Uint32(b))
+}
+
+func (r *reader) blob() []byte { return r.take(r.u32()) }
+func (r *reader) str() string  { return string(r.blob()) }
+
+// count reads a count and checks it against the bytes left (each entry
+// takes at least min bytes), so a corrupt count cannot allocate much.
+func (r *reader) count(min int) int {
+	n := r.u32()
+	if n*min > len(r.b) {
+		r.bad = true
+		return 0
+	}
+	return n
+}
+
+// decodeResponse parses the library's encoding (see mr_cache_watch_next in
+// meshring.h). Resource values alias buf.
+func decodeResponse(buf []byte) (*wireResponse, error) {
+	r := reader{b: buf}
+	head := r.take(8)
+	if head == nil || string(head[:4]) != "MRX1" {
+		return nil, errMalformed
+	}
+	w := &wireResponse{kind: head[4], heartbeat: head[5]&flagHeartbeat != 0}
+	w.version = r.str()
+	w.typeURL = r.str()
+	if n := r.count(20); n > 0 {
+		w.resources = make([]wireResource, n)
+		for i := range w.resources {
+			res := &w.resources[i]
+			res.name = r.str()
+			res.version = r.str()
+			if b := r.take(8); b != nil {
+				res.ttlMs = int64(binary.LittleEndian.Uint64(b))
+			}
+			res.value = r.blob()
+		}
+	}
+	if n := r.count(4); n > 0 {
+		w.removed = make([]string, n)
+		for i := range w.removed {
+			w.removed[i] = r.str()
+		}
+	}
+	n := r.count(8)
+	w.nextState = make(map[string]string, n)
+	for i := 0; i < n; i++ {
+		k := r.str()
+		w.nextState[k] = r.str()
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, errMalformed
+	}
+	return w, nil
+}
+
+var resourceTypeURL = "type.googleapis.com/" + string(proto.MessageName(&discovery.Resource{}))
+
+// sotwResponse wraps the stored bytes as Any. TTL'd resources are wrapped
+// in a discovery.Resource carrying the TTL (without the resource itself in
+// a heartbeat), as go-control-plane's RawResponse does.
+func sotwResponse(req *cache.Request, w *wireResponse) (*cache.PassthroughResponse, error) {
+	anys := make([]*anypb.Any, len(w.resources))
+	for i := range w.resources {
+		res := &w.resources[i]
+		a := &anypb.Any{TypeUrl: w.typeURL, Value: res.value}
+		if res.ttlMs >= 0 {
+			wrapped := &discovery.Resource{Name: res.name, Ttl: durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)}
+			if !w.heartbeat {
+				wrapped.Resource = a
+			}
+			b, err := cache.MarshalResource(wrapped)
+			if err != nil {
+				return nil, err
+			}
+			a = &anypb.Any{TypeUrl: resourceTypeURL, Value: b}
+		}
+		anys[i] = a
+	}
+	return &cache.PassthroughResponse{
+		Request: req,
+		DiscoveryResponse: &discovery.DiscoveryResponse{
+			VersionInfo: w.version,
+			TypeUrl:     w.typeURL,
+			Resources:   anys,
+		},
+		ReturnedResources: w.nextState,
+	}, nil
+}
+
+func deltaResponse(req *cache.DeltaRequest, w *wireResponse) *cache.DeltaPassthroughResponse {
+	out := make([]*discovery.Resource, len(w.resources))
+	for i := range w.resources {
+		res := &w.resources[i]
+		out[i] = &discovery.Resource{
+			Name:     res.name,
+			Version:  res.version,
+			Resource: &anypb.Any{TypeUrl: w.typeURL, Value: res.value},
+		}
+		if res.ttlMs >= 0 {
+			out[i].Ttl = durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)
+		}
+	}
+	return &cache.DeltaPassthroughResponse{
+		DeltaRequest:   req,
+		NextVersionMap: w.nextState,
+		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{
+			Resources:         out,
+			RemovedResources:  w.removed,
+			TypeUrl:           w.typeURL,
+			SystemVersionInfo: w.version,
+		},
+	}
+}

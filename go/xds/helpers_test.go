@@ -1,0 +1,205 @@
+package xds_test
+
+import (
+	"sort"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meshring/meshring/go/xds"
+)
+
+const (
+	waitLong  = 2 * time.Second
+	waitShort = 200 * time.Millisecond
+)
+
+var discoveryResourceType = "type.googleapis.com/" + string(proto.MessageName(&discovery.Resource{}))
+
+func newCache(t *testing.T, ads bool) cache.SnapshotCache {
+	t.Helper()
+	c := xds.NewSnapshotCache(ads, group{}, testLogger(t))
+	t.Cleanup(func() { c.(*xds.Cache).Close() })
+	return c
+}
+
+// testLogger logs to t until the test ends (goroutines may log later).
+func testLogger(t *testing.T) log.Logger {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	logf := func(format string, args ...any) {
+		select {
+		case <-done:
+		default:
+			t.Logf(format, args...)
+		}
+	}
+	return log.LoggerFuncs{WarnFunc: logf, ErrorFunc: logf}
+}
+
+func subFromRequest(req *cache.Request) stream.Subscription {
+	return stream.NewSotwSubscription(req.GetResourceNames(), true)
+}
+
+// ackSotw applies a response to the stream state as go-control-plane's
+// server does: the returned resources go back into the subscription and
+// the request acknowledges the version.
+func ackSotw(resp cache.Response, sub *stream.Subscription, req *cache.Request) {
+	sub.SetReturnedResources(resp.GetReturnedResources())
+	req.VersionInfo = resp.GetResponseVersion()
+}
+
+func recv[R any](t *testing.T, ch <-chan R, what string) R {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitLong):
+		t.Fatalf("%s: no response within %v", what, waitLong)
+	}
+	var zero R
+	return zero
+}
+
+func noRecv[R any](t *testing.T, ch <-chan R, what string) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		t.Fatalf("%s: unexpected response %v", what, r)
+	case <-time.After(waitShort):
+	}
+}
+
+// sotwGot is a decoded SOTW response.
+type sotwGot struct {
+	version string
+	typeURL string
+	res     map[string]proto.Message // nil value: TTL heartbeat without the resource
+	ttl     map[string]time.Duration
+}
+
+func decodeSotw(t *testing.T, resp cache.Response) sotwGot {
+	t.Helper()
+	if _, ok := resp.(*cache.PassthroughResponse); !ok {
+		t.Fatalf("response is %T, want *cache.PassthroughResponse", resp)
+	}
+	dr, err := resp.GetDiscoveryResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dr.GetVersionInfo() != resp.GetResponseVersion() {
+		t.Fatalf("GetResponseVersion %q != VersionInfo %q", resp.GetResponseVersion(), dr.GetVersionInfo())
+	}
+	got := sotwGot{version: dr.GetVersionInfo(), typeURL: dr.GetTypeUrl(), res: map[string]proto.Message{}, ttl: map[string]time.Duration{}}
+	for _, a := range dr.GetResources() {
+		if a.GetTypeUrl() == discoveryResourceType {
+			var w discovery.Resource
+			if err := anypb.UnmarshalTo(a, &w, proto.UnmarshalOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			got.ttl[w.GetName()] = w.GetTtl().AsDuration()
+			if w.GetResource() == nil {
+				got.res[w.GetName()] = nil
+				continue
+			}
+			a = w.GetResource()
+		}
+		if a.GetTypeUrl() != dr.GetTypeUrl() {
+			t.Fatalf("resource type %q in a %q response", a.GetTypeUrl(), dr.GetTypeUrl())
+		}
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.res[cache.GetResourceName(m)] = m
+	}
+	return got
+}
+
+func wantOf(snap cache.ResourceSnapshot, typeURL string, names []string) map[string]proto.Message {
+	want := map[string]proto.Message{}
+	for name, r := range snap.GetResources(typeURL) {
+		if len(names) > 0 && !contains(names, name) {
+			continue
+		}
+		want[name] = r
+	}
+	return want
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sameResources(t *testing.T, what string, got map[string]proto.Message, want map[string]proto.Message) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got resources %v, want %v", what, keys(got), keys(want))
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok || !proto.Equal(g, w) {
+			t.Fatalf("%s: resource %q: got %v, want %v", what, name, g, w)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// deltaGot is a decoded delta response.
+type deltaGot struct {
+	systemVersion string
+	res           map[string]proto.Message
+	versions      map[string]string
+	removed       []string
+	next          map[string]string
+}
+
+func decodeDelta(t *testing.T, resp cache.DeltaResponse) deltaGot {
+	t.Helper()
+	if _, ok := resp.(*cache.DeltaPassthroughResponse); !ok {
+		t.Fatalf("response is %T, want *cache.DeltaPassthroughResponse", resp)
+	}
+	dr, err := resp.GetDeltaDiscoveryResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deltaGot{systemVersion: dr.GetSystemVersionInfo(), res: map[string]proto.Message{}, versions: map[string]string{},
+		removed: dr.GetRemovedResources(), next: resp.GetNextVersionMap()}
+	for _, r := range dr.GetResources() {
+		m, err := r.GetResource().UnmarshalNew()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetResource().GetTypeUrl() != dr.GetTypeUrl() {
+			t.Fatalf("resource type %q in a %q response", r.GetResource().GetTypeUrl(), dr.GetTypeUrl())
+		}
+		if r.GetName() != cache.GetResourceName(m) {
+			t.Fatalf("resource named %q holds %q", r.GetName(), cache.GetResourceName(m))
+		}
+		if r.GetVersion() == "" || r.GetVersion() != got.next[r.GetName()] {
+			t.Fatalf("resource %q version %q, next version map has %q", r.GetName(), r.GetVersion(), got.next[r.GetName()])
+		}
+		got.res[r.GetName()] = m
+		got.versions[r.GetName()] = r.GetVersion()
+	}
+	return got
+}
