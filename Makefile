@@ -83,6 +83,7 @@ test-swift: lib
 bench: lib examples
 	bash bench/run.sh
 	bash bench/tunnel.sh
+	cd bench/xds && $(GO) run .
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/meshring $(DESTDIR)$(PREFIX)/lib/pkgconfig
