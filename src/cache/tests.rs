@@ -265,11 +265,7 @@ fn blocked_next_wakes_on_response_and_on_close() {
 fn readiness_fd_turns_readable_on_response() {
     let c = cache();
     let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
-    let readable = |w: &CacheWatch| {
-        let mut p = libc::pollfd { fd: w.ready_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd, no timeout.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
-    };
+    let readable = |w: &CacheWatch| crate::sys::is_readable(w.ready_fd(), 0);
     assert!(!readable(&w));
     c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
     assert!(readable(&w));

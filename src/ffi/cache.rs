@@ -412,6 +412,7 @@ mod tests {
         assert!(back.is_null());
 
         // SOTW watch: answered at once.
+        // SAFETY: a plain C struct; all-zero is a valid value before *_init fills it.
         let mut req: mr_watch_request = unsafe { std::mem::zeroed() };
         assert_eq!(mr_watch_request_init(&mut req), mr_status::MR_OK);
         req.node = node.as_ptr();
@@ -460,6 +461,7 @@ mod tests {
         req.node = saved;
 
         // Delta watch, first wildcard.
+        // SAFETY: a plain C struct; all-zero is a valid value before *_init fills it.
         let mut dreq: mr_watch_request = unsafe { std::mem::zeroed() };
         mr_watch_request_init(&mut dreq);
         dreq.node = node.as_ptr();
@@ -509,6 +511,7 @@ mod tests {
 
     #[test]
     fn config_flags_and_consistency_through_the_c_boundary() {
+        // SAFETY: a plain C struct; all-zero is a valid value before *_init fills it.
         let mut cfg: mr_cache_config = unsafe { std::mem::zeroed() };
         assert_eq!(mr_cache_config_init(&mut cfg), mr_status::MR_OK);
         let mut cache = std::ptr::null_mut();

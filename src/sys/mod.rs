@@ -12,7 +12,7 @@ mod tun;
 pub use cmsg::{gro_segment_size, ControlBuf, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
 pub use eventfd::EventFd;
 pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Received};
-pub use poll::{wait_readable_or_woken, wait_writable_or_woken, PollResult};
+pub use poll::{is_readable, wait_readable_or_woken, wait_writable_or_woken, PollResult};
 pub use sockaddr::{sockaddr_from_bytes, RawSockAddr};
 pub use socket::*;
 pub use tun::{control_socket, enable_offloads, enter_new_netns, interface_mtu, open_tun, read_packet, set_interface_mtu, set_nonblocking, tun_info, write_packet};

@@ -53,3 +53,10 @@ pub fn wait_readable_or_woken(fd: RawFd, wake: RawFd, deadline: Option<Instant>)
 pub fn wait_writable_or_woken(fd: RawFd, wake: RawFd, deadline: Option<Instant>) -> Result<PollResult> {
     wait(fd, libc::POLLOUT, wake, deadline)
 }
+
+/// True if `fd` polls readable within `timeout_ms` (0 = just look).
+pub fn is_readable(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd for the call's duration.
+    unsafe { libc::poll(&mut p, 1, timeout_ms) == 1 }
+}
