@@ -134,7 +134,8 @@
 
 /*
  `mr_watch_request.flags`: wildcard subscription. SOTW requests with no
- names are wildcard anyway (legacy xDS); a name "*" also means wildcard.
+ names are wildcard anyway (legacy xDS) unless MR_WATCH_EXPLICIT; a name
+ "*" also means wildcard.
  */
 #define MR_WATCH_WILDCARD 1
 
@@ -143,6 +144,13 @@
  type; a first wildcard delta watch is answered even when empty.
  */
 #define MR_WATCH_FIRST 2
+
+/*
+ `mr_watch_request.flags` (SOTW): the names are an explicit subscription
+ even when there are none, so an empty list subscribes to nothing instead
+ of meaning wildcard (go-control-plane v0.14 streams that left wildcard).
+ */
+#define MR_WATCH_EXPLICIT 4
 
 /*
  `mr_tun_config.flags`: keep the kernel's 4-byte packet-information

@@ -650,3 +650,42 @@ func TestClosedCache(t *testing.T) {
 		t.Fatalf("CreateWatch after Close = %v, want ErrClosed", err)
 	}
 }
+
+// A SOTW stream that named resources and then none has left wildcard: it
+// subscribes to nothing and gets no resources, unlike a legacy empty request.
+func TestSotwEmptyExplicitSubscriptionGetsNothing(t *testing.T) {
+	c := newCache(t, false)
+	snap := makeSnapshot(t, version1)
+	if err := c.SetSnapshot(context.Background(), nodeKey, snap); err != nil {
+		t.Fatal(err)
+	}
+	typ := rsrc.EndpointType
+	req := &discovery.DiscoveryRequest{TypeUrl: typ, VersionInfo: version1}
+	sub := stream.NewSotwSubscription([]string{"some-cluster"}, true)
+	sub.SetResourceSubscription(nil)
+	if sub.IsWildcard() {
+		t.Fatal("test setup: subscription should have left wildcard")
+	}
+	out := make(chan cache.Response, 1)
+	cancel, err := c.CreateWatch(req, sub, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	select {
+	case resp := <-out:
+		if got := decodeSotw(t, resp); len(got.res) != 0 {
+			t.Fatalf("explicit empty subscription got %d resources", len(got.res))
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The same request as a legacy wildcard stream gets every endpoint.
+	legacy := stream.NewSotwSubscription(nil, true)
+	out2 := make(chan cache.Response, 1)
+	cancel2, err := c.CreateWatch(&discovery.DiscoveryRequest{TypeUrl: typ}, legacy, out2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel2()
+	sameResources(t, typ, decodeSotw(t, recv(t, out2, typ)).res, wantOf(snap, typ, nil))
+}

@@ -24,6 +24,9 @@ func (c *Cache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan
 	spec.names = names
 	if star || sub.IsWildcard() {
 		spec.flags |= C.MR_WATCH_WILDCARD
+	} else {
+		// A stream that left wildcard and names nothing subscribes to nothing.
+		spec.flags |= C.MR_WATCH_EXPLICIT
 	}
 	spec.setKnown(sub.ReturnedResources())
 	return startWatch(c, spec, false, out, func(w *wireResponse) (cache.Response, error) {

@@ -27,6 +27,10 @@ pub struct WatchRequest {
     /// Delta: first request for this type on the stream (a wildcard watch
     /// is then answered even when empty, so the client can finish init).
     pub first: bool,
+    /// SOTW: `names` is an explicit subscription even when empty (a
+    /// go-control-plane v0.14 stream that left wildcard subscribes to
+    /// nothing), instead of the legacy "empty means wildcard".
+    pub explicit: bool,
 }
 
 /// The normalized request, shared by the parked watch and its evaluation.
@@ -45,7 +49,7 @@ impl Req {
     pub fn new(r: WatchRequest, delta: bool) -> Req {
         let mut names: BTreeSet<String> = r.names.into_iter().collect();
         let star = names.remove("*");
-        let wildcard = r.wildcard || star || (!delta && names.is_empty());
+        let wildcard = r.wildcard || star || (!delta && !r.explicit && names.is_empty());
         Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known: r.known, first: r.first }
     }
 

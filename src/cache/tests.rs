@@ -773,3 +773,13 @@ fn encoding_round_trips() {
     assert_eq!(d.next_state.len(), 1);
     assert!(decode(&bytes[..bytes.len() - 1]).is_none());
 }
+
+#[test]
+fn explicit_empty_sotw_subscription_is_not_wildcard() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let explicit = c.watch(WatchRequest { explicit: true, ..req("n", ENDPOINT_TYPE, V1, &[]) }).unwrap();
+    let legacy = c.watch(req("n", ENDPOINT_TYPE, V1, &[])).unwrap();
+    assert!(got(&legacy).is_some(), "a legacy empty request is wildcard: answered with the endpoints");
+    assert!(got(&explicit).is_none(), "an explicit empty subscription asks for nothing");
+}

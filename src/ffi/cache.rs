@@ -52,12 +52,17 @@ pub struct mr_cache_config {
 }
 
 /// `mr_watch_request.flags`: wildcard subscription. SOTW requests with no
-/// names are wildcard anyway (legacy xDS); a name "*" also means wildcard.
+/// names are wildcard anyway (legacy xDS) unless MR_WATCH_EXPLICIT; a name
+/// "*" also means wildcard.
 pub const MR_WATCH_WILDCARD: u32 = 1;
 /// `mr_watch_request.flags` (delta): the stream's first request for this
 /// type; a first wildcard delta watch is answered even when empty.
 pub const MR_WATCH_FIRST: u32 = 2;
-const KNOWN_WATCH_FLAGS: u32 = MR_WATCH_WILDCARD | MR_WATCH_FIRST;
+/// `mr_watch_request.flags` (SOTW): the names are an explicit subscription
+/// even when there are none, so an empty list subscribes to nothing instead
+/// of meaning wildcard (go-control-plane v0.14 streams that left wildcard).
+pub const MR_WATCH_EXPLICIT: u32 = 4;
+const KNOWN_WATCH_FLAGS: u32 = MR_WATCH_WILDCARD | MR_WATCH_FIRST | MR_WATCH_EXPLICIT;
 
 /// A SOTW or delta watch (or fetch) request. Fill it with
 /// `mr_watch_request_init` first. Every pointer is borrowed for the call only.
@@ -117,6 +122,7 @@ fn to_request(req: *const mr_watch_request) -> Result<WatchRequest> {
         wildcard: r.flags & MR_WATCH_WILDCARD != 0,
         known: known_names.into_iter().zip(known_versions).collect(),
         first: r.flags & MR_WATCH_FIRST != 0,
+        explicit: r.flags & MR_WATCH_EXPLICIT != 0,
     })
 }
 
