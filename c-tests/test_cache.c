@@ -1096,9 +1096,179 @@ static void create_free_cycles(void)
     CHECK(rss1 - rss0 < 16 * 1024, "RSS grew by %ld KiB over %d cycles", rss1 - rss0, n);
 }
 
+/* poll() on the cache's ready fd: 1 readable, 0 not within ms, -1 error. */
+static int queue_ready(mr_cache *c, int ms)
+{
+    struct pollfd p;
+    int rc;
+    p.fd = mr_cache_ready_fd(c);
+    p.events = POLLIN;
+    p.revents = 0;
+    if (p.fd < 0) {
+        return -1;
+    }
+    do {
+        rc = poll(&p, 1, ms);
+    } while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -1 : (rc > 0 && (p.revents & POLLIN) != 0);
+}
+
+static void ready_queue(void)
+{
+    mr_cache *c = new_cache(0);
+    mr_cache_watch_h *w[4] = {NULL, NULL, NULL, NULL};
+    const char *nodes[4] = {"q0", "q1", "q2", "q3"};
+    const char *names[1] = {"a"};
+    mr_cache_ready ev[8];
+    mr_watch_request req;
+    mr_bytes m = {NULL, 0};
+    struct resp r;
+    size_t n = 99, i;
+    int seen[4] = {0, 0, 0, 0};
+    printf("-- ready queue: queued watches, mr_cache_take_ready, mr_cache_ready_fd\n");
+    if (c == NULL) {
+        return;
+    }
+    for (i = 0; i < 4; i++) {
+        req_for(&req, nodes[i], T_EP, "");
+        req.flags = MR_WATCH_QUEUED;
+        req.token = 1000 + i;
+        req.names = names;
+        req.n_names = 1;
+        CHECK_ST(mr_cache_watch(c, &req, &w[i]), MR_OK);
+        CHECK_ST(mr_cache_watch_next(w[i], 0, &m), MR_WOULD_BLOCK);
+    }
+    CHECK(queue_ready(c, 0) == 0, "ready fd not readable: nothing answered yet");
+    CHECK_ST(mr_cache_take_ready(c, 0, ev, 8, &n), MR_WOULD_BLOCK);
+    CHECK(n == 0, "*n_out 0 on MR_WOULD_BLOCK");
+    CHECK_ST(mr_cache_take_ready(c, 20, ev, 8, &n), MR_TIMEOUT);
+    set_snap(c, "q0", "v1", "eb");
+    set_snap(c, "q2", "v1", "eb");
+    CHECK_ST(mr_cache_clear_snapshot(c, "q3"), MR_OK);
+    CHECK_ST(mr_cache_watch_close(w[1]), MR_OK); /* the host's own cancel is not reported */
+    CHECK(queue_ready(c, 0) == 1, "ready fd readable after answers");
+    if (CHECK_ST(mr_cache_take_ready(c, 0, ev, 8, &n), MR_OK)) {
+        CHECK(n == 3, "three events (two answers, one cleared node), got %zu", n);
+        for (i = 0; i < n; i++) {
+            if (ev[i].token >= 1000 && ev[i].token < 1004) {
+                seen[ev[i].token - 1000]++;
+            }
+            if (ev[i].token == 1003) {
+                CHECK_ST(ev[i].status, MR_CLOSED);
+                CHECK(ev[i].response.ptr == NULL, "no response for a cleared node");
+            } else if (CHECK_ST(ev[i].status, MR_OK)) {
+                CHECK(parse(&ev[i].response, &r) && r.n_res == 1 && res_is(&r, "a", "ea"),
+                      "token %llu: the response, in the mr_cache_watch_next encoding", (unsigned long long)ev[i].token);
+            }
+            mr_bytes_free(&ev[i].response);
+        }
+        CHECK(seen[0] == 1 && seen[1] == 0 && seen[2] == 1 && seen[3] == 1, "each reported once, the cancelled one never");
+    }
+    CHECK(queue_ready(c, 0) == 0, "ready fd clear once drained");
+    CHECK_ST(mr_cache_watch_next(w[0], 0, &m), MR_CLOSED); /* the queue took it */
+    /* Answered during the open: taken with next, not queued. */
+    mr_cache_watch_free(w[0]);
+    req_for(&req, "q0", T_EP, "");
+    req.flags = MR_WATCH_QUEUED;
+    req.token = 77;
+    CHECK_ST(mr_cache_watch(c, &req, &w[0]), MR_OK);
+    CHECK_ST(mr_cache_watch_next(w[0], 0, &m), MR_OK);
+    mr_bytes_free(&m);
+    CHECK_ST(mr_cache_take_ready(c, 0, ev, 8, &n), MR_WOULD_BLOCK);
+    /* Bad input. */
+    CHECK_FAIL(mr_cache_take_ready(NULL, 0, ev, 8, &n), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_cache_take_ready(c, 0, NULL, 8, &n), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_cache_take_ready(c, 0, ev, 0, &n), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_cache_take_ready(c, 0, ev, 8, NULL), MR_INVALID_ARGUMENT);
+    CHECK(mr_cache_ready_fd(NULL) == -1, "ready fd of NULL is -1");
+    req_for(&req, "q9", T_EP, "");
+    req.flags = 0x100;
+    CHECK_FAIL(mr_cache_watch(c, &req, &w[3]), MR_INVALID_ARGUMENT);
+    /* Close: the open queued watch reports closed, then MR_CLOSED. */
+    mr_cache_watch_free(w[3]);
+    w[3] = NULL;
+    req_for(&req, "q9", T_EP, "");
+    req.flags = MR_WATCH_QUEUED;
+    req.token = 9;
+    CHECK_ST(mr_cache_watch(c, &req, &w[3]), MR_OK);
+    CHECK_ST(mr_cache_close(c), MR_OK);
+    CHECK(queue_ready(c, 0) == 1, "ready fd readable after close");
+    if (CHECK_ST(mr_cache_take_ready(c, -1, ev, 8, &n), MR_OK)) {
+        CHECK(n == 1 && ev[0].token == 9 && ev[0].status == MR_CLOSED, "the open watch reports closed");
+    }
+    CHECK_FAIL(mr_cache_take_ready(c, -1, ev, 8, &n), MR_CLOSED);
+    for (i = 0; i < 4; i++) {
+        mr_cache_watch_free(w[i]);
+    }
+    mr_cache_free(c);
+}
+
+static void put_u32(uint8_t **p, uint32_t v)
+{
+    (*p)[0] = (uint8_t)v;
+    (*p)[1] = (uint8_t)(v >> 8);
+    (*p)[2] = (uint8_t)(v >> 16);
+    (*p)[3] = (uint8_t)(v >> 24);
+    *p += 4;
+}
+
+static void put_blob(uint8_t **p, const char *s)
+{
+    size_t n = strlen(s);
+    put_u32(p, (uint32_t)n);
+    memcpy(*p, s, n);
+    *p += n;
+}
+
+static void packed_snapshot(void)
+{
+    uint8_t buf[256], *p = buf;
+    mr_snapshot *s = NULL;
+    size_t count = 0, len = 0;
+    char ver[16];
+    int k;
+    printf("-- mr_snapshot_add_packed\n");
+    memcpy(p, "MRS1", 4);
+    p += 4;
+    put_u32(&p, 1);
+    put_blob(&p, T_EP);
+    *p++ = 1;
+    put_blob(&p, "e9");
+    put_u32(&p, 2);
+    put_blob(&p, "a");
+    for (k = 0; k < 8; k++) {
+        *p++ = 0xff; /* ttl -1 */
+    }
+    put_blob(&p, "ea");
+    put_blob(&p, "b");
+    memset(p, 0, 8);
+    p += 8;
+    put_blob(&p, "eb");
+    if (!CHECK_ST(mr_snapshot_new("v1", &s), MR_OK)) {
+        return;
+    }
+    CHECK_FAIL(mr_snapshot_add_packed(s, buf, (size_t)(p - buf) - 1), MR_PARSE);
+    CHECK_FAIL(mr_snapshot_add_packed(s, (const uint8_t *)"XXXX\0\0\0\0", 8), MR_PARSE);
+    CHECK_FAIL(mr_snapshot_add_packed(s, NULL, 4), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_snapshot_add_packed(NULL, buf, (size_t)(p - buf)), MR_INVALID_ARGUMENT);
+    CHECK_ST(mr_snapshot_resource_count(s, T_EP, &count), MR_OK);
+    CHECK(count == 0, "failed packed adds left the snapshot unchanged (%zu)", count);
+    CHECK_ST(mr_snapshot_add_packed(s, buf, (size_t)(p - buf)), MR_OK);
+    CHECK_ST(mr_snapshot_resource_count(s, T_EP, &count), MR_OK);
+    CHECK(count == 2, "two resources added, got %zu", count);
+    CHECK_ST(mr_snapshot_version(s, T_EP, ver, sizeof ver, &len), MR_OK);
+    CHECK(strcmp(ver, "e9") == 0, "type version from the buffer, got \"%s\"", ver);
+    CHECK_FAIL(mr_snapshot_add_packed(s, buf, (size_t)(p - buf)), MR_INVALID_ARGUMENT); /* duplicates */
+    CHECK_ST(mr_snapshot_resource_count(s, T_EP, &count), MR_OK);
+    CHECK(count == 2, "a duplicate batch adds nothing, got %zu", count);
+    mr_snapshot_free(s);
+}
+
 int main(int argc, char **argv)
 {
     test_init(argc, argv);
+    ready_queue();
+    packed_snapshot();
     snapshots();
     set_get_clear();
     sotw_watches();

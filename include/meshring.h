@@ -153,6 +153,15 @@
 #define MR_WATCH_EXPLICIT 4
 
 /*
+ `mr_watch_request.flags`: report the watch through the cache's ready
+ queue (`mr_cache_take_ready`, `mr_cache_ready_fd`) under `req->token`,
+ so a host with many open watches needs no fd or thread per watch. An
+ answer already there when `mr_cache_watch` returns is not queued: check
+ each new watch once with `mr_cache_watch_next(w, 0, ...)`.
+ */
+#define MR_WATCH_QUEUED 8
+
+/*
  `mr_tun_config.flags`: keep the kernel's 4-byte packet-information
  header on the device. Reads still return plain IP packets (the header's
  protocol goes to `mr_packet.proto`); writes get the header added.
@@ -385,7 +394,33 @@ typedef struct mr_watch_request {
   const char *const *known_names;
   const char *const *known_versions;
   size_t n_known;
+  /*
+   With MR_WATCH_QUEUED: the host's name for this watch in
+   `mr_cache_ready.token` (any value; the cache does not interpret it).
+   */
+  uint64_t token;
 } mr_watch_request;
+
+/*
+ One event of `mr_cache_take_ready`.
+ */
+typedef struct mr_cache_ready {
+  /*
+   The `mr_watch_request.token` the watch was opened with.
+   */
+  uint64_t token;
+  /*
+   MR_OK: `response` holds the watch's response (encoded as in
+   mr_cache_watch_next; the watch itself has nothing more to give).
+   MR_CLOSED: the watch ended unanswered because its node was cleared
+   or the cache closed; `response` is {NULL, 0}.
+   */
+  enum mr_status status;
+  /*
+   Owned by the caller: release it with `mr_bytes_free`.
+   */
+  struct mr_bytes response;
+} mr_cache_ready;
 
 /*
  Receives one log record. `target` (the Rust module) and `message` are
@@ -697,6 +732,27 @@ enum mr_status mr_cache_delta_watch(struct mr_cache *cache, const struct mr_watc
 enum mr_status mr_cache_fetch(struct mr_cache *cache, const struct mr_watch_request *req, struct mr_bytes *response);
 
 /*
+ Takes up to `cap` events of queued watches (opened with
+ MR_WATCH_QUEUED) into `events[0..*n_out]`: each queued watch reports
+ exactly once, with its response or as closed (its node cleared, the
+ cache closed), but never for the host's own `mr_cache_watch_close`.
+ Blocks per `timeout_ms` until at least one is ready: MR_WOULD_BLOCK,
+ MR_TIMEOUT; MR_CLOSED once the cache is closed and every event was
+ taken. The watch handles stay the caller's to free. On any status but
+ MR_OK, `*n_out` is 0. Meant for one taking thread per cache (several
+ are safe; each event goes to one of them).
+ */
+enum mr_status mr_cache_take_ready(struct mr_cache *cache, int32_t timeout_ms, struct mr_cache_ready *events, size_t cap, size_t *n_out);
+
+/*
+ A file descriptor that polls readable while `mr_cache_take_ready` would
+ not block (events queued, or the cache closed). Owned by the cache: never
+ read, write or close it; valid until `mr_cache_free`. -1 if `cache` is
+ NULL or no fd could be made (see mr_last_error).
+ */
+int mr_cache_ready_fd(const struct mr_cache *cache);
+
+/*
  Closes the cache: every open watch returns MR_CLOSED, later calls on the
  cache return MR_CLOSED, the heartbeat thread ends. Idempotent; any
  thread. The handle stays allocated until `mr_cache_free`.
@@ -739,7 +795,8 @@ enum mr_status mr_cache_watch_next(struct mr_cache_watch_h *w, int32_t timeout_m
  A file descriptor that polls readable once `mr_cache_watch_next` would
  not block (a response is waiting, or the watch is closed). Owned by the
  handle: never read, write or close it; valid until `mr_cache_watch_free`.
- -1 if `w` is NULL.
+ Made on the first call, so watches whose fd is never asked for cost no
+ descriptor. -1 if `w` is NULL or no fd could be made (see mr_last_error).
  */
 int mr_cache_watch_fd(const struct mr_cache_watch_h *w);
 
@@ -812,6 +869,20 @@ enum mr_status mr_snapshot_new(const char *version, struct mr_snapshot **out);
  `len` > 0, or a name already present for that type.
  */
 enum mr_status mr_snapshot_add_resource(struct mr_snapshot *snap, const char *type_url, const char *name, const uint8_t *bytes, size_t len, int64_t ttl_ms);
+
+/*
+ Adds many versions and resources at once from `buf[0..len)` in the
+ packed encoding (for bindings where each call costs, e.g. cgo):
+ little-endian, str/blob = u32 length + bytes:
+   magic "MRS1"; u32 type count, then per type: type_url str,
+   has_version u8 (0/1), [version str], u32 resource count, then per
+   resource: name str, ttl_ms i64 (<= 0: no TTL), bytes blob.
+ Bytes are copied once, as by `mr_snapshot_add_resource`. All or nothing:
+ MR_PARSE (malformed buffer, bad UTF-8) or MR_INVALID_ARGUMENT (empty
+ names, duplicates) leave the snapshot unchanged. `buf` is borrowed for
+ the call only.
+ */
+enum mr_status mr_snapshot_add_packed(struct mr_snapshot *snap, const uint8_t *buf, size_t len);
 
 /*
  Sets the version of one type (default: the snapshot's version). Strings

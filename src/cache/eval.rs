@@ -31,6 +31,9 @@ pub struct WatchRequest {
     /// go-control-plane v0.14 stream that left wildcard subscribes to
     /// nothing), instead of the legacy "empty means wildcard".
     pub explicit: bool,
+    /// Report the watch's answer through the cache's ready queue
+    /// (`Cache::take_ready`) under this host token.
+    pub queue_token: Option<u64>,
 }
 
 /// The normalized request, shared by the parked watch and its evaluation.

@@ -80,6 +80,9 @@
 //! ```
 
 mod eval;
+mod packed;
+mod reader;
+mod ready;
 mod resource;
 mod response;
 mod snapshot;
@@ -87,6 +90,8 @@ mod store;
 mod watch;
 
 pub use eval::WatchRequest;
+pub use packed::PACKED_MAGIC;
+pub use ready::ReadyEvent;
 pub use resource::Resource;
 pub use response::{decode, Decoded, Response, ResponseKind, FLAG_HEARTBEAT, MAGIC};
 pub use snapshot::{Reference, Snapshot, SnapshotBuilder, TypeSet};

@@ -1,6 +1,7 @@
 //! Responses and their binary encoding (the `mr_cache_watch_next` /
 //! `mr_cache_fetch` wire format, specified in `mod.rs`).
 
+use super::reader::Reader;
 use super::resource::Resource;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,46 +115,34 @@ pub struct Decoded {
 }
 
 /// Decodes `encode`'s output; None if malformed.
-pub fn decode(mut b: &[u8]) -> Option<Decoded> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (head, tail) = b.split_at(n);
-        *b = tail;
-        Some(head)
-    }
-    fn u32_(b: &mut &[u8]) -> Option<usize> {
-        Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?) as usize)
-    }
-    fn blob(b: &mut &[u8]) -> Option<Vec<u8>> {
-        let n = u32_(b)?;
-        Some(take(b, n)?.to_vec())
-    }
-    fn text(b: &mut &[u8]) -> Option<String> {
-        String::from_utf8(blob(b)?).ok()
-    }
-    let head = take(&mut b, 8)?;
+pub fn decode(b: &[u8]) -> Option<Decoded> {
+    decode_checked(b).ok()
+}
+
+fn decode_checked(b: &[u8]) -> Result<Decoded, String> {
+    let mut r = Reader::new(b);
+    let head = r.take(8, "header")?;
     if head[..4] != MAGIC {
-        return None;
+        return Err("bad magic".into());
     }
     let mut d = Decoded { kind: head[4], heartbeat: head[5] & FLAG_HEARTBEAT != 0, ..Default::default() };
-    d.version = text(&mut b)?;
-    d.type_url = text(&mut b)?;
-    for _ in 0..u32_(&mut b)? {
-        let name = text(&mut b)?;
-        let version = text(&mut b)?;
-        let ttl = i64::from_le_bytes(take(&mut b, 8)?.try_into().ok()?);
-        let bytes = blob(&mut b)?;
-        d.resources.push((name, version, ttl, bytes));
+    d.version = r.text("version")?.to_string();
+    d.type_url = r.text("type URL")?.to_string();
+    for _ in 0..r.u32("resource count")? {
+        let name = r.text("name")?.to_string();
+        let version = r.text("resource version")?.to_string();
+        let ttl = r.i64("ttl")?;
+        d.resources.push((name, version, ttl, r.blob("bytes")?.to_vec()));
     }
-    for _ in 0..u32_(&mut b)? {
-        d.removed.push(text(&mut b)?);
+    for _ in 0..r.u32("removed count")? {
+        d.removed.push(r.text("removed name")?.to_string());
     }
-    for _ in 0..u32_(&mut b)? {
-        let k = text(&mut b)?;
-        let v = text(&mut b)?;
-        d.next_state.insert(k, v);
+    for _ in 0..r.u32("next state count")? {
+        let k = r.text("next state name")?.to_string();
+        d.next_state.insert(k, r.text("next state version")?.to_string());
     }
-    b.is_empty().then_some(d)
+    if !r.is_empty() {
+        return Err("trailing bytes".into());
+    }
+    Ok(d)
 }

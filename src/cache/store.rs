@@ -3,10 +3,12 @@
 //! response building happen outside it (see `settle`).
 
 use super::eval::{self, Req, WatchRequest};
+use super::ready::{ReadyEvent, ReadyQueue};
 use super::response::Response;
 use super::snapshot::{Snapshot, TypeView};
 use super::watch::{CacheWatch, Slot, WatchKind, CACHE_CLOSED, CANCELLED, NODE_CLEARED};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::Wait;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -181,6 +183,8 @@ pub(crate) struct Shared {
     /// Wakes the heartbeat thread on close.
     wake: Condvar,
     config: CacheConfig,
+    /// Where queued watches report (`take_ready`).
+    ready: Arc<ReadyQueue>,
 }
 
 impl Shared {
@@ -267,6 +271,8 @@ impl Shared {
         for slot in slots {
             slot.close(CACHE_CLOSED);
         }
+        // After the slots: their closed events are queued before Closed.
+        self.ready.close();
     }
 
     /// One heartbeat round: SOTW watches covering TTL'd resources are
@@ -345,6 +351,7 @@ impl Cache {
             core: Mutex::new(Core { nodes: HashMap::new(), closed: false, next_id: 1 }),
             wake: Condvar::new(),
             config,
+            ready: Arc::new(ReadyQueue::default()),
         });
         if let Some(interval) = interval {
             spawn_heartbeats(Arc::downgrade(&shared), interval)?;
@@ -498,8 +505,9 @@ impl Cache {
         if request.type_url.is_empty() {
             return Err(Error::invalid("type URL is empty"));
         }
+        let queue = request.queue_token.map(|token| (self.shared.ready.clone(), token));
         let req = Arc::new(Req::new(request, kind == WatchKind::Delta));
-        let slot = Arc::new(Slot::new()?);
+        let slot = Arc::new(Slot::new(queue));
         let mut core = self.shared.lock();
         if core.closed {
             return Err(Error::closed(CLOSED));
@@ -532,6 +540,7 @@ impl Cache {
                 self.shared.settle(vec![(parked, view)]);
             }
         }
+        watch.slot.opened();
         Ok(watch)
     }
 
@@ -555,6 +564,21 @@ impl Cache {
             return Err(Error::new(ErrorKind::UpToDate, "skip fetch: version up to date"));
         }
         Ok(eval::fetch(&req, &view))
+    }
+
+    /// Events of queued watches (opened with `WatchRequest::queue_token`):
+    /// up to `max` at once, each a response or the reason the watch ended
+    /// (node cleared, cache closed). WouldBlock (`Wait::Never`, none),
+    /// Timeout, Closed once the cache is closed and every event was taken.
+    /// A queued watch whose answer was already there when `watch` /
+    /// `delta_watch` returned is not reported: take it with `next`.
+    pub fn take_ready(&self, wait: Wait, max: usize) -> Result<Vec<ReadyEvent>> {
+        self.shared.ready.take(wait, max)
+    }
+
+    /// Readable while `take_ready` would not block (made on first use).
+    pub fn ready_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.shared.ready.fd()
     }
 
     /// Closes the cache: every open watch returns Closed, later calls too,

@@ -265,11 +265,97 @@ fn blocked_next_wakes_on_response_and_on_close() {
 fn readiness_fd_turns_readable_on_response() {
     let c = cache();
     let w = c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap();
-    let readable = |w: &CacheWatch| crate::sys::is_readable(w.ready_fd(), 0);
+    let readable = |w: &CacheWatch| crate::sys::is_readable(w.ready_fd().unwrap(), 0);
     assert!(!readable(&w));
     c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
     assert!(readable(&w));
     assert!(got(&w).is_some());
+}
+
+// ---- the ready queue ------------------------------------------------------
+
+fn queued(node: &str, t: &str, version: &str, names: &[&str], token: u64) -> WatchRequest {
+    WatchRequest { queue_token: Some(token), ..req(node, t, version, names) }
+}
+
+#[test]
+fn queued_watches_report_once_through_the_queue() {
+    let c = cache();
+    let fd = c.ready_fd().unwrap();
+    let watches: Vec<CacheWatch> = (0..3).map(|i| c.watch(queued(&format!("n{i}"), ENDPOINT_TYPE, "", &["c0"], 100 + i)).unwrap()).collect();
+    assert_eq!(c.take_ready(Wait::Never, 8).unwrap_err().kind, ErrorKind::WouldBlock);
+    assert_eq!(c.take_ready(Wait::from_ms(10), 8).unwrap_err().kind, ErrorKind::Timeout);
+    assert!(!crate::sys::is_readable(fd, 0));
+    c.set_snapshot("n0", Arc::new(fixture(V1))).unwrap();
+    c.set_snapshot("n2", Arc::new(fixture(V1))).unwrap();
+    assert!(crate::sys::is_readable(fd, 0));
+    let events = c.take_ready(Wait::Never, 8).unwrap();
+    let tokens: Vec<u64> = events.iter().map(|e| e.token).collect();
+    assert_eq!(tokens, vec![100, 102]);
+    for e in &events {
+        let r = e.outcome.as_ref().unwrap();
+        assert_eq!(r.version, V1);
+        assert_eq!(r.resources.len(), 1);
+    }
+    // Taken by the queue: the handles have nothing more, the fd is clear.
+    assert_eq!(watches[0].next(Wait::Never).unwrap_err().kind, ErrorKind::Closed);
+    assert!(!crate::sys::is_readable(fd, 0));
+    assert_eq!(c.take_ready(Wait::Never, 8).unwrap_err().kind, ErrorKind::WouldBlock);
+    // max bounds a batch.
+    let more: Vec<CacheWatch> = (0..5).map(|i| c.watch(queued("m", ENDPOINT_TYPE, "", &["c0"], i)).unwrap()).collect();
+    c.set_snapshot("m", Arc::new(fixture(V1))).unwrap();
+    assert_eq!(c.take_ready(Wait::Never, 2).unwrap().len(), 2);
+    assert_eq!(c.take_ready(Wait::Never, 8).unwrap().len(), 3);
+    drop(more);
+}
+
+#[test]
+fn queued_watch_answered_at_open_is_taken_with_next_not_queued() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let w = c.watch(queued("n", ENDPOINT_TYPE, "", &["c0"], 7)).unwrap();
+    assert!(got(&w).is_some());
+    assert_eq!(c.take_ready(Wait::Never, 8).unwrap_err().kind, ErrorKind::WouldBlock);
+}
+
+#[test]
+fn queue_reports_cleared_and_closed_but_not_cancelled() {
+    let c = cache();
+    let cancelled = c.watch(queued("a", ENDPOINT_TYPE, "", &["c0"], 1)).unwrap();
+    let _cleared = c.watch(queued("b", ENDPOINT_TYPE, "", &["c0"], 2)).unwrap();
+    let _closed = c.watch(queued("c", ENDPOINT_TYPE, "", &["c0"], 3)).unwrap();
+    cancelled.close();
+    c.clear_snapshot("b").unwrap();
+    let e = c.take_ready(Wait::Never, 8).unwrap();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].token, e[0].outcome.as_ref().unwrap_err().contains("cleared")), (2, true));
+    // A response cancelled after it was queued is skipped too.
+    let late = c.watch(queued("d", ENDPOINT_TYPE, "", &["c0"], 4)).unwrap();
+    c.set_snapshot("d", Arc::new(fixture(V1))).unwrap();
+    late.close();
+    assert_eq!(c.take_ready(Wait::Never, 8).unwrap_err().kind, ErrorKind::WouldBlock);
+    let fd = c.ready_fd().unwrap();
+    c.close();
+    assert!(crate::sys::is_readable(fd, 0));
+    let e = c.take_ready(Wait::Never, 8).unwrap();
+    assert_eq!((e.len(), e[0].token, e[0].outcome.is_err()), (1, 3, true));
+    assert_eq!(c.take_ready(Wait::Forever, 8).unwrap_err().kind, ErrorKind::Closed);
+}
+
+#[test]
+fn blocked_take_ready_wakes_on_answer_and_on_close() {
+    let c = Arc::new(cache());
+    let _w = c.watch(queued("n", ENDPOINT_TYPE, "", &["c0"], 9)).unwrap();
+    let c2 = c.clone();
+    let t = std::thread::spawn(move || c2.take_ready(Wait::Forever, 4).map(|e| e[0].token));
+    std::thread::sleep(Duration::from_millis(20));
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    assert_eq!(t.join().unwrap().unwrap(), 9);
+    let c2 = c.clone();
+    let t = std::thread::spawn(move || c2.take_ready(Wait::Forever, 4).map(|e| e.len()).map_err(|e| e.kind));
+    std::thread::sleep(Duration::from_millis(20));
+    c.close();
+    assert_eq!(t.join().unwrap(), Err(ErrorKind::Closed));
 }
 
 #[test]

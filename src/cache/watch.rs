@@ -2,13 +2,14 @@
 //! read with `next` (blocking per `Wait`) or after its readiness fd turns
 //! readable; `close` cancels it.
 
+use super::ready::ReadyQueue;
 use super::response::Response;
 use super::store::Shared;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::Wait;
 use crate::sys::EventFd;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 /// SOTW or delta.
@@ -25,12 +26,23 @@ enum State {
     Closed(&'static str),
 }
 
+struct Inner {
+    state: State,
+    /// Set while the watch is being opened: an answer found then is taken
+    /// by the opener with `next`, not reported through the ready queue.
+    opening: bool,
+}
+
 /// The part of a watch the cache holds while it is parked. Lock order:
-/// the cache lock may be held while taking a slot's lock, never the reverse.
+/// the cache lock may be held while taking a slot's lock, never the
+/// reverse; the ready queue's lock is never held with a slot's.
 pub(crate) struct Slot {
-    state: Mutex<State>,
+    inner: Mutex<Inner>,
     cond: Condvar,
-    ready: EventFd,
+    /// Made on the first `ready_fd` call: most watches never need one.
+    ready: OnceLock<EventFd>,
+    /// Where a queued watch reports, with the host's token.
+    queue: Option<(Arc<ReadyQueue>, u64)>,
 }
 
 pub(crate) const CANCELLED: &str = "watch is closed";
@@ -41,38 +53,85 @@ const NOTHING: &str = "no response yet";
 const TIMED_OUT: &str = "no response before the timeout";
 
 impl Slot {
-    pub fn new() -> Result<Slot> {
-        Ok(Slot { state: Mutex::new(State::Waiting), cond: Condvar::new(), ready: EventFd::new()? })
+    pub fn new(queue: Option<(Arc<ReadyQueue>, u64)>) -> Slot {
+        Slot { inner: Mutex::new(Inner { state: State::Waiting, opening: true }), cond: Condvar::new(), ready: OnceLock::new(), queue }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands the response to the watch (ignored unless it is still waiting).
-    pub fn deliver(&self, response: Response) {
-        let mut s = self.lock();
-        if matches!(*s, State::Waiting) {
-            *s = State::Ready(Box::new(response));
-            drop(s);
-            self.ready.signal();
-            self.cond.notify_all();
+    /// Ends the opening phase: later answers go to the ready queue.
+    pub fn opened(&self) {
+        self.lock().opening = false;
+    }
+
+    /// Wakes `next` and the fd (if made); reports to the queue if asked.
+    fn finish(self: &Arc<Self>, s: MutexGuard<'_, Inner>, report: bool) {
+        if let Some(fd) = self.ready.get() {
+            fd.signal();
+        }
+        let report = report && !s.opening;
+        drop(s);
+        self.cond.notify_all();
+        if report {
+            if let Some((queue, token)) = &self.queue {
+                queue.push(*token, self.clone());
+            }
         }
     }
 
-    /// Ends the watch; an undelivered response is dropped.
-    pub fn close(&self, why: &'static str) {
+    /// Hands the response to the watch (ignored unless it is still waiting).
+    pub fn deliver(self: &Arc<Self>, response: Response) {
         let mut s = self.lock();
-        if !matches!(*s, State::Closed(_)) {
-            *s = State::Closed(why);
-            drop(s);
-            self.ready.signal();
-            self.cond.notify_all();
+        if matches!(s.state, State::Waiting) {
+            s.state = State::Ready(Box::new(response));
+            self.finish(s, true);
+        }
+    }
+
+    /// Ends the watch; an undelivered response is dropped. Reported to the
+    /// queue unless the host cancelled it or it was reported already.
+    pub fn close(self: &Arc<Self>, why: &'static str) {
+        let mut s = self.lock();
+        if !matches!(s.state, State::Closed(_)) {
+            let was_waiting = matches!(s.state, State::Waiting);
+            s.state = State::Closed(why);
+            self.finish(s, was_waiting && why != CANCELLED);
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        matches!(*self.lock(), State::Closed(_))
+        matches!(self.lock().state, State::Closed(_))
+    }
+
+    /// For the ready queue: the response (now taken) or why the watch
+    /// ended; None when the host took or cancelled it meanwhile.
+    pub fn take_queued(&self) -> Option<std::result::Result<Response, &'static str>> {
+        let mut s = self.lock();
+        match std::mem::replace(&mut s.state, State::Taken) {
+            State::Ready(r) => Some(Ok(*r)),
+            State::Closed(why) => {
+                s.state = State::Closed(why);
+                (why != CANCELLED).then_some(Err(why))
+            }
+            other => {
+                s.state = other;
+                None
+            }
+        }
+    }
+
+    fn ready_fd(&self) -> Result<RawFd> {
+        let s = self.lock();
+        if let Some(fd) = self.ready.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = EventFd::new()?;
+        if !matches!(s.state, State::Waiting) {
+            fd.signal();
+        }
+        Ok(self.ready.get_or_init(|| fd).as_raw_fd())
     }
 }
 
@@ -108,14 +167,14 @@ impl CacheWatch {
         let deadline = wait.deadline();
         let mut s = self.slot.lock();
         loop {
-            match std::mem::replace(&mut *s, State::Taken) {
+            match std::mem::replace(&mut s.state, State::Taken) {
                 State::Ready(r) => return Ok(*r),
                 State::Taken => return Err(Error::closed(TAKEN)),
                 State::Closed(why) => {
-                    *s = State::Closed(why);
+                    s.state = State::Closed(why);
                     return Err(Error::closed(why));
                 }
-                State::Waiting => *s = State::Waiting,
+                State::Waiting => s.state = State::Waiting,
             }
             if wait.is_never() {
                 return Err(Error::new(ErrorKind::WouldBlock, NOTHING));
@@ -138,14 +197,15 @@ impl CacheWatch {
         self.next(wait).map(|r| r.encode())
     }
 
-    /// Readable once `next` would not block (a response, or closed).
-    pub fn ready_fd(&self) -> RawFd {
-        self.slot.ready.as_raw_fd()
+    /// Readable once `next` would not block (a response, or closed). The
+    /// eventfd is made on the first call (Io if the process is out of fds).
+    pub fn ready_fd(&self) -> Result<RawFd> {
+        self.slot.ready_fd()
     }
 
     /// Whether the watch is still parked in the cache (no response yet).
     pub fn is_waiting(&self) -> bool {
-        matches!(*self.slot.lock(), State::Waiting)
+        matches!(self.slot.lock().state, State::Waiting)
     }
 
     /// Cancels the watch: it leaves the cache's index, a blocked `next`

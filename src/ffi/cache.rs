@@ -3,12 +3,13 @@
 
 use super::bytes::mr_bytes;
 use super::cache_watch::mr_cache_watch_h;
-use super::error::mr_status;
+use super::error::{mr_status, value_or};
 use super::ffi::{free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_str, Castable};
 use super::snapshot::mr_snapshot;
 use crate::cache::{Cache, CacheConfig, SnapshotBuilder, WatchRequest};
 use crate::error::{Error, Result};
-use std::os::raw::c_char;
+use crate::sync::Wait;
+use std::os::raw::{c_char, c_int};
 use std::time::Duration;
 
 /// A snapshot cache handle. Thread-safe.
@@ -62,7 +63,13 @@ pub const MR_WATCH_FIRST: u32 = 2;
 /// even when there are none, so an empty list subscribes to nothing instead
 /// of meaning wildcard (go-control-plane v0.14 streams that left wildcard).
 pub const MR_WATCH_EXPLICIT: u32 = 4;
-const KNOWN_WATCH_FLAGS: u32 = MR_WATCH_WILDCARD | MR_WATCH_FIRST | MR_WATCH_EXPLICIT;
+/// `mr_watch_request.flags`: report the watch through the cache's ready
+/// queue (`mr_cache_take_ready`, `mr_cache_ready_fd`) under `req->token`,
+/// so a host with many open watches needs no fd or thread per watch. An
+/// answer already there when `mr_cache_watch` returns is not queued: check
+/// each new watch once with `mr_cache_watch_next(w, 0, ...)`.
+pub const MR_WATCH_QUEUED: u32 = 8;
+const KNOWN_WATCH_FLAGS: u32 = MR_WATCH_WILDCARD | MR_WATCH_FIRST | MR_WATCH_EXPLICIT | MR_WATCH_QUEUED;
 
 /// A SOTW or delta watch (or fetch) request. Fill it with
 /// `mr_watch_request_init` first. Every pointer is borrowed for the call only.
@@ -89,6 +96,9 @@ pub struct mr_watch_request {
     pub known_names: *const *const c_char,
     pub known_versions: *const *const c_char,
     pub n_known: usize,
+    /// With MR_WATCH_QUEUED: the host's name for this watch in
+    /// `mr_cache_ready.token` (any value; the cache does not interpret it).
+    pub token: u64,
 }
 
 fn strings(ptr: *const *const c_char, n: usize, name: &'static str) -> Result<Vec<String>> {
@@ -123,6 +133,7 @@ fn to_request(req: *const mr_watch_request) -> Result<WatchRequest> {
         known: known_names.into_iter().zip(known_versions).collect(),
         first: r.flags & MR_WATCH_FIRST != 0,
         explicit: r.flags & MR_WATCH_EXPLICIT != 0,
+        queue_token: (r.flags & MR_WATCH_QUEUED != 0).then_some(r.token),
     })
 }
 
@@ -184,6 +195,7 @@ pub extern "C" fn mr_watch_request_init(req: *mut mr_watch_request) -> mr_status
             known_names: std::ptr::null(),
             known_versions: std::ptr::null(),
             n_known: 0,
+            token: 0,
         };
         Ok(())
     })
@@ -330,6 +342,66 @@ pub extern "C" fn mr_cache_fetch(cache: *mut mr_cache, req: *const mr_watch_requ
         *out = mr_bytes::from_vec(r.encode());
         Ok(())
     })
+}
+
+/// One event of `mr_cache_take_ready`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct mr_cache_ready {
+    /// The `mr_watch_request.token` the watch was opened with.
+    pub token: u64,
+    /// MR_OK: `response` holds the watch's response (encoded as in
+    /// mr_cache_watch_next; the watch itself has nothing more to give).
+    /// MR_CLOSED: the watch ended unanswered because its node was cleared
+    /// or the cache closed; `response` is {NULL, 0}.
+    pub status: mr_status,
+    /// Owned by the caller: release it with `mr_bytes_free`.
+    pub response: mr_bytes,
+}
+
+/// Takes up to `cap` events of queued watches (opened with
+/// MR_WATCH_QUEUED) into `events[0..*n_out]`: each queued watch reports
+/// exactly once, with its response or as closed (its node cleared, the
+/// cache closed), but never for the host's own `mr_cache_watch_close`.
+/// Blocks per `timeout_ms` until at least one is ready: MR_WOULD_BLOCK,
+/// MR_TIMEOUT; MR_CLOSED once the cache is closed and every event was
+/// taken. The watch handles stay the caller's to free. On any status but
+/// MR_OK, `*n_out` is 0. Meant for one taking thread per cache (several
+/// are safe; each event goes to one of them).
+#[no_mangle]
+pub extern "C" fn mr_cache_take_ready(
+    cache: *mut mr_cache,
+    timeout_ms: i32,
+    events: *mut mr_cache_ready,
+    cap: usize,
+    n_out: *mut usize,
+) -> mr_status {
+    ffi_status!("mr_cache_take_ready", {
+        let n_out = try_out(n_out, "n_out")?;
+        *n_out = 0;
+        let events = super::ffi::try_slice_mut(events, cap, "events")?;
+        if events.is_empty() {
+            return Err(Error::invalid("cap is 0: no room for an event"));
+        }
+        let taken = try_ref(cache)?.take_ready(Wait::from_ms(timeout_ms), events.len())?;
+        for (slot, event) in events.iter_mut().zip(taken) {
+            *slot = match event.outcome {
+                Ok(response) => mr_cache_ready { token: event.token, status: mr_status::MR_OK, response: mr_bytes::from_vec(response.encode()) },
+                Err(_) => mr_cache_ready { token: event.token, status: mr_status::MR_CLOSED, response: mr_bytes::from_vec(Vec::new()) },
+            };
+            *n_out += 1;
+        }
+        Ok(())
+    })
+}
+
+/// A file descriptor that polls readable while `mr_cache_take_ready` would
+/// not block (events queued, or the cache closed). Owned by the cache: never
+/// read, write or close it; valid until `mr_cache_free`. -1 if `cache` is
+/// NULL or no fd could be made (see mr_last_error).
+#[no_mangle]
+pub extern "C" fn mr_cache_ready_fd(cache: *const mr_cache) -> c_int {
+    super::panic::boundary("mr_cache_ready_fd", || value_or("mr_cache_ready_fd", try_ref(cache).and_then(|c| c.ready_fd()), -1))
 }
 
 /// Closes the cache: every open watch returns MR_CLOSED, later calls on the

@@ -52,10 +52,11 @@ pub extern "C" fn mr_cache_watch_next(w: *mut mr_cache_watch_h, timeout_ms: i32,
 /// A file descriptor that polls readable once `mr_cache_watch_next` would
 /// not block (a response is waiting, or the watch is closed). Owned by the
 /// handle: never read, write or close it; valid until `mr_cache_watch_free`.
-/// -1 if `w` is NULL.
+/// Made on the first call, so watches whose fd is never asked for cost no
+/// descriptor. -1 if `w` is NULL or no fd could be made (see mr_last_error).
 #[no_mangle]
 pub extern "C" fn mr_cache_watch_fd(w: *const mr_cache_watch_h) -> c_int {
-    super::panic::boundary("mr_cache_watch_fd", || value_or("mr_cache_watch_fd", try_ref(w).map(|w| w.ready_fd()), -1))
+    super::panic::boundary("mr_cache_watch_fd", || value_or("mr_cache_watch_fd", try_ref(w).and_then(|w| w.ready_fd()), -1))
 }
 
 /// Cancels the watch (go-control-plane's cancel func): it leaves the cache,

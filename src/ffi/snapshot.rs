@@ -60,6 +60,25 @@ pub extern "C" fn mr_snapshot_add_resource(
     })
 }
 
+/// Adds many versions and resources at once from `buf[0..len)` in the
+/// packed encoding (for bindings where each call costs, e.g. cgo):
+/// little-endian, str/blob = u32 length + bytes:
+///   magic "MRS1"; u32 type count, then per type: type_url str,
+///   has_version u8 (0/1), [version str], u32 resource count, then per
+///   resource: name str, ttl_ms i64 (<= 0: no TTL), bytes blob.
+/// Bytes are copied once, as by `mr_snapshot_add_resource`. All or nothing:
+/// MR_PARSE (malformed buffer, bad UTF-8) or MR_INVALID_ARGUMENT (empty
+/// names, duplicates) leave the snapshot unchanged. `buf` is borrowed for
+/// the call only.
+#[no_mangle]
+pub extern "C" fn mr_snapshot_add_packed(snap: *mut mr_snapshot, buf: *const u8, len: usize) -> mr_status {
+    ffi_status!("mr_snapshot_add_packed", {
+        let snap = try_ref(snap)?;
+        let buf = try_slice(buf, len, "buf")?;
+        snap.edit(|s| s.add_packed(buf))
+    })
+}
+
 /// Sets the version of one type (default: the snapshot's version). Strings
 /// are borrowed for the call only. MR_INVALID_ARGUMENT for NULL arguments or
 /// an empty type URL.
