@@ -11,27 +11,30 @@
 // # How it works
 //
 // SetSnapshot marshals every resource of the snapshot once (deterministic
-// proto marshalling, cache.MarshalResource) and hands the bytes, names,
-// TTLs and per-type versions to the library, which keeps them per node and
-// answers watches with the stored bytes. CreateWatch / CreateDeltaWatch
-// open a library watch carrying the request and the subscription state
-// (ReturnedResources, SubscribedResources, IsWildcard); a goroutine waits
-// for the watch's readiness fd (one epoll instance per cache reports them
-// all, so a parked watch holds no OS thread and no extra fd) and sends the answer on the channel as a
-// *cache.PassthroughResponse (SOTW: the stored bytes as Any, TTL'd resources
-// wrapped in a discovery.Resource) or *cache.DeltaPassthroughResponse. The
-// cancel function closes the library watch; once it returns, nothing more
-// is sent on the channel for that watch.
+// proto marshalling, as cache.MarshalResource) into one packed buffer and
+// hands it to the library in one cgo call; the library keeps the bytes per
+// node and answers watches with them. CreateWatch / CreateDeltaWatch open
+// a library watch carrying the request and the subscription state
+// (ReturnedResources, SubscribedResources, IsWildcard), also in one cgo
+// call that takes an answer already there. Parked watches are reported
+// through the library's ready queue: one dispatcher goroutine per cache
+// takes answers in batches of up to 256 per cgo call and sends each on its
+// channel as a *cache.PassthroughResponse (SOTW: the stored bytes as Any,
+// TTL'd resources wrapped in a discovery.Resource) or
+// *cache.DeltaPassthroughResponse. A parked watch holds no goroutine, no
+// file descriptor and no OS thread. The cancel function closes the library
+// watch; once it returns, nothing more is sent on the channel for that
+// watch.
 //
 // # Differences from go-control-plane's SnapshotCache
 //
-//   - Responses are sent by a goroutine per open watch rather than by
+//   - Responses are sent by the cache's dispatcher goroutine rather than by
 //     SetSnapshot itself, so SetSnapshot never blocks on a slow channel and
-//     ignores its context; a watch whose channel is full keeps its response
-//     until the channel drains or the watch is cancelled. The library
-//     answers a snapshot's watches in ADS order (clusters, endpoints,
-//     listeners, routes, ...), but the goroutines race, so on one ADS stream
-//     the responses of one SetSnapshot may reach the channel in any order.
+//     ignores its context; a watch whose channel is full gets a goroutine
+//     that keeps its response until the channel drains or the watch is
+//     cancelled. Answers reach their channels in the order the library
+//     gives them (for one SetSnapshot: clusters, endpoints, listeners,
+//     routes, ..., go-control-plane's ADS order).
 //   - The responses are passthrough responses: GetContext returns nil
 //     (PassthroughResponse's context is unexported in go-control-plane).
 //   - Only the resource types go-control-plane knows (cache.GetResponseTypeURL)
@@ -55,9 +58,11 @@ import "C"
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +72,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
+	"google.golang.org/protobuf/proto"
 
 	meshring "github.com/meshring/meshring/go"
 )
@@ -84,8 +90,9 @@ type Cache struct {
 	// mu is read-held while h is used and write-held by Close.
 	mu sync.RWMutex
 	h  *C.mr_cache
-	// poller wakes the goroutines of open watches.
-	poller poller
+	// dispatch takes the answers of open watches from the library's
+	// ready queue and hands them to their channels.
+	dispatch dispatcher
 
 	ads  bool
 	hash cache.NodeHash
@@ -168,21 +175,22 @@ func errCacheClosed(op string) error {
 	return &meshring.Error{Status: meshring.StatusClosed, Op: op, Msg: "cache is closed"}
 }
 
-// Close closes the cache: open watches end unanswered (their goroutines
-// exit), later calls fail with an error matching meshring.ErrClosed, and the
+// Close closes the cache: open watches end unanswered (the dispatcher
+// exits), later calls fail with an error matching meshring.ErrClosed, and the
 // library cache is released. Closing again is a no-op.
 func (c *Cache) Close() error {
 	c.mu.RLock()
 	if c.h != nil {
-		C.mr_cache_close(c.h) // wakes every watch goroutine
+		C.mr_cache_close(c.h) // ends the dispatcher's mr_cache_take_ready
 	}
 	c.mu.RUnlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Under the write lock no watch can start the dispatcher any more.
+	c.dispatch.wait()
 	if c.h != nil {
 		C.mr_cache_free(c.h)
 		c.h = nil
-		c.poller.stop()
 	}
 	return nil
 }
@@ -221,37 +229,54 @@ func snapshotTypeURLs(snap cache.ResourceSnapshot) []string {
 	return urls
 }
 
-// SetSnapshot sets node's snapshot and answers the node's open watches
-// whose type changed. Every resource is marshalled once here; the library
-// keeps the bytes. ctx is not used: answers go out asynchronously (see the
-// package documentation).
-func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceSnapshot) error {
-	if snap == nil {
-		return fmt.Errorf("meshring/xds: nil snapshot for node %q", node)
+// packPool recycles the buffers SetSnapshot packs snapshots into.
+var packPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+func appendU32(b []byte, v int) []byte { return binary.LittleEndian.AppendUint32(b, uint32(v)) }
+
+func appendStr(b []byte, s string) []byte { return append(appendU32(b, len(s)), s...) }
+
+// packSnapshot encodes snap in the library's packed snapshot format (see
+// mr_snapshot_add_packed): each type's resources, each marshalled once
+// (deterministic, as cache.MarshalResource) straight into the buffer, and
+// its version where it differs from the returned default version (the
+// most common one, usually shared by every type), so types without
+// resources at the default version cost the library nothing.
+func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, error) {
+	urls := snapshotTypeURLs(snap)
+	versions := make([]string, len(urls))
+	for i, u := range urls {
+		versions[i] = snap.GetVersion(u)
 	}
-	var cerr C.mrxds_err
-	var s *C.mr_snapshot
-	if st := C.mrxds_snapshot_new(&s, &cerr); st != C.MR_OK {
-		return errFromC(st, "set snapshot", &cerr)
-	}
-	defer C.mr_snapshot_free(s)
-	var buf []byte
-	for _, typeURL := range snapshotTypeURLs(snap) {
-		ctype := cstr(typeURL)
-		version := cstr(snap.GetVersion(typeURL))
-		if st := C.mrxds_snapshot_set_version(s, cptr(ctype), cptr(version), &cerr); st != C.MR_OK {
-			return errFromC(st, "set snapshot", &cerr)
+	def := mostCommon(versions)
+	b = append(b, "MRS1"...)
+	typesAt := len(b)
+	b = appendU32(b, 0)
+	nTypes := 0
+	for i, typeURL := range urls {
+		resources := snap.GetResourcesAndTTL(typeURL)
+		if len(resources) == 0 && versions[i] == def {
+			continue
 		}
-		for name, res := range snap.GetResourcesAndTTL(typeURL) {
+		nTypes++
+		b = appendStr(b, typeURL)
+		if versions[i] == def {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = appendStr(b, versions[i])
+		}
+		countAt := len(b)
+		b = appendU32(b, 0)
+		count := 0
+		for name, res := range resources {
 			if res.Resource == nil {
 				continue
 			}
 			if name == "" {
 				name = cache.GetResourceName(res.Resource)
-			}
-			b, err := cache.MarshalResource(res.Resource)
-			if err != nil {
-				return fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
 			}
 			ttl := int64(-1)
 			if res.TTL != nil {
@@ -260,18 +285,67 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 					ttl = 1 // a TTL below 1ms still marks the resource TTL'd
 				}
 			}
-			buf = append(buf[:0], name...)
-			buf = append(buf, 0)
-			var p *C.uint8_t
-			if len(b) > 0 {
-				p = (*C.uint8_t)(unsafe.Pointer(&b[0]))
+			b = appendStr(b, name)
+			b = binary.LittleEndian.AppendUint64(b, uint64(ttl))
+			lenAt := len(b)
+			b = appendU32(b, 0)
+			var err error
+			if b, err = deterministic.MarshalAppend(b, res.Resource); err != nil {
+				return b, "", fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
 			}
-			if st := C.mrxds_snapshot_add(s, cptr(ctype), cptr(buf), p, C.size_t(len(b)), C.int64_t(ttl), &cerr); st != C.MR_OK {
-				return errFromC(st, "set snapshot", &cerr)
+			binary.LittleEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
+			count++
+		}
+		binary.LittleEndian.PutUint32(b[countAt:], uint32(count))
+	}
+	binary.LittleEndian.PutUint32(b[typesAt:], uint32(nTypes))
+	return b, def, nil
+}
+
+// mostCommon returns the most frequent string of vs ("" for none); ties
+// go to the earliest.
+func mostCommon(vs []string) string {
+	best, bestN := "", 0
+	for i, v := range vs {
+		if v == best && bestN > 0 {
+			continue
+		}
+		n := 0
+		for _, w := range vs[i:] {
+			if w == v {
+				n++
 			}
 		}
+		if n > bestN {
+			best, bestN = v, n
+		}
 	}
-	cnode := cstr(node)
+	return best
+}
+
+// SetSnapshot sets node's snapshot and answers the node's open watches
+// whose type changed. Every resource is marshalled once here; the library
+// keeps the bytes. The whole snapshot crosses into the library in one cgo
+// call. ctx is not used: answers go out asynchronously (see the package
+// documentation).
+func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceSnapshot) error {
+	if snap == nil {
+		return fmt.Errorf("meshring/xds: nil snapshot for node %q", node)
+	}
+	bp := packPool.Get().(*[]byte)
+	defer packPool.Put(bp)
+	buf, version, err := packSnapshot((*bp)[:0], snap)
+	*bp = buf[:0]
+	if err != nil {
+		return err
+	}
+	// node and version NUL-terminated in one Go buffer.
+	names := make([]byte, 0, len(node)+len(version)+2)
+	names = append(append(append(append(names, node...), 0), version...), 0)
+	if i := strings.IndexByte(node, 0); i >= 0 {
+		names[i] = 0 // cut at an inner NUL, as the C ABI would
+	}
+	var cerr C.mrxds_err
 	l := c.nodeLock(node)
 	l.Lock()
 	defer l.Unlock()
@@ -280,7 +354,7 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 		c.mu.RUnlock()
 		return errCacheClosed("set snapshot")
 	}
-	st := C.mrxds_set_snapshot(c.h, cptr(cnode), s, &cerr)
+	st := C.mrxds_set_packed(c.h, cptr(names), cptr(names[len(node)+1:]), bytesPtr(buf), C.size_t(len(buf)), &cerr)
 	c.mu.RUnlock()
 	if st != C.MR_OK {
 		return errFromC(st, "set snapshot", &cerr)
@@ -436,10 +510,9 @@ func (c *Cache) GetStatusKeys() []string {
 func (c *Cache) Fetch(_ context.Context, req *cache.Request) (cache.Response, error) {
 	nodeID := c.hash.ID(req.GetNode())
 	spec := &watchSpec{node: nodeID, typeURL: req.GetTypeUrl(), version: req.GetVersionInfo(), names: req.GetResourceNames()}
-	creq := spec.build()
-	defer creq.free()
+	packed := spec.pack()
 	js, st, err := c.takeJSON("fetch", func(out *C.mr_bytes, e *C.mrxds_err) C.mr_status {
-		return C.mrxds_fetch(c.h, creq.req, out, e)
+		return C.mrxds_fetch(c.h, bytesPtr(packed), C.size_t(len(packed)), out, e)
 	})
 	switch st {
 	case C.MR_OK:

@@ -6,6 +6,7 @@ package xds
 import "C"
 
 import (
+	"encoding/binary"
 	"sort"
 	"strings"
 	"unsafe"
@@ -57,72 +58,48 @@ func sortedNames(set map[string]struct{}) ([]string, bool) {
 	return out, star
 }
 
-// cRequest is an mr_watch_request and everything it points to in one C
-// allocation (no Go pointers cross into C). Release it with free.
-type cRequest struct {
-	req *C.mr_watch_request
-}
-
-func (s *watchSpec) build() cRequest {
-	ptrSize := unsafe.Sizeof(uintptr(0))
-	nPtrs := len(s.names) + 2*len(s.knownNames)
-	strBytes := len(s.node) + len(s.typeURL) + len(s.version) + 3
+// pack encodes the request for the shim (shim.c unpack_request): u32
+// flags, u32 name count, u32 known count, then NUL-terminated node, type
+// URL, version, names, known names, known versions. One Go buffer, so
+// opening a watch is a single cgo call with no C allocation on the Go side.
+func (s *watchSpec) pack() []byte {
+	n := 12 + len(s.node) + len(s.typeURL) + len(s.version) + 3
 	for _, v := range s.names {
-		strBytes += len(v) + 1
+		n += len(v) + 1
 	}
 	for i := range s.knownNames {
-		strBytes += len(s.knownNames[i]) + len(s.knownVersions[i]) + 2
+		n += len(s.knownNames[i]) + len(s.knownVersions[i]) + 2
 	}
-	head := unsafe.Sizeof(C.mr_watch_request{})
-	head = (head + ptrSize - 1) &^ (ptrSize - 1)
-	total := head + uintptr(nPtrs)*ptrSize + uintptr(strBytes)
-	base := C.malloc(C.size_t(total))
-	if base == nil {
-		panic("meshring/xds: out of memory")
-	}
-	req := (*C.mr_watch_request)(base)
-	C.mr_watch_request_init(req)
-	var ptrs []*C.char
-	if nPtrs > 0 {
-		ptrs = unsafe.Slice((**C.char)(unsafe.Add(base, head)), nPtrs)
-	}
-	strs := unsafe.Slice((*byte)(unsafe.Add(base, head+uintptr(nPtrs)*ptrSize)), strBytes)
-	off := 0
-	put := func(v string) *C.char {
+	b := make([]byte, 12, n)
+	binary.LittleEndian.PutUint32(b[0:], s.flags)
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(s.names)))
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(s.knownNames)))
+	put := func(v string) {
 		// NUL bytes cannot cross the C ABI; names with them are cut there.
 		if i := strings.IndexByte(v, 0); i >= 0 {
 			v = v[:i]
 		}
-		p := (*C.char)(unsafe.Pointer(&strs[off]))
-		off += copy(strs[off:], v)
-		strs[off] = 0
-		off++
-		return p
+		b = append(b, v...)
+		b = append(b, 0)
 	}
-	req.flags = C.uint32_t(s.flags)
-	req.node = put(s.node)
-	req.type_url = put(s.typeURL)
-	req.version_info = put(s.version)
-	if len(s.names) > 0 {
-		names := ptrs[:len(s.names)]
-		for i, v := range s.names {
-			names[i] = put(v)
-		}
-		req.names = &names[0]
-		req.n_names = C.size_t(len(names))
+	put(s.node)
+	put(s.typeURL)
+	put(s.version)
+	for _, v := range s.names {
+		put(v)
 	}
-	if n := len(s.knownNames); n > 0 {
-		kn := ptrs[len(s.names) : len(s.names)+n]
-		kv := ptrs[len(s.names)+n:]
-		for i := range s.knownNames {
-			kn[i] = put(s.knownNames[i])
-			kv[i] = put(s.knownVersions[i])
-		}
-		req.known_names = &kn[0]
-		req.known_versions = &kv[0]
-		req.n_known = C.size_t(n)
+	for _, v := range s.knownNames {
+		put(v)
 	}
-	return cRequest{req: req}
+	for _, v := range s.knownVersions {
+		put(v)
+	}
+	return b
 }
 
-func (r cRequest) free() { C.free(unsafe.Pointer(r.req)) }
+func bytesPtr(b []byte) *C.uint8_t {
+	if len(b) == 0 {
+		return nil
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&b[0]))
+}

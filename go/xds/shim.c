@@ -1,4 +1,6 @@
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "shim.h"
 
@@ -20,20 +22,18 @@ mr_status mrxds_cache_new(uint32_t flags, int64_t heartbeat_ms, mr_cache **out, 
 	return capture(mr_cache_new(&cfg, out), err);
 }
 
-mr_status mrxds_snapshot_new(mr_snapshot **out, mrxds_err *err) {
-	return capture(mr_snapshot_new("", out), err);
-}
-
-mr_status mrxds_snapshot_add(mr_snapshot *s, const char *type_url, const char *name, const uint8_t *bytes, size_t len, int64_t ttl_ms, mrxds_err *err) {
-	return capture(mr_snapshot_add_resource(s, type_url, name, bytes, len, ttl_ms), err);
-}
-
-mr_status mrxds_snapshot_set_version(mr_snapshot *s, const char *type_url, const char *version, mrxds_err *err) {
-	return capture(mr_snapshot_set_version(s, type_url, version), err);
-}
-
-mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mrxds_err *err) {
-	return capture(mr_cache_set_snapshot(c, node, s), err);
+mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mrxds_err *err) {
+	mr_snapshot *s = NULL;
+	mr_status st = mr_snapshot_new(version, &s);
+	if (st == MR_OK) {
+		st = mr_snapshot_add_packed(s, buf, len);
+	}
+	if (st == MR_OK) {
+		st = mr_cache_set_snapshot(c, node, s);
+	}
+	st = capture(st, err);
+	mr_snapshot_free(s);
+	return st;
 }
 
 mr_status mrxds_clear_snapshot(mr_cache *c, const char *node, mrxds_err *err) {
@@ -48,29 +48,132 @@ mr_status mrxds_status_keys(mr_cache *c, mr_bytes *out, mrxds_err *err) {
 	return capture(mr_cache_status_keys(c, out), err);
 }
 
-mr_status mrxds_watch(mr_cache *c, const mr_watch_request *req, int delta, mr_cache_watch_h **out, int *fd, mrxds_err *err) {
-	mr_status st = delta ? mr_cache_delta_watch(c, req, out) : mr_cache_watch(c, req, out);
-	if (st != MR_OK) {
-		return capture(st, err);
+static uint32_t rd_u32(const uint8_t *p) {
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The next NUL-terminated string of the packed request, or NULL past the end. */
+static const char *next_str(const uint8_t *buf, size_t len, size_t *off) {
+	const char *s;
+	const void *nul;
+	if (*off >= len) {
+		return NULL;
 	}
-	*fd = mr_cache_watch_fd(*out);
-	if (*fd < 0) {
-		mr_cache_watch_free(*out);
-		*out = NULL;
-		snprintf(err->msg, sizeof err->msg, "mr_cache_watch_fd returned %d", *fd);
-		return MR_PANIC;
+	s = (const char *)buf + *off;
+	nul = memchr(s, 0, len - *off);
+	if (nul == NULL) {
+		return NULL;
 	}
+	*off = (size_t)((const char *)nul - (const char *)buf) + 1;
+	return s;
+}
+
+/* Fills *r from the packed request of request.go: u32 flags, u32 n_names,
+ * u32 n_known, then NUL-terminated strings: node, type URL, version, the
+ * names, the known names, the known versions. The string array goes to
+ * *arrays (free it); the strings point into buf, valid for this C call. */
+static mr_status unpack_request(const uint8_t *buf, size_t len, mr_watch_request *r, const char ***arrays, mrxds_err *err) {
+	size_t off = 12, i, n_names, n_known, n;
+	const char **a;
+	*arrays = NULL;
+	if (len < 12 || mr_watch_request_init(r) != MR_OK) {
+		snprintf(err->msg, sizeof err->msg, "meshring/xds: packed request too short");
+		return MR_INVALID_ARGUMENT;
+	}
+	r->flags = rd_u32(buf);
+	n_names = rd_u32(buf + 4);
+	n_known = rd_u32(buf + 8);
+	n = n_names + 2 * n_known;
+	if (n > len) {
+		snprintf(err->msg, sizeof err->msg, "meshring/xds: malformed packed request");
+		return MR_INVALID_ARGUMENT;
+	}
+	a = malloc((n + 1) * sizeof *a);
+	if (a == NULL) {
+		snprintf(err->msg, sizeof err->msg, "meshring/xds: out of memory");
+		return MR_NO_MEMORY;
+	}
+	r->node = next_str(buf, len, &off);
+	r->type_url = next_str(buf, len, &off);
+	r->version_info = next_str(buf, len, &off);
+	for (i = 0; i < n; i++) {
+		a[i] = next_str(buf, len, &off);
+		if (a[i] == NULL) {
+			break;
+		}
+	}
+	if (r->version_info == NULL || i != n) {
+		free(a);
+		snprintf(err->msg, sizeof err->msg, "meshring/xds: malformed packed request");
+		return MR_INVALID_ARGUMENT;
+	}
+	r->names = a;
+	r->n_names = n_names;
+	r->known_names = a + n_names;
+	r->known_versions = a + n_names + n_known;
+	r->n_known = n_known;
+	*arrays = a;
 	return MR_OK;
 }
 
-mr_status mrxds_fetch(mr_cache *c, const mr_watch_request *req, mr_bytes *out, mrxds_err *err) {
-	return capture(mr_cache_fetch(c, req, out), err);
+mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, uint64_t token, mr_cache_watch_h **out, mr_bytes *answer, mrxds_err *err) {
+	mr_watch_request r;
+	const char **arrays;
+	mr_status st = unpack_request(buf, len, &r, &arrays, err);
+	*out = NULL;
+	answer->ptr = NULL;
+	answer->len = 0;
+	if (st != MR_OK) {
+		return st;
+	}
+	r.flags |= MR_WATCH_QUEUED;
+	r.token = token;
+	st = delta ? mr_cache_delta_watch(c, &r, out) : mr_cache_watch(c, &r, out);
+	free(arrays);
+	if (st != MR_OK) {
+		return capture(st, err);
+	}
+	st = mr_cache_watch_next(*out, 0, answer);
+	if (st == MR_WOULD_BLOCK) {
+		return MR_OK; /* parked: the ready queue reports it */
+	}
+	st = capture(st, err);
+	mr_cache_watch_free(*out);
+	*out = NULL;
+	return st;
 }
 
-mr_status mrxds_watch_take(mr_cache_watch_h *w, mr_bytes *out, mrxds_err *err) {
-	mr_status st = mr_cache_watch_next(w, 0, out);
-	if (st == MR_WOULD_BLOCK || st == MR_TIMEOUT) {
+mr_status mrxds_fetch(mr_cache *c, const uint8_t *buf, size_t len, mr_bytes *out, mrxds_err *err) {
+	mr_watch_request r;
+	const char **arrays;
+	mr_status st = unpack_request(buf, len, &r, &arrays, err);
+	out->ptr = NULL;
+	out->len = 0;
+	if (st != MR_OK) {
+		return st;
+	}
+	st = mr_cache_fetch(c, &r, out);
+	free(arrays);
+	if (st == MR_UP_TO_DATE || st == MR_NOT_FOUND) {
 		return st;
 	}
 	return capture(st, err);
+}
+
+mr_status mrxds_take_ready(mr_cache *c, int32_t timeout_ms, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err) {
+	mr_status st = mr_cache_take_ready(c, timeout_ms, ev, cap, n);
+	if (st == MR_WOULD_BLOCK || st == MR_TIMEOUT || st == MR_CLOSED) {
+		return st;
+	}
+	return capture(st, err);
+}
+
+void mrxds_release(mr_cache_ready *ev, size_t n, mr_cache_watch_h **hs, size_t nh) {
+	size_t i;
+	for (i = 0; i < n; i++) {
+		mr_bytes_free(&ev[i].response);
+	}
+	for (i = 0; i < nh; i++) {
+		mr_cache_watch_free(hs[i]);
+	}
 }

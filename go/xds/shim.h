@@ -17,17 +17,21 @@ typedef struct mrxds_err {
 } mrxds_err;
 
 mr_status mrxds_cache_new(uint32_t flags, int64_t heartbeat_ms, mr_cache **out, mrxds_err *err);
-mr_status mrxds_snapshot_new(mr_snapshot **out, mrxds_err *err);
-mr_status mrxds_snapshot_add(mr_snapshot *s, const char *type_url, const char *name, const uint8_t *bytes, size_t len, int64_t ttl_ms, mrxds_err *err);
-mr_status mrxds_snapshot_set_version(mr_snapshot *s, const char *type_url, const char *version, mrxds_err *err);
-mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mrxds_err *err);
+/* SetSnapshot in one call: a snapshot with default version `version` and
+ * the content of a packed buffer (see mr_snapshot_add_packed), set for
+ * node, then released. */
+mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mrxds_err *err);
 mr_status mrxds_clear_snapshot(mr_cache *c, const char *node, mrxds_err *err);
 mr_status mrxds_status(mr_cache *c, const char *node, mr_bytes *out, mrxds_err *err);
 mr_status mrxds_status_keys(mr_cache *c, mr_bytes *out, mrxds_err *err);
-/* delta != 0: mr_cache_delta_watch. On success *fd is the watch's readiness fd. */
-mr_status mrxds_watch(mr_cache *c, const mr_watch_request *req, int delta, mr_cache_watch_h **out, int *fd, mrxds_err *err);
-mr_status mrxds_fetch(mr_cache *c, const mr_watch_request *req, mr_bytes *out, mrxds_err *err);
-/* Non-blocking mr_cache_watch_next; MR_WOULD_BLOCK skips the message copy. */
-mr_status mrxds_watch_take(mr_cache_watch_h *w, mr_bytes *out, mrxds_err *err);
+/* Opens a queued watch (token) from a packed request (request.go) and takes
+ * an answer already there: MR_OK with *out set = parked, reported later by
+ * mr_cache_take_ready; MR_OK with *out NULL = answered now, in *answer (the
+ * handle is already released). delta != 0: a delta watch. */
+mr_status mrxds_open(mr_cache *c, const uint8_t *req, size_t len, int delta, uint64_t token, mr_cache_watch_h **out, mr_bytes *answer, mrxds_err *err);
+mr_status mrxds_fetch(mr_cache *c, const uint8_t *req, size_t len, mr_bytes *out, mrxds_err *err);
+mr_status mrxds_take_ready(mr_cache *c, int32_t timeout_ms, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err);
+/* Releases the responses of ev[0..n) and the watch handles hs[0..nh). */
+void mrxds_release(mr_cache_ready *ev, size_t n, mr_cache_watch_h **hs, size_t nh);
 
 #endif

@@ -6,9 +6,12 @@ package xds
 import "C"
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	meshring "github.com/meshring/meshring/go"
 )
 
 // CreateWatch opens a SOTW watch for req with the stream's subscription
@@ -57,7 +60,8 @@ func (c *Cache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription
 	})
 }
 
-// watch is one open library watch and the goroutine that answers it.
+// watch is one open watch: parked in the library (h) until the cache's
+// dispatcher reports its answer, then handed to out.
 type watch[R any] struct {
 	c     *Cache
 	spec  *watchSpec
@@ -65,206 +69,170 @@ type watch[R any] struct {
 	out   chan R
 	build func(*wireResponse) (R, error)
 
-	// mu guards h (freed by the goroutine, closed by cancel) and its swap
-	// in reopen.
-	mu sync.Mutex
-	h  *C.mr_cache_watch_h
-	fd int32
-	// armed: fd is registered with the cache's poller under id.
-	armed bool
-	id    uint64
-	ready chan struct{}
-
-	once   sync.Once
-	done   chan struct{} // closed by cancel
-	exited chan struct{} // closed when the goroutine is gone
+	// mu guards everything below; the dispatcher and cancel both take it.
+	mu    sync.Mutex
+	state watchState
+	token uint64
+	h     *C.mr_cache_watch_h // while parked
+	// A sender goroutine exists only when out was full: stop ends it,
+	// exited is closed when it is gone.
+	stop, exited chan struct{}
 }
 
-// open opens a library watch for spec.
-func (c *Cache) open(spec *watchSpec, delta bool) (*C.mr_cache_watch_h, int32, error) {
-	creq := spec.build()
-	defer creq.free()
+type watchState uint8
+
+const (
+	parked    watchState = iota // in the library, registered with the dispatcher
+	finished                    // answered or ended; a sender may still run
+	cancelled                   // cancel ran
+)
+
+// open opens a queued library watch for spec under token and takes an
+// answer already there (then h is nil and answer holds it).
+func (c *Cache) open(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache_watch_h, answer *wireResponse, err error) {
+	packed := spec.pack()
 	var d C.int
 	if delta {
 		d = 1
 	}
-	var h *C.mr_cache_watch_h
-	var fd C.int
+	var ans C.mr_bytes
 	var cerr C.mrxds_err
 	c.mu.RLock()
 	if c.h == nil {
 		c.mu.RUnlock()
-		return nil, -1, errCacheClosed("watch")
+		return nil, nil, errCacheClosed("watch")
 	}
-	st := C.mrxds_watch(c.h, creq.req, d, &h, &fd, &cerr)
+	st := C.mrxds_open(c.h, bytesPtr(packed), C.size_t(len(packed)), d, C.uint64_t(token), &h, &ans, &cerr)
+	if st == C.MR_OK && h != nil {
+		c.dispatch.start(c) // under c.mu: Close cannot free the cache before it runs
+	}
 	c.mu.RUnlock()
 	if st != C.MR_OK {
-		return nil, -1, errFromC(st, "watch", &cerr)
+		return nil, nil, errFromC(st, "watch", &cerr)
 	}
-	return h, int32(fd), nil
+	if h != nil {
+		return h, nil, nil
+	}
+	wr, err := decodeResponse(takeBytes(&ans))
+	return nil, wr, err
 }
 
 func startWatch[R any](c *Cache, spec *watchSpec, delta bool, out chan R, build func(*wireResponse) (R, error)) (func(), error) {
-	h, fd, err := c.open(spec, delta)
-	if err != nil {
+	w := &watch[R]{c: c, spec: spec, delta: delta, out: out, build: build}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// Registered first, so an answer reported right after the open finds
+	// the watch (the dispatcher then waits for w.mu).
+	if err := w.openLocked(); err != nil {
 		return nil, err
 	}
-	w := &watch[R]{c: c, spec: spec, delta: delta, out: out, build: build, h: h, fd: fd,
-		ready: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
-	// Answered at once (the client is behind): send it now when the channel
-	// has room, as go-control-plane does, so it is there when CreateWatch
-	// returns; a full channel leaves the send to the goroutine.
-	wr, st, err := w.take()
-	var pending *R
-	switch st {
-	case C.MR_WOULD_BLOCK:
-	case C.MR_OK:
-		r, err := build(wr)
-		if err != nil {
-			C.mr_cache_watch_free(h)
-			return nil, err
-		}
-		select {
-		case out <- r:
-			C.mr_cache_watch_free(h)
-			return func() {}, nil
-		default:
-			pending = &r
-		}
-	default:
-		C.mr_cache_watch_free(h)
-		return nil, err
-	}
-	go w.run(pending)
 	return w.cancel, nil
 }
 
-// take makes one non-blocking mr_cache_watch_next call; only the watch's
-// goroutine (or startWatch before it) calls it.
-func (w *watch[R]) take() (*wireResponse, C.mr_status, error) {
-	var out C.mr_bytes
-	var cerr C.mrxds_err
-	st := C.mrxds_watch_take(w.h, &out, &cerr)
-	switch st {
-	case C.MR_OK:
-		wr, err := decodeResponse(takeBytes(&out))
-		if err != nil {
-			return nil, C.MR_PARSE, err
-		}
-		return wr, st, nil
-	case C.MR_WOULD_BLOCK, C.MR_TIMEOUT:
-		return nil, C.MR_WOULD_BLOCK, nil
-	default:
-		return nil, st, errFromC(st, "watch", &cerr)
+// openLocked opens the library watch; an answer already there is handed
+// to out now (as go-control-plane does, so it is on the channel when
+// CreateWatch returns if the channel has room).
+func (w *watch[R]) openLocked() error {
+	w.token = w.c.dispatch.register(w)
+	h, answer, err := w.c.open(w.spec, w.delta, w.token)
+	if err != nil || h == nil {
+		w.c.dispatch.unregister(w.token)
 	}
-}
-
-// cancel closes the watch and waits for its goroutine to end, so that
-// nothing is sent for it afterwards. It may be called more than once.
-func (w *watch[R]) cancel() {
-	w.once.Do(func() {
-		close(w.done)
-		w.mu.Lock()
-		if w.h != nil {
-			C.mr_cache_watch_close(w.h) // makes the fd readable: the goroutine wakes
-		}
-		w.mu.Unlock()
-	})
-	<-w.exited
-}
-
-func (w *watch[R]) cancelled() bool {
-	select {
-	case <-w.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (w *watch[R]) run(pending *R) {
-	defer w.cleanup()
-	for pending == nil {
-		wr, st, err := w.wait()
-		if err != nil || st != C.MR_OK {
-			// Closed: cancelled, node cleared, cache closed.
-			if st != C.MR_CLOSED && !w.cancelled() {
-				w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
-			}
-			return
-		}
-		if wr.heartbeat && w.c.hbStopped.Load() {
-			// Heartbeats were stopped (their context is done) but the
-			// library still sends them: drop this one and wait again.
-			if !w.reopen() {
-				return
-			}
-			continue
-		}
-		r, err := w.build(wr)
-		if err != nil {
-			w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
-			return
-		}
-		pending = &r
-	}
-	select {
-	case w.out <- *pending:
-	case <-w.done:
-	}
-}
-
-// wait blocks until the watch has an answer or is closed: the cache's
-// poller reports the library's readiness eventfd.
-func (w *watch[R]) wait() (*wireResponse, C.mr_status, error) {
-	for {
-		wr, st, err := w.take()
-		if st != C.MR_WOULD_BLOCK {
-			return wr, st, err
-		}
-		w.disarm()
-		id, err := w.c.poller.arm(w.fd, w.ready)
-		if err != nil {
-			return nil, C.MR_IO, err
-		}
-		w.armed, w.id = true, id
-		<-w.ready
-	}
-}
-
-func (w *watch[R]) disarm() {
-	if w.armed {
-		w.c.poller.disarm(w.fd, w.id)
-		w.armed = false
-	}
-}
-
-// reopen replaces the library watch with a new one for the same request;
-// false if the watch was cancelled meanwhile or the cache is closed.
-func (w *watch[R]) reopen() bool {
-	h, fd, err := w.c.open(w.spec, w.delta)
 	if err != nil {
-		return false
+		w.state = finished
+		return err
 	}
+	if h != nil {
+		w.h, w.state = h, parked
+		return nil
+	}
+	return w.handLocked(answer)
+}
+
+// handLocked builds the response and puts it on out, or leaves that to a
+// sender goroutine when out is full.
+func (w *watch[R]) handLocked(wr *wireResponse) error {
+	w.state = finished
+	r, err := w.build(wr)
+	if err != nil {
+		return err
+	}
+	select {
+	case w.out <- r:
+	default:
+		w.stop, w.exited = make(chan struct{}), make(chan struct{})
+		go func(stop, exited chan struct{}) {
+			defer close(exited)
+			select {
+			case w.out <- r:
+			case <-stop:
+			}
+		}(w.stop, w.exited)
+	}
+	return nil
+}
+
+// answer is called by the dispatcher with the watch's response (nil: it
+// ended unanswered, its node cleared or the cache closed). It returns the
+// library handle to release, if any.
+func (w *watch[R]) answer(wr *wireResponse) *C.mr_cache_watch_h {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cancelled() {
-		C.mr_cache_watch_free(h)
-		return false
+	if w.state != parked {
+		return nil // cancelled: cancel released the handle
 	}
-	w.disarm()
-	C.mr_cache_watch_free(w.h)
-	w.h, w.fd = h, fd
-	return true
+	h := w.h
+	w.h = nil
+	w.state = finished
+	if wr == nil {
+		return h
+	}
+	if wr.heartbeat && w.c.hbStopped.Load() {
+		// Heartbeats were stopped (their context is done) but the library
+		// still sends them: drop this one and wait again, with a new watch
+		// opened off the dispatcher (opening may wait for Close, which
+		// waits for the dispatcher).
+		go w.reopen()
+		return h
+	}
+	if err := w.handLocked(wr); err != nil {
+		w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
+	}
+	return h
 }
 
-func (w *watch[R]) cleanup() {
+func (w *watch[R]) reopen() {
 	w.mu.Lock()
-	w.disarm()
-	if w.h != nil {
-		C.mr_cache_watch_free(w.h)
-		w.h = nil
+	defer w.mu.Unlock()
+	if w.state != finished {
+		return // cancelled meanwhile
 	}
-	w.mu.Unlock()
-	close(w.exited)
+	if err := w.openLocked(); err != nil && !isClosed(err) {
+		w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
+	}
 }
+
+// cancel closes the watch; once it returns nothing more is sent for it.
+// It may be called more than once.
+func (w *watch[R]) cancel() {
+	w.mu.Lock()
+	var h *C.mr_cache_watch_h
+	if w.state == parked {
+		w.c.dispatch.unregister(w.token)
+		h, w.h = w.h, nil
+	}
+	if w.state != cancelled && w.stop != nil {
+		close(w.stop)
+	}
+	w.state = cancelled
+	exited := w.exited
+	w.mu.Unlock()
+	if h != nil {
+		C.mr_cache_watch_free(h) // cancels it in the library
+	}
+	if exited != nil {
+		<-exited
+	}
+}
+
+func isClosed(err error) bool { return errors.Is(err, meshring.ErrClosed) }

@@ -30,6 +30,8 @@ pub struct ReadyEvent {
 struct Entries {
     queue: VecDeque<(u64, Arc<Slot>)>,
     closed: bool,
+    /// Threads blocked in `take`: a push wakes the condvar only for them.
+    waiting: usize,
 }
 
 #[derive(Default)]
@@ -57,7 +59,9 @@ impl ReadyQueue {
             if let Some(fd) = self.fd.get() {
                 fd.signal();
             }
-            self.cond.notify_all();
+            if e.waiting > 0 {
+                self.cond.notify_one();
+            }
         }
     }
 
@@ -105,16 +109,19 @@ impl ReadyQueue {
                     if wait.is_never() {
                         return Err(Error::new(ErrorKind::WouldBlock, EMPTY));
                     }
-                    e = match deadline {
-                        None => self.cond.wait(e).unwrap_or_else(|p| p.into_inner()),
-                        Some(d) => {
-                            let now = Instant::now();
-                            if now >= d {
-                                return Err(Error::new(ErrorKind::Timeout, TIMED_OUT));
-                            }
-                            self.cond.wait_timeout(e, d - now).unwrap_or_else(|p| p.into_inner()).0
-                        }
+                    let remaining = match deadline {
+                        None => None,
+                        Some(d) => match d.checked_duration_since(Instant::now()) {
+                            Some(left) if !left.is_zero() => Some(left),
+                            _ => return Err(Error::new(ErrorKind::Timeout, TIMED_OUT)),
+                        },
                     };
+                    e.waiting += 1;
+                    e = match remaining {
+                        None => self.cond.wait(e).unwrap_or_else(|p| p.into_inner()),
+                        Some(left) => self.cond.wait_timeout(e, left).unwrap_or_else(|p| p.into_inner()).0,
+                    };
+                    e.waiting -= 1;
                 }
                 let n = e.queue.len().min(max);
                 let batch: Vec<(u64, Arc<Slot>)> = e.queue.drain(..n).collect();
@@ -122,6 +129,8 @@ impl ReadyQueue {
                     if let Some(fd) = self.fd.get() {
                         fd.clear();
                     }
+                } else if e.waiting > 0 {
+                    self.cond.notify_one(); // more than this batch: pass it on
                 }
                 batch
             };
