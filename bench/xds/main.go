@@ -81,7 +81,7 @@ type result struct {
 
 // run measures one implementation; every node gets its own snapshot value
 // per round (built before the clock starts).
-func run(name string, c cache.SnapshotCache, nodes, rounds, nEndpoints int) result {
+func run(name string, c cache.SnapshotCache, nodes, rounds, nEndpoints int, shared bool) result {
 	ctx := context.Background()
 	ids := make([]string, nodes)
 	reqs := make([]*cache.Request, nodes)
@@ -127,8 +127,13 @@ func run(name string, c cache.SnapshotCache, nodes, rounds, nEndpoints int) resu
 	for round := 1; round <= rounds; round++ {
 		open() // parked: every node is up to date
 		snaps := make([]*cache.Snapshot, nodes)
+		one := snapshot(round, nEndpoints)
 		for i := range snaps {
-			snaps[i] = snapshot(round, nEndpoints)
+			if shared {
+				snaps[i] = one
+			} else {
+				snaps[i] = snapshot(round, nEndpoints)
+			}
 		}
 		runtime.GC()
 		var m0, m1 runtime.MemStats
@@ -168,21 +173,27 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
-	fmt.Printf("SOTW: one endpoints watch per node; each round SetSnapshot(new endpoints) for every node until every watch answered. Median of %d rounds, %d endpoints per CLA.\n", *rounds, *nEndpoints)
-	fmt.Printf("%-7s %-16s %12s %14s %16s\n", "nodes", "cache", "latency", "responses/s", "Go bytes/round")
-	for _, f := range strings.Split(*nodesFlag, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "bad node count %q\n", f)
-			os.Exit(2)
+	for _, shared := range []bool{false, true} {
+		if shared {
+			fmt.Printf("\nSame, but one snapshot value per round set for every node (a fleet-wide configuration).\n")
+		} else {
+			fmt.Printf("SOTW: one endpoints watch per node; each round SetSnapshot(new endpoints) for every node until every watch answered. Median of %d rounds, %d endpoints per CLA; every node gets its own snapshot value.\n", *rounds, *nEndpoints)
 		}
-		gcp := run("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), n, *rounds, *nEndpoints)
-		ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
-		mr := run("meshring", ours, n, *rounds, *nEndpoints)
-		ours.(*xds.Cache).Close()
-		fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "go-control-plane", gcp.latency.Round(time.Microsecond), gcp.perSec, gcp.bytesPer)
-		fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "meshring/xds", mr.latency.Round(time.Microsecond), mr.perSec, mr.bytesPer)
-		fmt.Printf("%-7d %-16s %11.2fx %13.2fx %15.2fx\n", n, "ratio (ours/gcp)",
-			float64(mr.latency)/float64(gcp.latency), mr.perSec/gcp.perSec, float64(mr.bytesPer)/float64(gcp.bytesPer))
+		fmt.Printf("%-7s %-16s %12s %14s %16s\n", "nodes", "cache", "latency", "responses/s", "Go bytes/round")
+		for _, f := range strings.Split(*nodesFlag, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				fmt.Fprintf(os.Stderr, "bad node count %q\n", f)
+				os.Exit(2)
+			}
+			gcp := run("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), n, *rounds, *nEndpoints, shared)
+			ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
+			mr := run("meshring", ours, n, *rounds, *nEndpoints, shared)
+			ours.(*xds.Cache).Close()
+			fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "go-control-plane", gcp.latency.Round(time.Microsecond), gcp.perSec, gcp.bytesPer)
+			fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "meshring/xds", mr.latency.Round(time.Microsecond), mr.perSec, mr.bytesPer)
+			fmt.Printf("%-7d %-16s %11.2fx %13.2fx %15.2fx\n", n, "ratio (ours/gcp)",
+				float64(mr.latency)/float64(gcp.latency), mr.perSec/gcp.perSec, float64(mr.bytesPer)/float64(gcp.bytesPer))
+		}
 	}
 }

@@ -62,7 +62,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
-	"strings"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,30 +332,38 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 	if snap == nil {
 		return fmt.Errorf("meshring/xds: nil snapshot for node %q", node)
 	}
-	bp := packPool.Get().(*[]byte)
-	defer packPool.Put(bp)
-	buf, version, err := packSnapshot((*bp)[:0], snap)
-	*bp = buf[:0]
-	if err != nil {
-		return err
+	// Marshal before taking any lock: a *cache.Snapshot is built once and
+	// shared by every node it is set for; other snapshots are packed here.
+	var set func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status
+	if s, ok := snap.(*cache.Snapshot); ok && s != nil {
+		h, err := built.handle(s)
+		if err != nil {
+			return err
+		}
+		defer runtime.KeepAlive(s) // keeps h alive (builtSnapshots) until the call returned
+		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status { return C.mrxds_set_snapshot(ch, cnode, h, cerr) }
+	} else {
+		bp := packPool.Get().(*[]byte)
+		defer packPool.Put(bp)
+		buf, version, err := packSnapshot((*bp)[:0], snap)
+		*bp = buf[:0]
+		if err != nil {
+			return err
+		}
+		cversion := cstr(version)
+		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
+			return C.mrxds_set_packed(ch, cnode, cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), cerr)
+		}
 	}
-	// node and version NUL-terminated in one Go buffer.
-	names := make([]byte, 0, len(node)+len(version)+2)
-	names = append(append(append(append(names, node...), 0), version...), 0)
-	if i := strings.IndexByte(node, 0); i >= 0 {
-		names[i] = 0 // cut at an inner NUL, as the C ABI would
-	}
+	cnode := cstr(node)
 	var cerr C.mrxds_err
 	l := c.nodeLock(node)
 	l.Lock()
-	defer l.Unlock()
-	c.mu.RLock()
-	if c.h == nil {
-		c.mu.RUnlock()
+	defer l.Unlock() // the library and c.snaps agree on the last snapshot
+	st := c.withHandle(func(ch *C.mr_cache) C.mr_status { return set(ch, cptr(cnode), &cerr) })
+	if st == C.MR_CLOSED && cerr.msg[0] == 0 {
 		return errCacheClosed("set snapshot")
 	}
-	st := C.mrxds_set_packed(c.h, cptr(names), cptr(names[len(node)+1:]), bytesPtr(buf), C.size_t(len(buf)), &cerr)
-	c.mu.RUnlock()
 	if st != C.MR_OK {
 		return errFromC(st, "set snapshot", &cerr)
 	}
@@ -363,6 +371,17 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 	c.snaps[node] = snap
 	c.metaMu.Unlock()
 	return nil
+}
+
+// withHandle runs call with the library cache under the cache's read lock;
+// MR_CLOSED (with no message) once it is closed.
+func (c *Cache) withHandle(call func(*C.mr_cache) C.mr_status) C.mr_status {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.h == nil {
+		return C.MR_CLOSED
+	}
+	return call(c.h)
 }
 
 // GetSnapshot returns the snapshot last set for node (the very value given

@@ -689,3 +689,43 @@ func TestSotwEmptyExplicitSubscriptionGetsNothing(t *testing.T) {
 	defer cancel2()
 	sameResources(t, typ, decodeSotw(t, recv(t, out2, typ)).res, wantOf(snap, typ, nil))
 }
+
+// One *cache.Snapshot set for many nodes is built in the library once and
+// shared; editing it and setting it again with a new version serves the
+// new content (the reuse is keyed on the snapshot's versions).
+func TestSharedSnapshotValue(t *testing.T) {
+	c := newCache(t, false)
+	ctx := context.Background()
+	snap := makeSnapshot(t, version1)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if err := c.SetSnapshot(ctx, n, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watch := func(node string) sotwGot {
+		ch := make(chan cache.Response, 1)
+		req := &discovery.DiscoveryRequest{Node: &core.Node{Id: node}, TypeUrl: rsrc.EndpointType, ResourceNames: []string{clusterName}}
+		if _, err := c.CreateWatch(req, subFromRequest(req), ch); err != nil {
+			t.Fatal(err)
+		}
+		return decodeSotw(t, recv(t, ch, node))
+	}
+	for _, n := range []string{"n1", "n3"} {
+		got := watch(n)
+		if got.version != version1 {
+			t.Fatalf("%s: version %q", n, got.version)
+		}
+		sameResources(t, n, got.res, wantOf(snap, rsrc.EndpointType, nil))
+	}
+	// Edit the same value: new endpoints and a new version.
+	edited := makeSnapshot(t, version2)
+	snap.Resources = edited.Resources
+	if err := c.SetSnapshot(ctx, "n2", snap); err != nil {
+		t.Fatal(err)
+	}
+	got := watch("n2")
+	if got.version != version2 {
+		t.Fatalf("edited snapshot: version %q, want %q", got.version, version2)
+	}
+	sameResources(t, "edited", got.res, wantOf(edited, rsrc.EndpointType, nil))
+}

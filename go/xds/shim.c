@@ -36,6 +36,22 @@ mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, c
 	return st;
 }
 
+mr_status mrxds_snapshot_packed(const char *version, const uint8_t *buf, size_t len, mr_snapshot **out, mrxds_err *err) {
+	mr_status st = mr_snapshot_new(version, out);
+	if (st == MR_OK) {
+		st = mr_snapshot_add_packed(*out, buf, len);
+		if (st != MR_OK) {
+			mr_snapshot_free(*out);
+			*out = NULL;
+		}
+	}
+	return capture(st, err);
+}
+
+mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mrxds_err *err) {
+	return capture(mr_cache_set_snapshot(c, node, s), err);
+}
+
 mr_status mrxds_clear_snapshot(mr_cache *c, const char *node, mrxds_err *err) {
 	return capture(mr_cache_clear_snapshot(c, node), err);
 }

@@ -21,6 +21,9 @@ mr_status mrxds_cache_new(uint32_t flags, int64_t heartbeat_ms, mr_cache **out, 
  * the content of a packed buffer (see mr_snapshot_add_packed), set for
  * node, then released. */
 mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mrxds_err *err);
+/* A snapshot handle (default version `version`) from a packed buffer. */
+mr_status mrxds_snapshot_packed(const char *version, const uint8_t *buf, size_t len, mr_snapshot **out, mrxds_err *err);
+mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mrxds_err *err);
 mr_status mrxds_clear_snapshot(mr_cache *c, const char *node, mrxds_err *err);
 mr_status mrxds_status(mr_cache *c, const char *node, mr_bytes *out, mrxds_err *err);
 mr_status mrxds_status_keys(mr_cache *c, mr_bytes *out, mrxds_err *err);

@@ -44,7 +44,8 @@ pub(crate) struct Req {
     pub version_info: String,
     pub names: BTreeSet<String>,
     pub wildcard: bool,
-    pub known: HashMap<String, String>,
+    /// Shared strings: a response's next state keeps them by reference.
+    pub known: HashMap<Arc<str>, Arc<str>>,
     pub first: bool,
 }
 
@@ -53,7 +54,8 @@ impl Req {
         let mut names: BTreeSet<String> = r.names.into_iter().collect();
         let star = names.remove("*");
         let wildcard = r.wildcard || star || (!delta && !r.explicit && names.is_empty());
-        Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known: r.known, first: r.first }
+        let known = r.known.into_iter().map(|(n, v)| (Arc::from(n), Arc::from(v))).collect();
+        Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known, first: r.first }
     }
 
     fn subscribed(&self, name: &str) -> bool {
@@ -76,8 +78,8 @@ impl Req {
     }
 
     /// Returned state kept from the request: subscribed names only.
-    fn kept_state(&self) -> BTreeMap<String, Arc<str>> {
-        self.known.iter().filter(|(n, _)| self.subscribed(n)).map(|(n, v)| (n.clone(), Arc::from(v.as_str()))).collect()
+    fn kept_state(&self) -> BTreeMap<Arc<str>, Arc<str>> {
+        self.known.iter().filter(|(n, _)| self.subscribed(n)).map(|(n, v)| (n.clone(), v.clone())).collect()
     }
 
     /// The ADS rule: with explicit names, answer only when every resource
@@ -104,13 +106,13 @@ pub(crate) fn sotw(req: &Req, view: &TypeView, full_state: bool, ads: bool) -> O
         return None;
     }
     let (resources, next_state) = if full_state {
-        let next = scope.iter().map(|r| (r.name().to_string(), r.version().clone())).collect();
+        let next = scope.iter().map(|r| (r.shared_name().clone(), r.version().clone())).collect();
         (scope.into_iter().cloned().collect::<Vec<_>>(), next)
     } else {
         let mut next = req.kept_state();
         let sent: Vec<_> = scope.into_iter().filter(|r| !req.returned_at(r)).cloned().collect();
         for r in &sent {
-            next.insert(r.name().to_string(), r.version().clone());
+            next.insert(r.shared_name().clone(), r.version().clone());
         }
         (sent, next)
     };
@@ -144,7 +146,7 @@ pub(crate) fn heartbeat(req: &Req, view: &TypeView) -> Response {
     let resources: Vec<_> = req.scope(view).into_iter().filter(|r| r.ttl().is_some()).cloned().collect();
     let mut next_state = req.kept_state();
     for r in &resources {
-        next_state.insert(r.name().to_string(), r.version().clone());
+        next_state.insert(r.shared_name().clone(), r.version().clone());
     }
     Response {
         kind: ResponseKind::Sotw,
@@ -160,7 +162,7 @@ pub(crate) fn heartbeat(req: &Req, view: &TypeView) -> Response {
 /// Fetch: every covered resource (no ADS rule, no returned state).
 pub(crate) fn fetch(req: &Req, view: &TypeView) -> Response {
     let resources: Vec<_> = req.scope(view).into_iter().cloned().collect();
-    let next_state = resources.iter().map(|r| (r.name().to_string(), r.version().clone())).collect();
+    let next_state = resources.iter().map(|r| (r.shared_name().clone(), r.version().clone())).collect();
     Response {
         kind: ResponseKind::Sotw,
         heartbeat: false,
@@ -183,24 +185,24 @@ pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
     let mut next_state = BTreeMap::new();
     let changed = |r: &Arc<Resource>| req.known.get(r.name()).is_none_or(|v| **v != **r.version());
     if req.wildcard {
-        for (name, r) in view.resources() {
-            next_state.insert(name.clone(), r.version().clone());
+        for (_, r) in view.resources() {
+            next_state.insert(r.shared_name().clone(), r.version().clone());
             if changed(r) {
                 resources.push(r.clone());
             }
         }
-        removed.extend(req.known.keys().filter(|n| view.get(n).is_none()).cloned());
+        removed.extend(req.known.keys().filter(|n| view.get(n).is_none()).map(|n| n.to_string()));
         removed.sort();
     } else {
         for name in &req.names {
             match view.get(name) {
                 Some(r) => {
-                    next_state.insert(name.clone(), r.version().clone());
+                    next_state.insert(r.shared_name().clone(), r.version().clone());
                     if changed(r) {
                         resources.push(r.clone());
                     }
                 }
-                None if req.known.contains_key(name) => removed.push(name.clone()),
+                None if req.known.contains_key(name.as_str()) => removed.push(name.clone()),
                 None => {}
             }
         }

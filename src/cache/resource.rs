@@ -11,7 +11,8 @@ use std::time::Duration;
 /// share it.
 #[derive(Debug)]
 pub struct Resource {
-    name: String,
+    /// Shared, so a response's next state names it without copying.
+    name: Arc<str>,
     bytes: Arc<[u8]>,
     ttl: Option<Duration>,
     /// Content hash as 32 hex digits; filled on first use, or copied from
@@ -21,11 +22,15 @@ pub struct Resource {
 }
 
 impl Resource {
-    pub fn new(name: impl Into<String>, bytes: impl Into<Arc<[u8]>>, ttl: Option<Duration>) -> Resource {
-        Resource { name: name.into(), bytes: bytes.into(), ttl, version: OnceLock::new() }
+    pub fn new(name: &str, bytes: impl Into<Arc<[u8]>>, ttl: Option<Duration>) -> Resource {
+        Resource { name: Arc::from(name), bytes: bytes.into(), ttl, version: OnceLock::new() }
     }
 
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
 

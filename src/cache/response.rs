@@ -31,7 +31,7 @@ pub struct Response {
     pub removed: Vec<String>,
     /// The state the stream keeps for its next watch: SOTW = returned
     /// resources (name -> version), delta = next version map.
-    pub next_state: BTreeMap<String, Arc<str>>,
+    pub next_state: BTreeMap<Arc<str>, Arc<str>>,
 }
 
 /// cbindgen:ignore

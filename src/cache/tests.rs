@@ -51,7 +51,7 @@ fn req(node: &str, t: &str, version: &str, names: &[&str]) -> WatchRequest {
 }
 
 fn known(r: &Response) -> HashMap<String, String> {
-    r.next_state.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
+    r.next_state.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn got(w: &CacheWatch) -> Option<Response> {
@@ -413,7 +413,7 @@ fn previously_not_requested_names_are_answered_at_once() {
     let r2 = got(&w).expect("b was never returned");
     assert_eq!(r2.version, V1);
     assert_eq!(r2.names(), vec!["b"]);
-    assert_eq!(r2.next_state.keys().collect::<Vec<_>>(), vec!["a", "b"]);
+    assert_eq!(r2.next_state.keys().map(|k| &**k).collect::<Vec<&str>>(), vec!["a", "b"]);
     // Everything returned: parks.
     let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b"]);
     q.known = known(&r2);
@@ -741,7 +741,7 @@ fn delta_explicit_subscription_and_unsubscribe() {
     c.set_snapshot("n", Arc::new(s)).unwrap();
     let r = got(&c.delta_watch(dreq("n", ENDPOINT_TYPE, false, &["a", "b", "x"], HashMap::new(), true)).unwrap()).unwrap();
     assert_eq!(r.names(), vec!["a", "b"]);
-    assert_eq!(r.next_state.keys().collect::<Vec<_>>(), vec!["a", "b"]);
+    assert_eq!(r.next_state.keys().map(|k| &**k).collect::<Vec<&str>>(), vec!["a", "b"]);
     // Unsubscribe b: the stream drops it from names and known; a change to b is not sent.
     let mut k = known(&r);
     k.remove("b");
