@@ -201,6 +201,155 @@ static void run(int nodes, struct result *r)
     free(w);
 }
 
+/* ---- delta: cost of one changed resource vs the type's size ---------- */
+
+struct dstate {
+    size_t n;
+    char **names, **versions;
+};
+
+static void dstate_free(struct dstate *d)
+{
+    size_t i;
+    for (i = 0; i < d->n; i++) {
+        free(d->names[i]);
+        free(d->versions[i]);
+    }
+    free(d->names);
+    free(d->versions);
+    d->n = 0;
+}
+
+/* The next state of a delta response; returns the number of resources sent. */
+static uint32_t parse_delta(const mr_bytes *m, struct dstate *d)
+{
+    const uint8_t *p = m->ptr + 8;
+    uint32_t i, n, sent;
+    skip_str(&p);
+    skip_str(&p);
+    sent = n = rd_u32(&p);
+    for (i = 0; i < n; i++) {
+        skip_str(&p);
+        skip_str(&p);
+        p += 8;
+        skip_str(&p);
+    }
+    n = rd_u32(&p);
+    for (i = 0; i < n; i++) {
+        skip_str(&p);
+    }
+    n = rd_u32(&p);
+    dstate_free(d);
+    d->names = malloc(n * sizeof *d->names);
+    d->versions = malloc(n * sizeof *d->versions);
+    for (i = 0; i < n; i++) {
+        d->names[i] = rd_str(&p);
+        d->versions[i] = rd_str(&p);
+    }
+    d->n = n;
+    return sent;
+}
+
+struct dresult {
+    double open_us, set_us, take_us;
+    size_t bytes;
+    uint32_t sent;
+};
+
+/* One node, one wildcard delta watch, a type of `nres` resources; each
+ * update replaces one resource through mr_cache_get_snapshot +
+ * remove/add (the rest stay shared) and bumps the version. Times per
+ * update: reopening the watch with the stream's state (nres entries),
+ * SetSnapshot (answers it), taking the encoded response. */
+static void run_delta(int nres, int updates, struct dresult *r)
+{
+    mr_cache *c;
+    mr_snapshot *s;
+    mr_cache_watch_h *w;
+    mr_watch_request req;
+    mr_bytes m = {NULL, 0};
+    struct dstate st = {0, NULL, NULL};
+    uint8_t body[64];
+    char name[32], version[32];
+    double t0, t1, t2, t3;
+    int i, u;
+
+    TRY(mr_cache_new(NULL, &c));
+    TRY(mr_snapshot_new("v0", &s));
+    for (i = 0; i < nres; i++) {
+        memset(body, 'a' + i % 26, sizeof body);
+        snprintf(name, sizeof name, "r%05d", i);
+        TRY(mr_snapshot_add_resource(s, T_EP, name, body, sizeof body, 0));
+    }
+    TRY(mr_cache_set_snapshot(c, "d", s));
+    mr_snapshot_free(s);
+    TRY(mr_watch_request_init(&req));
+    req.node = "d";
+    req.type_url = T_EP;
+    req.flags = MR_WATCH_WILDCARD | MR_WATCH_FIRST;
+    TRY(mr_cache_delta_watch(c, &req, &w));
+    TRY(mr_cache_watch_next(w, -1, &m));
+    parse_delta(&m, &st);
+    mr_bytes_free(&m);
+    mr_cache_watch_free(w);
+    req.flags = MR_WATCH_WILDCARD;
+
+    memset(r, 0, sizeof *r);
+    for (u = 1; u <= updates; u++) {
+        req.known_names = (const char *const *)st.names;
+        req.known_versions = (const char *const *)st.versions;
+        req.n_known = st.n;
+        t0 = now_ms();
+        TRY(mr_cache_delta_watch(c, &req, &w));
+        t1 = now_ms();
+        if (mr_cache_watch_next(w, 0, &m) != MR_WOULD_BLOCK) {
+            fprintf(stderr, "cache_bench: delta watch was not parked\n");
+            exit(1);
+        }
+        TRY(mr_cache_get_snapshot(c, "d", &s));
+        TRY(mr_snapshot_remove_resource(s, T_EP, "r00000"));
+        memset(body, 'A' + u % 26, sizeof body);
+        body[1] = (uint8_t)u;
+        TRY(mr_snapshot_add_resource(s, T_EP, "r00000", body, sizeof body, 0));
+        snprintf(version, sizeof version, "v%d", u);
+        TRY(mr_snapshot_set_version(s, T_EP, version));
+        TRY(mr_cache_set_snapshot(c, "d", s));
+        t2 = now_ms();
+        TRY(mr_cache_watch_next(w, -1, &m));
+        t3 = now_ms();
+        mr_snapshot_free(s);
+        r->open_us += (t1 - t0) * 1000.0;
+        r->set_us += (t2 - t1) * 1000.0;
+        r->take_us += (t3 - t2) * 1000.0;
+        r->bytes += m.len;
+        r->sent += parse_delta(&m, &st);
+        mr_bytes_free(&m);
+        mr_cache_watch_free(w);
+    }
+    r->open_us /= updates;
+    r->set_us /= updates;
+    r->take_us /= updates;
+    r->bytes /= (size_t)updates;
+    r->sent /= (uint32_t)updates;
+    dstate_free(&st);
+    mr_cache_free(c);
+}
+
+static void delta_table(void)
+{
+    static const int sizes[] = {100, 1000, 10000};
+    size_t s;
+    printf("\ndelta: 1 node, 1 wildcard delta watch, one of N resources replaced per update (copy-on-write edit of the\n"
+           "node's snapshot), mean of 200 updates; open = reopening the watch with the stream's N-entry state\n");
+    printf("%8s %9s %10s %10s %12s %11s %12s\n", "N", "sent", "open us", "set us", "take us", "total us", "resp bytes");
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        struct dresult r;
+        run_delta(sizes[s], 200, &r);
+        printf("%8d %9u %10.1f %10.1f %12.1f %11.1f %12zu\n", sizes[s], r.sent, r.open_us, r.set_us, r.take_us,
+               r.open_us + r.set_us + r.take_us, r.bytes);
+    }
+}
+
 static int by_total(const void *a, const void *b)
 {
     double x = ((const struct result *)a)->total_ms, y = ((const struct result *)b)->total_ms;
@@ -232,5 +381,6 @@ int main(int argc, char **argv)
                med.total_ms, med.total_ms * 1000.0 / sizes[s], sizes[s] / (med.total_ms / 1000.0),
                med.bytes / (size_t)sizes[s]);
     }
+    delta_table();
     return 0;
 }

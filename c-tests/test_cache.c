@@ -1261,6 +1261,14 @@ static void packed_snapshot(void)
     CHECK_FAIL(mr_snapshot_add_packed(s, buf, (size_t)(p - buf)), MR_INVALID_ARGUMENT); /* duplicates */
     CHECK_ST(mr_snapshot_resource_count(s, T_EP, &count), MR_OK);
     CHECK(count == 2, "a duplicate batch adds nothing, got %zu", count);
+    CHECK_ST(mr_snapshot_remove_resource(s, T_EP, "a"), MR_OK);
+    CHECK_FAIL(mr_snapshot_remove_resource(s, T_EP, "a"), MR_NOT_FOUND);
+    CHECK_FAIL(mr_snapshot_remove_resource(s, "type.example/none", "b"), MR_NOT_FOUND);
+    CHECK_FAIL(mr_snapshot_remove_resource(s, T_EP, NULL), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_snapshot_remove_resource(NULL, T_EP, "b"), MR_INVALID_ARGUMENT);
+    CHECK_ST(mr_snapshot_resource_count(s, T_EP, &count), MR_OK);
+    CHECK(count == 1, "one resource left after removing a, got %zu", count);
+    CHECK_ST(add(s, T_EP, "a", "ea-new"), MR_OK); /* replace = remove + add */
     mr_snapshot_free(s);
 }
 

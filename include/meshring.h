@@ -871,6 +871,15 @@ enum mr_status mr_snapshot_new(const char *version, struct mr_snapshot **out);
 enum mr_status mr_snapshot_add_resource(struct mr_snapshot *snap, const char *type_url, const char *name, const uint8_t *bytes, size_t len, int64_t ttl_ms);
 
 /*
+ Removes resource `name` of `type_url`; to replace a resource, remove it
+ and add the new bytes. Together with `mr_cache_get_snapshot` this edits
+ the snapshot a node has: unchanged resources stay shared (never
+ compared or hashed again). MR_NOT_FOUND if there is no such resource.
+ Strings are borrowed for the call only.
+ */
+enum mr_status mr_snapshot_remove_resource(struct mr_snapshot *snap, const char *type_url, const char *name);
+
+/*
  Adds many versions and resources at once from `buf[0..len)` in the
  packed encoding (for bindings where each call costs, e.g. cgo):
  little-endian, str/blob = u32 length + bytes:

@@ -173,6 +173,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
+	fmt.Printf("cgo crossing: %v per call. Calls per operation: SetSnapshot 1, CreateWatch 1 (opens and takes an immediate answer), answers 2 per batch of up to 256 (take + release).\n\n", cgoCallCost())
 	for _, shared := range []bool{false, true} {
 		if shared {
 			fmt.Printf("\nSame, but one snapshot value per round set for every node (a fleet-wide configuration).\n")

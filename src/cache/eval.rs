@@ -182,22 +182,36 @@ pub(crate) fn fetch(req: &Req, view: &TypeView) -> Response {
 pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
     let mut resources = Vec::new();
     let mut removed = Vec::new();
-    let mut next_state = BTreeMap::new();
-    let changed = |r: &Arc<Resource>| req.known.get(r.name()).is_none_or(|v| **v != **r.version());
+    let next_state: BTreeMap<Arc<str>, Arc<str>>;
     if req.wildcard {
+        // One pass in name order; the next state is built in bulk from it.
+        let mut next = Vec::with_capacity(view.len());
+        let mut known_seen = 0;
         for (_, r) in view.resources() {
-            next_state.insert(r.shared_name().clone(), r.version().clone());
-            if changed(r) {
-                resources.push(r.clone());
+            match req.known.get(r.name()) {
+                Some(v) => {
+                    known_seen += 1;
+                    if **v != **r.version() {
+                        resources.push(r.clone());
+                    }
+                }
+                None => resources.push(r.clone()),
             }
+            next.push((r.shared_name().clone(), r.version().clone()));
         }
-        removed.extend(req.known.keys().filter(|n| view.get(n).is_none()).map(|n| n.to_string()));
-        removed.sort();
+        next_state = next.into_iter().collect();
+        // Only when some known name was not seen is any of them gone.
+        if known_seen < req.known.len() {
+            removed.extend(req.known.keys().filter(|n| view.get(n).is_none()).map(|n| n.to_string()));
+            removed.sort();
+        }
     } else {
+        let mut next = BTreeMap::new();
+        let changed = |r: &Arc<Resource>| req.known.get(r.name()).is_none_or(|v| **v != **r.version());
         for name in &req.names {
             match view.get(name) {
                 Some(r) => {
-                    next_state.insert(r.shared_name().clone(), r.version().clone());
+                    next.insert(r.shared_name().clone(), r.version().clone());
                     if changed(r) {
                         resources.push(r.clone());
                     }
@@ -206,6 +220,7 @@ pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
                 None => {}
             }
         }
+        next_state = next;
     }
     if resources.is_empty() && removed.is_empty() && !(req.wildcard && req.first) {
         return None;

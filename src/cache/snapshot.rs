@@ -91,6 +91,20 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Removes a resource (to replace it: remove, then add). NotFound if
+    /// the type has no resource of that name.
+    pub fn remove(&mut self, type_url: &str, name: &str) -> Result<()> {
+        let missing = || Error::new(crate::error::ErrorKind::NotFound, format!("no resource {name:?} of type {type_url}"));
+        if !self.types.get(type_url).is_some_and(|t| t.resources.contains_key(name)) {
+            return Err(missing());
+        }
+        let set = Arc::make_mut(self.types.get_mut(type_url).ok_or_else(missing)?);
+        if let Some(r) = set.resources.remove(name) {
+            set.ttl_count -= usize::from(r.ttl().is_some());
+        }
+        Ok(())
+    }
+
     /// Sets the version of one type (default: the snapshot's version).
     pub fn set_version(&mut self, type_url: &str, version: &str) -> Result<()> {
         if type_url.is_empty() {
@@ -179,8 +193,11 @@ impl Snapshot {
             if Arc::ptr_eq(set, old) {
                 continue;
             }
+            // Both maps are in name order: one merged pass, no lookups.
+            let mut olds = old.resources.iter().peekable();
             for (name, r) in &set.resources {
-                if let Some(o) = old.resources.get(name) {
+                while olds.next_if(|(o, _)| *o < name).is_some() {}
+                if let Some((_, o)) = olds.next_if(|(o, _)| *o == name) {
                     if !Arc::ptr_eq(r, o) {
                         r.inherit_version(o);
                     }

@@ -112,6 +112,22 @@ fn consistency_check_resolves_references() {
 }
 
 #[test]
+fn remove_replaces_one_resource_and_keeps_the_rest_shared() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let old = c.get_snapshot("n").unwrap();
+    let mut edited = (*old).clone();
+    edited.remove(ENDPOINT_TYPE, "c0").unwrap();
+    assert_eq!(edited.remove(ENDPOINT_TYPE, "c0").unwrap_err().kind, ErrorKind::NotFound);
+    edited.add(ENDPOINT_TYPE, "c0", b"endpoints c0 :9090".to_vec(), None).unwrap();
+    edited.set_version(ENDPOINT_TYPE, V2).unwrap();
+    // The other types are the very same sets: nothing to compare or hash.
+    assert!(Arc::ptr_eq(edited.type_set(CLUSTER_TYPE).unwrap(), old.type_set(CLUSTER_TYPE).unwrap()));
+    assert_eq!(&edited.type_set(ENDPOINT_TYPE).unwrap().get("c0").unwrap().bytes()[..], b"endpoints c0 :9090");
+    assert_eq!(&old.type_set(ENDPOINT_TYPE).unwrap().get("c0").unwrap().bytes()[..], b"endpoints c0 :8080");
+}
+
+#[test]
 fn builder_is_copy_on_write_after_set() {
     let c = cache();
     let b = SnapshotBuilder::new(V1);

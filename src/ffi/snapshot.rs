@@ -60,6 +60,21 @@ pub extern "C" fn mr_snapshot_add_resource(
     })
 }
 
+/// Removes resource `name` of `type_url`; to replace a resource, remove it
+/// and add the new bytes. Together with `mr_cache_get_snapshot` this edits
+/// the snapshot a node has: unchanged resources stay shared (never
+/// compared or hashed again). MR_NOT_FOUND if there is no such resource.
+/// Strings are borrowed for the call only.
+#[no_mangle]
+pub extern "C" fn mr_snapshot_remove_resource(snap: *mut mr_snapshot, type_url: *const c_char, name: *const c_char) -> mr_status {
+    ffi_status!("mr_snapshot_remove_resource", {
+        let snap = try_ref(snap)?;
+        let type_url = try_str(type_url, "type_url")?;
+        let name = try_str(name, "name")?;
+        snap.edit(|s| s.remove(type_url, name))
+    })
+}
+
 /// Adds many versions and resources at once from `buf[0..len)` in the
 /// packed encoding (for bindings where each call costs, e.g. cgo):
 /// little-endian, str/blob = u32 length + bytes:
