@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -728,4 +730,65 @@ func TestSharedSnapshotValue(t *testing.T) {
 		t.Fatalf("edited snapshot: version %q, want %q", got.version, version2)
 	}
 	sameResources(t, "edited", got.res, wantOf(edited, rsrc.EndpointType, nil))
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count open fds: %v", err)
+	}
+	return len(ents)
+}
+
+// Parked watches cost no file descriptor and no goroutine: 20,000 of them
+// (more than a typical fd limit) are opened, then all answered by one
+// SetSnapshot per node, then the rest are cancelled.
+func TestManyParkedWatchesNeedNoFDs(t *testing.T) {
+	const n = 20000
+	c := newCache(t, false)
+	ctx := context.Background()
+	fds, goroutines := openFDs(t), runtime.NumGoroutine()
+	chans := make([]chan cache.Response, n)
+	cancels := make([]func(), n)
+	for i := range chans {
+		req := &discovery.DiscoveryRequest{Node: &core.Node{Id: fmt.Sprintf("m%d", i%100)}, TypeUrl: rsrc.EndpointType, ResourceNames: []string{clusterName}}
+		chans[i] = make(chan cache.Response, 1)
+		var err error
+		if cancels[i], err = c.CreateWatch(req, subFromRequest(req), chans[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := openFDs(t) - fds; d > 4 {
+		t.Fatalf("%d parked watches opened %d file descriptors", n, d)
+	}
+	if d := runtime.NumGoroutine() - goroutines; d > 4 {
+		t.Fatalf("%d parked watches started %d goroutines", n, d)
+	}
+	// Answer the watches of half the nodes; cancel the rest.
+	for i := 0; i < 50; i++ {
+		if err := c.SetSnapshot(ctx, fmt.Sprintf("m%d", i), makeSnapshot(t, version1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range chans {
+		if i%100 < 50 {
+			if got := decodeSotw(t, recv(t, chans[i], "answer")); got.version != version1 {
+				t.Fatalf("watch %d: version %q", i, got.version)
+			}
+		}
+	}
+	for _, cancel := range cancels {
+		cancel()
+	}
+	time.Sleep(waitShort)
+	for i := range chans {
+		select {
+		case r := <-chans[i]:
+			t.Fatalf("watch %d: unexpected response %v", i, r)
+		default:
+		}
+	}
+	if s := c.GetStatusInfo("m99"); s == nil || s.GetNumWatches() != 0 {
+		t.Fatalf("after cancel: status %v", s)
+	}
 }
