@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,21 +210,27 @@ func cstr(s string) []byte {
 
 func cptr(b []byte) *C.char { return (*C.char)(unsafe.Pointer(&b[0])) }
 
-func snapshotTypeURLs(snap cache.ResourceSnapshot) []string {
-	urls := make([]string, 0, int(types.UnknownType)+2)
-	seen := make(map[string]bool, int(types.UnknownType)+2)
+// knownTypeURLs lists the type URLs go-control-plane knows, once.
+var knownTypeURLs = sync.OnceValue(func() []string {
+	var urls []string
 	for t := types.ResponseType(0); t < types.UnknownType; t++ {
-		if u, err := cache.GetResponseTypeURL(t); err == nil && !seen[u] {
-			seen[u] = true
+		if u, err := cache.GetResponseTypeURL(t); err == nil && !slices.Contains(urls, u) {
 			urls = append(urls, u)
 		}
 	}
-	if l, ok := snap.(TypeURLLister); ok {
-		for _, u := range l.TypeURLs() {
-			if u != "" && !seen[u] {
-				seen[u] = true
-				urls = append(urls, u)
-			}
+	return urls
+})
+
+func snapshotTypeURLs(snap cache.ResourceSnapshot) []string {
+	urls := knownTypeURLs()
+	l, ok := snap.(TypeURLLister)
+	if !ok {
+		return urls
+	}
+	urls = slices.Clip(urls)
+	for _, u := range l.TypeURLs() {
+		if u != "" && !slices.Contains(urls, u) {
+			urls = append(urls, u)
 		}
 	}
 	return urls
