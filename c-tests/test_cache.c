@@ -1175,6 +1175,35 @@ static void ready_queue(void)
     CHECK_ST(mr_cache_watch_next(w[0], 0, &m), MR_OK);
     mr_bytes_free(&m);
     CHECK_ST(mr_cache_take_ready(c, 0, ev, 8, &n), MR_WOULD_BLOCK);
+    /* mr_cache_set_snapshot_take: the caller gets the answers directly. */
+    mr_cache_watch_free(w[2]);
+    req_for(&req, "q2", T_EP, "v1");
+    req.flags = MR_WATCH_QUEUED;
+    req.token = 55;
+    req.names = names;
+    req.n_names = 1;
+    {
+        struct known k;
+        mr_snapshot *s2 = snap_with("v2", "eb");
+        k.names[0] = "a";
+        k.versions[0] = r.next_version[0];
+        req.known_names = k.names;
+        req.known_versions = k.versions;
+        req.n_known = 1;
+        CHECK_ST(mr_cache_watch(c, &req, &w[2]), MR_OK);
+        CHECK_ST(mr_cache_watch_next(w[2], 0, &m), MR_WOULD_BLOCK);
+        CHECK_FAIL(mr_cache_set_snapshot_take(c, "q2", s2, NULL, 4, &n), MR_INVALID_ARGUMENT);
+        CHECK_FAIL(mr_cache_set_snapshot_take(c, "q2", s2, ev, 4, NULL), MR_INVALID_ARGUMENT);
+        if (CHECK_ST(mr_cache_set_snapshot_take(c, "q2", s2, ev, 4, &n), MR_OK)) {
+            CHECK(n == 1 && ev[0].token == 55 && ev[0].status == MR_OK, "the answer comes back from the call (n=%zu)", n);
+            CHECK(n == 1 && parse(&ev[0].response, &r) && strcmp(r.version, "v2") == 0, "at the new version");
+            for (i = 0; i < n; i++) {
+                mr_bytes_free(&ev[i].response);
+            }
+        }
+        CHECK_ST(mr_cache_take_ready(c, 0, ev, 8, &n), MR_WOULD_BLOCK);
+        mr_snapshot_free(s2);
+    }
     /* Bad input. */
     CHECK_FAIL(mr_cache_take_ready(NULL, 0, ev, 8, &n), MR_INVALID_ARGUMENT);
     CHECK_FAIL(mr_cache_take_ready(c, 0, NULL, 8, &n), MR_INVALID_ARGUMENT);

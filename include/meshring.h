@@ -668,6 +668,17 @@ enum mr_status mr_cache_new(const struct mr_cache_config *cfg, struct mr_cache *
 enum mr_status mr_cache_set_snapshot(struct mr_cache *cache, const char *node, const struct mr_snapshot *snap);
 
 /*
+ `mr_cache_set_snapshot`, and the answers it produces for queued watches
+ (MR_WATCH_QUEUED) come back in `events[0..*n_out]` (up to `cap`; any
+ more go to the ready queue) instead of through `mr_cache_take_ready`:
+ the caller hands them out on its own thread, with no wake-up of the
+ thread that takes from the queue. Each event is as from
+ `mr_cache_take_ready` (release its response with `mr_bytes_free`). On
+ failure `*n_out` is 0 and nothing was set.
+ */
+enum mr_status mr_cache_set_snapshot_take(struct mr_cache *cache, const char *node, const struct mr_snapshot *snap, struct mr_cache_ready *events, size_t cap, size_t *n_out);
+
+/*
  `node`'s snapshot as a new handle in `*out`, which the caller releases
  with `mr_snapshot_free` (editing it never changes the cache's copy).
  MR_NOT_FOUND when the node has no snapshot (then `*out` is NULL).

@@ -341,6 +341,11 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 	}
 	// Marshal before taking any lock: a *cache.Snapshot is built once and
 	// shared by every node it is set for; other snapshots are packed here.
+	// Answers of this node's watches come back from the call itself and
+	// are handed out on this goroutine, as go-control-plane does.
+	evs := eventsPool.Get().(*[setBatch]C.mr_cache_ready)
+	defer eventsPool.Put(evs)
+	var n C.size_t
 	var set func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status
 	if s, ok := snap.(*cache.Snapshot); ok && s != nil {
 		h, err := built.handle(s)
@@ -348,7 +353,9 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 			return err
 		}
 		defer runtime.KeepAlive(s) // keeps h alive (builtSnapshots) until the call returned
-		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status { return C.mrxds_set_snapshot(ch, cnode, h, cerr) }
+		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
+			return C.mrxds_set_snapshot(ch, cnode, h, &evs[0], setBatch, &n, cerr)
+		}
 	} else {
 		bp := packPool.Get().(*[]byte)
 		defer packPool.Put(bp)
@@ -359,26 +366,36 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 		}
 		cversion := cstr(version)
 		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
-			return C.mrxds_set_packed(ch, cnode, cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), cerr)
+			return C.mrxds_set_packed(ch, cnode, cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), &evs[0], setBatch, &n, cerr)
 		}
 	}
 	cnode := cstr(node)
 	var cerr C.mrxds_err
 	l := c.nodeLock(node)
-	l.Lock()
-	defer l.Unlock() // the library and c.snaps agree on the last snapshot
+	l.Lock() // the library and c.snaps agree on the last snapshot
 	st := c.withHandle(func(ch *C.mr_cache) C.mr_status { return set(ch, cptr(cnode), &cerr) })
-	if st == C.MR_CLOSED && cerr.msg[0] == 0 {
-		return errCacheClosed("set snapshot")
+	if st == C.MR_OK {
+		c.metaMu.Lock()
+		c.snaps[node] = snap
+		c.metaMu.Unlock()
 	}
-	if st != C.MR_OK {
+	l.Unlock()
+	switch {
+	case st == C.MR_OK:
+		c.dispatch.hand(evs[:n], nil, c)
+		return nil
+	case st == C.MR_CLOSED && cerr.msg[0] == 0:
+		return errCacheClosed("set snapshot")
+	default:
 		return errFromC(st, "set snapshot", &cerr)
 	}
-	c.metaMu.Lock()
-	c.snaps[node] = snap
-	c.metaMu.Unlock()
-	return nil
 }
+
+// setBatch is how many answers SetSnapshot takes back from its own call
+// (more go through the dispatcher): one per type a node watches is typical.
+const setBatch = 16
+
+var eventsPool = sync.Pool{New: func() any { return new([setBatch]C.mr_cache_ready) }}
 
 // withHandle runs call with the library cache under the cache's read lock;
 // MR_CLOSED (with no message) once it is closed.

@@ -93,28 +93,38 @@ func (d *dispatcher) loop(h *C.mr_cache, c *Cache) {
 			}
 			return
 		}
-		release = release[:0]
-		for i := 0; i < int(n); i++ {
-			ev := &evs[i]
-			w := d.take(uint64(ev.token))
-			if w == nil {
-				continue // cancelled meanwhile
-			}
-			var wr *wireResponse
-			if ev.status == C.MR_OK {
-				var err error
-				if wr, err = decodeResponse(C.GoBytes(unsafe.Pointer(ev.response.ptr), C.int(ev.response.len))); err != nil {
-					c.log.Errorf("meshring/xds: %v", err)
-				}
-			}
-			if hh := w.answer(wr); hh != nil {
-				release = append(release, hh)
-			}
-		}
-		var hs **C.mr_cache_watch_h
-		if len(release) > 0 {
-			hs = &release[0]
-		}
-		C.mrxds_release(&evs[0], n, hs, C.size_t(len(release)))
+		release = d.hand(evs[:n], release[:0], c)
 	}
+}
+
+// hand gives each event to its watch, then releases the events' responses
+// and the handles of the watches that finished (one cgo call); release is
+// scratch space, returned for reuse.
+func (d *dispatcher) hand(evs []C.mr_cache_ready, release []*C.mr_cache_watch_h, c *Cache) []*C.mr_cache_watch_h {
+	if len(evs) == 0 {
+		return release
+	}
+	for i := range evs {
+		ev := &evs[i]
+		w := d.take(uint64(ev.token))
+		if w == nil {
+			continue // cancelled meanwhile
+		}
+		var wr *wireResponse
+		if ev.status == C.MR_OK {
+			var err error
+			if wr, err = decodeResponse(C.GoBytes(unsafe.Pointer(ev.response.ptr), C.int(ev.response.len))); err != nil {
+				c.log.Errorf("meshring/xds: %v", err)
+			}
+		}
+		if h := w.answer(wr); h != nil {
+			release = append(release, h)
+		}
+	}
+	var hs **C.mr_cache_watch_h
+	if len(release) > 0 {
+		hs = &release[0]
+	}
+	C.mrxds_release(&evs[0], C.size_t(len(evs)), hs, C.size_t(len(release)))
+	return release
 }

@@ -22,14 +22,15 @@ mr_status mrxds_cache_new(uint32_t flags, int64_t heartbeat_ms, mr_cache **out, 
 	return capture(mr_cache_new(&cfg, out), err);
 }
 
-mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mrxds_err *err) {
+mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err) {
 	mr_snapshot *s = NULL;
 	mr_status st = mr_snapshot_new(version, &s);
 	if (st == MR_OK) {
 		st = mr_snapshot_add_packed(s, buf, len);
 	}
+	*n = 0;
 	if (st == MR_OK) {
-		st = mr_cache_set_snapshot(c, node, s);
+		st = mr_cache_set_snapshot_take(c, node, s, ev, cap, n);
 	}
 	st = capture(st, err);
 	mr_snapshot_free(s);
@@ -48,8 +49,8 @@ mr_status mrxds_snapshot_packed(const char *version, const uint8_t *buf, size_t 
 	return capture(st, err);
 }
 
-mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mrxds_err *err) {
-	return capture(mr_cache_set_snapshot(c, node, s), err);
+mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err) {
+	return capture(mr_cache_set_snapshot_take(c, node, s, ev, cap, n), err);
 }
 
 mr_status mrxds_clear_snapshot(mr_cache *c, const char *node, mrxds_err *err) {

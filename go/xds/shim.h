@@ -19,11 +19,12 @@ typedef struct mrxds_err {
 mr_status mrxds_cache_new(uint32_t flags, int64_t heartbeat_ms, mr_cache **out, mrxds_err *err);
 /* SetSnapshot in one call: a snapshot with default version `version` and
  * the content of a packed buffer (see mr_snapshot_add_packed), set for
- * node, then released. */
-mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mrxds_err *err);
+ * node (answers of queued watches come back in ev), then released. */
+mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, const uint8_t *buf, size_t len, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err);
 /* A snapshot handle (default version `version`) from a packed buffer. */
 mr_status mrxds_snapshot_packed(const char *version, const uint8_t *buf, size_t len, mr_snapshot **out, mrxds_err *err);
-mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mrxds_err *err);
+/* mr_cache_set_snapshot_take: answers of queued watches come back in ev. */
+mr_status mrxds_set_snapshot(mr_cache *c, const char *node, const mr_snapshot *s, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err);
 mr_status mrxds_clear_snapshot(mr_cache *c, const char *node, mrxds_err *err);
 mr_status mrxds_status(mr_cache *c, const char *node, mr_bytes *out, mrxds_err *err);
 mr_status mrxds_status_keys(mr_cache *c, mr_bytes *out, mrxds_err *err);

@@ -26,6 +26,22 @@ pub struct ReadyEvent {
     pub outcome: std::result::Result<Response, &'static str>,
 }
 
+/// Answers a `set_snapshot_collect` call takes for its caller.
+pub(crate) struct Collected {
+    pub events: Vec<ReadyEvent>,
+    room: usize,
+}
+
+impl Collected {
+    pub fn with_room(room: usize) -> Collected {
+        Collected { events: Vec::new(), room }
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.events.len() < self.room
+    }
+}
+
 #[derive(Default)]
 struct Entries {
     queue: VecDeque<(u64, Arc<Slot>)>,

@@ -3,7 +3,7 @@
 //! response building happen outside it (see `settle`).
 
 use super::eval::{self, Req, WatchRequest};
-use super::ready::{ReadyEvent, ReadyQueue};
+use super::ready::{Collected, ReadyEvent, ReadyQueue};
 use super::response::Response;
 use super::snapshot::{Snapshot, TypeView};
 use super::watch::{CacheWatch, Slot, WatchKind, CACHE_CLOSED, CANCELLED, NODE_CLEARED};
@@ -206,12 +206,14 @@ impl Shared {
     /// Evaluates watches against the views they were taken with, outside
     /// the lock; delivers the answered ones and parks the rest under one
     /// lock, unless their type changed meanwhile (then evaluates again).
-    fn settle(&self, mut pending: Vec<(Parked, TypeView)>) {
+    /// Answers of queued watches go to `collect` (up to its room) instead
+    /// of the ready queue.
+    fn settle(&self, mut pending: Vec<(Parked, TypeView)>, collect: &mut Collected) {
         while !pending.is_empty() {
             let mut unanswered = Vec::new();
             for (p, view) in pending {
                 match self.evaluate(&p, &view) {
-                    Some(response) => p.slot.deliver(response),
+                    Some(response) => p.slot.deliver_into(response, collect),
                     None => unanswered.push((p, view)),
                 }
             }
@@ -368,6 +370,14 @@ impl Cache {
     /// InvalidArgument for an inconsistent snapshot when the cache checks
     /// consistency; Closed after `close`.
     pub fn set_snapshot(&self, node: &str, snapshot: Arc<Snapshot>) -> Result<()> {
+        self.set_snapshot_collect(node, snapshot, 0).map(drop)
+    }
+
+    /// `set_snapshot`, returning the answers of queued watches it produced
+    /// (up to `collect`; any more go to the ready queue) instead of queueing
+    /// them: the caller hands them out on its own thread, with no wake-up
+    /// of a `take_ready` thread.
+    pub fn set_snapshot_collect(&self, node: &str, snapshot: Arc<Snapshot>, collect: usize) -> Result<Vec<ReadyEvent>> {
         if self.shared.config.check_consistency {
             snapshot.consistent()?;
         }
@@ -417,8 +427,9 @@ impl Cache {
         pending.sort_by(|(a, _), (b, _)| {
             (type_rank(&a.req.type_url), &a.req.type_url, a.id).cmp(&(type_rank(&b.req.type_url), &b.req.type_url, b.id))
         });
-        self.shared.settle(pending);
-        Ok(())
+        let mut collected = Collected::with_room(collect);
+        self.shared.settle(pending, &mut collected);
+        Ok(collected.events)
     }
 
     /// The node's snapshot; NotFound if none is set, Closed after `close`.
@@ -537,7 +548,7 @@ impl Cache {
             }
             Some(view) => {
                 drop(core);
-                self.shared.settle(vec![(parked, view)]);
+                self.shared.settle(vec![(parked, view)], &mut Collected::with_room(0));
             }
         }
         watch.slot.opened();

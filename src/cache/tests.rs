@@ -326,6 +326,27 @@ fn queued_watches_report_once_through_the_queue() {
 }
 
 #[test]
+fn set_snapshot_collect_hands_answers_to_the_caller() {
+    let c = cache();
+    let w1 = c.watch(queued("n", ENDPOINT_TYPE, "", &["c0"], 1)).unwrap();
+    let _w2 = c.watch(queued("n", ENDPOINT_TYPE, "", &["c0"], 2)).unwrap();
+    let plain = c.watch(req("n", ENDPOINT_TYPE, "", &["c0"])).unwrap();
+    let events = c.set_snapshot_collect("n", Arc::new(fixture(V1)), 1).unwrap();
+    assert_eq!(events.len(), 1, "room for one");
+    assert!(events[0].token == 1 || events[0].token == 2);
+    assert_eq!(events[0].outcome.as_ref().unwrap().version, V1);
+    // The other queued watch went to the queue; the plain one to its handle.
+    let queued_events = c.take_ready(Wait::Never, 8).unwrap();
+    assert_eq!(queued_events.len(), 1);
+    assert_ne!(queued_events[0].token, events[0].token);
+    assert!(got(&plain).is_some());
+    if events[0].token == 1 {
+        assert_eq!(w1.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed, "taken by the caller");
+    }
+    assert_eq!(c.take_ready(Wait::Never, 8).unwrap_err().kind, ErrorKind::WouldBlock);
+}
+
+#[test]
 fn queued_watch_answered_at_open_is_taken_with_next_not_queued() {
     let c = cache();
     c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();

@@ -2,7 +2,7 @@
 //! read with `next` (blocking per `Wait`) or after its readiness fd turns
 //! readable; `close` cancels it.
 
-use super::ready::ReadyQueue;
+use super::ready::{Collected, ReadyEvent, ReadyQueue};
 use super::response::Response;
 use super::store::Shared;
 use crate::error::{Error, ErrorKind, Result};
@@ -87,6 +87,25 @@ impl Slot {
         if matches!(s.state, State::Waiting) {
             s.state = State::Ready(Box::new(response));
             self.finish(s, true);
+        }
+    }
+
+    /// `deliver`, except that a queued watch's answer goes to `collect`
+    /// (already taken, as if by the ready queue) while it has room.
+    pub fn deliver_into(self: &Arc<Self>, response: Response, collect: &mut Collected) {
+        let Some((_, token)) = &self.queue else { return self.deliver(response) };
+        if !collect.has_room() {
+            return self.deliver(response);
+        }
+        let mut s = self.lock();
+        if s.opening {
+            drop(s);
+            return self.deliver(response);
+        }
+        if matches!(s.state, State::Waiting) {
+            s.state = State::Taken;
+            drop(s);
+            collect.events.push(ReadyEvent { token: *token, outcome: Ok(response) });
         }
     }
 

@@ -229,6 +229,47 @@ pub extern "C" fn mr_cache_set_snapshot(cache: *mut mr_cache, node: *const c_cha
     })
 }
 
+/// `mr_cache_set_snapshot`, and the answers it produces for queued watches
+/// (MR_WATCH_QUEUED) come back in `events[0..*n_out]` (up to `cap`; any
+/// more go to the ready queue) instead of through `mr_cache_take_ready`:
+/// the caller hands them out on its own thread, with no wake-up of the
+/// thread that takes from the queue. Each event is as from
+/// `mr_cache_take_ready` (release its response with `mr_bytes_free`). On
+/// failure `*n_out` is 0 and nothing was set.
+#[no_mangle]
+pub extern "C" fn mr_cache_set_snapshot_take(
+    cache: *mut mr_cache,
+    node: *const c_char,
+    snap: *const mr_snapshot,
+    events: *mut mr_cache_ready,
+    cap: usize,
+    n_out: *mut usize,
+) -> mr_status {
+    ffi_status!("mr_cache_set_snapshot_take", {
+        let n_out = try_out(n_out, "n_out")?;
+        *n_out = 0;
+        let events = super::ffi::try_slice_mut(events, cap, "events")?;
+        let cache = try_ref(cache)?;
+        let node = try_str(node, "node")?;
+        let taken = cache.set_snapshot_collect(node, try_ref(snap)?.snapshot(), events.len())?;
+        *n_out = fill_events(events, taken);
+        Ok(())
+    })
+}
+
+/// Writes `taken` into `events` (which has room for all of them).
+fn fill_events(events: &mut [mr_cache_ready], taken: Vec<crate::cache::ReadyEvent>) -> usize {
+    let mut n = 0;
+    for (slot, event) in events.iter_mut().zip(taken) {
+        *slot = match event.outcome {
+            Ok(response) => mr_cache_ready { token: event.token, status: mr_status::MR_OK, response: mr_bytes::from_vec(response.encode()) },
+            Err(_) => mr_cache_ready { token: event.token, status: mr_status::MR_CLOSED, response: mr_bytes::from_vec(Vec::new()) },
+        };
+        n += 1;
+    }
+    n
+}
+
 /// `node`'s snapshot as a new handle in `*out`, which the caller releases
 /// with `mr_snapshot_free` (editing it never changes the cache's copy).
 /// MR_NOT_FOUND when the node has no snapshot (then `*out` is NULL).
@@ -384,13 +425,7 @@ pub extern "C" fn mr_cache_take_ready(
             return Err(Error::invalid("cap is 0: no room for an event"));
         }
         let taken = try_ref(cache)?.take_ready(Wait::from_ms(timeout_ms), events.len())?;
-        for (slot, event) in events.iter_mut().zip(taken) {
-            *slot = match event.outcome {
-                Ok(response) => mr_cache_ready { token: event.token, status: mr_status::MR_OK, response: mr_bytes::from_vec(response.encode()) },
-                Err(_) => mr_cache_ready { token: event.token, status: mr_status::MR_CLOSED, response: mr_bytes::from_vec(Vec::new()) },
-            };
-            *n_out += 1;
-        }
+        *n_out = fill_events(events, taken);
         Ok(())
     })
 }
