@@ -311,26 +311,29 @@ impl Shared {
 }
 
 /// Which types two snapshots serve identically (computed outside the lock).
-struct Unchanged {
-    /// Types either snapshot holds, whose views are the same.
-    same: std::collections::HashSet<String>,
+struct Unchanged<'a> {
+    /// Types either snapshot holds (sorted, deduplicated), each with
+    /// whether its view is the same in both.
+    listed: Vec<(&'a str, bool)>,
     /// Types neither holds: same iff the default versions are equal.
     others_same: bool,
-    listed: std::collections::HashSet<String>,
 }
 
-impl Unchanged {
-    fn between(old: &Snapshot, new: &Snapshot) -> Unchanged {
-        let listed: std::collections::HashSet<String> = old.type_urls().chain(new.type_urls()).map(String::from).collect();
-        let same = listed.iter().filter(|t| old.view(t).same(&new.view(t))).cloned().collect();
-        Unchanged { same, others_same: old.default_version() == new.default_version(), listed }
+impl<'a> Unchanged<'a> {
+    fn between(old: &'a Snapshot, new: &'a Snapshot) -> Unchanged<'a> {
+        let mut listed: Vec<(&str, bool)> = old.type_urls().chain(new.type_urls()).map(|t| (t, false)).collect();
+        listed.sort_unstable();
+        listed.dedup();
+        for (t, same) in &mut listed {
+            *same = old.view(t).same(&new.view(t));
+        }
+        Unchanged { listed, others_same: old.default_version() == new.default_version() }
     }
 
     fn contains(&self, type_url: &str) -> bool {
-        if self.listed.contains(type_url) {
-            self.same.contains(type_url)
-        } else {
-            self.others_same
+        match self.listed.binary_search_by(|(t, _)| (*t).cmp(type_url)) {
+            Ok(i) => self.listed[i].1,
+            Err(_) => self.others_same,
         }
     }
 }
@@ -401,7 +404,10 @@ impl Cache {
             if core.closed {
                 return Err(Error::closed(CLOSED));
             }
-            let entry = core.nodes.entry(node.to_string()).or_default();
+            if !core.nodes.contains_key(node) {
+                core.nodes.insert(node.to_string(), Node::default());
+            }
+            let entry = core.nodes.get_mut(node).expect("inserted above");
             let old = entry.snapshot.replace(snapshot.clone());
             // Valid only if no other set_snapshot slipped in between.
             let unchanged = match (&old, &previous, &unchanged) {
