@@ -145,9 +145,15 @@ impl Replication {
 
     /// Primary: connected and no dirty block left. Secondary: a primary is connected.
     pub fn wait_synced(&self, wait: Wait) -> Result<()> {
-        match self {
+        let result = match self {
             Replication::Primary(p) => p.wait_synced(wait.deadline()),
             Replication::Secondary(s) => s.wait_synced(wait.deadline()),
+        };
+        match result {
+            Err(e) if wait.is_never() && e.kind == crate::error::ErrorKind::Timeout => {
+                Err(crate::error::Error::new(crate::error::ErrorKind::WouldBlock, e.message))
+            }
+            other => other,
         }
     }
 

@@ -18,14 +18,14 @@ const MAX_PAYLOAD: usize = 8 + MAX_WRITE_DATA;
 const MAX_ERROR_TEXT: usize = 1024;
 
 mod kind {
-    pub const HELLO: u8 = 1;
-    pub const WELCOME: u8 = 2;
-    pub const WRITE: u8 = 3;
-    pub const BARRIER: u8 = 4;
-    pub const ACK: u8 = 5;
-    pub const BARRIER_ACK: u8 = 6;
-    pub const PING: u8 = 7;
-    pub const ERROR: u8 = 8;
+    pub(super) const HELLO: u8 = 1;
+    pub(super) const WELCOME: u8 = 2;
+    pub(super) const WRITE: u8 = 3;
+    pub(super) const BARRIER: u8 = 4;
+    pub(super) const ACK: u8 = 5;
+    pub(super) const BARRIER_ACK: u8 = 6;
+    pub(super) const PING: u8 = 7;
+    pub(super) const ERROR: u8 = 8;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
