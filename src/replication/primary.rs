@@ -155,6 +155,7 @@ impl Primary {
         }
         self.shutdown();
         s.status.set_stage(Stage::Done);
+        s.status.clear_error();
         Ok(())
     }
 
@@ -479,7 +480,7 @@ impl Shared {
                 }
                 Ok(Msg::Error { text }) => break Error::new(ErrorKind::Io, format!("secondary reported: {text}")),
                 Ok(other) => break Error::new(ErrorKind::Parse, format!("corrupt replication stream: unexpected {} from the secondary", other.name())),
-                Err(e) => break e,
+                Err(e) => break Error { message: format!("secondary {}: {}", self.peer, e.message).into(), ..e },
             }
         };
         let _ = stream.shutdown(Shutdown::Both);

@@ -160,6 +160,7 @@ impl Secondary {
         match layers.commit_active(&s.vol) {
             Ok(()) => {
                 s.status.set_stage(Stage::Done);
+                s.status.clear_error();
                 s.vol.detach();
                 Ok(())
             }
@@ -302,7 +303,8 @@ impl Shared {
                     wire::encode(&Msg::Error { text: e.message.to_string() }, &mut frame);
                     let _ = (&stream).write_all(&frame);
                 }
-                self.status.record(e);
+                let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+                self.status.record(Error { message: format!("primary {peer}: {}", e.message).into(), ..e });
             }
         }
         let _ = stream.shutdown(Shutdown::Both);

@@ -85,6 +85,12 @@ impl Status {
         }
     }
 
+    /// Forgets a stored error (a clean stop or a completed failover, as in
+    /// the reference).
+    pub fn clear_error(&self) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The stored error (cleared), else State if replication is not
     /// running, else Ok.
     pub fn take_error(&self) -> Result<()> {
