@@ -55,12 +55,24 @@ static void fill(uint8_t *buf, size_t len, uint8_t seed)
     }
 }
 
-/* 1 if `len` bytes at `block` read through `r` (or `v`) equal `want`. */
-static int repl_has(mr_repl *r, uint64_t block, const uint8_t *want, size_t len)
+typedef mr_status (*read_fn)(void *h, uint64_t block, uint8_t *buf, size_t len);
+
+static mr_status read_repl(void *h, uint64_t block, uint8_t *buf, size_t len)
+{
+    return mr_repl_read((mr_repl *)h, block, buf, len);
+}
+
+static mr_status read_volume(void *h, uint64_t block, uint8_t *buf, size_t len)
+{
+    return mr_volume_read((mr_volume *)h, block, buf, len);
+}
+
+/* 1 if `len` bytes at `block` read with `fn` equal `want`. */
+static int has(read_fn fn, void *h, uint64_t block, const uint8_t *want, size_t len)
 {
     uint8_t *got = calloc(1, len); /* calloc: valgrind cannot see io_uring fill it */
     int same;
-    if (got == NULL || mr_repl_read(r, block, got, len) != MR_OK) {
+    if (got == NULL || fn(h, block, got, len) != MR_OK) {
         free(got);
         return 0;
     }
@@ -69,18 +81,8 @@ static int repl_has(mr_repl *r, uint64_t block, const uint8_t *want, size_t len)
     return same;
 }
 
-static int volume_has(mr_volume *v, uint64_t block, const uint8_t *want, size_t len)
-{
-    uint8_t *got = calloc(1, len); /* calloc: valgrind cannot see io_uring fill it */
-    int same;
-    if (got == NULL || mr_volume_read(v, block, got, len) != MR_OK) {
-        free(got);
-        return 0;
-    }
-    same = memcmp(got, want, len) == 0;
-    free(got);
-    return same;
-}
+#define repl_has(r, block, want, len) has(read_repl, (r), (block), (want), (len))
+#define volume_has(v, block, want, len) has(read_volume, (v), (block), (want), (len))
 
 static void test_volume(uint32_t backend)
 {

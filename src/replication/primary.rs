@@ -5,7 +5,7 @@
 //! write: it is stored for `get_error` and the blocks stay dirty.
 
 use super::dirty::DirtyMap;
-use super::stage::{AckMode, Stage, Status};
+use super::stage::{lock, wait_for, AckMode, Stage, Status};
 use super::volume::Volume;
 use super::wire::{self, Msg, MAX_WRITE_DATA};
 use super::{ReplConfig, ReplStats};
@@ -63,10 +63,6 @@ pub(super) struct Shared {
 pub struct Primary {
     shared: Arc<Shared>,
     manager: Mutex<Option<JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Primary {
@@ -131,11 +127,8 @@ impl Primary {
 
     pub fn checkpoint(&self, timeout: crate::sync::Wait) -> Result<()> {
         let s = &self.shared;
-        s.status.check_open()?;
-        match s.status.stage() {
-            Stage::Running => {}
-            Stage::Done => return Ok(()),
-            _ => return Err(s.status.wrong_stage("checkpoint")),
+        if !s.status.begin("checkpoint", false)? {
+            return Ok(());
         }
         if timeout.is_never() {
             return Err(Error::new(ErrorKind::WouldBlock, "a checkpoint waits for the secondary: pass a timeout"));
@@ -147,11 +140,8 @@ impl Primary {
     /// Stops replicating; the volume continues alone (stage DONE).
     pub fn stop(&self) -> Result<()> {
         let s = &self.shared;
-        s.status.check_open()?;
-        match s.status.stage() {
-            Stage::Running => {}
-            Stage::Done => return Ok(()),
-            _ => return Err(s.status.wrong_stage("stop")),
+        if !s.status.begin("stop", false)? {
+            return Ok(());
         }
         self.shutdown();
         s.status.set_stage(Stage::Done);
@@ -225,18 +215,7 @@ impl Shared {
     /// Waits on the state until `done` holds, the deadline passes or the
     /// handle stops; returns the state as last seen.
     fn wait_until(&self, deadline: Option<Instant>, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
-        let mut st = lock(&self.state);
-        while !done(&st) && !self.stopping() {
-            let left = match deadline {
-                None => Duration::from_secs(1),
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => break,
-                },
-            };
-            st = self.changed.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        st
+        wait_for(&self.changed, lock(&self.state), deadline, |st| done(st) || self.stopping())
     }
 
     /// Marks the blocks dirty and, with a link up, frames them onto it.

@@ -4,7 +4,7 @@
 //! at a checkpoint and commits the active layer at failover.
 
 use super::layers::Layers;
-use super::stage::{Stage, Status};
+use super::stage::{lock, wait_for, Stage, Status};
 use super::volume::Volume;
 use super::wire::{self, Msg};
 use super::{ReplConfig, ReplStats};
@@ -14,13 +14,9 @@ use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 #[derive(Default)]
 struct Link {
@@ -111,29 +107,22 @@ impl Secondary {
     /// Local checkpoint: the view becomes the base (what the primary sent).
     pub fn checkpoint(&self) -> Result<()> {
         let s = &self.shared;
-        s.status.check_open()?;
         let mut layers = lock(&s.layers);
-        match s.status.stage() {
-            Stage::Running => {
-                s.vol.flush()?;
-                layers.make_empty();
-                lock(&s.link).checkpoints += 1;
-                Ok(())
-            }
-            Stage::Done => Ok(()),
-            _ => Err(s.status.wrong_stage("checkpoint")),
+        if !s.status.begin("checkpoint", false)? {
+            return Ok(());
         }
+        s.vol.flush()?;
+        layers.make_empty();
+        lock(&s.link).checkpoints += 1;
+        Ok(())
     }
 
     /// Stops replicating without failover: the layers are dropped, the base
     /// (the primary's data) stays.
     pub fn stop(&self) -> Result<()> {
         let s = &self.shared;
-        s.status.check_open()?;
-        match s.status.stage() {
-            Stage::Running => {}
-            Stage::Done => return Ok(()),
-            _ => return Err(s.status.wrong_stage("stop")),
+        if !s.status.begin("stop", false)? {
+            return Ok(());
         }
         self.shutdown_network();
         lock(&s.layers).make_empty();
@@ -148,11 +137,8 @@ impl Secondary {
     /// call can be retried.
     pub fn failover(&self) -> Result<()> {
         let s = &self.shared;
-        s.status.check_open()?;
-        match s.status.stage() {
-            Stage::Running | Stage::FailoverFailed => {}
-            Stage::Done => return Ok(()),
-            _ => return Err(s.status.wrong_stage("failover")),
+        if !s.status.begin("failover", true)? {
+            return Ok(());
         }
         self.shutdown_network();
         let mut layers = lock(&s.layers);
@@ -180,19 +166,13 @@ impl Secondary {
         if s.status.stage() != Stage::Running {
             return Err(s.status.wrong_stage("wait_synced"));
         }
-        let mut link = lock(&s.link);
-        while !link.connected && !s.stop.load(Ordering::Acquire) {
-            let left = match deadline {
-                None => std::time::Duration::from_secs(1),
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left,
-                    _ => return Err(Error::new(ErrorKind::Timeout, "no primary connected before the timeout")),
-                },
-            };
-            link = s.changed.wait_timeout(link, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
+        let link = wait_for(&s.changed, lock(&s.link), deadline, |l| l.connected || s.stop.load(Ordering::Acquire));
+        let connected = link.connected;
         drop(link);
         s.status.check_open()?;
+        if !connected {
+            return Err(Error::new(ErrorKind::Timeout, "no primary connected before the timeout"));
+        }
         Ok(())
     }
 

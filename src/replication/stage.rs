@@ -4,7 +4,8 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -119,6 +120,19 @@ impl Status {
         Ok(())
     }
 
+    /// Entry check for checkpoint/stop/failover: Ok(true) to go ahead
+    /// (RUNNING, or FAILOVER_FAILED when `retry_failed`), Ok(false) after
+    /// DONE (the call is a no-op, as in the reference), State otherwise.
+    pub fn begin(&self, call: &str, retry_failed: bool) -> Result<bool> {
+        self.check_open()?;
+        match self.stage() {
+            Stage::Running => Ok(true),
+            Stage::FailoverFailed if retry_failed => Ok(true),
+            Stage::Done => Ok(false),
+            _ => Err(self.wrong_stage(call)),
+        }
+    }
+
     /// State error for a call that needs another stage.
     pub fn wrong_stage(&self, call: &str) -> Error {
         Error::new(ErrorKind::State, format!("{call} is not valid in stage {}", self.stage().name()))
@@ -129,4 +143,27 @@ impl Default for Status {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Locks, recovering from poisoning (no lock is held across a panic that
+/// could leave the data half-updated).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits on `cv` until `done` holds or the deadline (`None` = none) passes;
+/// returns the guard as last seen. `done` should also hold once the handle
+/// is stopping, so that waiters leave.
+pub fn wait_for<'a, T>(cv: &Condvar, mut guard: MutexGuard<'a, T>, deadline: Option<Instant>, done: impl Fn(&T) -> bool) -> MutexGuard<'a, T> {
+    while !done(&guard) {
+        let left = match deadline {
+            None => Duration::from_secs(1),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ => break,
+            },
+        };
+        guard = cv.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    guard
 }
