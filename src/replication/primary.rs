@@ -44,6 +44,8 @@ struct State {
     acked: u64,
     barrier_acked: u64,
     connected: bool,
+    /// The current link's resync has sent every block dirty at link-up.
+    resynced: bool,
     /// Bumped whenever a link comes up or goes down.
     generation: u64,
     counters: Counters,
@@ -75,6 +77,7 @@ impl Primary {
             acked: 0,
             barrier_acked: 0,
             connected: false,
+            resynced: false,
             generation: 0,
             counters: Counters::default(),
         };
@@ -93,7 +96,10 @@ impl Primary {
         let manager = std::thread::Builder::new()
             .name("mr-repl-primary".into())
             .spawn(move || worker.manage())
-            .map_err(|e| Error::from_io("spawn replication thread", &e))?;
+            .map_err(|e| {
+                shared.vol.detach();
+                Error::from_io("spawn replication thread", &e)
+            })?;
         Ok(Primary { shared, manager: Mutex::new(Some(manager)) })
     }
 
@@ -119,8 +125,14 @@ impl Primary {
         }
         let sent = s.replicate(&mut tx, block, data);
         drop(tx);
-        if let (Some((seq, generation)), AckMode::Sync) = (sent, s.cfg.ack) {
-            s.wait_acked(seq, generation);
+        match (sent, s.cfg.ack) {
+            (Some((seq, generation)), AckMode::Sync) => s.wait_acked(seq, generation),
+            // A sync caller learns from get_error that this write is not on the secondary.
+            (None, AckMode::Sync) => s.status.record(Error::new(
+                ErrorKind::Io,
+                format!("write to block {block} not replicated: the secondary {} is not connected; kept for resync", s.peer),
+            )),
+            (_, AckMode::Async) => {}
         }
         Ok(())
     }
@@ -298,13 +310,15 @@ impl Shared {
 
     fn checkpoint(&self, deadline: Option<Instant>) -> Result<()> {
         loop {
-            let st = self.wait_until(deadline, |st| st.connected);
+            // The barrier must follow the resync, or the secondary would
+            // checkpoint without the blocks it missed.
+            let st = self.wait_until(deadline, |st| st.connected && st.resynced);
             let generation = st.generation;
-            let connected = st.connected;
+            let connected = st.connected && st.resynced;
             drop(st);
             self.status.check_open()?;
             if !connected {
-                return Err(Error::new(ErrorKind::Timeout, "the secondary did not connect before the timeout"));
+                return Err(Error::new(ErrorKind::Timeout, "the secondary was not connected and resynced before the timeout"));
             }
             let mut tx = lock(&self.send);
             let id = tx.next_barrier;
@@ -374,6 +388,7 @@ impl Shared {
             let mut tx = lock(&self.send);
             let mut st = lock(&self.state);
             st.connected = true;
+            st.resynced = false;
             st.generation += 1;
             st.counters.reconnects += 1;
             tx.link = Some(stream);
@@ -384,7 +399,14 @@ impl Shared {
             let me = self.clone();
             std::thread::Builder::new().name("mr-repl-acks".into()).spawn(move || me.read_acks(read_half, generation))
         };
-        self.resync(generation);
+        if self.resync(generation) {
+            let mut st = lock(&self.state);
+            if st.generation == generation {
+                st.resynced = true;
+            }
+            drop(st);
+            self.changed.notify_all();
+        }
         let ping_every = self.cfg.peer_timeout / 4;
         loop {
             let st = self.wait_until(Some(Instant::now() + ping_every), |st| st.generation != generation);
@@ -411,14 +433,15 @@ impl Shared {
 
     /// Sends every block dirty when the link came up (unless a newer write
     /// already carries it), read from the volume under the send lock.
-    fn resync(&self, generation: u64) {
+    /// True when every block went out on this link.
+    fn resync(&self, generation: u64) -> bool {
         let blocks = lock(&self.state).dirty.blocks();
         let mut buf = vec![0u8; self.vol.block_size() as usize];
         for block in blocks {
             let mut tx = lock(&self.send);
             let mut st = lock(&self.state);
             if st.generation != generation || self.stopping() {
-                return;
+                return false;
             }
             if !st.dirty.contains(block) || st.newest.contains_key(&block) {
                 continue;
@@ -427,7 +450,7 @@ impl Shared {
                 drop(st);
                 drop(tx);
                 self.status.record(e);
-                return;
+                return false;
             }
             let seq = tx.next_seq;
             tx.next_seq += 1;
@@ -440,9 +463,10 @@ impl Shared {
             if let Err(e) = self.send_frame(&mut tx) {
                 drop(tx);
                 self.link_down(generation, e);
-                return;
+                return false;
             }
         }
+        true
     }
 
     /// Reader thread: acknowledgements until the link fails.
