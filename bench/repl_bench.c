@@ -3,7 +3,8 @@
  *
  *   1. 4 KiB random writes on a local volume: mr_volume_write on io_uring,
  *      mr_volume_write on pread/pwrite, and a plain pwrite(2) loop (the
- *      baseline). Page cache only (no fsync), the same for all three.
+ *      baseline). Page cache only (no fsync), the same for all three. The
+ *      same for reads, against a pread(2) loop.
  *   2. The same writes through mr_repl_write on a primary replicating to a
  *      secondary on loopback, async and sync, against the local io_uring
  *      volume.
@@ -88,12 +89,27 @@ static mr_status repl_write(void *h, uint64_t block, const uint8_t *buf)
     return mr_repl_write((mr_repl *)h, block, buf, BS);
 }
 
+static uint8_t g_read_buf[BS];
+
+static mr_status volume_read(void *h, uint64_t block, const uint8_t *buf)
+{
+    (void)buf;
+    return mr_volume_read((mr_volume *)h, block, g_read_buf, BS);
+}
+
+static mr_status plain_pread(void *h, uint64_t block, const uint8_t *buf)
+{
+    (void)buf;
+    return pread(*(int *)h, g_read_buf, BS, (off_t)(block * BS)) == (ssize_t)BS ? MR_OK : MR_IO;
+}
+
 static mr_status plain_pwrite(void *h, uint64_t block, const uint8_t *buf)
 {
     int fd = *(int *)h;
     return pwrite(fd, buf, BS, (off_t)(block * BS)) == (ssize_t)BS ? MR_OK : MR_IO;
 }
 
+/* Times `n` calls of `fn` on random blocks (writes, or reads for the read rows). */
 static struct result run_writes(const char *name, write_fn fn, void *h, size_t n, uint64_t blocks)
 {
     static uint8_t buf[BS];
@@ -220,7 +236,7 @@ static void cleanup(void)
 int main(int argc, char **argv)
 {
     size_t n = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 50000;
-    struct result base, uring, batch, async, sync;
+    struct result base, uring, batch, async, sync, rbase, ruring, rbatch;
     mr_volume *vu, *vb;
     mr_repl *p, *s;
     char path[512];
@@ -247,6 +263,9 @@ int main(int argc, char **argv)
     base = run_writes("plain pwrite(2) loop (baseline)", plain_pwrite, &fd, n, LOCAL_BLOCKS);
     uring = run_writes("mr_volume_write, io_uring", volume_write, vu, n, LOCAL_BLOCKS);
     batch = run_writes("mr_volume_write, pread/pwrite", volume_write, vb, n, LOCAL_BLOCKS);
+    rbase = run_writes("plain pread(2) loop (baseline)", plain_pread, &fd, n, LOCAL_BLOCKS);
+    ruring = run_writes("mr_volume_read, io_uring", volume_read, vu, n, LOCAL_BLOCKS);
+    rbatch = run_writes("mr_volume_read, pread/pwrite", volume_read, vb, n, LOCAL_BLOCKS);
     close(fd);
     mr_volume_free(vu);
     mr_volume_free(vb);
@@ -263,12 +282,17 @@ int main(int argc, char **argv)
 
     printf("Replication: %zu random 4 KiB writes per row, %u-block (64 MiB) volumes, page cache (no fsync)\n", n,
            LOCAL_BLOCKS);
-    printf("  %-36s %10s %9s %9s %9s\n", "implementation", "writes/s", "p50 us", "p99 us", "ratio");
+    printf("  %-36s %10s %9s %9s %9s\n", "implementation", "ops/s", "p50 us", "p99 us", "ratio");
+    printf("  random 4 KiB writes\n");
     row(&base, &base, "(vs pwrite loop)");
     row(&uring, &base, "(vs pwrite loop)");
     row(&batch, &base, "(vs pwrite loop)");
     row(&async, &uring, "(vs local io_uring)");
     row(&sync, &uring, "(vs local io_uring)");
+    printf("  random 4 KiB reads (page cache)\n");
+    row(&rbase, &rbase, "(vs pread loop)");
+    row(&ruring, &rbase, "(vs pread loop)");
+    row(&rbatch, &rbase, "(vs pread loop)");
 
     printf("\nCheckpoint after N distinct dirty blocks written async (%u-block volumes, loopback): drain = until\n"
            "the secondary acknowledged every write; the data is then made durable on both sides (mr_volume_flush),\n"
