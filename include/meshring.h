@@ -491,7 +491,8 @@ typedef struct mr_repl_config {
   /*
    Silence after which a connection is declared dead and reconnected
    (5000 ms); keepalives go every quarter of it, and a sync write waits
-   at most this long for its acknowledgement.
+   at most this long for its acknowledgement. Give both sides the same
+   value: the secondary drops a primary silent for its own timeout.
    */
   int32_t peer_timeout_ms;
 } mr_repl_config;

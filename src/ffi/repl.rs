@@ -84,7 +84,8 @@ pub struct mr_repl_config {
     pub connect_timeout_ms: i32,
     /// Silence after which a connection is declared dead and reconnected
     /// (5000 ms); keepalives go every quarter of it, and a sync write waits
-    /// at most this long for its acknowledgement.
+    /// at most this long for its acknowledgement. Give both sides the same
+    /// value: the secondary drops a primary silent for its own timeout.
     pub peer_timeout_ms: i32,
 }
 
