@@ -1014,8 +1014,9 @@ enum mr_status mr_repl_read(struct mr_repl *r, uint64_t block, uint8_t *buf, siz
 /*
  Writes `len` bytes of whole blocks from `block`; the library does not
  keep `buf`. Primary while running: applied locally, then sent; returns
- after the local write (MR_REPL_ASYNC) or once the secondary acknowledged
- it (MR_REPL_SYNC). Only a local failure fails the call: a replication
+ after the local write (MR_REPL_ASYNC; it may still wait while the
+ connection's send buffer is full, at most the peer timeout) or once the
+ secondary acknowledged it (MR_REPL_SYNC). Only a local failure fails the call: a replication
  failure (no secondary, lost connection, no acknowledgement within the
  peer timeout) is stored for `mr_repl_get_error` and the blocks are
  resent when the secondary is back, so MR_OK followed by MR_OK from

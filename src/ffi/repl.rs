@@ -204,8 +204,9 @@ pub extern "C" fn mr_repl_read(r: *mut mr_repl, block: u64, buf: *mut u8, len: u
 
 /// Writes `len` bytes of whole blocks from `block`; the library does not
 /// keep `buf`. Primary while running: applied locally, then sent; returns
-/// after the local write (MR_REPL_ASYNC) or once the secondary acknowledged
-/// it (MR_REPL_SYNC). Only a local failure fails the call: a replication
+/// after the local write (MR_REPL_ASYNC; it may still wait while the
+/// connection's send buffer is full, at most the peer timeout) or once the
+/// secondary acknowledged it (MR_REPL_SYNC). Only a local failure fails the call: a replication
 /// failure (no secondary, lost connection, no acknowledgement within the
 /// peer timeout) is stored for `mr_repl_get_error` and the blocks are
 /// resent when the secondary is back, so MR_OK followed by MR_OK from

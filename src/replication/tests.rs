@@ -253,3 +253,31 @@ fn geometry_mismatch_is_refused() {
     secondary.close();
     let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
 }
+
+#[test]
+fn concurrent_writers_and_checkpoints_end_identical() {
+    for ack in [AckMode::Sync, AckMode::Async] {
+        let p = Arc::new(pair(ack));
+        let writers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200u64 {
+                        let block = (i * 7 + t as u64) % BLOCKS;
+                        p.primary.write(block, &fill(t.wrapping_mul(50).wrapping_add(i as u8), 1)).unwrap();
+                        if i % 50 == 0 {
+                            p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        p.primary.wait_synced(Wait::from_ms(5000)).unwrap();
+        p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+        p.primary.take_error().unwrap();
+        assert_eq!(read(&p.secondary, 0, BLOCKS as usize), read(&p.primary, 0, BLOCKS as usize), "{ack:?}");
+    }
+}
