@@ -1020,7 +1020,9 @@ enum mr_status mr_repl_read(struct mr_repl *r, uint64_t block, uint8_t *buf, siz
  failure (no secondary, lost connection, no acknowledgement within the
  peer timeout) is stored for `mr_repl_get_error` and the blocks are
  resent when the secondary is back, so MR_OK followed by MR_OK from
- `mr_repl_get_error` means the secondary has the write. Secondary while
+ `mr_repl_get_error` means the secondary has the write. MR_CLOSED if
+ `mr_repl_close` ends the wait for the acknowledgement (the write was
+ applied locally). Secondary while
  running: into the active layer (discarded by a checkpoint, committed by
  a failover). After DONE: straight to the volume.
  */

@@ -126,7 +126,12 @@ impl Primary {
         let sent = s.replicate(&mut tx, block, data);
         drop(tx);
         match (sent, s.cfg.ack) {
-            (Some((seq, generation)), AckMode::Sync) => s.wait_acked(seq, generation),
+            (Some((seq, generation)), AckMode::Sync) => {
+                s.wait_acked(seq, generation);
+                if s.status.is_closed() {
+                    return Err(Error::closed("closed while waiting for the secondary's acknowledgement (the write was applied locally)"));
+                }
+            }
             // A sync caller learns from get_error that this write is not on the secondary.
             (None, AckMode::Sync) => s.status.record(Error::new(
                 ErrorKind::Io,

@@ -281,3 +281,31 @@ fn concurrent_writers_and_checkpoints_end_identical() {
         assert_eq!(read(&p.secondary, 0, BLOCKS as usize), read(&p.primary, 0, BLOCKS as usize), "{ack:?}");
     }
 }
+
+#[test]
+fn close_ends_a_sync_write_waiting_for_its_ack() {
+    // A fake secondary that completes the handshake and then never acknowledges.
+    let (pvol, pp) = volume("noack");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = cfg(Mode::Primary, AckMode::Sync);
+    config.peer_timeout = Duration::from_secs(30);
+    let primary = Arc::new(Replication::start(pvol, listener.local_addr().unwrap(), config).unwrap());
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut hello = [0u8; 36];
+    conn.read_exact(&mut hello).unwrap();
+    let mut welcome = Vec::new();
+    encode(&Msg::Welcome, &mut welcome);
+    conn.write_all(&welcome).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    let writer = {
+        let primary = primary.clone();
+        std::thread::spawn(move || primary.write(1, &fill(3, 1)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    primary.close();
+    let result = writer.join().unwrap();
+    assert_eq!(result.unwrap_err().kind, ErrorKind::Closed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = std::fs::remove_file(pp);
+}
