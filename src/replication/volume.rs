@@ -124,7 +124,7 @@ impl Volume {
     /// volume; returns the block count.
     pub fn check_range(&self, block: u64, len: usize) -> Result<u64> {
         let bs = self.block_size as usize;
-        if len == 0 || len % bs != 0 {
+        if len == 0 || !len.is_multiple_of(bs) {
             return Err(Error::invalid(format!("length {len} is not a non-zero multiple of the block size {bs}")));
         }
         let n = (len / bs) as u64;

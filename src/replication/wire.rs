@@ -80,7 +80,7 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
         Msg::Ping => frame(kind::PING, 0, &[], out),
         Msg::Error { text } => {
             let cut = text.char_indices().map(|(i, c)| i + c.len_utf8()).take_while(|&end| end <= MAX_ERROR_TEXT).last();
-            frame(kind::ERROR, 0, &[text[..cut.unwrap_or(0)].as_bytes()], out)
+            frame(kind::ERROR, 0, &[&text.as_bytes()[..cut.unwrap_or(0)]], out)
         }
     }
 }
