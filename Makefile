@@ -12,13 +12,14 @@ CFLAGS_C := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude
 LDLIBS   := -lpthread -ldl -lm
 BUILD    := build
 
-.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns examples demo bench install clean help
+.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns test-repl examples demo bench install clean help
 
 all: lib examples
 
 help:
 	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput), then the notify bus demo (examples/c/watch --demo)"
-	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module"
+	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module, replication fault tests"
+	@echo "make test-repl     replication: kill -9 of a sync primary (REPL_KILL_REPS=20) and a netns link cut with resync (root)"
 	@echo "make bench         side-by-side benchmarks with ratios"
 	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
 
@@ -49,12 +50,14 @@ examples: lib
 	$(CC) $(CFLAGS_C) examples/c/udp_echo.c -o examples/c/bin/udp_echo $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/watch.c -o examples/c/bin/watch $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/tunnel.c -o examples/c/bin/tunnel $(LIB_A) $(LDLIBS)
+	$(CC) $(CFLAGS_C) examples/c/ha_pair.c -o examples/c/bin/ha_pair $(LIB_A) $(LDLIBS)
 
 demo: examples
 	./examples/c/bin/udp_echo demo
 	./examples/c/bin/watch --demo
+	./examples/c/bin/ha_pair
 
-test: header-check test-rust test-c test-go examples test-swift test-netns
+test: header-check test-rust test-c test-go examples test-swift test-netns test-repl
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -70,6 +73,19 @@ test-go: lib
 # Root only: two network namespaces, a tunnel in each, ping and TCP across (skips with a reason otherwise).
 test-netns: examples
 	bash tests/netns/tunnel_test.sh
+
+# Replication fault tests: a primary killed with SIGKILL mid-stream of sync
+# writes must lose no acknowledged write (REPL_KILL_REPS repetitions, 20),
+# and a netns link cut must end in a reconnect, a dirty-only resync and
+# identical volumes (root; skips with a reason otherwise).
+$(BUILD)/repl_node: tests/repl/repl_node.c include/meshring.h $(LIB_A)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_C) $< -o $@ $(LIB_A) $(LDLIBS)
+
+test-repl: lib
+	$(MAKE) --no-print-directory $(BUILD)/repl_node
+	bash tests/repl/kill_test.sh
+	bash tests/repl/netns_cut_test.sh
 
 # The Swift module map, checked with clang's module support (Swift imports the same map).
 test-swift: lib

@@ -41,3 +41,11 @@ target/release/examples/bus_bench --deltas "${BUS_DELTAS:-2000}" --reps "${BUS_R
 echo
 cc -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pedantic -Iinclude bench/cache_bench.c -o bench/bin/cache_bench target/release/libmeshring.a -lpthread -ldl -lm
 bench/bin/cache_bench "${CACHE_REPS:-5}"
+
+# Replication (issue 8): 4 KiB random writes on a local volume (io_uring vs
+# pread/pwrite vs a plain pwrite loop), replicated async/sync on loopback vs
+# local, checkpoint latency after 1k/100k dirty blocks. Source:
+# bench/repl_bench.c (REPL_WRITES=50000; ~1 GiB of sparse temp files in /tmp).
+echo
+cc -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pedantic -Iinclude bench/repl_bench.c -o bench/bin/repl_bench target/release/libmeshring.a -lpthread -ldl -lm
+bench/bin/repl_bench "${REPL_WRITES:-50000}"

@@ -213,6 +213,11 @@
 #define MR_UDP_MULTISHOT_RECV 16
 
 /*
+ `mr_volume_config.flags`: create the file if it does not exist.
+ */
+#define MR_VOLUME_CREATE 1
+
+/*
  The result of every fallible call. Values are fixed and never renumbered;
  new codes are only appended.
  */
@@ -245,6 +250,32 @@ typedef enum mr_log_level {
 } mr_log_level;
 
 /*
+ Replication stages (QEMU's block replication stages).
+ */
+typedef enum mr_repl_stage {
+  /*
+   Not started.
+   */
+  MR_REPL_STAGE_NONE = 0,
+  /*
+   Replicating.
+   */
+  MR_REPL_STAGE_RUNNING = 1,
+  /*
+   The secondary is committing its active layer (inside mr_repl_failover).
+   */
+  MR_REPL_STAGE_FAILOVER = 2,
+  /*
+   The commit failed; the reason is in mr_repl_get_error; mr_repl_failover may be retried.
+   */
+  MR_REPL_STAGE_FAILOVER_FAILED = 3,
+  /*
+   Stopped or failed over: the volume stands alone and mr_repl_read/write go straight to it.
+   */
+  MR_REPL_STAGE_DONE = 4,
+} mr_repl_stage;
+
+/*
  The I/O mechanism behind a handle.
  */
 typedef enum mr_backend {
@@ -265,6 +296,34 @@ typedef enum mr_backend {
 } mr_backend;
 
 /*
+ `mr_repl_config.mode`.
+ */
+typedef enum mr_repl_mode {
+  /*
+   Applies writes locally and sends them to the secondary at the address given to mr_repl_start.
+   */
+  MR_REPL_PRIMARY = 0,
+  /*
+   Listens at the address given to mr_repl_start and applies the primary's writes.
+   */
+  MR_REPL_SECONDARY = 1,
+} mr_repl_mode;
+
+/*
+ `mr_repl_config.ack`: when a primary's `mr_repl_write` returns.
+ */
+typedef enum mr_repl_ack {
+  /*
+   After the local write (DRBD protocol A).
+   */
+  MR_REPL_ASYNC = 0,
+  /*
+   After the secondary acknowledged applying the write (DRBD protocol C).
+   */
+  MR_REPL_SYNC = 1,
+} mr_repl_ack;
+
+/*
  A notify bus handle. Thread-safe: any thread may apply, publish, watch
  and read.
  */
@@ -283,6 +342,12 @@ typedef struct mr_cache mr_cache;
 typedef struct mr_cache_watch_h mr_cache_watch_h;
 
 /*
+ A replication handle. Thread-safe: writes, reads, checkpoints and
+ `mr_repl_get_error` may come from different threads.
+ */
+typedef struct mr_repl mr_repl;
+
+/*
  A snapshot handle: per type URL a version and named resources. Thread-safe.
  Setting it into a cache freezes what the cache serves: later edits of
  the handle only affect later `mr_cache_set_snapshot` calls.
@@ -299,6 +364,13 @@ typedef struct mr_tun mr_tun;
  receives, without contending.
  */
 typedef struct mr_udp mr_udp;
+
+/*
+ A block volume handle. Thread-safe. A replication started on it holds
+ its own reference, so `mr_volume_free` may come before or after
+ `mr_repl_free`.
+ */
+typedef struct mr_volume mr_volume;
 
 /*
  A watch session handle. One thread at a time should call
@@ -431,6 +503,86 @@ typedef struct mr_cache_ready {
 typedef void (*mr_log_callback)(void *userdata, enum mr_log_level level, const char *target, const char *message);
 
 /*
+ Options for `mr_repl_start`. Fill with `mr_repl_config_init` first.
+ */
+typedef struct mr_repl_config {
+  /*
+   sizeof(mr_repl_config), set by mr_repl_config_init.
+   */
+  uint32_t struct_size;
+  /*
+   An `mr_repl_mode` (MR_REPL_PRIMARY).
+   */
+  uint32_t mode;
+  /*
+   An `mr_repl_ack` (MR_REPL_SYNC); used by the primary.
+   */
+  uint32_t ack;
+  /*
+   Primary: how long one connection attempt may take (1000 ms); failed
+   attempts are retried in the background with backoff up to 500 ms.
+   */
+  int32_t connect_timeout_ms;
+  /*
+   Silence after which a connection is declared dead and reconnected
+   (5000 ms); keepalives go every quarter of it, and a sync write waits
+   at most this long for its acknowledgement. Give both sides the same
+   value: the secondary drops a primary silent for its own timeout.
+   */
+  int32_t peer_timeout_ms;
+} mr_repl_config;
+
+/*
+ Counters and link state of a replication, filled by `mr_repl_stats`.
+ */
+typedef struct mr_repl_counters {
+  /*
+   1 while a peer is connected (primary: handshake done; secondary: a primary attached).
+   */
+  uint32_t connected;
+  /*
+   An `mr_repl_stage`.
+   */
+  uint32_t stage;
+  /*
+   Primary: blocks the secondary may not have yet (resent on reconnect).
+   */
+  uint64_t dirty_blocks;
+  /*
+   Primary: writes sent and not yet acknowledged.
+   */
+  uint64_t inflight_writes;
+  /*
+   Primary: write messages sent.
+   */
+  uint64_t writes_sent;
+  /*
+   Secondary: primary writes applied.
+   */
+  uint64_t writes_applied;
+  /*
+   Primary: blocks sent by resyncs after (re)connecting.
+   */
+  uint64_t resync_blocks;
+  /*
+   Connections established.
+   */
+  uint64_t connections;
+  /*
+   Checkpoints completed.
+   */
+  uint64_t checkpoints;
+  /*
+   Secondary: blocks in the active layer (its own writes).
+   */
+  uint64_t active_blocks;
+  /*
+   Secondary: blocks in the hidden layer (old contents kept for the view).
+   */
+  uint64_t hidden_blocks;
+} mr_repl_counters;
+
+/*
  Options for `mr_tun_create` / `mr_tun_from_fd`. Fill it with
  `mr_tun_config_init` first, then change fields.
  */
@@ -546,6 +698,36 @@ typedef struct mr_udp_counters {
   uint64_t tx_calls;
   uint64_t tx_errors;
 } mr_udp_counters;
+
+/*
+ Options for `mr_volume_open`. Fill with `mr_volume_config_init` first.
+ */
+typedef struct mr_volume_config {
+  /*
+   sizeof(mr_volume_config), set by mr_volume_config_init.
+   */
+  uint32_t struct_size;
+  /*
+   Bytes per block: a power of two from 512 to 1048576 (4096).
+   */
+  uint32_t block_size;
+  /*
+   Blocks in the volume; a shorter file is extended (sparse) to hold
+   them. 0 = the size of the existing file, which must be a non-zero
+   multiple of block_size.
+   */
+  uint64_t block_count;
+  /*
+   MR_VOLUME_* bits.
+   */
+  uint32_t flags;
+  /*
+   An `mr_backend`: MR_BACKEND_AUTO (io_uring where it works, else
+   pread/pwrite, or `MESHRING_BACKEND`), MR_BACKEND_URING (MR_UNSUPPORTED
+   without io_uring) or MR_BACKEND_BATCH (pread/pwrite).
+   */
+  uint32_t backend;
+} mr_volume_config;
 
 #ifdef __cplusplus
 extern "C" {
@@ -864,6 +1046,136 @@ enum mr_status mr_log_init(const char *filter);
 enum mr_status mr_log_set_callback(mr_log_callback cb, void *userdata);
 
 /*
+ Fills `*cfg` with the defaults: primary, MR_REPL_SYNC, 1000 ms connect
+ timeout, 5000 ms peer timeout.
+ */
+enum mr_status mr_repl_config_init(struct mr_repl_config *cfg);
+
+/*
+ Starts replicating volume `v` (stage RUNNING). `cfg` is required (the
+ mode). Primary: `addr` ("127.0.0.1:7000", "[::1]:7000") is the secondary;
+ the call returns at once and connects in the background, retrying while
+ the secondary is absent; writes meanwhile are applied locally and marked
+ dirty, and a connecting secondary is resynced with exactly those blocks
+ (`mr_repl_wait_synced` waits for that). Secondary: `addr` is where to
+ listen (port 0 picks one: see `mr_repl_local_addr`); the volume is the
+ base and must have the primary's block size and count.
+
+ The replication keeps its own reference to the volume: the caller may
+ `mr_volume_free` it at any time. While the replication runs,
+ `mr_volume_write` on it returns MR_STATE. On success `*out` owns a new
+ handle released with `mr_repl_free`; on failure `*out` is NULL.
+ MR_STATE if the volume already has a running replication, MR_PARSE for a
+ malformed address, MR_IO if the secondary cannot listen there.
+ */
+enum mr_status mr_repl_start(struct mr_volume *v, const char *addr, const struct mr_repl_config *cfg, struct mr_repl **out);
+
+/*
+ Reads `len` bytes of whole blocks from `block` into `buf` (rules as
+ `mr_volume_read`). Primary: the local volume. Secondary while running:
+ the speculative view, i.e. its own writes (active layer), else the
+ content as of the last checkpoint (hidden layer), else the base. After
+ DONE: the volume.
+ */
+enum mr_status mr_repl_read(struct mr_repl *r, uint64_t block, uint8_t *buf, size_t len);
+
+/*
+ Writes `len` bytes of whole blocks from `block`; the library does not
+ keep `buf`. Primary while running: applied locally, then sent; returns
+ after the local write (MR_REPL_ASYNC; it may still wait while the
+ connection's send buffer is full, at most the peer timeout) or once the
+ secondary acknowledged it (MR_REPL_SYNC). Only a local failure fails the call: a replication
+ failure (no secondary, lost connection, no acknowledgement within the
+ peer timeout) is stored for `mr_repl_get_error` and the blocks are
+ resent when the secondary is back, so MR_OK followed by MR_OK from
+ `mr_repl_get_error` means the secondary has the write. MR_CLOSED if
+ `mr_repl_close` ends the wait for the acknowledgement (the write was
+ applied locally). Secondary while
+ running: into the active layer (discarded by a checkpoint, committed by
+ a failover). After DONE: straight to the volume.
+ */
+enum mr_status mr_repl_write(struct mr_repl *r, uint64_t block, const uint8_t *buf, size_t len);
+
+/*
+ A checkpoint. Primary: flushes the local volume, then sends a barrier
+ after every earlier write and waits until the secondary applied them,
+ flushed its base and emptied its active and hidden layers (its view now
+ equals the primary's). Waits for a connection first if needed.
+ `timeout_ms` < 0 forever, > 0 at most that long (MR_TIMEOUT); 0 gives
+ MR_WOULD_BLOCK (a checkpoint always waits for the secondary).
+ Secondary: empties its layers at once (a local checkpoint). After DONE:
+ a no-op (MR_OK). MR_STATE in FAILOVER_FAILED.
+ */
+enum mr_status mr_repl_checkpoint(struct mr_repl *r, int32_t timeout_ms);
+
+/*
+ Failover. Secondary (RUNNING or FAILOVER_FAILED): stops taking primary
+ writes, commits the active layer into the base (the base keeps every
+ write the primary sent; the hidden layer is dropped), flushes, and the
+ volume stands alone (DONE). If the commit fails: MR_IO (or the volume's
+ status) with the reason, stage FAILOVER_FAILED, the layers intact, the
+ reason also stored for `mr_repl_get_error`, and the call may be retried.
+ Primary: stops replicating and continues alone (DONE). After DONE: a
+ no-op (MR_OK). Blocks until done.
+ */
+enum mr_status mr_repl_failover(struct mr_repl *r);
+
+/*
+ Stops replicating without failover (DONE). Secondary: its layers are
+ discarded; the base holds what the primary sent. After DONE: a no-op.
+ MR_STATE in FAILOVER_FAILED (retry mr_repl_failover instead).
+ */
+enum mr_status mr_repl_stop(struct mr_repl *r);
+
+/*
+ The current stage into `*out`. MR_CLOSED after close.
+ */
+enum mr_status mr_repl_get_stage(const struct mr_repl *r, enum mr_repl_stage *out);
+
+/*
+ The stored replication error, which this call clears: its status
+ (MR_IO, MR_TIMEOUT, MR_PARSE for a corrupt stream from the peer,
+ MR_INVALID_ARGUMENT for a peer with another volume geometry, ...) with
+ the reason in `mr_last_error`. Without one: MR_OK while RUNNING, else
+ MR_STATE ("replication is not running").
+ */
+enum mr_status mr_repl_get_error(struct mr_repl *r);
+
+/*
+ Primary: waits until the secondary is connected and holds every block
+ written so far (nothing dirty or unacknowledged). Secondary: waits until
+ a primary is connected. `timeout_ms` < 0 waits forever, 0 checks
+ without waiting (MR_WOULD_BLOCK if not yet), > 0 waits at most that long
+ (MR_TIMEOUT). MR_STATE unless RUNNING.
+ */
+enum mr_status mr_repl_wait_synced(struct mr_repl *r, int32_t timeout_ms);
+
+/*
+ Copies the counters and link state into `*out`.
+ */
+enum mr_status mr_repl_stats(const struct mr_repl *r, struct mr_repl_counters *out);
+
+/*
+ The address a secondary listens on. MR_INVALID_ARGUMENT on a primary.
+ */
+enum mr_status mr_repl_local_addr(const struct mr_repl *r, struct mr_addr *out);
+
+/*
+ Closes the handle: the connection and threads end (waiting calls
+ return), the volume is released for plain use, the stage is left as it
+ was, and every later call returns MR_CLOSED. Idempotent; any thread.
+ Blocks until the replication threads have exited (at most about the
+ connect timeout).
+ */
+enum mr_status mr_repl_close(struct mr_repl *r);
+
+/*
+ Closes (if needed) and releases the handle and its volume reference.
+ NULL is a no-op. No other thread may use `r` afterwards.
+ */
+void mr_repl_free(struct mr_repl *r);
+
+/*
  Creates an empty snapshot whose types all have `version` (NULL = "")
  unless `mr_snapshot_set_version` says otherwise (go-control-plane's
  `NewSnapshot(version, ...)`). On success `*out` owns a new handle the
@@ -1116,6 +1428,70 @@ const char *mr_version(void);
  to check the header matches the library loaded at run time.
  */
 uint32_t mr_version_number(void);
+
+/*
+ Fills `*cfg` with the defaults (4096-byte blocks, size of the existing
+ file, no flags, MR_BACKEND_AUTO).
+ */
+enum mr_status mr_volume_config_init(struct mr_volume_config *cfg);
+
+/*
+ Opens the volume file at `path` (`cfg` NULL = defaults: the file must
+ exist). On success `*out` owns a new handle the caller releases with
+ `mr_volume_free`; on failure `*out` is NULL. MR_INVALID_ARGUMENT for a bad
+ block size or count, MR_IO (see mr_last_os_error) if the file cannot be
+ opened or extended, MR_UNSUPPORTED for MR_BACKEND_URING without io_uring.
+ */
+enum mr_status mr_volume_open(const char *path, const struct mr_volume_config *cfg, struct mr_volume **out);
+
+/*
+ Reads `len` bytes of consecutive blocks starting at `block` into `buf`
+ (caller-owned, `len` writable bytes). `len` must be a non-zero multiple
+ of the block size and the blocks inside the volume, else
+ MR_INVALID_ARGUMENT. Blocks until the read is done.
+ */
+enum mr_status mr_volume_read(struct mr_volume *v, uint64_t block, uint8_t *buf, size_t len);
+
+/*
+ Writes `len` bytes of consecutive blocks from `block` (same rules as
+ `mr_volume_read`). The library does not keep `buf`. MR_STATE while a
+ replication runs on the volume: write through `mr_repl_write` then.
+ */
+enum mr_status mr_volume_write(struct mr_volume *v, uint64_t block, const uint8_t *buf, size_t len);
+
+/*
+ fdatasync: every write that returned before this call is on stable storage.
+ */
+enum mr_status mr_volume_flush(struct mr_volume *v);
+
+/*
+ Bytes per block; 0 if `v` is NULL.
+ */
+uint32_t mr_volume_block_size(const struct mr_volume *v);
+
+/*
+ Blocks in the volume; 0 if `v` is NULL.
+ */
+uint64_t mr_volume_block_count(const struct mr_volume *v);
+
+/*
+ MR_BACKEND_URING or MR_BACKEND_BATCH (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
+ */
+enum mr_backend mr_volume_backend(const struct mr_volume *v);
+
+/*
+ Closes the volume: every later call on it, and on a replication using
+ it, returns MR_CLOSED (the file itself is closed once the last user
+ lets go). Idempotent; any thread.
+ */
+enum mr_status mr_volume_close(struct mr_volume *v);
+
+/*
+ Releases the caller's reference (a replication on the volume keeps
+ working until `mr_repl_free`). Does not close the volume for a running
+ replication. NULL is a no-op. No other thread may use `v` afterwards.
+ */
+void mr_volume_free(struct mr_volume *v);
 
 /*
  The next `ipn.Notify`-shaped JSON message. On MR_OK `*notify_json` holds

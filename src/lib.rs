@@ -8,6 +8,7 @@ pub mod cache;
 pub mod error;
 pub mod ffi;
 pub mod readiness;
+pub mod replication;
 pub mod sync;
 pub mod sys;
 pub mod tun;

@@ -26,6 +26,12 @@ impl PanicValue for usize {
     }
 }
 
+impl PanicValue for u64 {
+    fn on_panic() -> Self {
+        0
+    }
+}
+
 impl PanicValue for u32 {
     fn on_panic() -> Self {
         0

@@ -3,12 +3,14 @@
 //! UDP handle (and later TUN) are built from.
 
 mod buf_ring;
+mod file_io;
 mod msg_recv;
 mod msg_send;
 mod poll_waiter;
 mod probe;
 mod ring;
 
+pub use file_io::FileIo;
 pub use msg_recv::{Flow, Incoming, MsgReceiver, ReceiverConfig};
 pub use msg_send::{MsgSender, SendOutcome};
 pub use poll_waiter::PollWaiter;

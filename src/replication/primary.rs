@@ -1,0 +1,516 @@
+//! The primary: writes land on the local volume and are streamed to the
+//! secondary. A connection manager thread connects (and reconnects) to the
+//! secondary and resyncs it from the dirty map; a reader thread per
+//! connection takes acknowledgements. Replication trouble never fails a
+//! write: it is stored for `get_error` and the blocks stay dirty.
+
+use super::dirty::DirtyMap;
+use super::stage::{lock, wait_for, AckMode, Stage, Status};
+use super::volume::Volume;
+use super::wire::{self, Msg, MAX_WRITE_DATA};
+use super::{ReplConfig, ReplStats};
+use crate::error::{Error, ErrorKind, Result};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The write side: held while a write is applied locally and framed, so
+/// the order on the wire is the order on the volume.
+struct Sender {
+    link: Option<TcpStream>,
+    next_seq: u64,
+    next_barrier: u64,
+    frame: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Counters {
+    writes_sent: u64,
+    resync_blocks: u64,
+    reconnects: u64,
+    checkpoints: u64,
+}
+
+struct State {
+    dirty: DirtyMap,
+    /// Writes sent on the current link and not yet acknowledged.
+    inflight: VecDeque<(u64, u64, u64)>,
+    /// For blocks in flight: the newest write's sequence number.
+    newest: HashMap<u64, u64>,
+    acked: u64,
+    barrier_acked: u64,
+    connected: bool,
+    /// The current link's resync has sent every block dirty at link-up.
+    resynced: bool,
+    /// Bumped whenever a link comes up or goes down.
+    generation: u64,
+    counters: Counters,
+}
+
+pub(super) struct Shared {
+    vol: Arc<Volume>,
+    peer: SocketAddr,
+    cfg: ReplConfig,
+    pub(super) status: Status,
+    send: Mutex<Sender>,
+    state: Mutex<State>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+pub struct Primary {
+    shared: Arc<Shared>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Primary {
+    pub fn start(vol: Arc<Volume>, peer: SocketAddr, cfg: ReplConfig) -> Result<Self> {
+        vol.attach()?;
+        let state = State {
+            dirty: DirtyMap::new(vol.block_count()),
+            inflight: VecDeque::new(),
+            newest: HashMap::new(),
+            acked: 0,
+            barrier_acked: 0,
+            connected: false,
+            resynced: false,
+            generation: 0,
+            counters: Counters::default(),
+        };
+        let shared = Arc::new(Shared {
+            vol,
+            peer,
+            cfg,
+            status: Status::new(),
+            send: Mutex::new(Sender { link: None, next_seq: 1, next_barrier: 1, frame: Vec::new() }),
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        shared.status.set_stage(Stage::Running);
+        let worker = shared.clone();
+        let manager = std::thread::Builder::new()
+            .name("mr-repl-primary".into())
+            .spawn(move || worker.manage())
+            .map_err(|e| {
+                shared.vol.detach();
+                Error::from_io("spawn replication thread", &e)
+            })?;
+        Ok(Primary { shared, manager: Mutex::new(Some(manager)) })
+    }
+
+    pub(super) fn status(&self) -> &Status {
+        &self.shared.status
+    }
+
+    pub fn read(&self, block: u64, buf: &mut [u8]) -> Result<()> {
+        self.shared.status.check_open()?;
+        self.shared.vol.read(block, buf)
+    }
+
+    /// Applies locally, then replicates (while RUNNING). Only a local
+    /// failure fails the call.
+    pub fn write(&self, block: u64, data: &[u8]) -> Result<()> {
+        let s = &self.shared;
+        s.status.check_open()?;
+        s.vol.check_range(block, data.len())?;
+        let mut tx = lock(&s.send);
+        s.vol.write_raw(block, data)?;
+        if s.status.stage() != Stage::Running {
+            return Ok(());
+        }
+        let sent = s.replicate(&mut tx, block, data);
+        drop(tx);
+        match (sent, s.cfg.ack) {
+            (Some((seq, generation)), AckMode::Sync) => {
+                s.wait_acked(seq, generation);
+                if s.status.is_closed() {
+                    return Err(Error::closed("closed while waiting for the secondary's acknowledgement (the write was applied locally)"));
+                }
+            }
+            // A sync caller learns from get_error that this write is not on the secondary.
+            (None, AckMode::Sync) => s.status.record(Error::new(
+                ErrorKind::Io,
+                format!("write to block {block} not replicated: the secondary {} is not connected; kept for resync", s.peer),
+            )),
+            (_, AckMode::Async) => {}
+        }
+        Ok(())
+    }
+
+    pub fn checkpoint(&self, timeout: crate::sync::Wait) -> Result<()> {
+        let s = &self.shared;
+        if !s.status.begin("checkpoint", false)? {
+            return Ok(());
+        }
+        if timeout.is_never() {
+            return Err(Error::new(ErrorKind::WouldBlock, "a checkpoint waits for the secondary: pass a timeout"));
+        }
+        s.vol.flush()?;
+        s.checkpoint(timeout.deadline())
+    }
+
+    /// Stops replicating; the volume continues alone (stage DONE).
+    pub fn stop(&self) -> Result<()> {
+        let s = &self.shared;
+        if !s.status.begin("stop", false)? {
+            return Ok(());
+        }
+        self.shutdown();
+        s.status.set_stage(Stage::Done);
+        s.status.clear_error();
+        Ok(())
+    }
+
+    /// Waits until the secondary is connected and has every block.
+    pub fn wait_synced(&self, deadline: Option<Instant>) -> Result<()> {
+        let s = &self.shared;
+        s.status.check_open()?;
+        if s.status.stage() != Stage::Running {
+            return Err(s.status.wrong_stage("wait_synced"));
+        }
+        let st = s.wait_until(deadline, |st| st.connected && st.dirty.count() == 0);
+        if st.connected && st.dirty.count() == 0 {
+            return Ok(());
+        }
+        drop(st);
+        s.status.check_open()?;
+        Err(Error::new(ErrorKind::Timeout, "the secondary is not connected and in sync yet"))
+    }
+
+    pub fn stats(&self) -> ReplStats {
+        let st = lock(&self.shared.state);
+        ReplStats {
+            connected: st.connected,
+            dirty_blocks: st.dirty.count(),
+            inflight_writes: st.inflight.len() as u64,
+            writes_sent: st.counters.writes_sent,
+            resync_blocks: st.counters.resync_blocks,
+            reconnects: st.counters.reconnects,
+            checkpoints: st.counters.checkpoints,
+            ..ReplStats::default()
+        }
+    }
+
+    /// Ends the manager and reader threads and frees the volume's write path.
+    fn shutdown(&self) {
+        let s = &self.shared;
+        s.stop.store(true, Ordering::Release);
+        if let Some(link) = lock(&s.send).link.take() {
+            let _ = link.shutdown(Shutdown::Both);
+        }
+        s.changed.notify_all();
+        if let Some(handle) = lock(&self.manager).take() {
+            let _ = handle.join();
+        }
+        s.vol.detach();
+    }
+
+    pub fn close(&self) {
+        if self.shared.status.close() {
+            self.shutdown();
+            self.shared.changed.notify_all();
+        }
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Waits on the state until `done` holds, the deadline passes or the
+    /// handle stops; returns the state as last seen.
+    fn wait_until(&self, deadline: Option<Instant>, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
+        wait_for(&self.changed, lock(&self.state), deadline, |st| done(st) || self.stopping())
+    }
+
+    /// Marks the blocks dirty and, with a link up, frames them onto it.
+    /// Returns the last sequence number and the link generation if sent.
+    fn replicate(&self, tx: &mut Sender, block: u64, data: &[u8]) -> Option<(u64, u64)> {
+        let bs = self.vol.block_size() as usize;
+        let mut st = lock(&self.state);
+        let n = (data.len() / bs) as u64;
+        for b in block..block + n {
+            st.dirty.set(b);
+        }
+        if tx.link.is_none() || !st.connected {
+            return None;
+        }
+        let generation = st.generation;
+        tx.frame.clear();
+        let mut seq = 0;
+        for (i, chunk) in data.chunks(MAX_WRITE_DATA).enumerate() {
+            seq = tx.next_seq;
+            tx.next_seq += 1;
+            let first = block + (i * MAX_WRITE_DATA / bs) as u64;
+            let count = (chunk.len() / bs) as u64;
+            st.inflight.push_back((seq, first, count));
+            for b in first..first + count {
+                st.newest.insert(b, seq);
+            }
+            st.counters.writes_sent += 1;
+            wire::encode_write(seq, first, chunk, &mut tx.frame);
+        }
+        drop(st);
+        match self.send_frame(tx) {
+            Ok(()) => Some((seq, generation)),
+            Err(e) => {
+                self.link_down(generation, e);
+                None
+            }
+        }
+    }
+
+    fn send_frame(&self, tx: &mut Sender) -> Result<()> {
+        let Sender { link, frame, .. } = tx;
+        match link.as_mut() {
+            Some(stream) => stream.write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
+            None => Err(Error::new(ErrorKind::Io, "no connection to the secondary")),
+        }
+    }
+
+    /// Forgets the link of `generation` (if still current): in-flight writes
+    /// stay dirty for the next resync.
+    fn link_down(&self, generation: u64, error: Error) {
+        let mut st = lock(&self.state);
+        if st.generation != generation || !st.connected {
+            return;
+        }
+        st.connected = false;
+        st.generation += 1;
+        st.inflight.clear();
+        st.newest.clear();
+        drop(st);
+        if !self.stopping() {
+            self.status.record(error);
+        }
+        self.changed.notify_all();
+    }
+
+    fn wait_acked(&self, seq: u64, generation: u64) {
+        let deadline = Instant::now() + self.cfg.peer_timeout;
+        let st = self.wait_until(Some(deadline), |st| st.acked >= seq || st.generation != generation);
+        if st.acked >= seq || self.stopping() {
+            return;
+        }
+        let lost = st.generation != generation;
+        drop(st);
+        self.status.record(if lost {
+            Error::new(ErrorKind::Io, format!("connection lost before the secondary acknowledged write {seq}; kept for resync"))
+        } else {
+            Error::new(ErrorKind::Timeout, format!("the secondary did not acknowledge write {seq} within the peer timeout"))
+        });
+    }
+
+    fn checkpoint(&self, deadline: Option<Instant>) -> Result<()> {
+        loop {
+            // The barrier must follow the resync, or the secondary would
+            // checkpoint without the blocks it missed.
+            let st = self.wait_until(deadline, |st| st.connected && st.resynced);
+            let generation = st.generation;
+            let connected = st.connected && st.resynced;
+            drop(st);
+            self.status.check_open()?;
+            if !connected {
+                return Err(Error::new(ErrorKind::Timeout, "the secondary was not connected and resynced before the timeout"));
+            }
+            let mut tx = lock(&self.send);
+            let id = tx.next_barrier;
+            tx.next_barrier += 1;
+            tx.frame.clear();
+            wire::encode(&Msg::Barrier { id }, &mut tx.frame);
+            if let Err(e) = self.send_frame(&mut tx) {
+                drop(tx);
+                self.link_down(generation, e);
+                continue;
+            }
+            drop(tx);
+            let mut st = self.wait_until(deadline, |st| st.barrier_acked >= id || st.generation != generation);
+            if st.barrier_acked >= id {
+                st.counters.checkpoints += 1;
+                return Ok(());
+            }
+            if st.generation == generation {
+                drop(st);
+                self.status.check_open()?;
+                return Err(Error::new(ErrorKind::Timeout, "the secondary did not acknowledge the checkpoint in time"));
+            }
+            // The link changed under the barrier: resend it on the new one.
+        }
+    }
+
+    /// Connection manager: connect, handshake, resync, keep alive; repeat.
+    fn manage(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(20);
+        while !self.stopping() {
+            match self.connect() {
+                Ok(stream) => {
+                    backoff = Duration::from_millis(20);
+                    self.run_link(stream);
+                }
+                Err(e) => {
+                    self.status.record(e);
+                    let st = lock(&self.state);
+                    let _unused = self.changed.wait_timeout_while(st, backoff, |_| !self.stopping());
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<TcpStream> {
+        let peer = self.peer;
+        let mut stream = TcpStream::connect_timeout(&peer, self.cfg.connect_timeout)
+            .map_err(|e| Error::from_io(&format!("connect to secondary {peer}"), &e))?;
+        let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
+        stream.set_nodelay(true).map_err(setup)?;
+        stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
+        stream.set_write_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
+        let mut hello = Vec::new();
+        wire::encode(&Msg::Hello { block_size: self.vol.block_size(), block_count: self.vol.block_count() }, &mut hello);
+        stream.write_all(&hello).map_err(|e| Error::from_io("replication handshake send", &e))?;
+        match wire::read_msg(&mut stream)? {
+            Msg::Welcome => Ok(stream),
+            Msg::Error { text } => Err(Error::new(ErrorKind::InvalidArgument, format!("secondary {peer} refused: {text}"))),
+            other => Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: expected WELCOME, got {}", other.name()))),
+        }
+    }
+
+    fn run_link(self: &Arc<Self>, stream: TcpStream) {
+        let Ok(read_half) = stream.try_clone() else { return };
+        let generation = {
+            let mut tx = lock(&self.send);
+            let mut st = lock(&self.state);
+            st.connected = true;
+            st.resynced = false;
+            st.generation += 1;
+            st.counters.reconnects += 1;
+            tx.link = Some(stream);
+            st.generation
+        };
+        self.changed.notify_all();
+        let reader = {
+            let me = self.clone();
+            std::thread::Builder::new().name("mr-repl-acks".into()).spawn(move || me.read_acks(read_half, generation))
+        };
+        if self.resync(generation) {
+            let mut st = lock(&self.state);
+            if st.generation == generation {
+                st.resynced = true;
+            }
+            drop(st);
+            self.changed.notify_all();
+        }
+        let ping_every = self.cfg.peer_timeout / 4;
+        loop {
+            let st = self.wait_until(Some(Instant::now() + ping_every), |st| st.generation != generation);
+            if st.generation != generation || self.stopping() {
+                break;
+            }
+            drop(st);
+            let mut tx = lock(&self.send);
+            tx.frame.clear();
+            wire::encode(&Msg::Ping, &mut tx.frame);
+            if let Err(e) = self.send_frame(&mut tx) {
+                drop(tx);
+                self.link_down(generation, e);
+            }
+        }
+        if let Some(link) = lock(&self.send).link.take() {
+            let _ = link.shutdown(Shutdown::Both);
+        }
+        self.link_down(generation, Error::new(ErrorKind::Io, "replication link closed"));
+        if let Ok(reader) = reader {
+            let _ = reader.join();
+        }
+    }
+
+    /// Sends every block dirty when the link came up (unless a newer write
+    /// already carries it), read from the volume under the send lock.
+    /// True when every block went out on this link.
+    fn resync(&self, generation: u64) -> bool {
+        let blocks = lock(&self.state).dirty.blocks();
+        let mut buf = vec![0u8; self.vol.block_size() as usize];
+        for block in blocks {
+            let mut tx = lock(&self.send);
+            let mut st = lock(&self.state);
+            if st.generation != generation || self.stopping() {
+                return false;
+            }
+            if !st.dirty.contains(block) || st.newest.contains_key(&block) {
+                continue;
+            }
+            if let Err(e) = self.vol.read(block, &mut buf) {
+                drop(st);
+                drop(tx);
+                self.status.record(e);
+                return false;
+            }
+            let seq = tx.next_seq;
+            tx.next_seq += 1;
+            st.inflight.push_back((seq, block, 1));
+            st.newest.insert(block, seq);
+            st.counters.resync_blocks += 1;
+            drop(st);
+            tx.frame.clear();
+            wire::encode_write(seq, block, &buf, &mut tx.frame);
+            if let Err(e) = self.send_frame(&mut tx) {
+                drop(tx);
+                self.link_down(generation, e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reader thread: acknowledgements until the link fails.
+    fn read_acks(&self, stream: TcpStream, generation: u64) {
+        let mut reader = BufReader::new(&stream);
+        let error = loop {
+            match wire::read_msg(&mut reader) {
+                Ok(Msg::Ack { seq }) => self.acked(seq),
+                Ok(Msg::BarrierAck { id }) => {
+                    let mut st = lock(&self.state);
+                    st.barrier_acked = st.barrier_acked.max(id);
+                    drop(st);
+                    self.changed.notify_all();
+                }
+                Ok(Msg::Error { text }) => break Error::new(ErrorKind::Io, format!("secondary reported: {text}")),
+                Ok(other) => break Error::new(ErrorKind::Parse, format!("corrupt replication stream: unexpected {} from the secondary", other.name())),
+                Err(e) => break Error { message: format!("secondary {}: {}", self.peer, e.message).into(), ..e },
+            }
+        };
+        let _ = stream.shutdown(Shutdown::Both);
+        self.link_down(generation, error);
+    }
+
+    fn acked(&self, seq: u64) {
+        let mut st = lock(&self.state);
+        st.acked = st.acked.max(seq);
+        while let Some(&(s, first, count)) = st.inflight.front() {
+            if s > seq {
+                break;
+            }
+            st.inflight.pop_front();
+            for b in first..first + count {
+                if st.newest.get(&b) == Some(&s) {
+                    st.newest.remove(&b);
+                    st.dirty.clear(b);
+                }
+            }
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+}

@@ -1,0 +1,311 @@
+//! Behaviours of QEMU's tests/unit/test-replication.c on our API, plus
+//! resync, sync acknowledgement and corrupt peers, over loopback.
+
+use super::*;
+use crate::error::ErrorKind;
+use crate::replication::volume::tests::temp_volume;
+use crate::udp::BackendChoice;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+const BLOCKS: u64 = 16;
+const BS: usize = 512;
+
+fn cfg(mode: Mode, ack: AckMode) -> ReplConfig {
+    ReplConfig { mode, ack, connect_timeout: Duration::from_millis(500), peer_timeout: Duration::from_secs(2) }
+}
+
+struct Pair {
+    primary: Replication,
+    secondary: Replication,
+    pvol: Arc<Volume>,
+    svol: Arc<Volume>,
+    paths: Vec<std::path::PathBuf>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.primary.close();
+        self.secondary.close();
+        for p in &self.paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn volume(tag: &str) -> (Arc<Volume>, std::path::PathBuf) {
+    let (v, p) = temp_volume(tag, BLOCKS, BackendChoice::Auto);
+    (Arc::new(v), p)
+}
+
+fn secondary_on_loopback(svol: &Arc<Volume>) -> Replication {
+    Replication::start(svol.clone(), "127.0.0.1:0".parse().unwrap(), cfg(Mode::Secondary, AckMode::Sync)).unwrap()
+}
+
+fn pair(ack: AckMode) -> Pair {
+    let (pvol, pp) = volume("p");
+    let (svol, sp) = volume("s");
+    let secondary = secondary_on_loopback(&svol);
+    let primary = Replication::start(pvol.clone(), secondary.local_addr().unwrap(), cfg(Mode::Primary, ack)).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    Pair { primary, secondary, pvol, svol, paths: vec![pp, sp] }
+}
+
+fn fill(byte: u8, blocks: usize) -> Vec<u8> {
+    vec![byte; BS * blocks]
+}
+
+fn read(r: &Replication, block: u64, blocks: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; BS * blocks];
+    r.read(block, &mut buf).unwrap();
+    buf
+}
+
+fn raw(v: &Volume, block: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; BS];
+    v.read(block, &mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn sync_write_is_on_the_secondary_when_it_returns() {
+    let p = pair(AckMode::Sync);
+    p.primary.write(2, &fill(7, 2)).unwrap();
+    assert_eq!(raw(&p.svol, 2), fill(7, 1));
+    assert_eq!(raw(&p.svol, 3), fill(7, 1));
+    assert_eq!(read(&p.primary, 2, 2), fill(7, 2));
+    p.primary.take_error().unwrap();
+    let stats = p.primary.stats().unwrap();
+    assert!(stats.connected && stats.dirty_blocks == 0 && stats.writes_sent == 1, "{stats:?}");
+}
+
+#[test]
+fn secondary_view_layers_and_checkpoint() {
+    let p = pair(AckMode::Sync);
+    p.primary.write(0, &fill(1, 4)).unwrap();
+    p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+    // The secondary's own write goes to active; the primary's later write
+    // reaches the base, its old content the hidden layer.
+    p.secondary.write(1, &fill(9, 1)).unwrap();
+    p.primary.write(0, &fill(2, 2)).unwrap();
+    assert_eq!(read(&p.secondary, 0, 3), [fill(1, 1), fill(9, 1), fill(1, 1)].concat());
+    assert_eq!(raw(&p.svol, 0), fill(2, 1));
+    let s = p.secondary.stats().unwrap();
+    assert_eq!((s.active_blocks, s.hidden_blocks), (1, 1));
+    // A checkpoint empties both layers: the view is the primary's.
+    p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+    let s = p.secondary.stats().unwrap();
+    assert_eq!((s.active_blocks, s.hidden_blocks, s.checkpoints), (0, 0, 2));
+    assert_eq!(read(&p.secondary, 0, 3), [fill(2, 2), fill(1, 1)].concat());
+    assert_eq!(read(&p.secondary, 0, 4), read(&p.primary, 0, 4));
+}
+
+#[test]
+fn secondary_failover_commits_active_over_primary_data() {
+    let p = pair(AckMode::Async);
+    p.primary.write(0, &fill(3, 3)).unwrap();
+    p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+    p.secondary.write(2, &fill(8, 1)).unwrap();
+    p.primary.write(1, &fill(4, 1)).unwrap();
+    p.primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    p.secondary.failover().unwrap();
+    assert_eq!(p.secondary.stage().unwrap(), Stage::Done);
+    assert_eq!(read(&p.secondary, 0, 3), [fill(3, 1), fill(4, 1), fill(8, 1)].concat());
+    assert_eq!(raw(&p.svol, 2), fill(8, 1));
+    // After DONE: plain volume I/O, and the calls are no-ops.
+    p.secondary.write(5, &fill(6, 1)).unwrap();
+    assert_eq!(raw(&p.svol, 5), fill(6, 1));
+    p.secondary.failover().unwrap();
+    p.secondary.checkpoint(Wait::from_ms(10)).unwrap();
+    p.secondary.stop().unwrap();
+    assert_eq!(p.secondary.take_error().unwrap_err().kind, ErrorKind::State);
+    // The volume is free again.
+    p.svol.write(6, &fill(1, 1)).unwrap();
+}
+
+#[test]
+fn failover_failure_is_reported_and_can_be_retried() {
+    let p = pair(AckMode::Sync);
+    p.secondary.write(4, &fill(5, 1)).unwrap();
+    p.svol.fail_writes.store(true, std::sync::atomic::Ordering::Release);
+    let err = p.secondary.failover().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Io);
+    assert_eq!(p.secondary.stage().unwrap(), Stage::FailoverFailed);
+    let stored = p.secondary.take_error().unwrap_err();
+    assert!(stored.message.contains("failover"), "{stored}");
+    assert_eq!(p.secondary.checkpoint(Wait::from_ms(10)).unwrap_err().kind, ErrorKind::State);
+    assert_eq!(p.secondary.stop().unwrap_err().kind, ErrorKind::State);
+    // The speculative view survives the failed attempt.
+    assert_eq!(read(&p.secondary, 4, 1), fill(5, 1));
+    p.svol.fail_writes.store(false, std::sync::atomic::Ordering::Release);
+    p.secondary.failover().unwrap();
+    assert_eq!(p.secondary.stage().unwrap(), Stage::Done);
+    assert_eq!(raw(&p.svol, 4), fill(5, 1));
+}
+
+#[test]
+fn primary_stop_and_failover_continue_alone() {
+    let p = pair(AckMode::Sync);
+    p.primary.take_error().unwrap();
+    p.primary.stop().unwrap();
+    assert_eq!(p.primary.stage().unwrap(), Stage::Done);
+    p.primary.write(0, &fill(2, 1)).unwrap();
+    assert_eq!(raw(&p.pvol, 0), fill(2, 1));
+    assert_eq!(raw(&p.svol, 0), fill(0, 1));
+    p.primary.failover().unwrap();
+    p.primary.checkpoint(Wait::from_ms(10)).unwrap();
+    assert_eq!(p.primary.take_error().unwrap_err().kind, ErrorKind::State);
+    p.primary.close();
+    assert_eq!(p.primary.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(p.primary.stage().unwrap_err().kind, ErrorKind::Closed);
+}
+
+#[test]
+fn secondary_stop_discards_layers() {
+    let p = pair(AckMode::Sync);
+    p.primary.write(0, &fill(1, 1)).unwrap();
+    p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+    p.secondary.write(0, &fill(7, 1)).unwrap();
+    p.secondary.stop().unwrap();
+    assert_eq!(read(&p.secondary, 0, 1), fill(1, 1));
+}
+
+#[test]
+fn late_secondary_is_resynced_from_the_dirty_map() {
+    let (pvol, pp) = volume("late-p");
+    let (svol, sp) = volume("late-s");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let primary = Replication::start(pvol.clone(), port, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    primary.write(3, &fill(4, 1)).unwrap();
+    primary.write(9, &fill(5, 2)).unwrap();
+    assert_eq!(primary.take_error().unwrap_err().kind, ErrorKind::Io, "connect refused is reported");
+    assert_eq!(primary.stats().unwrap().dirty_blocks, 3);
+    assert_eq!(primary.checkpoint(Wait::from_ms(50)).unwrap_err().kind, ErrorKind::Timeout);
+    let secondary = Replication::start(svol.clone(), port, cfg(Mode::Secondary, AckMode::Sync)).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    primary.checkpoint(Wait::from_ms(5000)).unwrap();
+    assert_eq!(read(&secondary, 0, BLOCKS as usize), read(&primary, 0, BLOCKS as usize));
+    assert_eq!(primary.stats().unwrap().resync_blocks, 3);
+    primary.close();
+    secondary.close();
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}
+
+#[test]
+fn second_replication_on_a_volume_is_refused() {
+    let p = pair(AckMode::Sync);
+    let again = Replication::start(p.pvol.clone(), "127.0.0.1:9".parse().unwrap(), cfg(Mode::Primary, AckMode::Sync));
+    assert_eq!(again.err().unwrap().kind, ErrorKind::State);
+    assert_eq!(p.pvol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State);
+}
+
+#[test]
+fn corrupt_primary_is_reported_by_the_secondary() {
+    let (svol, sp) = volume("fake-p");
+    let secondary = secondary_on_loopback(&svol);
+    let mut fake = TcpStream::connect(secondary.local_addr().unwrap()).unwrap();
+    fake.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    fake.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = fake.read_to_end(&mut reply);
+    let err = secondary.take_error().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Parse, "{err}");
+    assert!(matches!(read_msg(&mut &reply[..]), Ok(Msg::Error { .. })), "the fake peer is told why");
+    assert_eq!(secondary.stage().unwrap(), Stage::Running);
+    secondary.close();
+    let _ = std::fs::remove_file(sp);
+}
+
+#[test]
+fn corrupt_secondary_is_reported_by_the_primary() {
+    let (pvol, pp) = volume("fake-s");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let primary = Replication::start(pvol.clone(), listener.local_addr().unwrap(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut hello = [0u8; 36];
+    conn.read_exact(&mut hello).unwrap();
+    conn.write_all(&[0xAB; 40]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match primary.take_error() {
+            Err(e) if e.kind == ErrorKind::Parse => break e,
+            _ if std::time::Instant::now() > deadline => panic!("no parse error reported"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    assert!(err.message.contains("magic"), "{err}");
+    primary.write(0, &fill(1, 1)).unwrap();
+    primary.close();
+    let _ = std::fs::remove_file(pp);
+}
+
+#[test]
+fn geometry_mismatch_is_refused() {
+    let (pvol, pp) = volume("geo-p");
+    let (small, sp) = temp_volume("geo-s", BLOCKS / 2, BackendChoice::Batch);
+    let secondary = secondary_on_loopback(&Arc::new(small));
+    let primary = Replication::start(pvol, secondary.local_addr().unwrap(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    assert_eq!(primary.wait_synced(Wait::from_ms(300)).unwrap_err().kind, ErrorKind::Timeout);
+    let err = primary.take_error().unwrap_err();
+    assert!(err.message.contains("geometry"), "{err}");
+    primary.close();
+    secondary.close();
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}
+
+#[test]
+fn concurrent_writers_and_checkpoints_end_identical() {
+    for ack in [AckMode::Sync, AckMode::Async] {
+        let p = Arc::new(pair(ack));
+        let writers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200u64 {
+                        let block = (i * 7 + t as u64) % BLOCKS;
+                        p.primary.write(block, &fill(t.wrapping_mul(50).wrapping_add(i as u8), 1)).unwrap();
+                        if i % 50 == 0 {
+                            p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        p.primary.wait_synced(Wait::from_ms(5000)).unwrap();
+        p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+        p.primary.take_error().unwrap();
+        assert_eq!(read(&p.secondary, 0, BLOCKS as usize), read(&p.primary, 0, BLOCKS as usize), "{ack:?}");
+    }
+}
+
+#[test]
+fn close_ends_a_sync_write_waiting_for_its_ack() {
+    // A fake secondary that completes the handshake and then never acknowledges.
+    let (pvol, pp) = volume("noack");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = cfg(Mode::Primary, AckMode::Sync);
+    config.peer_timeout = Duration::from_secs(30);
+    let primary = Arc::new(Replication::start(pvol, listener.local_addr().unwrap(), config).unwrap());
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut hello = [0u8; 36];
+    conn.read_exact(&mut hello).unwrap();
+    let mut welcome = Vec::new();
+    encode(&Msg::Welcome, &mut welcome);
+    conn.write_all(&welcome).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    let writer = {
+        let primary = primary.clone();
+        std::thread::spawn(move || primary.write(1, &fill(3, 1)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    primary.close();
+    let result = writer.join().unwrap();
+    assert_eq!(result.unwrap_err().kind, ErrorKind::Closed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = std::fs::remove_file(pp);
+}
