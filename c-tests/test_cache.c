@@ -1210,12 +1210,13 @@ static void ready_queue(void)
     CHECK_FAIL(mr_cache_take_ready(c, 0, ev, 0, &n), MR_INVALID_ARGUMENT);
     CHECK_FAIL(mr_cache_take_ready(c, 0, ev, 8, NULL), MR_INVALID_ARGUMENT);
     CHECK(mr_cache_ready_fd(NULL) == -1, "ready fd of NULL is -1");
+    mr_cache_watch_free(w[3]);
+    w[3] = NULL;
     req_for(&req, "q9", T_EP, "");
     req.flags = 0x100;
     CHECK_FAIL(mr_cache_watch(c, &req, &w[3]), MR_INVALID_ARGUMENT);
+    CHECK(w[3] == NULL, "*out NULL after a failed open");
     /* Close: the open queued watch reports closed, then MR_CLOSED. */
-    mr_cache_watch_free(w[3]);
-    w[3] = NULL;
     req_for(&req, "q9", T_EP, "");
     req.flags = MR_WATCH_QUEUED;
     req.token = 9;
