@@ -24,8 +24,8 @@ use crate::sys::EventFd;
 use serde_json::{json, Value};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Runtime tuning; `Default` gives the documented defaults.
@@ -90,7 +90,6 @@ pub struct Api {
     event: Condvar,
     ready: Arc<EventFd>,
     options: Options,
-    loop_thread: OnceLock<ThreadId>,
     bus: Mutex<Option<BusAttachment>>,
     max_step_ns: AtomicU64,
     feed_steps: AtomicU64,
@@ -98,6 +97,12 @@ pub struct Api {
 }
 
 const CLOSED: &str = "runtime is closed";
+
+thread_local! {
+    /// On a loop thread: the address of its `Api` (0 elsewhere). A plain
+    /// integer, so asking costs no allocation on host threads.
+    static LOOP_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 fn prefix_arg(text: &str) -> Result<Prefix> {
     Prefix::parse(text)
@@ -124,8 +129,9 @@ impl Api {
         Ok(core)
     }
 
+    /// Whether the caller is this runtime's loop thread (a protocol hook).
     fn on_loop(&self) -> bool {
-        self.loop_thread.get() == Some(&std::thread::current().id())
+        LOOP_OF.with(|l| l.get() == self as *const Api as usize)
     }
 
     /// Wakes the loop, then (off the loop thread) waits until it has run
@@ -622,7 +628,6 @@ impl Runtime {
             event: Condvar::new(),
             ready,
             options,
-            loop_thread: OnceLock::new(),
             bus: Mutex::new(None),
             max_step_ns: AtomicU64::new(0),
             feed_steps: AtomicU64::new(0),
@@ -632,14 +637,10 @@ impl Runtime {
         let thread = std::thread::Builder::new()
             .name("meshring-rt".into())
             .spawn(move || {
-                let _ = runner.loop_thread.set(std::thread::current().id());
+                LOOP_OF.with(|l| l.set(Arc::as_ptr(&runner) as usize));
                 runner.run_loop();
             })
             .map_err(|e| Error::from_io("spawning the runtime loop", &e))?;
-        // Hooks must know their thread before the first one runs.
-        while api.loop_thread.get().is_none() {
-            std::thread::yield_now();
-        }
         Ok(Runtime { api, threads: Mutex::new(vec![thread]) })
     }
 
