@@ -17,7 +17,7 @@ BUILD    := build
 all: lib examples
 
 help:
-	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput), then the notify bus demo (examples/c/watch --demo)"
+	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput), then the notify bus demo (examples/c/watch --demo), then the lifecycle runtime (examples/c/routes)"
 	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module"
 	@echo "make bench         side-by-side benchmarks with ratios"
 	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
@@ -49,10 +49,12 @@ examples: lib
 	$(CC) $(CFLAGS_C) examples/c/udp_echo.c -o examples/c/bin/udp_echo $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/watch.c -o examples/c/bin/watch $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/tunnel.c -o examples/c/bin/tunnel $(LIB_A) $(LDLIBS)
+	$(CC) $(CFLAGS_C) examples/c/routes.c -o examples/c/bin/routes $(LIB_A) $(LDLIBS)
 
 demo: examples
 	./examples/c/bin/udp_echo demo
 	./examples/c/bin/watch --demo
+	./examples/c/bin/routes
 
 test: header-check test-rust test-c test-go examples test-swift test-netns
 	@echo "make test: all suites passed"
