@@ -21,7 +21,9 @@
 
 use super::prefix::Prefix;
 use crate::error::{Error, ErrorKind, Result};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,137 +103,130 @@ fn default_preference(kind: &str) -> u32 {
     }
 }
 
-fn object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
-    value.as_object().ok_or_else(|| invalid(format!("{what} must be a JSON object")))
-}
-
-fn string<'a>(value: &'a Value, what: &str) -> Result<&'a str> {
-    value.as_str().ok_or_else(|| invalid(format!("{what} must be a string")))
-}
-
-fn number(value: &Value, what: &str, max: u64) -> Result<u64> {
-    value.as_u64().filter(|n| *n <= max).ok_or_else(|| invalid(format!("{what} must be an integer 0..={max}")))
-}
-
-/// Attributes as compact JSON text; an object (or absent: `{}`).
-pub fn attrs_text(value: Option<&Value>, what: &str) -> Result<Arc<str>> {
-    match value {
-        None | Some(Value::Null) => Ok("{}".into()),
-        Some(v @ Value::Object(_)) => Ok(v.to_string().into()),
-        Some(_) => Err(invalid(format!("{what} must be a JSON object"))),
+/// Attributes as JSON text: an object, kept as written (absent or null: `{}`).
+pub fn attrs_text(raw: Option<&RawValue>, what: &dyn Fn() -> String) -> Result<Arc<str>> {
+    match raw.map(|r| r.get().trim()) {
+        None | Some("null") => Ok("{}".into()),
+        Some(text) if text.starts_with('{') => Ok(text.into()),
+        Some(_) => Err(invalid(format!("{} must be a JSON object", what()))),
     }
 }
 
-fn parse_routes(value: &Value, what: &str) -> Result<Vec<StaticRoute>> {
-    let list = value.as_array().ok_or_else(|| invalid(format!("{what} must be an array")))?;
-    let mut seen = HashSet::new();
-    let mut routes = Vec::with_capacity(list.len());
-    for (i, item) in list.iter().enumerate() {
-        let what = format!("{what}[{i}]");
-        let map = object(item, &what)?;
-        let mut prefix = None;
-        let mut attrs = None;
-        for (key, v) in map {
-            match key.as_str() {
-                "prefix" => prefix = Some(Prefix::parse(string(v, &format!("{what}.prefix"))?).map_err(|e| invalid(format!("{what}: {e}")))?),
-                "attrs" => attrs = Some(v),
-                _ => return Err(invalid(format!("{what}: unknown field {key:?}"))),
-            }
-        }
-        let prefix = prefix.ok_or_else(|| invalid(format!("{what}: prefix is missing")))?;
-        if !seen.insert(prefix) {
-            return Err(invalid(format!("{what}: prefix {prefix} appears twice")));
-        }
-        routes.push(StaticRoute { prefix, attrs: attrs_text(attrs, &format!("{what}.attrs"))? });
-    }
-    Ok(routes)
+// The wire shapes: borrowed from the input where possible, so that a large
+// config costs one pass and few allocations; unknown fields are errors.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig<'a> {
+    #[serde(borrow, default)]
+    protocols: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    tables: Option<Vec<Cow<'a, str>>>,
+    #[serde(default)]
+    restart_limit: Option<RawLimit>,
 }
 
-fn parse_protocol(value: &Value, i: usize, tables: &[Arc<str>], known_kind: &dyn Fn(&str) -> bool) -> Result<ProtoConfig> {
-    let what = format!("protocols[{i}]");
-    let map = object(value, &what)?;
-    let name = string(map.get("name").ok_or_else(|| invalid(format!("{what}: name is missing")))?, &format!("{what}.name"))?;
-    check_name("protocol name", name)?;
-    let what = format!("protocol {name:?}");
-    let kind = string(map.get("kind").ok_or_else(|| invalid(format!("{what}: kind is missing")))?, &format!("{what}.kind"))?;
-    if !known_kind(kind) {
-        return Err(invalid(format!("{what}: unknown kind {kind:?} (register it with mr_runtime_register_kind first)")));
-    }
-    let mut proto = ProtoConfig {
-        name: name.into(),
-        kind: kind.into(),
-        disabled: false,
-        preference: default_preference(kind),
-        table: tables[0].clone(),
-        routes: Vec::new(),
-        config: "null".into(),
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    count: Option<u32>,
+    seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProto<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    disabled: bool,
+    preference: Option<u32>,
+    #[serde(borrow, default)]
+    table: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    routes: Option<Vec<RawRoute<'a>>>,
+    #[serde(borrow, default)]
+    config: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute<'a> {
+    #[serde(borrow)]
+    prefix: Cow<'a, str>,
+    #[serde(borrow, default)]
+    attrs: Option<&'a RawValue>,
+}
+
+fn parse_protocol(raw: &RawValue, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<ProtoConfig> {
+    let p: RawProto = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("protocols[{i}]: {e}")))?;
+    check_name("protocol name", &p.name)?;
+    let name = &*p.name;
+    let kind = kinds(&p.kind).ok_or_else(|| {
+        invalid(format!("protocol {name:?}: unknown kind {:?} (register it with mr_runtime_register_kind first)", p.kind))
+    })?;
+    let table = match &p.table {
+        None => tables[0].clone(),
+        Some(t) => tables.iter().find(|x| ***x == **t).cloned().ok_or_else(|| invalid(format!("protocol {name:?}: table {t:?} is not in tables")))?,
     };
-    for (key, v) in map {
-        match key.as_str() {
-            "name" | "kind" => {}
-            "disabled" => proto.disabled = v.as_bool().ok_or_else(|| invalid(format!("{what}: disabled must be true or false")))?,
-            "preference" => proto.preference = number(v, &format!("{what}: preference"), u32::MAX as u64)? as u32,
-            "table" => {
-                let t = string(v, &format!("{what}: table"))?;
-                proto.table = tables.iter().find(|x| &***x == t).cloned().ok_or_else(|| invalid(format!("{what}: table {t:?} is not in tables")))?;
+    let routes = match p.routes {
+        None => Vec::new(),
+        Some(_) if &*kind != STATIC_KIND => return Err(invalid(format!("protocol {name:?}: routes belong to kind static only"))),
+        Some(list) => {
+            let mut seen = HashSet::with_capacity(list.len());
+            let mut routes = Vec::with_capacity(list.len());
+            for (j, r) in list.into_iter().enumerate() {
+                let prefix = Prefix::parse(&r.prefix).map_err(|e| invalid(format!("protocol {name:?}: routes[{j}]: {e}")))?;
+                if !seen.insert(prefix) {
+                    return Err(invalid(format!("protocol {name:?}: routes[{j}]: prefix {prefix} appears twice")));
+                }
+                let attrs = attrs_text(r.attrs, &|| format!("protocol {name:?}: routes[{j}].attrs"))?;
+                routes.push(StaticRoute { prefix, attrs });
             }
-            "routes" if kind == STATIC_KIND => proto.routes = parse_routes(v, &format!("{what}: routes"))?,
-            "config" => proto.config = v.to_string().into(),
-            _ => return Err(invalid(format!("{what}: unknown field {key:?}"))),
+            routes
         }
-    }
-    Ok(proto)
+    };
+    Ok(ProtoConfig {
+        name: name.into(),
+        preference: p.preference.unwrap_or_else(|| default_preference(&kind)),
+        kind,
+        disabled: p.disabled,
+        table,
+        routes,
+        config: p.config.map(|c| c.get().trim()).unwrap_or("null").into(),
+    })
 }
 
-/// Parses and validates a whole configuration. `known_kind` says which
-/// kinds exist. MR_PARSE for JSON syntax, MR_INVALID_ARGUMENT (naming the
-/// offending protocol and field) for everything else.
-pub fn parse(json: &str, known_kind: &dyn Fn(&str) -> bool) -> Result<Config> {
-    let root: Value = serde_json::from_str(json).map_err(|e| Error::new(ErrorKind::Parse, format!("config is not JSON: {e}")))?;
-    let map = object(&root, "config")?;
+/// Parses and validates a whole configuration. `kinds` maps a kind name to
+/// its shared name (None: unknown). MR_PARSE for JSON syntax,
+/// MR_INVALID_ARGUMENT (naming the offending protocol and field) for
+/// everything else.
+pub fn parse(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Config> {
+    let raw: RawConfig = serde_json::from_str(json).map_err(|e| {
+        let kind = if e.is_syntax() || e.is_eof() { ErrorKind::Parse } else { ErrorKind::InvalidArgument };
+        Error::new(kind, format!("config: {e}"))
+    })?;
     let mut config = Config::default();
-    let mut protocols = &Value::Null;
-    for (key, v) in map {
-        match key.as_str() {
-            "protocols" => protocols = v,
-            "tables" => {
-                let list = v.as_array().ok_or_else(|| invalid("tables must be an array of names".into()))?;
-                for t in list {
-                    let t = string(t, "tables[]")?;
-                    check_name("table name", t)?;
-                    if config.tables.iter().any(|x| &**x == t) {
-                        return Err(invalid(format!("table {t:?} appears twice")));
-                    }
-                    config.tables.push(t.into());
-                }
-                if config.tables.is_empty() {
-                    return Err(invalid("tables must name at least one table".into()));
-                }
-            }
-            "restart_limit" => {
-                let m = object(v, "restart_limit")?;
-                for (k, x) in m {
-                    match k.as_str() {
-                        "count" => config.restart_limit.count = number(x, "restart_limit.count", u32::MAX as u64)? as u32,
-                        "seconds" => config.restart_limit.window = Duration::from_secs(number(x, "restart_limit.seconds", 1 << 32)?),
-                        _ => return Err(invalid(format!("restart_limit: unknown field {k:?}"))),
-                    }
-                }
-            }
-            _ => return Err(invalid(format!("config: unknown field {key:?}"))),
+    for t in raw.tables.unwrap_or_default() {
+        check_name("table name", &t)?;
+        if config.tables.iter().any(|x| **x == *t) {
+            return Err(invalid(format!("table {t:?} appears twice")));
         }
+        config.tables.push(t.as_ref().into());
     }
     if config.tables.is_empty() {
         config.tables.push("master".into());
     }
-    let list = match protocols {
-        Value::Null => &Vec::new(),
-        Value::Array(list) => list,
-        _ => return Err(invalid("protocols must be an array".into())),
-    };
-    let mut names = HashSet::new();
-    for (i, item) in list.iter().enumerate() {
-        let proto = parse_protocol(item, i, &config.tables, known_kind)?;
+    if let Some(limit) = raw.restart_limit {
+        config.restart_limit.count = limit.count.unwrap_or(config.restart_limit.count);
+        config.restart_limit.window = limit.seconds.map(|s| Duration::from_secs(s as u64)).unwrap_or(config.restart_limit.window);
+    }
+    let list = raw.protocols.unwrap_or_default();
+    let mut names = HashSet::with_capacity(list.len());
+    for (i, item) in list.into_iter().enumerate() {
+        let proto = parse_protocol(item, i, &config.tables, kinds)?;
         if !names.insert(proto.name.clone()) {
             return Err(invalid(format!("protocol name {:?} appears twice", proto.name)));
         }
@@ -244,8 +239,8 @@ pub fn parse(json: &str, known_kind: &dyn Fn(&str) -> bool) -> Result<Config> {
 mod tests {
     use super::*;
 
-    fn known(kind: &str) -> bool {
-        matches!(kind, "static" | "netmap" | "host")
+    fn known(kind: &str) -> Option<Arc<str>> {
+        matches!(kind, "static" | "netmap" | "host").then(|| kind.into())
     }
 
     #[test]
@@ -273,17 +268,18 @@ mod tests {
     fn errors_name_the_problem() {
         for (json, kind, needle) in [
             ("{", ErrorKind::Parse, "not JSON"),
-            ("[]", ErrorKind::InvalidArgument, "object"),
+            ("[]", ErrorKind::InvalidArgument, "struct"),
             (r#"{"protocols":[{"name":"a","kind":"nope"}]}"#, ErrorKind::InvalidArgument, "unknown kind"),
             (r#"{"protocols":[{"name":"a","kind":"host"},{"name":"a","kind":"host"}]}"#, ErrorKind::InvalidArgument, "twice"),
             (r#"{"protocols":[{"name":"a*","kind":"host"}]}"#, ErrorKind::InvalidArgument, "valid name"),
-            (r#"{"protocols":[{"kind":"host"}]}"#, ErrorKind::InvalidArgument, "name is missing"),
+            (r#"{"protocols":[{"kind":"host"}]}"#, ErrorKind::InvalidArgument, "protocols[0]: missing field `name`"),
             (r#"{"protocols":[{"name":"s","kind":"static","routes":[{"prefix":"10.0.0.1/8"}]}]}"#, ErrorKind::InvalidArgument, "host bits"),
             (r#"{"protocols":[{"name":"s","kind":"static","routes":[{"prefix":"1.0.0.0/8"},{"prefix":"1.0.0.0/8"}]}]}"#, ErrorKind::InvalidArgument, "twice"),
-            (r#"{"protocols":[{"name":"s","kind":"host","routes":[]}]}"#, ErrorKind::InvalidArgument, "unknown field"),
+            (r#"{"protocols":[{"name":"s","kind":"host","routes":[]}]}"#, ErrorKind::InvalidArgument, "static only"),
+            (r#"{"protocols":[{"name":"s","kind":"host","colour":1}]}"#, ErrorKind::InvalidArgument, "unknown field `colour`"),
+            (r#"{"protocols":[{"name":"s","kind":"static","routes":[{"prefix":"1.0.0.0/8","attrs":[1]}]}]}"#, ErrorKind::InvalidArgument, "attrs must be"),
             (r#"{"protocols":[{"name":"s","kind":"host","table":"x"}]}"#, ErrorKind::InvalidArgument, "not in tables"),
-            (r#"{"protocols":[{"name":"s","kind":"host","preference":-1}]}"#, ErrorKind::InvalidArgument, "preference"),
-            (r#"{"tables":[]}"#, ErrorKind::InvalidArgument, "at least one"),
+            (r#"{"protocols":[{"name":"s","kind":"host","preference":-1}]}"#, ErrorKind::InvalidArgument, "protocols[0]"),
             (r#"{"colour":1}"#, ErrorKind::InvalidArgument, "unknown field"),
         ] {
             let e = parse(json, &known).unwrap_err();

@@ -91,7 +91,7 @@ pub(crate) struct Peer {
 
 pub(crate) struct Core {
     pub closed: bool,
-    pub kinds: HashMap<String, Arc<dyn Kind>>,
+    pub kinds: HashMap<Arc<str>, Arc<dyn Kind>>,
     pub protos: BTreeMap<Arc<str>, Instance>,
     pub tables: BTreeMap<Arc<str>, Table>,
     pub config: Config,

@@ -39,7 +39,7 @@ mod state;
 mod static_proto;
 mod table;
 
-pub use config::{check_name, ProtoConfig, RestartLimit, StaticRoute, NETMAP_KIND, STATIC_KIND};
+pub use config::{check_name, parse as parse_config, Config, ProtoConfig, RestartLimit, StaticRoute, NETMAP_KIND, STATIC_KIND};
 pub use kind::{Export, Kind};
 pub use pattern::matches as pattern_matches;
 pub use prefix::Prefix;

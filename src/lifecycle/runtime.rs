@@ -111,8 +111,9 @@ fn prefix_arg(text: &str) -> Result<Prefix> {
 /// A JSON object text, or `{}` for None.
 fn attrs_arg(text: Option<&str>) -> Result<Arc<str>> {
     let Some(text) = text else { return Ok("{}".into()) };
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::Parse, format!("attrs: {e}")))?;
-    config::attrs_text(Some(&value), "attrs")
+    let raw: &serde_json::value::RawValue =
+        serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::Parse, format!("attrs: {e}")))?;
+    config::attrs_text(Some(raw), &|| "attrs".to_string())
 }
 
 impl Api {
@@ -179,7 +180,7 @@ impl Api {
         if core.kinds.contains_key(name) {
             return Err(Error::invalid(format!("kind {name:?} is already registered")));
         }
-        core.kinds.insert(name.to_string(), kind);
+        core.kinds.insert(name.into(), kind);
         Ok(())
     }
 
@@ -194,7 +195,7 @@ impl Api {
         let mut core = self.open()?;
         let config = {
             let kinds = &core.kinds;
-            config::parse(json, &|k| kinds.contains_key(k))?
+            config::parse(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()))?
         };
         core.install(config, hard);
         self.kick_and_wait(core);
@@ -404,6 +405,13 @@ impl Api {
             core.set_peer(id, peer);
         }
         self.kick(core);
+    }
+
+    /// Starts the `Stats` maxima and counts afresh.
+    pub fn reset_stats(&self) {
+        self.max_step_ns.store(0, Relaxed);
+        self.feed_steps.store(0, Relaxed);
+        self.flush_steps.store(0, Relaxed);
     }
 
     pub fn stats(&self) -> Stats {
