@@ -129,27 +129,12 @@ static int protos_have(mr_runtime *rt, const char *needle)
     return r;
 }
 
-static size_t count_in(const mr_bytes *m, const char *needle)
-{
-    size_t n = 0, nl = strlen(needle);
-    const uint8_t *p = m->ptr, *end = m->ptr + m->len;
-    while (p != NULL && p < end) {
-        const uint8_t *q = memmem(p, (size_t)(end - p), needle, nl);
-        if (q == NULL) {
-            break;
-        }
-        n++;
-        p = q + nl;
-    }
-    return n;
-}
-
 static size_t route_count(mr_runtime *rt, const char *prefix, const char *proto)
 {
     mr_bytes b = {0};
     size_t n = 0;
     if (mr_runtime_show_route(rt, prefix, proto, &b) == MR_OK) {
-        n = count_in(&b, "\"prefix\"");
+        n = bytes_count(&b, "\"prefix\"");
     }
     mr_bytes_free(&b);
     return n;
@@ -254,6 +239,14 @@ static void test_bad_arguments(void)
     CHECK_EQ_U(h.freed, 0); /* registered without free_userdata */
 }
 
+/* Six static routes and one host protocol. */
+static const char STATIC_AND_HOST[] =
+    "{\"protocols\":["
+    "{\"name\":\"s1\",\"kind\":\"static\",\"routes\":["
+    "{\"prefix\":\"10.0.0.0/8\"},{\"prefix\":\"10.1.0.0/16\"},{\"prefix\":\"192.0.2.0/24\"},"
+    "{\"prefix\":\"198.51.100.0/24\"},{\"prefix\":\"203.0.113.0/24\"},{\"prefix\":\"fd00::/8\",\"attrs\":{\"a\":1}}]},"
+    "{\"name\":\"h1\",\"kind\":\"host\",\"config\":{\"k\":1}}]}";
+
 static void test_static_feed_flush_and_commands(void)
 {
     host h;
@@ -263,14 +256,7 @@ static void test_static_feed_flush_and_commands(void)
     host_init(&h);
     h.reenter = 1;
     rt = new_runtime(&h);
-    CHECK_ST(mr_runtime_commit(rt,
-                               "{\"protocols\":["
-                               "{\"name\":\"s1\",\"kind\":\"static\",\"routes\":["
-                               "{\"prefix\":\"10.0.0.0/8\"},{\"prefix\":\"10.1.0.0/16\"},{\"prefix\":\"192.0.2.0/24\"},"
-                               "{\"prefix\":\"198.51.100.0/24\"},{\"prefix\":\"203.0.113.0/24\"},{\"prefix\":\"fd00::/8\",\"attrs\":{\"a\":1}}]},"
-                               "{\"name\":\"h1\",\"kind\":\"host\",\"config\":{\"k\":1}}]}",
-                               MR_COMMIT_SOFT),
-             MR_OK);
+    CHECK_ST(mr_runtime_commit(rt, STATIC_AND_HOST, MR_COMMIT_SOFT), MR_OK);
     idle(rt);
     CHECK(protos_have(rt, "\"name\":\"h1\"") && protos_have(rt, "\"state\":\"up\""), "both up");
     CHECK_EQ_U(host_get(&h, &h.starts), 1);
@@ -299,14 +285,7 @@ static void test_static_feed_flush_and_commands(void)
     CHECK_EQ_U(host_get(&h, &h.withdrawals), 7);
     CHECK(protos_have(rt, "\"state\":\"down\""), "s1 down");
     /* Disabled stays down across a commit of the same config. */
-    CHECK_ST(mr_runtime_commit(rt,
-                               "{\"protocols\":["
-                               "{\"name\":\"s1\",\"kind\":\"static\",\"routes\":["
-                               "{\"prefix\":\"10.0.0.0/8\"},{\"prefix\":\"10.1.0.0/16\"},{\"prefix\":\"192.0.2.0/24\"},"
-                               "{\"prefix\":\"198.51.100.0/24\"},{\"prefix\":\"203.0.113.0/24\"},{\"prefix\":\"fd00::/8\",\"attrs\":{\"a\":1}}]},"
-                               "{\"name\":\"h1\",\"kind\":\"host\",\"config\":{\"k\":1}}]}",
-                               MR_COMMIT_SOFT),
-             MR_OK);
+    CHECK_ST(mr_runtime_commit(rt, STATIC_AND_HOST, MR_COMMIT_SOFT), MR_OK);
     idle(rt);
     CHECK_EQ_U(route_count(rt, NULL, NULL), 0);
     CHECK_ST(mr_runtime_enable(rt, "*", &matched), MR_OK);

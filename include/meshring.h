@@ -1065,7 +1065,8 @@ int mr_runtime_event_fd(const struct mr_runtime *rt);
 /*
  Waits until the runtime has nothing queued: no callback pending, no
  feed or flush in progress (protocols the host itself has not yet
- reported up or down do not count). Timeout per `timeout_ms` as above;
+ reported up or down do not count). Blocks per `timeout_ms`: < 0 forever,
+ 0 never (MR_WOULD_BLOCK if busy), > 0 at most that long (MR_TIMEOUT).
  MR_STATE from a callback; MR_CLOSED after close.
  */
 enum mr_status mr_runtime_wait_idle(struct mr_runtime *rt, int32_t timeout_ms);

@@ -126,6 +126,19 @@ static void settle(mr_runtime *rt, printer *p, int want) {
     drain_events(rt);
 }
 
+/* The demo's config; only the printer's own config (its format) varies. */
+static void commit(mr_runtime *rt, const char *format) {
+    char config[1024];
+    snprintf(config, sizeof config,
+             "{\"protocols\":["
+             "{\"name\":\"tailnet\",\"kind\":\"netmap\"},"
+             "{\"name\":\"lan\",\"kind\":\"static\",\"routes\":[{\"prefix\":\"192.168.1.0/24\",\"attrs\":{\"dev\":\"eth0\"}},"
+             "{\"prefix\":\"10.1.0.0/16\",\"attrs\":{\"dev\":\"eth1\"}}]},"
+             "{\"name\":\"out\",\"kind\":\"printer\",\"config\":{\"format\":\"%s\"}}]}",
+             format);
+    TRY("mr_runtime_commit", mr_runtime_commit(rt, config, MR_COMMIT_SOFT));
+}
+
 static size_t count(const mr_bytes *b, const char *needle) {
     size_t n = 0, nl = strlen(needle);
     const char *s = (const char *)b->ptr, *end = s + b->len;
@@ -156,14 +169,7 @@ int main(void) {
     TRY("mr_runtime_attach_bus", mr_runtime_attach_bus(rt, bus));
 
     printf("\ncommit: tailnet (netmap), lan (static), out (printer)\n");
-    TRY("mr_runtime_commit",
-        mr_runtime_commit(rt,
-                          "{\"protocols\":["
-                          "{\"name\":\"tailnet\",\"kind\":\"netmap\"},"
-                          "{\"name\":\"lan\",\"kind\":\"static\",\"routes\":[{\"prefix\":\"192.168.1.0/24\",\"attrs\":{\"dev\":\"eth0\"}},"
-                          "{\"prefix\":\"10.1.0.0/16\",\"attrs\":{\"dev\":\"eth1\"}}]},"
-                          "{\"name\":\"out\",\"kind\":\"printer\",\"config\":{\"format\":\"text\"}}]}",
-                          MR_COMMIT_SOFT));
+    commit(rt, "text");
     settle(rt, &p, 6);
 
     printf("\npeer 2 moves to a subnet router, peer 3 leaves\n");
@@ -176,14 +182,7 @@ int main(void) {
     settle(rt, &p, 4);
 
     printf("\ncommit: the printer's own config changes (reconfigured in place)\n");
-    TRY("mr_runtime_commit",
-        mr_runtime_commit(rt,
-                          "{\"protocols\":["
-                          "{\"name\":\"tailnet\",\"kind\":\"netmap\"},"
-                          "{\"name\":\"lan\",\"kind\":\"static\",\"routes\":[{\"prefix\":\"192.168.1.0/24\",\"attrs\":{\"dev\":\"eth0\"}},"
-                          "{\"prefix\":\"10.1.0.0/16\",\"attrs\":{\"dev\":\"eth1\"}}]},"
-                          "{\"name\":\"out\",\"kind\":\"printer\",\"config\":{\"format\":\"json\"}}]}",
-                          MR_COMMIT_SOFT));
+    commit(rt, "json");
     settle(rt, &p, 4);
 
     TRY("mr_runtime_show_protocols", mr_runtime_show_protocols(rt, &out));

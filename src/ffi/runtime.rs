@@ -191,7 +191,8 @@ pub extern "C" fn mr_runtime_event_fd(rt: *const mr_runtime) -> c_int {
 
 /// Waits until the runtime has nothing queued: no callback pending, no
 /// feed or flush in progress (protocols the host itself has not yet
-/// reported up or down do not count). Timeout per `timeout_ms` as above;
+/// reported up or down do not count). Blocks per `timeout_ms`: < 0 forever,
+/// 0 never (MR_WOULD_BLOCK if busy), > 0 at most that long (MR_TIMEOUT).
 /// MR_STATE from a callback; MR_CLOSED after close.
 #[no_mangle]
 pub extern "C" fn mr_runtime_wait_idle(rt: *mut mr_runtime, timeout_ms: i32) -> mr_status {

@@ -122,8 +122,8 @@ struct RawConfig<'a> {
     protocols: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     tables: Option<Vec<Cow<'a, str>>>,
-    #[serde(default)]
-    restart_limit: Option<RawLimit>,
+    #[serde(borrow, default)]
+    restart_limit: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -146,7 +146,7 @@ struct RawProto<'a> {
     #[serde(borrow, default)]
     table: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    routes: Option<Vec<RawRoute<'a>>>,
+    routes: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     config: Option<&'a RawValue>,
 }
@@ -160,8 +160,16 @@ struct RawRoute<'a> {
     attrs: Option<&'a RawValue>,
 }
 
+/// A JSON object into `T` (serde would also take an array for a struct).
+fn object<'a, T: Deserialize<'a>>(raw: &'a str, what: &dyn Fn() -> String) -> Result<T> {
+    if !raw.trim_start().starts_with('{') {
+        return Err(invalid(format!("{} must be a JSON object", what())));
+    }
+    serde_json::from_str(raw).map_err(|e| invalid(format!("{}: {e}", what())))
+}
+
 fn parse_protocol(raw: &RawValue, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<ProtoConfig> {
-    let p: RawProto = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("protocols[{i}]: {e}")))?;
+    let p: RawProto = object(raw.get(), &|| format!("protocols[{i}]"))?;
     check_name("protocol name", &p.name)?;
     let name = &*p.name;
     let kind = kinds(&p.kind).ok_or_else(|| {
@@ -178,6 +186,7 @@ fn parse_protocol(raw: &RawValue, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(
             let mut seen = HashSet::with_capacity(list.len());
             let mut routes = Vec::with_capacity(list.len());
             for (j, r) in list.into_iter().enumerate() {
+                let r: RawRoute = object(r.get(), &|| format!("protocol {name:?}: routes[{j}]"))?;
                 let prefix = Prefix::parse(&r.prefix).map_err(|e| invalid(format!("protocol {name:?}: routes[{j}]: {e}")))?;
                 if !seen.insert(prefix) {
                     return Err(invalid(format!("protocol {name:?}: routes[{j}]: prefix {prefix} appears twice")));
@@ -204,10 +213,17 @@ fn parse_protocol(raw: &RawValue, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(
 /// MR_INVALID_ARGUMENT (naming the offending protocol and field) for
 /// everything else.
 pub fn parse(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Config> {
+    // One pass: syntax errors are MR_PARSE, shape errors MR_INVALID_ARGUMENT.
     let raw: RawConfig = serde_json::from_str(json).map_err(|e| {
-        let kind = if e.is_syntax() || e.is_eof() { ErrorKind::Parse } else { ErrorKind::InvalidArgument };
-        Error::new(kind, format!("config: {e}"))
+        if e.is_syntax() || e.is_eof() {
+            Error::new(ErrorKind::Parse, format!("config is not JSON: {e}"))
+        } else {
+            invalid(format!("config: {e}"))
+        }
     })?;
+    if !json.trim_start().starts_with('{') {
+        return Err(invalid("config must be a JSON object".into()));
+    }
     let mut config = Config::default();
     for t in raw.tables.unwrap_or_default() {
         check_name("table name", &t)?;
@@ -220,6 +236,7 @@ pub fn parse(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Con
         config.tables.push("master".into());
     }
     if let Some(limit) = raw.restart_limit {
+        let limit: RawLimit = object(limit.get(), &|| "restart_limit".to_string())?;
         config.restart_limit.count = limit.count.unwrap_or(config.restart_limit.count);
         config.restart_limit.window = limit.seconds.map(|s| Duration::from_secs(s as u64)).unwrap_or(config.restart_limit.window);
     }
@@ -268,7 +285,10 @@ mod tests {
     fn errors_name_the_problem() {
         for (json, kind, needle) in [
             ("{", ErrorKind::Parse, "not JSON"),
-            ("[]", ErrorKind::InvalidArgument, "struct"),
+            ("[]", ErrorKind::InvalidArgument, "object"),
+            (r#"{"protocols":[["a","host"]]}"#, ErrorKind::InvalidArgument, "protocols[0] must be a JSON object"),
+            (r#"{"restart_limit":[1,2]}"#, ErrorKind::InvalidArgument, "restart_limit must be"),
+            (r#"{"protocols":[{"name":"s","kind":"static","routes":[["1.0.0.0/8"]]}]}"#, ErrorKind::InvalidArgument, "routes[0] must be"),
             (r#"{"protocols":[{"name":"a","kind":"nope"}]}"#, ErrorKind::InvalidArgument, "unknown kind"),
             (r#"{"protocols":[{"name":"a","kind":"host"},{"name":"a","kind":"host"}]}"#, ErrorKind::InvalidArgument, "twice"),
             (r#"{"protocols":[{"name":"a*","kind":"host"}]}"#, ErrorKind::InvalidArgument, "valid name"),

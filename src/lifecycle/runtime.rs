@@ -320,20 +320,33 @@ impl Api {
             if let Some(e) = core.events.pop() {
                 return Ok(e);
             }
-            if wait.is_never() {
-                return Err(Error::new(ErrorKind::WouldBlock, "no event pending"));
-            }
-            core = match deadline {
-                None => self.event.wait(core).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(Error::new(ErrorKind::Timeout, "no event before the timeout"));
-                    }
-                    self.event.wait_timeout(core, d - now).unwrap_or_else(|p| p.into_inner()).0
-                }
-            };
+            core = self.sleep(&self.event, core, wait, deadline, "no event pending")?;
         }
+    }
+
+    /// Sleeps on `cv` until woken or until `wait` has run out, which is
+    /// WouldBlock (`Wait::Never`) or Timeout; `what` says what was missing.
+    fn sleep<'a>(
+        &self,
+        cv: &Condvar,
+        core: MutexGuard<'a, Core>,
+        wait: Wait,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<MutexGuard<'a, Core>> {
+        if wait.is_never() {
+            return Err(Error::new(ErrorKind::WouldBlock, what));
+        }
+        Ok(match deadline {
+            None => cv.wait(core).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(Error::new(ErrorKind::Timeout, what));
+                }
+                cv.wait_timeout(core, d - now).unwrap_or_else(|p| p.into_inner()).0
+            }
+        })
     }
 
     /// Readable while events are pending (and after close).
@@ -342,8 +355,8 @@ impl Api {
     }
 
     /// Waits until no effect, feed or flush is pending (protocols that are
-    /// themselves still starting or stopping do not count). Timeout per
-    /// `wait`; Closed after close.
+    /// themselves still starting or stopping do not count). WouldBlock /
+    /// Timeout per `wait`; Closed after close.
     pub fn wait_idle(&self, wait: Wait) -> Result<()> {
         let deadline = wait.deadline();
         let mut core = self.open()?;
@@ -354,16 +367,7 @@ impl Api {
             if self.on_loop() {
                 return Err(Error::new(ErrorKind::State, "wait_idle from a protocol hook would wait for itself"));
             }
-            core = match deadline {
-                None => self.progress.wait(core).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(Error::new(ErrorKind::Timeout, "still busy at the timeout"));
-                    }
-                    self.progress.wait_timeout(core, d - now).unwrap_or_else(|p| p.into_inner()).0
-                }
-            };
+            core = self.sleep(&self.progress, core, wait, deadline, "the runtime is still busy")?;
             if core.closed {
                 return Err(Error::closed(CLOSED));
             }

@@ -83,17 +83,16 @@ fn routes(rt: &Runtime, prefix: Option<&str>, proto: Option<&str>) -> Vec<Value>
     v["routes"].as_array().unwrap().clone()
 }
 
+const STATIC_AND_HOST: &str = r#"{"protocols":[
+    {"name":"s1","kind":"static","routes":[{"prefix":"10.0.0.0/8"},{"prefix":"10.1.0.0/16"},{"prefix":"fd00::/8","attrs":{"a":1}}]},
+    {"name":"h1","kind":"rec","config":{"k":1}}]}"#;
+
 #[test]
 fn static_routes_are_fed_to_a_host_protocol_and_flushed_on_disable() {
     let rt = runtime(2);
     let rec = Recorder::new();
     rt.register_kind("rec", rec.clone()).unwrap();
-    rt.commit(
-        r#"{"protocols":[{"name":"s1","kind":"static","routes":[{"prefix":"10.0.0.0/8"},{"prefix":"10.1.0.0/16"},{"prefix":"fd00::/8","attrs":{"a":1}}]},
-                        {"name":"h1","kind":"rec","config":{"k":1}}]}"#,
-        false,
-    )
-    .unwrap();
+    rt.commit(STATIC_AND_HOST, false).unwrap();
     idle(&rt);
     assert_eq!(state(&rt, "s1"), "up");
     assert_eq!(state(&rt, "h1"), "up");
@@ -117,12 +116,7 @@ fn static_routes_are_fed_to_a_host_protocol_and_flushed_on_disable() {
     assert_eq!(routes(&rt, None, Some("s1")).len(), 0);
     assert_eq!(routes(&rt, None, None).len(), 1);
     // Disabled stays down across commits of the same config.
-    rt.commit(
-        r#"{"protocols":[{"name":"s1","kind":"static","routes":[{"prefix":"10.0.0.0/8"},{"prefix":"10.1.0.0/16"},{"prefix":"fd00::/8","attrs":{"a":1}}]},
-                        {"name":"h1","kind":"rec","config":{"k":1}}]}"#,
-        false,
-    )
-    .unwrap();
+    rt.commit(STATIC_AND_HOST, false).unwrap();
     idle(&rt);
     assert_eq!(state(&rt, "s1"), "down");
     assert_eq!(rt.enable("s1").unwrap(), 1);
