@@ -45,6 +45,8 @@ pub(crate) struct Instance {
     pub pending: Option<Arc<ProtoConfig>>,
     /// The start hook ran for the current start (so shutdown must run too).
     pub started: bool,
+    /// The runtime asked it to stop (so its going down is no failure).
+    pub stop_requested: bool,
     pub since: SystemTime,
     pub info: String,
     /// While feeding: the last prefix sent (None: nothing yet).
@@ -167,6 +169,7 @@ impl Core {
             next: None,
             pending: None,
             started: false,
+            stop_requested: false,
             since: SystemTime::now(),
             info: if disabled { "disabled".into() } else { String::new() },
             cursor: None,
@@ -213,6 +216,7 @@ impl Core {
             let name: Arc<str> = inst.cfg.name.clone();
             if inst.goal_down() {
                 if matches!(inst.ps, ProtoState::Start | ProtoState::Up) {
+                    inst.stop_requested = true;
                     self.report(&name, ProtoState::Stop, Source::Runtime, None).expect("start/up -> stop is legal");
                     self.push(Effect::Shutdown { name, gen });
                 }
@@ -240,7 +244,10 @@ impl Core {
         if step.action == Action::Nothing {
             return Ok(());
         }
-        let failed = source == Source::Protocol && matches!(to, ProtoState::Down | ProtoState::Stop) && !inst.goal_down();
+        let failed = source == Source::Protocol
+            && matches!(to, ProtoState::Down | ProtoState::Stop)
+            && !inst.goal_down()
+            && !inst.stop_requested;
         if failed && count_failure(inst, limit) {
             inst.disabled = true;
             let last = if inst.info.is_empty() { String::new() } else { format!("; last: {}", inst.info) };
@@ -255,6 +262,7 @@ impl Core {
         inst.since = SystemTime::now();
         if step.proto == ProtoState::Down && step.core == CoreState::Hungry {
             inst.started = false;
+            inst.stop_requested = false;
         }
         let name: Arc<str> = inst.cfg.name.clone();
         match step.action {
@@ -399,6 +407,7 @@ impl Core {
         let down = inst.ps == ProtoState::Down;
         if down {
             inst.started = false;
+            inst.stop_requested = false;
         }
         self.announce(&name);
         if down {

@@ -330,6 +330,45 @@ fn restart_limit_disables_a_flapping_protocol() {
     assert_eq!(state(&rt, "flap"), "up");
 }
 
+/// Answers `stop` to shutdown and reports `down` itself, from another thread.
+struct SlowStop(Arc<Recorder>);
+
+impl Kind for SlowStop {
+    fn start(&self, api: &Api, proto: &str, c: &ProtoConfig) -> ProtoState {
+        self.0.start(api, proto, c)
+    }
+    fn shutdown(&self, api: &Api, proto: &str) -> ProtoState {
+        self.0.shutdown(api, proto);
+        ProtoState::Stop
+    }
+    fn reconfigure(&self, api: &Api, proto: &str, o: &ProtoConfig, n: &ProtoConfig) -> bool {
+        self.0.reconfigure(api, proto, o, n)
+    }
+    fn export(&self, api: &Api, proto: &str, r: &Export<'_>) {
+        self.0.export(api, proto, r)
+    }
+}
+
+#[test]
+fn requested_stops_are_not_failures() {
+    let rt = runtime(64);
+    let rec = Recorder::new();
+    rt.register_kind("slow", Arc::new(SlowStop(rec.clone()))).unwrap();
+    rt.commit(r#"{"restart_limit":{"count":1,"seconds":60},"protocols":[{"name":"a","kind":"slow"}]}"#, false).unwrap();
+    idle(&rt);
+    for round in 0..3 {
+        rt.restart("a").unwrap();
+        idle(&rt);
+        assert_eq!(state(&rt, "a"), "stop", "round {round}");
+        std::thread::scope(|s| {
+            s.spawn(|| rt.notify_state("a", ProtoState::Down, None).unwrap());
+        });
+        idle(&rt);
+        assert_eq!(state(&rt, "a"), "up", "round {round}: restarted, not disabled");
+    }
+    assert_eq!(rec.count("start"), 4);
+}
+
 #[test]
 fn pattern_commands_count_matches() {
     let rt = runtime(64);
