@@ -5,7 +5,9 @@
 //!    `up`, the longest single loop step (one feed chunk, delivery
 //!    included), and the worst latency of a probe that, during the feed,
 //!    keeps restarting a tiny protocol (a command that needs the loop to run
-//!    two hooks), i.e. how long other work waited behind the feed.
+//!    its shutdown hook), i.e. how long other work waited behind the feed,
+//!    next to the same probe's worst latency with the loop idle (the
+//!    machine's own wake-up and scheduling noise).
 //! 2. Commit: a config of P protocols (10, 1000) where one protocol's own
 //!    config changes each time (reconfigured in place), and the same config
 //!    again (nothing changes). Reported: time per commit. The 1000-protocol
@@ -64,7 +66,7 @@ fn feed_config(with_sink: bool) -> String {
     format!(r#"{{"tables":["master","probe"],"protocols":[{{"name":"src","kind":"src"}},{{"name":"tiny","kind":"tiny","table":"probe"}}{sink}]}}"#)
 }
 
-fn feed(n: usize) -> (f64, Duration, Duration, Duration) {
+fn feed(n: usize) -> (f64, Duration, Duration, Duration, Duration) {
     let rt = Runtime::new(Options::default()).expect("runtime");
     let src = kind(n);
     let sink = kind(0);
@@ -74,11 +76,11 @@ fn feed(n: usize) -> (f64, Duration, Duration, Duration) {
     rt.commit(&feed_config(false), false).unwrap();
     rt.wait_idle(Wait::Forever).unwrap();
     rt.reset_stats();
-    // The probe: restart "tiny" over and over while the feed runs.
-    let stop = Arc::new(AtomicBool::new(false));
-    let probe = {
+    // The probe: restart "tiny" over and over (first for 100 ms with the
+    // loop idle, as the baseline of this machine's wake-up latency; then
+    // while the feed runs).
+    let probe = |stop: Arc<AtomicBool>| {
         let api = rt.api().clone();
-        let stop = stop.clone();
         std::thread::spawn(move || {
             let mut worst = Duration::ZERO;
             while !stop.load(Relaxed) {
@@ -90,6 +92,13 @@ fn feed(n: usize) -> (f64, Duration, Duration, Duration) {
             worst
         })
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle_probe = probe(stop.clone());
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Relaxed);
+    let idle_worst = idle_probe.join().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = probe(stop.clone());
     let t = Instant::now();
     rt.commit(&feed_config(true), false).unwrap();
     while sink.exports.load(Relaxed) < n as u64 {
@@ -100,7 +109,7 @@ fn feed(n: usize) -> (f64, Duration, Duration, Duration) {
     let worst_probe = probe.join().unwrap();
     rt.wait_idle(Wait::Forever).unwrap();
     let step = rt.stats().max_step;
-    (n as f64 / took.as_secs_f64(), took, step, worst_probe)
+    (n as f64 / took.as_secs_f64(), took, step, worst_probe, idle_worst)
 }
 
 fn config(p: usize, changed: usize, value: usize) -> String {
@@ -169,10 +178,13 @@ fn main() {
         i += 1;
     }
     println!("lifecycle runtime: feed of a table to a new protocol (feed_chunk 2048)");
-    println!("{:>10}  {:>12}  {:>12}  {:>16}  {:>18}", "routes", "feed time", "routes/s", "longest step", "worst probe wait");
+    println!(
+        "{:>10}  {:>12}  {:>12}  {:>14}  {:>24}  {:>22}",
+        "routes", "feed time", "routes/s", "longest step", "worst probe, during feed", "worst probe, loop idle"
+    );
     for n in sizes {
-        let (rate, took, step, probe) = feed(n);
-        println!("{:>10}  {:>12}  {:>12.0}  {:>16}  {:>18}", n, ms(took), rate, ms(step), ms(probe));
+        let (rate, took, step, probe, idle) = feed(n);
+        println!("{:>10}  {:>12}  {:>12.0}  {:>14}  {:>24}  {:>22}", n, ms(took), rate, ms(step), ms(probe), ms(idle));
     }
     println!();
     println!("lifecycle runtime: commit cost ({reps} commits each)");
