@@ -140,24 +140,15 @@ fn big_feed_runs_in_chunks_and_other_work_interleaves() {
     idle(&rt);
     assert_eq!(routes(&rt, None, Some("src")).len(), N);
     // While the sink is being fed, its first export asks for tiny to be
-    // enabled; tiny's start must run long before the feed ends.
+    // enabled (on the loop thread, so the call only queues the start);
+    // tiny's start must run long before the feed ends.
+    *sink.on_export.lock().unwrap() = Some(Box::new(|api, _proto, n| {
+        if n == 0 {
+            api.enable("tiny").unwrap();
+        }
+    }));
     let seen_at_start = Arc::new(AtomicUsize::new(usize::MAX));
-    {
-        let sink_ref = sink.clone();
-        let seen = seen_at_start.clone();
-        *tiny.on_export.lock().unwrap() = None;
-        *sink.on_export.lock().unwrap() = Some(Box::new(move |api, _proto, n| {
-            if n == 0 {
-                api.enable("tiny").unwrap();
-            }
-            let _ = &sink_ref;
-            let _ = &seen;
-        }));
-    }
-    let sink_for_tiny = sink.clone();
-    let seen = seen_at_start.clone();
-    *tiny.start_answer.lock().unwrap() = Some(ProtoState::Up);
-    // Record how far the sink's feed was when tiny started.
+    /// Records how far the sink's feed was when tiny started.
     struct Probe(Arc<Recorder>, Arc<AtomicUsize>, Arc<Recorder>);
     impl Kind for Probe {
         fn start(&self, api: &Api, proto: &str, c: &ProtoConfig) -> ProtoState {
@@ -174,7 +165,7 @@ fn big_feed_runs_in_chunks_and_other_work_interleaves() {
             self.0.export(api, proto, r)
         }
     }
-    rt.register_kind("probe", Arc::new(Probe(tiny.clone(), seen, sink_for_tiny))).unwrap();
+    rt.register_kind("probe", Arc::new(Probe(tiny.clone(), seen_at_start.clone(), sink.clone()))).unwrap();
     rt.commit(
         r#"{"protocols":[{"name":"src","kind":"src"},{"name":"tiny","kind":"probe","disabled":true},{"name":"sink","kind":"sink"}]}"#,
         false,
