@@ -112,7 +112,10 @@ fn command(rt: *mut mr_runtime, pattern: *const c_char, matched: *mut usize, run
 /// Returns once their start callbacks have run (at once from a callback).
 #[no_mangle]
 pub extern "C" fn mr_runtime_enable(rt: *mut mr_runtime, pattern: *const c_char, matched: *mut usize) -> mr_status {
-    ffi_status!("mr_runtime_enable", { command(rt, pattern, matched, |r, p| r.enable(p)) })
+    ffi_status!("mr_runtime_enable", {
+        command(rt, pattern, matched, |r, p| r.enable(p))?;
+        Ok(())
+    })
 }
 
 /// Disables the matching protocols: they are shut down, their routes
@@ -120,14 +123,20 @@ pub extern "C" fn mr_runtime_enable(rt: *mut mr_runtime, pattern: *const c_char,
 /// `*matched` and MR_NOT_FOUND as for mr_runtime_enable.
 #[no_mangle]
 pub extern "C" fn mr_runtime_disable(rt: *mut mr_runtime, pattern: *const c_char, matched: *mut usize) -> mr_status {
-    ffi_status!("mr_runtime_disable", { command(rt, pattern, matched, |r, p| r.disable(p)) })
+    ffi_status!("mr_runtime_disable", {
+        command(rt, pattern, matched, |r, p| r.disable(p))?;
+        Ok(())
+    })
 }
 
 /// Restarts the matching enabled protocols (shut down, flushed, started
 /// again). `*matched` and MR_NOT_FOUND as for mr_runtime_enable.
 #[no_mangle]
 pub extern "C" fn mr_runtime_restart(rt: *mut mr_runtime, pattern: *const c_char, matched: *mut usize) -> mr_status {
-    ffi_status!("mr_runtime_restart", { command(rt, pattern, matched, |r, p| r.restart(p)) })
+    ffi_status!("mr_runtime_restart", {
+        command(rt, pattern, matched, |r, p| r.restart(p))?;
+        Ok(())
+    })
 }
 
 /// `show protocols`: a JSON array, by name, of {"name","kind","table",

@@ -85,6 +85,13 @@ impl Instance {
     }
 }
 
+/// One feed step's routes, sent by the loop outside the lock.
+pub(crate) struct FeedBatch {
+    pub table: Arc<str>,
+    pub kind: Arc<dyn Kind>,
+    pub routes: Vec<(Prefix, Route)>,
+}
+
 /// A peer's routes as the netmap kind imports them.
 pub(crate) struct Peer {
     pub prefixes: Vec<Prefix>,
@@ -349,7 +356,7 @@ impl Core {
     /// One bounded step of `name`'s feed: up to `chunk` best routes after
     /// its cursor (its own routes skipped). Returns what to send; the
     /// caller sends it outside the lock. Finishing the table makes it happy.
-    pub fn feed_step(&mut self, name: &str, chunk: usize) -> Option<(Arc<str>, u64, Arc<dyn Kind>, Vec<(Prefix, Route)>)> {
+    pub fn feed_step(&mut self, name: &str, chunk: usize) -> Option<FeedBatch> {
         let inst = self.protos.get(name)?;
         if inst.cs != CoreState::Feeding {
             return None;
@@ -365,7 +372,7 @@ impl Core {
                 batch.push((prefix, route.clone()));
             }
         }
-        let (gen, kind, table_name, name) = (inst.gen, inst.kind.clone(), inst.cfg.table.clone(), inst.cfg.name.clone());
+        let (kind, table_name, name) = (inst.kind.clone(), inst.cfg.table.clone(), inst.cfg.name.clone());
         let inst = self.protos.get_mut(name.as_ref()).expect("present");
         inst.cursor = last;
         if scanned < chunk {
@@ -375,7 +382,7 @@ impl Core {
         } else {
             self.work.push_back(name.clone());
         }
-        Some((table_name, gen, kind, batch))
+        Some(FeedBatch { table: table_name, kind, routes: batch })
     }
 
     /// One bounded step of `name`'s flush: withdraws up to `chunk` of its
@@ -504,7 +511,7 @@ impl Core {
                 }
                 _ => continue,
             }
-            if self.protos.get(name).is_some() {
+            if self.protos.contains_key(name) {
                 self.announce(name);
             }
             self.rethink(name);

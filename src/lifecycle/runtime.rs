@@ -12,7 +12,7 @@
 //! called on the loop thread, from inside a protocol hook).
 
 use super::config::{self, NETMAP_KIND, STATIC_KIND};
-use super::core::{Core, Effect, Source};
+use super::core::{Core, Effect, FeedBatch, Source};
 use super::events::{describe, Events};
 use super::kind::{Export, Kind};
 use super::prefix::Prefix;
@@ -539,9 +539,9 @@ impl Api {
         let chunk = self.options.feed_chunk;
         match core.protos.get(&name).map(|i| i.cs) {
             Some(CoreState::Feeding) => {
-                if let Some((table, _gen, kind, batch)) = core.feed_step(&name, chunk) {
+                if let Some(FeedBatch { table, kind, routes }) = core.feed_step(&name, chunk) {
                     drop(core);
-                    for (prefix, route) in &batch {
+                    for (prefix, route) in &routes {
                         let export = Export {
                             table: &table,
                             prefix: *prefix,
