@@ -115,6 +115,11 @@ pub(crate) struct Core {
     pub publish: bool,
     /// The loop is running an effect or a step with the lock released.
     pub busy: bool,
+    /// The loop sleeps on `wake` (so new work must signal it).
+    pub loop_asleep: bool,
+    /// Threads sleeping on `progress` / `event` (signal only if any).
+    pub progress_waiters: u32,
+    pub event_waiters: u32,
     next_gen: u64,
 }
 
@@ -138,6 +143,9 @@ impl Core {
             peers: HashMap::new(),
             publish: false,
             busy: false,
+            loop_asleep: false,
+            progress_waiters: 0,
+            event_waiters: 0,
             next_gen: 1,
         }
     }

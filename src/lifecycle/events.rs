@@ -64,6 +64,10 @@ impl Events {
         self.push(json!({ "name": name, "state": "removed" }))
     }
 
+    pub fn pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     pub fn pop(&mut self) -> Option<Arc<[u8]>> {
         let item = self.queue.pop_front();
         if self.queue.is_empty() {

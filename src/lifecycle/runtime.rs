@@ -64,6 +64,14 @@ impl Options {
     }
 }
 
+/// Which condvar a caller sleeps on (each has a waiter count in `Core`, so
+/// the loop signals only when someone listens).
+#[derive(Clone, Copy)]
+enum Sleeper {
+    Progress,
+    Event,
+}
+
 /// Loop measurements (for benchmarks and diagnostics).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stats {
@@ -139,18 +147,15 @@ impl Api {
     /// every effect queued so far.
     fn kick_and_wait(&self, core: MutexGuard<'_, Core>) {
         let target = core.pushed;
-        let has_work = !core.effects.is_empty() || !core.work.is_empty();
-        drop(core);
-        self.event.notify_all();
-        if has_work {
-            self.wake.notify_one();
-        }
+        self.kick(core);
         if self.on_loop() {
             return;
         }
         let mut core = self.lock();
         while !core.closed && core.done < target {
+            core.progress_waiters += 1;
             core = self.progress.wait(core).unwrap_or_else(|p| p.into_inner());
+            core.progress_waiters -= 1;
         }
     }
 
@@ -162,11 +167,16 @@ impl Api {
         result
     }
 
+    /// Releases the core, waking the loop if it sleeps with work to do and
+    /// event readers if events wait for them (no syscall otherwise).
     fn kick(&self, core: MutexGuard<'_, Core>) {
-        let has_work = !core.effects.is_empty() || !core.work.is_empty();
+        let wake_loop = core.loop_asleep && (!core.effects.is_empty() || !core.work.is_empty());
+        let events = core.event_waiters > 0 && core.events.pending();
         drop(core);
-        self.event.notify_all();
-        if has_work {
+        if events {
+            self.event.notify_all();
+        }
+        if wake_loop {
             self.wake.notify_one();
         }
     }
@@ -320,7 +330,7 @@ impl Api {
             if let Some(e) = core.events.pop() {
                 return Ok(e);
             }
-            core = self.sleep(&self.event, core, wait, deadline, "no event pending")?;
+            core = self.sleep(Sleeper::Event, core, wait, deadline, "no event pending")?;
         }
     }
 
@@ -328,8 +338,8 @@ impl Api {
     /// WouldBlock (`Wait::Never`) or Timeout; `what` says what was missing.
     fn sleep<'a>(
         &self,
-        cv: &Condvar,
-        core: MutexGuard<'a, Core>,
+        on: Sleeper,
+        mut core: MutexGuard<'a, Core>,
         wait: Wait,
         deadline: Option<Instant>,
         what: &'static str,
@@ -337,16 +347,27 @@ impl Api {
         if wait.is_never() {
             return Err(Error::new(ErrorKind::WouldBlock, what));
         }
-        Ok(match deadline {
-            None => cv.wait(core).unwrap_or_else(|p| p.into_inner()),
+        let timeout = match deadline {
+            None => None,
             Some(d) => {
                 let now = Instant::now();
                 if now >= d {
                     return Err(Error::new(ErrorKind::Timeout, what));
                 }
-                cv.wait_timeout(core, d - now).unwrap_or_else(|p| p.into_inner()).0
+                Some(d - now)
             }
-        })
+        };
+        let (cv, count): (&Condvar, fn(&mut Core) -> &mut u32) = match on {
+            Sleeper::Progress => (&self.progress, |c| &mut c.progress_waiters),
+            Sleeper::Event => (&self.event, |c| &mut c.event_waiters),
+        };
+        *count(&mut core) += 1;
+        core = match timeout {
+            None => cv.wait(core).unwrap_or_else(|p| p.into_inner()),
+            Some(t) => cv.wait_timeout(core, t).unwrap_or_else(|p| p.into_inner()).0,
+        };
+        *count(&mut core) -= 1;
+        Ok(core)
     }
 
     /// Readable while events are pending (and after close).
@@ -367,7 +388,7 @@ impl Api {
             if self.on_loop() {
                 return Err(Error::new(ErrorKind::State, "wait_idle from a protocol hook would wait for itself"));
             }
-            core = self.sleep(&self.progress, core, wait, deadline, "the runtime is still busy")?;
+            core = self.sleep(Sleeper::Progress, core, wait, deadline, "the runtime is still busy")?;
             if core.closed {
                 return Err(Error::closed(CLOSED));
             }
@@ -567,23 +588,35 @@ impl Api {
     }
 
     fn run_loop(&self) {
-        // After this many effects in a row, one feed/flush step gets a turn.
+        // Effects (hook calls) go first. With a feed or flush pending, a
+        // step gets its turn after EFFECT_BURST effects in a row, or after
+        // FLOOD_BURST while more than a chunk of effects is queued: so a
+        // flush step's own exports are delivered before the next step adds
+        // more (the queue stays near one chunk), and a flood of effects from
+        // host calls still cannot starve a feed.
         const EFFECT_BURST: u32 = 256;
+        const FLOOD_BURST: u32 = 4096;
+        let high_water = self.options.feed_chunk;
         let mut burst = 0;
         let mut core = self.lock();
         loop {
-            self.event.notify_all();
+            if core.event_waiters > 0 && core.events.pending() {
+                self.event.notify_all();
+            }
             if core.closed {
                 break;
             }
-            if burst < EFFECT_BURST || core.work.is_empty() {
+            let limit = if core.effects.len() > high_water { FLOOD_BURST } else { EFFECT_BURST };
+            if core.work.is_empty() || burst < limit {
                 if let Some(effect) = core.effects.pop_front() {
                     core.busy = true;
                     core = self.run_effect(core, effect);
                     core.busy = false;
                     core.done += 1;
                     burst += 1;
-                    self.progress.notify_all();
+                    if core.progress_waiters > 0 {
+                        self.progress.notify_all();
+                    }
                     continue;
                 }
             }
@@ -592,11 +625,17 @@ impl Api {
                 core.busy = true;
                 core = self.run_step(core, name);
                 core.busy = false;
-                self.progress.notify_all();
+                if core.progress_waiters > 0 {
+                    self.progress.notify_all();
+                }
                 continue;
             }
-            self.progress.notify_all();
+            if core.progress_waiters > 0 {
+                self.progress.notify_all();
+            }
+            core.loop_asleep = true;
             core = self.wake.wait(core).unwrap_or_else(|p| p.into_inner());
+            core.loop_asleep = false;
         }
         // Closed: release every protocol kind here, on the loop thread.
         let kinds = std::mem::take(&mut core.kinds);
