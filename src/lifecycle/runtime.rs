@@ -689,7 +689,12 @@ impl Runtime {
             .name("meshring-rt".into())
             .spawn(move || {
                 LOOP_OF.with(|l| l.set(Arc::as_ptr(&runner) as usize));
-                runner.run_loop();
+                // A panic (a bug) must not leave callers waiting for a loop
+                // that is gone: the runtime closes instead.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run_loop())).is_err() {
+                    log::error!("lifecycle runtime loop panicked; the runtime is closed");
+                    runner.shut();
+                }
             })
             .map_err(|e| Error::from_io("spawning the runtime loop", &e))?;
         Ok(Runtime { api, threads: Mutex::new(vec![thread]) })
