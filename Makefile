@@ -17,8 +17,8 @@ BUILD    := build
 all: lib examples
 
 help:
-	@echo "make demo          build and run the UDP demo (backend, verified echo, throughput), then the notify bus demo (examples/c/watch --demo)"
-	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module, replication fault tests"
+	@echo "make demo          build and run the demos: UDP echo (backend, verified echo, throughput), notify bus (examples/c/watch --demo), lifecycle runtime (examples/c/routes), HA pair with failover (examples/c/ha_pair)"
+	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module, netns tunnel, replication fault tests"
 	@echo "make test-repl     replication: kill -9 of a sync primary (REPL_KILL_REPS=20) and a netns link cut with resync (root)"
 	@echo "make bench         side-by-side benchmarks with ratios"
 	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
@@ -51,11 +51,13 @@ examples: lib
 	$(CC) $(CFLAGS_C) examples/c/watch.c -o examples/c/bin/watch $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/tunnel.c -o examples/c/bin/tunnel $(LIB_A) $(LDLIBS)
 	$(CC) $(CFLAGS_C) examples/c/ha_pair.c -o examples/c/bin/ha_pair $(LIB_A) $(LDLIBS)
+	$(CC) $(CFLAGS_C) examples/c/routes.c -o examples/c/bin/routes $(LIB_A) $(LDLIBS)
 
 demo: examples
 	./examples/c/bin/udp_echo demo
 	./examples/c/bin/watch --demo
 	./examples/c/bin/ha_pair
+	./examples/c/bin/routes
 
 test: header-check test-rust test-c test-go examples test-swift test-netns test-repl
 	@echo "make test: all suites passed"

@@ -49,3 +49,11 @@ bench/bin/cache_bench "${CACHE_REPS:-5}"
 echo
 cc -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pedantic -Iinclude bench/repl_bench.c -o bench/bin/repl_bench target/release/libmeshring.a -lpthread -ldl -lm
 bench/bin/repl_bench "${REPL_WRITES:-50000}"
+
+# Lifecycle runtime (issue 7): feed of 100k and 1M routes to a new protocol
+# (routes/s, longest loop step, worst wait of a probe command during the
+# feed), and commit cost with one of 10 vs one of 1000 protocols changed.
+# Source: examples/lifecycle_bench.rs (LIFECYCLE_SIZES=100000,1000000 LIFECYCLE_COMMITS=200).
+echo
+"${CARGO:-cargo}" build --release --example lifecycle_bench
+target/release/examples/lifecycle_bench --sizes "${LIFECYCLE_SIZES:-100000,1000000}" --commits "${LIFECYCLE_COMMITS:-200}"

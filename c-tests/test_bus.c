@@ -62,21 +62,6 @@ static mr_status next_with(mr_watcher *w, const char *needle, mr_bytes *m,
     return MR_NOT_FOUND;
 }
 
-/* Number of non-overlapping occurrences of `needle` in `m`. */
-static size_t count_of(const mr_bytes *m, const char *needle)
-{
-    size_t n = 0, nl = strlen(needle);
-    const uint8_t *p = m->ptr, *end = m->ptr + m->len;
-    while (p != NULL && p < end) {
-        const uint8_t *q = memmem(p, (size_t)(end - p), needle, nl);
-        if (q == NULL) {
-            break;
-        }
-        n++;
-        p = q + nl;
-    }
-    return n;
-}
 
 /*
  * A structural check of a JSON object: starts with '{', ends with '}',
@@ -509,8 +494,8 @@ static void chunked_initial_views(void)
                 } else {
                     CHECK(has(&m, "\"NetMap\"") && has(&m, "\"SelfNode\""), "first message: NetMap");
                 }
-                CHECK(count_of(&m, "\"Name\":\"peer-") == 10, "first chunk holds 10 peers, has %zu",
-                      count_of(&m, "\"Name\":\"peer-"));
+                CHECK(bytes_count(&m, "\"Name\":\"peer-") == 10, "first chunk holds 10 peers, has %zu",
+                      bytes_count(&m, "\"Name\":\"peer-"));
             }
             set_add_names(s, &m);
             if (has(&m, "\"InitialComplete\":true")) {

@@ -155,6 +155,22 @@ static inline int check_fail(const char *file, int line, const char *expr, int g
     check_true(__FILE__, __LINE__, (unsigned long long)(a) == (unsigned long long)(b),         \
                #a " == " #b, "%llu != %llu", (unsigned long long)(a), (unsigned long long)(b))
 
+/* Number of non-overlapping occurrences of `needle` in `m`. */
+static inline size_t bytes_count(const mr_bytes *m, const char *needle)
+{
+    size_t n = 0, nl = strlen(needle);
+    const uint8_t *p = m->ptr, *end = m->ptr + m->len;
+    while (p != NULL && p < end) {
+        const uint8_t *q = memmem(p, (size_t)(end - p), needle, nl);
+        if (q == NULL) {
+            break;
+        }
+        n++;
+        p = q + nl;
+    }
+    return n;
+}
+
 /* ------------------------------------------------------------ timing */
 
 static inline double now_ms(void)

@@ -7,7 +7,9 @@
 // methods in the shape of wireguard-go's conn.Bind. [TUN] is a TUN device
 // in the shape of wireguard-go's tun.Device ([CreateTUN]). [Bus] is the notify
 // bus: a network-map store fed with tailcfg.MapResponse JSON, watched by
-// [Watcher]s that receive ipn.Notify-shaped JSON. Errors are [*Error]
+// [Watcher]s that receive ipn.Notify-shaped JSON. [Runtime] is the lifecycle
+// runtime: BIRD-style protocol instances over route tables, with protocol
+// kinds written in Go ([ProtocolKind]). Errors are [*Error]
 // values that match the Err* sentinels (and net.ErrClosed, os.ErrClosed,
 // os.ErrDeadlineExceeded) with [errors.Is].
 package meshring

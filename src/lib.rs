@@ -6,6 +6,7 @@ pub mod addr;
 pub mod bus;
 pub mod cache;
 pub mod error;
+pub mod lifecycle;
 pub mod ffi;
 pub mod readiness;
 pub mod replication;

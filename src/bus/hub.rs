@@ -216,27 +216,13 @@ impl Bus {
     /// `ErrMessage`, `LoginFinished`, `BrowseToURL`, `Health`, `Engine`) and
     /// remembers the stateful ones for initial messages.
     pub fn publish(&self, json: &[u8]) -> Result<()> {
-        let event = parse::parse_event(json)?;
-        let mut core = self.shared.lock();
-        if core.closed {
-            return Err(Error::closed(CLOSED));
-        }
-        if event.is_empty() {
-            return Ok(());
-        }
-        for (key, raw) in &event {
-            if REMEMBERED.contains(&key.as_str()) {
-                core.remembered.insert(key.clone(), raw.clone());
-            }
-            if key == "LoginFinished" {
-                core.remembered.remove("BrowseToURL"); // the login URL is spent
-            }
-        }
-        let seq = core.seq();
-        core.push(Change::from_event(seq, event), self.shared.options.backlog);
-        drop(core);
-        self.shared.wake.notify_all();
-        Ok(())
+        publish_on(&self.shared, json)
+    }
+
+    /// A second reference that can publish but does not own the bus
+    /// (dropping it leaves the bus open); the lifecycle runtime uses one.
+    pub fn link(&self) -> BusLink {
+        BusLink { shared: self.shared.clone() }
     }
 
     /// Starts a watch session; see the module doc for what it receives.
@@ -374,6 +360,43 @@ impl Drop for Bus {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Publishes through a bus it does not own; see `Bus::link`.
+#[derive(Clone)]
+pub struct BusLink {
+    shared: Arc<Shared>,
+}
+
+impl BusLink {
+    /// `Bus::publish` on the linked bus (Closed once it is closed).
+    pub fn publish(&self, json: &[u8]) -> Result<()> {
+        publish_on(&self.shared, json)
+    }
+}
+
+fn publish_on(shared: &Shared, json: &[u8]) -> Result<()> {
+    let event = parse::parse_event(json)?;
+    let mut core = shared.lock();
+    if core.closed {
+        return Err(Error::closed(CLOSED));
+    }
+    if event.is_empty() {
+        return Ok(());
+    }
+    for (key, raw) in &event {
+        if REMEMBERED.contains(&key.as_str()) {
+            core.remembered.insert(key.clone(), raw.clone());
+        }
+        if key == "LoginFinished" {
+            core.remembered.remove("BrowseToURL"); // the login URL is spent
+        }
+    }
+    let seq = core.seq();
+    core.push(Change::from_event(seq, event), shared.options.backlog);
+    drop(core);
+    shared.wake.notify_all();
+    Ok(())
 }
 
 /// The whole-NetMap Notify for legacy watchers, built at most once per

@@ -78,7 +78,7 @@ mod status;
 mod store;
 mod watcher;
 
-pub use hub::{Bus, BusOptions};
+pub use hub::{Bus, BusLink, BusOptions};
 pub use mask::*;
 pub use watcher::Watcher;
 

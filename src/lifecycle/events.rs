@@ -1,0 +1,78 @@
+//! State-change events: `{"Protocol": {...}}` JSON (a Notify-style object
+//! with one meshring field), queued for `next_event` with a readiness fd and
+//! optionally published on an attached bus. The same object describes an
+//! instance in `show protocols`.
+
+use super::core::Instance;
+use super::state::display_name;
+use crate::sys::EventFd;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(crate) struct Events {
+    queue: VecDeque<Arc<[u8]>>,
+    cap: usize,
+    /// Events dropped because nobody read them (oldest first).
+    pub dropped: u64,
+    pub ready: Arc<EventFd>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The JSON description of an instance (`show protocols` element).
+pub(crate) fn describe(name: &str, inst: &Instance) -> Value {
+    json!({
+        "name": name,
+        "kind": &*inst.cfg.kind,
+        "table": &*inst.cfg.table,
+        "state": display_name(inst.ps, inst.cs),
+        "proto_state": inst.ps.name(),
+        "core_state": inst.cs.name(),
+        "since_ms": unix_ms(inst.since),
+        "info": inst.info,
+        "disabled": inst.disabled,
+        "preference": inst.cfg.preference,
+        "routes": inst.routes.len(),
+    })
+}
+
+impl Events {
+    pub fn new(cap: usize, ready: Arc<EventFd>) -> Events {
+        Events { queue: VecDeque::new(), cap: cap.max(1), dropped: 0, ready }
+    }
+
+    fn push(&mut self, value: Value) -> Arc<[u8]> {
+        let bytes: Arc<[u8]> = json!({ "Protocol": value }).to_string().into_bytes().into();
+        if self.queue.len() == self.cap {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.queue.push_back(bytes.clone());
+        self.ready.signal();
+        bytes
+    }
+
+    pub fn push_state(&mut self, name: &str, inst: &Instance) -> Arc<[u8]> {
+        self.push(describe(name, inst))
+    }
+
+    pub fn push_removed(&mut self, name: &str) -> Arc<[u8]> {
+        self.push(json!({ "name": name, "state": "removed" }))
+    }
+
+    pub fn pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub fn pop(&mut self) -> Option<Arc<[u8]>> {
+        let item = self.queue.pop_front();
+        if self.queue.is_empty() {
+            self.ready.clear();
+        }
+        item
+    }
+}
