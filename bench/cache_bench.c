@@ -96,23 +96,32 @@ static void skip_str(const uint8_t **p)
     *p += n;
 }
 
+/* Skips a response up to its next state; returns the resource count. */
+static uint32_t skip_to_next_state(const uint8_t **p)
+{
+    uint32_t i, n, sent;
+    *p += 8;
+    skip_str(p); /* version */
+    skip_str(p); /* type URL */
+    sent = n = rd_u32(p);
+    for (i = 0; i < n; i++) {
+        skip_str(p); /* name */
+        skip_str(p); /* version */
+        *p += 8;     /* ttl */
+        skip_str(p); /* bytes */
+    }
+    n = rd_u32(p);
+    for (i = 0; i < n; i++) {
+        skip_str(p); /* removed */
+    }
+    return sent;
+}
+
 static void parse_state(const mr_bytes *m, struct state *st)
 {
-    const uint8_t *p = m->ptr + 8;
+    const uint8_t *p = m->ptr;
     uint32_t i, n;
-    skip_str(&p); /* version */
-    skip_str(&p); /* type URL */
-    n = rd_u32(&p);
-    for (i = 0; i < n; i++) {
-        skip_str(&p);
-        skip_str(&p);
-        p += 8;
-        skip_str(&p);
-    }
-    n = rd_u32(&p);
-    for (i = 0; i < n; i++) {
-        skip_str(&p);
-    }
+    skip_to_next_state(&p);
     n = rd_u32(&p);
     if (n > NRES) {
         fprintf(stderr, "cache_bench: unexpected next state of %u entries\n", n);
@@ -223,21 +232,8 @@ static void dstate_free(struct dstate *d)
 /* The next state of a delta response; returns the number of resources sent. */
 static uint32_t parse_delta(const mr_bytes *m, struct dstate *d)
 {
-    const uint8_t *p = m->ptr + 8;
-    uint32_t i, n, sent;
-    skip_str(&p);
-    skip_str(&p);
-    sent = n = rd_u32(&p);
-    for (i = 0; i < n; i++) {
-        skip_str(&p);
-        skip_str(&p);
-        p += 8;
-        skip_str(&p);
-    }
-    n = rd_u32(&p);
-    for (i = 0; i < n; i++) {
-        skip_str(&p);
-    }
+    const uint8_t *p = m->ptr;
+    uint32_t i, n, sent = skip_to_next_state(&p);
     n = rd_u32(&p);
     dstate_free(d);
     d->names = malloc(n * sizeof *d->names);

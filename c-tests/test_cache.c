@@ -261,12 +261,12 @@ static void pass_state(mr_watch_request *req, struct known *k, const struct resp
     req->n_known = r->n_next;
 }
 
-/* poll() on the watch's fd: 1 readable, 0 not within ms, -1 error. */
-static int fd_ready(mr_cache_watch_h *w, int ms)
+/* poll() on fd: 1 readable, 0 not within ms, -1 error (or fd < 0). */
+static int readable_within(int fd, int ms)
 {
     struct pollfd p;
     int rc;
-    p.fd = mr_cache_watch_fd(w);
+    p.fd = fd;
     p.events = POLLIN;
     p.revents = 0;
     if (p.fd < 0) {
@@ -276,6 +276,11 @@ static int fd_ready(mr_cache_watch_h *w, int ms)
         rc = poll(&p, 1, ms);
     } while (rc < 0 && errno == EINTR);
     return rc < 0 ? -1 : (rc > 0 && (p.revents & POLLIN) != 0);
+}
+
+static int fd_ready(mr_cache_watch_h *w, int ms)
+{
+    return readable_within(mr_cache_watch_fd(w), ms);
 }
 
 /* Takes the watch's response (timeout ms) and parses it; 1 on success. */
@@ -1096,21 +1101,9 @@ static void create_free_cycles(void)
     CHECK(rss1 - rss0 < 16 * 1024, "RSS grew by %ld KiB over %d cycles", rss1 - rss0, n);
 }
 
-/* poll() on the cache's ready fd: 1 readable, 0 not within ms, -1 error. */
 static int queue_ready(mr_cache *c, int ms)
 {
-    struct pollfd p;
-    int rc;
-    p.fd = mr_cache_ready_fd(c);
-    p.events = POLLIN;
-    p.revents = 0;
-    if (p.fd < 0) {
-        return -1;
-    }
-    do {
-        rc = poll(&p, 1, ms);
-    } while (rc < 0 && errno == EINTR);
-    return rc < 0 ? -1 : (rc > 0 && (p.revents & POLLIN) != 0);
+    return readable_within(mr_cache_ready_fd(c), ms);
 }
 
 static void ready_queue(void)

@@ -246,15 +246,20 @@ pub extern "C" fn mr_cache_set_snapshot_take(
     n_out: *mut usize,
 ) -> mr_status {
     ffi_status!("mr_cache_set_snapshot_take", {
-        let n_out = try_out(n_out, "n_out")?;
-        *n_out = 0;
-        let events = super::ffi::try_slice_mut(events, cap, "events")?;
+        let (events, n_out) = event_slots(events, cap, n_out)?;
         let cache = try_ref(cache)?;
         let node = try_str(node, "node")?;
         let taken = cache.set_snapshot_collect(node, try_ref(snap)?.snapshot(), events.len())?;
         *n_out = fill_events(events, taken);
         Ok(())
     })
+}
+
+/// The caller's event array and count, the count zeroed first.
+fn event_slots<'a>(events: *mut mr_cache_ready, cap: usize, n_out: *mut usize) -> Result<(&'a mut [mr_cache_ready], &'a mut usize)> {
+    let n_out = try_out(n_out, "n_out")?;
+    *n_out = 0;
+    Ok((super::ffi::try_slice_mut(events, cap, "events")?, n_out))
 }
 
 /// Writes `taken` into `events` (which has room for all of them).
@@ -418,9 +423,7 @@ pub extern "C" fn mr_cache_take_ready(
     n_out: *mut usize,
 ) -> mr_status {
     ffi_status!("mr_cache_take_ready", {
-        let n_out = try_out(n_out, "n_out")?;
-        *n_out = 0;
-        let events = super::ffi::try_slice_mut(events, cap, "events")?;
+        let (events, n_out) = event_slots(events, cap, n_out)?;
         if events.is_empty() {
             return Err(Error::invalid("cap is 0: no room for an event"));
         }
