@@ -40,6 +40,9 @@
 //   - Only the resource types go-control-plane knows (cache.GetResponseTypeURL)
 //     are read from a ResourceSnapshot, plus those of a snapshot that
 //     implements [TypeURLLister].
+//   - A type the snapshot does not list (one go-control-plane does not know,
+//     not named by [TypeURLLister]) has the snapshot's most common version;
+//     go-control-plane gives it "".
 //   - GetSnapshot returns the ResourceSnapshot last given to SetSnapshot
 //     for the node (as go-control-plane does); editing it afterwards does not
 //     change what the cache serves.
