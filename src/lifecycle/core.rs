@@ -5,6 +5,7 @@
 
 use super::config::{Config, ProtoConfig, RestartLimit};
 use super::events::Events;
+use super::exports::{ExportQueue, Pending};
 use super::kind::Kind;
 use super::prefix::Prefix;
 use super::state::{self, Action, CoreState, ProtoState};
@@ -19,8 +20,13 @@ pub(crate) enum Effect {
     Start { name: Arc<str>, gen: u64 },
     Shutdown { name: Arc<str>, gen: u64 },
     Reconfigure { name: Arc<str>, gen: u64, new: Arc<ProtoConfig> },
-    Export { name: Arc<str>, gen: u64, table: Arc<str>, prefix: Prefix, route: Route, withdrawn: bool },
     Publish(Arc<[u8]>),
+}
+
+/// The next thing the loop runs: an effect or a (coalesced) export.
+pub(crate) enum Job {
+    Effect(Effect),
+    Export { name: Arc<str>, prefix: Prefix, pending: Pending },
 }
 
 /// Who reported a state: a protocol (its hook's return value or the host
@@ -104,10 +110,16 @@ pub(crate) struct Core {
     pub protos: BTreeMap<Arc<str>, Instance>,
     pub tables: BTreeMap<Arc<str>, Table>,
     pub config: Config,
-    pub effects: VecDeque<Effect>,
-    /// Effects queued / finished so far (commands wait for theirs).
-    pub pushed: u64,
-    pub done: u64,
+    /// Hook calls other than exports, with their queue position.
+    pub effects: VecDeque<(u64, Effect)>,
+    /// Exports, at most one per (listener, prefix): see `exports`.
+    pub exports: ExportQueue,
+    /// The next queue position: effects and exports share one sequence,
+    /// so they run in the order they were queued, and commands wait until
+    /// everything queued before them has run.
+    pub next_seq: u64,
+    /// The position the loop is running with the lock released.
+    pub running: Option<u64>,
     /// Names with a feed or flush in progress, served round-robin.
     pub work: VecDeque<Arc<str>>,
     pub events: Events,
@@ -136,8 +148,9 @@ impl Core {
             tables,
             config: Config { tables: vec!["master".into()], protocols: Vec::new(), restart_limit: RestartLimit::default() },
             effects: VecDeque::new(),
-            pushed: 0,
-            done: 0,
+            exports: ExportQueue::default(),
+            next_seq: 0,
+            running: None,
             work: VecDeque::new(),
             events,
             peers: HashMap::new(),
@@ -151,8 +164,36 @@ impl Core {
     }
 
     pub fn push(&mut self, effect: Effect) {
-        self.effects.push_back(effect);
-        self.pushed += 1;
+        self.effects.push_back((self.next_seq, effect));
+        self.next_seq += 1;
+    }
+
+    /// Effects and exports waiting for the loop.
+    pub fn queued(&self) -> usize {
+        self.effects.len() + self.exports.len()
+    }
+
+    /// Takes the oldest effect or export.
+    pub fn next_job(&mut self) -> Option<(u64, Job)> {
+        let effect = self.effects.front().map(|(seq, _)| *seq);
+        let export = self.exports.front_seq();
+        match (effect, export) {
+            (Some(e), Some(x)) if x < e => self.pop_export(),
+            (Some(_), _) => self.effects.pop_front().map(|(seq, e)| (seq, Job::Effect(e))),
+            (None, Some(_)) => self.pop_export(),
+            (None, None) => None,
+        }
+    }
+
+    fn pop_export(&mut self) -> Option<(u64, Job)> {
+        self.exports.pop().map(|(seq, name, prefix, pending)| (seq, Job::Export { name, prefix, pending }))
+    }
+
+    /// Whether everything queued before position `target` has run.
+    pub fn finished_before(&mut self, target: u64) -> bool {
+        self.running.is_none_or(|s| s >= target)
+            && self.effects.front().is_none_or(|(s, _)| *s >= target)
+            && self.exports.front_seq().is_none_or(|s| s >= target)
     }
 
     pub fn instance(&self, name: &str) -> Result<&Instance> {
@@ -288,6 +329,8 @@ impl Core {
             Action::StartFlush => {
                 inst.cursor = None;
                 self.work.push_back(name.clone());
+                // It hears no more changes: what was pending for it goes.
+                self.exports.clear_listener(&name);
             }
             _ => {}
         }
@@ -299,25 +342,18 @@ impl Core {
     }
 
     /// Queues the export of `change` to every other instance on `table`
-    /// that hears it.
+    /// that hears it, coalesced with what is still pending for the same
+    /// listener and prefix (module doc of `exports`).
     fn exports(&mut self, table: &Arc<str>, change: BestChange) {
-        let mut out = Vec::new();
         for (name, inst) in &self.protos {
             if inst.cfg.table != *table || !inst.hears(&change.prefix) {
                 continue;
             }
             let visible = |r: &Option<Route>| r.as_ref().filter(|r| r.owner != *name).cloned();
             let (old, new) = (visible(&change.old), visible(&change.new));
-            let (route, withdrawn) = match (old, new) {
-                (None, None) => continue,
-                (Some(o), None) => (o, true),
-                (o, Some(n)) if o.as_ref() != Some(&n) => (n, false),
-                _ => continue,
-            };
-            out.push(Effect::Export { name: name.clone(), gen: inst.gen, table: table.clone(), prefix: change.prefix, route, withdrawn });
-        }
-        for e in out {
-            self.push(e);
+            if old != new {
+                self.exports.note(&mut self.next_seq, name, inst.gen, table, change.prefix, old, new);
+            }
         }
     }
 

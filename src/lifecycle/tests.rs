@@ -449,3 +449,100 @@ fn close_releases_kinds_on_the_loop_thread() {
     assert!(flag.load(SeqCst));
     rt.close();
 }
+
+/// Keeps the table it is exported, as a host would; `export` can be held
+/// (the loop then waits inside it) to let changes pile up behind it.
+#[derive(Default)]
+struct Mirror {
+    held: Mutex<bool>,
+    release: std::sync::Condvar,
+    entered: AtomicBool,
+    exports: AtomicUsize,
+    table: Mutex<std::collections::BTreeMap<String, (String, u32, Value)>>,
+}
+
+impl Kind for Mirror {
+    fn start(&self, _: &Api, _: &str, _: &ProtoConfig) -> ProtoState {
+        ProtoState::Up
+    }
+    fn shutdown(&self, _: &Api, _: &str) -> ProtoState {
+        ProtoState::Down
+    }
+    fn reconfigure(&self, _: &Api, _: &str, _: &ProtoConfig, _: &ProtoConfig) -> bool {
+        true
+    }
+    fn export(&self, _: &Api, _: &str, r: &Export<'_>) {
+        self.entered.store(true, SeqCst);
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.release.wait(held).unwrap();
+        }
+        drop(held);
+        self.exports.fetch_add(1, SeqCst);
+        let mut table = self.table.lock().unwrap();
+        if r.withdrawn {
+            let gone = table.remove(&r.prefix.to_string());
+            assert_eq!(gone.map(|g| g.0), Some(r.owner.to_string()), "withdrawal of {} names the route the listener had", r.prefix);
+        } else {
+            table.insert(r.prefix.to_string(), (r.owner.to_string(), r.preference, serde_json::from_str(r.attrs).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn exports_coalesce_per_prefix_and_the_listener_ends_with_the_final_table() {
+    const PREFIXES: usize = 16;
+    const CHANGES: usize = 100_000;
+    let rt = runtime(64);
+    let mirror = Arc::new(Mirror::default());
+    rt.register_kind("rec", Recorder::new()).unwrap();
+    rt.register_kind("mirror", mirror.clone()).unwrap();
+    rt.commit(r#"{"protocols":[{"name":"a","kind":"rec"},{"name":"b","kind":"rec"},{"name":"m","kind":"mirror"}]}"#, false).unwrap();
+    idle(&rt);
+    // Hold the mirror inside its first export, so everything after it waits.
+    *mirror.held.lock().unwrap() = true;
+    rt.import("a", "192.0.2.0/24", None, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mirror.entered.load(SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(mirror.entered.load(SeqCst));
+    rt.api().reset_stats();
+    // Churn: two owners import, re-import with new attributes and withdraw
+    // routes to a few prefixes, the best route flipping between them.
+    let mut has = [[false; PREFIXES]; 2];
+    let mut x = 0x2545_f491_u64;
+    for i in 0..CHANGES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (who, k) = ((x >> 8) as usize % 2, (x >> 16) as usize % PREFIXES);
+        let (name, prefix) = (["a", "b"][who], host_prefix(k));
+        if x % 4 == 0 && has[who][k] {
+            rt.withdraw(name, &prefix).unwrap();
+            has[who][k] = false;
+        } else {
+            let attrs = format!(r#"{{"i":{i}}}"#);
+            rt.import(name, &prefix, Some(100 + (x >> 32) as u32 % 3), Some(&attrs)).unwrap();
+            has[who][k] = true;
+        }
+    }
+    let stats = rt.api().stats();
+    // Listeners: m hears both, a hears b's and b hears a's routes.
+    assert!(stats.max_pending_exports <= 3 * PREFIXES, "{stats:?}");
+    assert!(stats.pending_exports >= 1, "{stats:?}");
+    *mirror.held.lock().unwrap() = false;
+    mirror.release.notify_all();
+    idle(&rt);
+    assert!(mirror.exports.load(SeqCst) < 1 + 3 * PREFIXES, "{} exports", mirror.exports.load(SeqCst));
+    let best: std::collections::BTreeMap<String, (String, u32, Value)> = routes(&rt, None, None)
+        .into_iter()
+        .filter(|r| r["best"] == true)
+        .map(|r| {
+            let key = r["prefix"].as_str().unwrap().to_string();
+            (key, (r["proto"].as_str().unwrap().to_string(), r["preference"].as_u64().unwrap() as u32, r["attrs"].clone()))
+        })
+        .collect();
+    assert_eq!(*mirror.table.lock().unwrap(), best, "the listener holds exactly the final best routes");
+    assert_eq!(rt.api().stats().pending_exports, 0);
+}
