@@ -24,7 +24,8 @@ use crate::error::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,7 +214,33 @@ fn parse_protocol(raw: &RawValue, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(
 /// MR_INVALID_ARGUMENT (naming the offending protocol and field) for
 /// everything else.
 pub fn parse(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Config> {
-    // One pass: syntax errors are MR_PARSE, shape errors MR_INVALID_ARGUMENT.
+    let (mut config, list) = parse_top(json)?;
+    config.protocols = parse_all(&list, &config.tables, kinds)?;
+    Ok(config)
+}
+
+/// Every protocol parsed and validated, names checked for duplicates.
+fn parse_all(list: &[&RawValue], tables: &[Arc<str>], kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Vec<Arc<ProtoConfig>>> {
+    let mut names = HashSet::with_capacity(list.len());
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let proto = parse_protocol(item, i, tables, kinds)?;
+        if !names.insert(proto.name.clone()) {
+            return Err(duplicate(&proto.name));
+        }
+        out.push(Arc::new(proto));
+    }
+    Ok(out)
+}
+
+fn duplicate(name: &str) -> Error {
+    invalid(format!("protocol name {name:?} appears twice"))
+}
+
+/// The top level: tables and restart limit parsed, protocols left as raw
+/// JSON (one syntax-checking pass over the text).
+fn parse_top(json: &str) -> Result<(Config, Vec<&RawValue>)> {
+    // Syntax errors are MR_PARSE, shape errors MR_INVALID_ARGUMENT.
     let raw: RawConfig = serde_json::from_str(json).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             Error::new(ErrorKind::Parse, format!("config is not JSON: {e}"))
@@ -240,16 +267,154 @@ pub fn parse(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Con
         config.restart_limit.count = limit.count.unwrap_or(config.restart_limit.count);
         config.restart_limit.window = limit.seconds.map(|s| Duration::from_secs(s as u64)).unwrap_or(config.restart_limit.window);
     }
-    let list = raw.protocols.unwrap_or_default();
-    let mut names = HashSet::with_capacity(list.len());
-    for (i, item) in list.into_iter().enumerate() {
-        let proto = parse_protocol(item, i, &config.tables, kinds)?;
-        if !names.insert(proto.name.clone()) {
-            return Err(invalid(format!("protocol name {:?} appears twice", proto.name)));
+    Ok((config, raw.protocols.unwrap_or_default()))
+}
+
+/// What the last successful commit applied, kept so that the next one can
+/// take every protocol whose JSON text is unchanged as it is, without
+/// parsing or comparing it again. Its protocols are `Config::protocols` of
+/// that commit, in the same order as `spans`.
+#[derive(Default)]
+pub struct Applied {
+    /// The whole config text (None before the first commit).
+    text: Option<Arc<str>>,
+    /// Each protocol's JSON in `text`.
+    spans: Vec<Range<usize>>,
+    /// The protocol names.
+    names: HashSet<Arc<str>>,
+}
+
+/// What a commit changes, worked out before anything is changed.
+pub struct Plan {
+    /// The whole new configuration.
+    pub config: Config,
+    /// False: only `changed` and `dropped` need looking at, every other
+    /// protocol is exactly what the previous commit applied.
+    pub incremental: bool,
+    /// Protocols whose text is new or changed (parsed and validated now),
+    /// in config order. Everything when not incremental.
+    pub changed: Vec<Arc<ProtoConfig>>,
+    /// Names of previously applied protocols that are not in this config
+    /// (when incremental).
+    pub dropped: Vec<Arc<str>>,
+    /// The whole text is the previous one (soft commits only): nothing
+    /// changes at all, and `config` is not filled in.
+    pub same_text: bool,
+    /// Names of previously applied protocols whose text is not kept
+    /// (dropped, or replaced by a changed protocol of the same name).
+    not_kept: Vec<Arc<str>>,
+    text: Arc<str>,
+    spans: Vec<Range<usize>>,
+}
+
+impl Applied {
+    /// Records `plan` (whose `config` has been taken) as applied.
+    pub fn record(&mut self, plan: Plan, config: &Config) {
+        if plan.same_text {
+            return;
         }
-        config.protocols.push(Arc::new(proto));
+        if plan.incremental {
+            for name in &plan.not_kept {
+                self.names.remove(name);
+            }
+            for p in &plan.changed {
+                self.names.insert(p.name.clone());
+            }
+        } else {
+            self.names = config.protocols.iter().map(|p| p.name.clone()).collect();
+        }
+        self.text = Some(plan.text);
+        self.spans = plan.spans;
     }
-    Ok(config)
+}
+
+/// Parses and validates `json` against what the previous commit applied
+/// (`prev`, whose protocols are `prev_config.protocols`): a protocol whose
+/// JSON text is byte-for-byte the one applied before, with the same
+/// tables, is taken as it was (it was validated then, kinds are never
+/// unregistered, and its result depends only on its text and the tables);
+/// only new or changed texts are parsed. Duplicate names are still found
+/// across the whole config. The cost for an unchanged protocol is the one
+/// syntax pass over its text and a comparison of its bytes. Errors as for
+/// `parse`.
+pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied, prev_config: &Config, hard: bool) -> Result<Plan> {
+    let text: Arc<str> = match &prev.text {
+        Some(t) if !hard && **t == *json => {
+            return Ok(Plan {
+                config: Config::default(),
+                incremental: true,
+                changed: Vec::new(),
+                dropped: Vec::new(),
+                same_text: true,
+                not_kept: Vec::new(),
+                text: t.clone(),
+                spans: Vec::new(),
+            });
+        }
+        _ => json.into(),
+    };
+    let (mut config, list) = parse_top(json)?;
+    let base = json.as_ptr() as usize;
+    let spans: Vec<Range<usize>> = list
+        .iter()
+        .map(|r| {
+            let start = r.get().as_ptr() as usize - base;
+            start..start + r.get().len()
+        })
+        .collect();
+    let prev_text = match &prev.text {
+        Some(t) if config.tables == prev_config.tables && prev.spans.len() == prev_config.protocols.len() => t,
+        _ => {
+            config.protocols = parse_all(&list, &config.tables, kinds)?;
+            let changed = config.protocols.clone();
+            return Ok(Plan { config, incremental: false, changed, dropped: Vec::new(), same_text: false, not_kept: Vec::new(), text, spans });
+        }
+    };
+    let old = |j: usize| &prev_text[prev.spans[j].clone()];
+    let (n, m) = (list.len(), prev.spans.len());
+    // Same texts at the start and at the end (the usual edit touches a few
+    // protocols in the middle), then match the rest by text.
+    let mut head = 0;
+    while head < n.min(m) && list[head].get() == old(head) {
+        head += 1;
+    }
+    let mut tail = 0;
+    while tail < n.min(m) - head && list[n - 1 - tail].get() == old(m - 1 - tail) {
+        tail += 1;
+    }
+    let prev_mid = head..m - tail;
+    let by_text: HashMap<&str, usize> = prev_mid.clone().map(|j| (old(j), j)).collect();
+    let mut reused = vec![false; prev_mid.len()];
+    let mut protocols = Vec::with_capacity(n);
+    protocols.extend_from_slice(&prev_config.protocols[..head]);
+    let mut changed = Vec::new();
+    for (i, raw) in list.iter().enumerate().take(n - tail).skip(head) {
+        if let Some(&j) = by_text.get(raw.get()) {
+            let p = &prev_config.protocols[j];
+            if std::mem::replace(&mut reused[j - head], true) {
+                return Err(duplicate(&p.name));
+            }
+            protocols.push(p.clone());
+        } else {
+            let p = Arc::new(parse_protocol(raw, i, &config.tables, kinds)?);
+            protocols.push(p.clone());
+            changed.push(p);
+        }
+    }
+    protocols.extend_from_slice(&prev_config.protocols[m - tail..]);
+    // A changed protocol's name may repeat another changed one, or a kept
+    // one: every applied name but those of the protocols not kept.
+    let not_kept: Vec<Arc<str>> = prev_mid.filter(|j| !reused[j - head]).map(|j| prev_config.protocols[j].name.clone()).collect();
+    let not_kept_set: HashSet<&str> = not_kept.iter().map(|n| &**n).collect();
+    let mut changed_names = HashSet::with_capacity(changed.len());
+    for p in &changed {
+        if !changed_names.insert(&*p.name) || (prev.names.contains(&*p.name) && !not_kept_set.contains(&*p.name)) {
+            return Err(duplicate(&p.name));
+        }
+    }
+    let dropped = not_kept.iter().filter(|n| !changed_names.contains(&***n)).cloned().collect();
+    config.protocols = protocols;
+    Ok(Plan { config, incremental: true, changed, dropped, same_text: false, not_kept, text, spans })
 }
 
 #[cfg(test)]
@@ -306,5 +471,86 @@ mod tests {
             assert_eq!(e.kind, kind, "{json}");
             assert!(e.message.contains(needle), "{json}: {}", e.message);
         }
+    }
+
+    /// Commits `json` on top of `state` both ways: the incremental plan must
+    /// give exactly what a full parse gives (or the same kind of error, and
+    /// then leave `state` alone). Returns (changed, dropped) names.
+    fn step(state: &mut (Applied, Config), json: &str) -> std::result::Result<(Vec<String>, Vec<String>), ErrorKind> {
+        let full = parse(json, &known);
+        let inc = plan(json, &known, &state.0, &state.1, false);
+        let mut inc = match (full, inc) {
+            (Err(f), Err(i)) => {
+                assert_eq!(f.kind, i.kind, "{json}: {} vs {}", f.message, i.message);
+                return Err(i.kind);
+            }
+            (Ok(full), Ok(inc)) => {
+                if !inc.same_text {
+                    assert_eq!(inc.config.protocols, full.protocols, "{json}");
+                    assert_eq!((&inc.config.tables, inc.config.restart_limit), (&full.tables, full.restart_limit));
+                }
+                inc
+            }
+            (f, i) => panic!("{json}: full {:?} vs incremental {:?}", f.err(), i.err().map(|e| e.message)),
+        };
+        let names = |v: &[Arc<str>]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let changed = inc.changed.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let result = (names(&changed), names(&inc.dropped));
+        if !inc.same_text {
+            let config = std::mem::take(&mut inc.config);
+            state.0.record(inc, &config);
+            state.1 = config;
+        }
+        Ok(result)
+    }
+
+    fn protos(list: &[(&str, &str)]) -> String {
+        let items: Vec<String> = list.iter().map(|(n, c)| format!(r#"{{"name":"{n}","kind":"host","config":{c}}}"#)).collect();
+        format!(r#"{{"protocols":[{}]}}"#, items.join(","))
+    }
+
+    #[test]
+    fn incremental_plan_parses_only_changed_texts_and_agrees_with_a_full_parse() {
+        let mut st = (Applied::default(), Config::default());
+        let base: Vec<(String, String)> = (0..20).map(|i| (format!("p{i}"), "0".to_string())).collect();
+        let with = |edit: &dyn Fn(&mut Vec<(String, String)>)| {
+            let mut v = base.clone();
+            edit(&mut v);
+            let refs: Vec<(&str, &str)> = v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            protos(&refs)
+        };
+        let all: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+        assert_eq!(step(&mut st, &with(&|_| {})), Ok((all.clone(), vec![])), "first commit: everything");
+        assert_eq!(step(&mut st, &with(&|_| {})), Ok((vec![], vec![])), "same text");
+        assert_eq!(step(&mut st, &with(&|v| v[7].1 = "1".into())), Ok((vec!["p7".into()], vec![])), "one changed");
+        assert_eq!(step(&mut st, &with(&|_| {})), Ok((vec!["p7".into()], vec![])), "and back");
+        assert_eq!(step(&mut st, &with(&|v| v[0].1 = "2".into())), Ok((vec!["p0".into()], vec![])), "first one");
+        assert_eq!(step(&mut st, &with(&|v| v[19].1 = "2".into())), Ok((vec!["p0".into(), "p19".into()], vec![])), "last one, first back");
+        assert_eq!(step(&mut st, &with(&|v| drop(v.remove(5)))), Ok((vec!["p19".into()], vec!["p5".into()])), "removed, last back");
+        assert_eq!(step(&mut st, &with(&|v| v.insert(5, ("new".into(), "0".into())))), Ok((vec!["new".into(), "p5".into()], vec![])), "inserted");
+        assert_eq!(step(&mut st, &with(&|v| v.swap(2, 15))), Ok((vec![], vec!["new".into()])), "reordered: nothing to parse");
+        assert_eq!(step(&mut st, &with(&|v| v[3].0 = "renamed".into())), Ok((vec!["renamed".into()], vec!["p3".into()])), "renamed");
+        // Duplicates: a changed protocol taking a kept one's name, the same
+        // text twice, two changed ones with one name. Nothing is recorded.
+        assert_eq!(step(&mut st, &with(&|v| v[3].0 = "p4".into())), Err(ErrorKind::InvalidArgument));
+        assert_eq!(step(&mut st, &with(&|v| v[3] = v[10].clone())), Err(ErrorKind::InvalidArgument));
+        assert_eq!(step(&mut st, &with(&|v| v.push(v[3].clone()))), Err(ErrorKind::InvalidArgument));
+        assert_eq!(step(&mut st, &with(&|v| v.extend([("x".into(), "1".into()), ("x".into(), "2".into())]))), Err(ErrorKind::InvalidArgument));
+        assert_eq!(step(&mut st, &with(&|v| v[9].1 = "{".into())), Err(ErrorKind::Parse));
+        assert_eq!(step(&mut st, &with(&|v| v[9].1 = "1,\"colour\":2".into())), Err(ErrorKind::InvalidArgument));
+        // Two texts trading names: p4's text is kept (it only moved), p3 is new.
+        assert_eq!(step(&mut st, &with(&|v| v[3].0 = "p4".into())).map_err(|_| ()), Err(()));
+        let swapped = step(&mut st, &with(&|v| {
+            v[3].0 = "p4".into();
+            v[4].0 = "p3".into();
+        }));
+        assert_eq!(swapped, Ok((vec!["p3".into()], vec!["renamed".into()])));
+        // Tables changing makes every protocol be parsed again.
+        let refs: Vec<(&str, &str)> = base.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let tabled = protos(&refs).replacen('{', r#"{"tables":["t0"],"#, 1);
+        assert_eq!(step(&mut st, &tabled).map(|(c, _)| c.len()), Ok(20));
+        assert_eq!(step(&mut st, &tabled.replace(r#""p2","kind":"host""#, r#""p2","kind":"host","table":"nope""#)), Err(ErrorKind::InvalidArgument));
+        assert_eq!(step(&mut st, &tabled.replace(r#""p2","kind":"host""#, r#""p2","kind":"nope""#)), Err(ErrorKind::InvalidArgument));
+        assert_eq!(step(&mut st, &tabled.replace(r#""p2","kind":"host""#, r#""p2","kind":"host","table":"t0""#)), Ok((vec!["p2".into()], vec![])));
     }
 }

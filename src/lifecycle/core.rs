@@ -3,7 +3,7 @@
 //! calls a protocol; calls to protocols are queued as `Effect`s that the
 //! loop thread runs with the lock released.
 
-use super::config::{Config, ProtoConfig, RestartLimit};
+use super::config::{Applied, Config, Plan, ProtoConfig, RestartLimit};
 use super::events::Events;
 use super::exports::{ExportQueue, Pending};
 use super::kind::Kind;
@@ -110,6 +110,8 @@ pub(crate) struct Core {
     pub protos: BTreeMap<Arc<str>, Instance>,
     pub tables: BTreeMap<Arc<str>, Table>,
     pub config: Config,
+    /// The text of the config last committed (see `config::plan`).
+    pub applied: Applied,
     /// Hook calls other than exports, with their queue position.
     pub effects: VecDeque<(u64, Effect)>,
     /// Exports, at most one per (listener, prefix): see `exports`.
@@ -147,6 +149,7 @@ impl Core {
             protos: BTreeMap::new(),
             tables,
             config: Config { tables: vec!["master".into()], protocols: Vec::new(), restart_limit: RestartLimit::default() },
+            applied: Applied::default(),
             effects: VecDeque::new(),
             exports: ExportQueue::default(),
             next_seq: 0,
@@ -467,14 +470,29 @@ impl Core {
     }
 
     /// Installs a validated configuration (see `runtime::Api::commit`).
-    pub fn install(&mut self, config: Config, hard: bool) {
-        for t in &config.tables {
-            self.tables.entry(t.clone()).or_default();
+    /// A soft commit of an incremental plan looks only at the protocols
+    /// whose text changed and those dropped: every other one is what the
+    /// previous commit applied, so it has nothing to do (the configuration
+    /// an instance is heading for only ever comes from commits).
+    pub fn install(&mut self, mut plan: Plan, hard: bool) {
+        if plan.same_text && !hard {
+            return;
         }
-        let wanted: std::collections::HashSet<&str> = config.protocols.iter().map(|p| &*p.name).collect();
-        let gone: Vec<Arc<str>> = self.protos.keys().filter(|n| !wanted.contains(&***n)).cloned().collect();
+        let config = std::mem::take(&mut plan.config);
+        for t in &config.tables {
+            if !self.tables.contains_key(t) {
+                self.tables.insert(t.clone(), Table::default());
+            }
+        }
+        let incremental = plan.incremental && !hard;
+        let gone: Vec<Arc<str>> = if incremental {
+            std::mem::take(&mut plan.dropped)
+        } else {
+            let wanted: std::collections::HashSet<&str> = config.protocols.iter().map(|p| &*p.name).collect();
+            self.protos.keys().filter(|n| !wanted.contains(&***n)).cloned().collect()
+        };
         for name in gone {
-            let inst = self.protos.get_mut(&name).expect("present");
+            let Some(inst) = self.protos.get_mut(&name) else { continue };
             if inst.reconfiguring && inst.next.is_none() {
                 continue;
             }
@@ -484,7 +502,8 @@ impl Core {
             inst.info = "removed by commit".into();
             self.rethink(&name);
         }
-        for nc in &config.protocols {
+        let todo = if incremental { &plan.changed } else { &config.protocols };
+        for nc in todo {
             let Some(inst) = self.protos.get_mut(&nc.name) else {
                 self.create(nc.clone(), nc.disabled).expect("kind checked");
                 self.rethink(&nc.name);
@@ -510,6 +529,7 @@ impl Core {
                 self.restart_with(&nc.name, nc.clone(), disabled);
             }
         }
+        self.applied.record(plan, &config);
         self.config = config;
         self.drop_unused_tables();
     }
@@ -525,6 +545,9 @@ impl Core {
 
     /// Tables neither configured nor used by any instance go away.
     fn drop_unused_tables(&mut self) {
+        if self.tables.len() == self.config.tables.len() {
+            return; // every table is a configured one (names are unique)
+        }
         let used: BTreeSet<Arc<str>> =
             self.protos.values().map(|i| i.cfg.table.clone()).chain(self.config.tables.iter().cloned()).collect();
         self.tables.retain(|name, _| used.contains(name));

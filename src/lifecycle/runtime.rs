@@ -207,11 +207,11 @@ impl Api {
     /// nothing (Parse / InvalidArgument).
     pub fn commit(&self, json: &str, hard: bool) -> Result<()> {
         let mut core = self.open()?;
-        let config = {
+        let plan = {
             let kinds = &core.kinds;
-            config::parse(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()))?
+            config::plan(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()), &core.applied, &core.config, hard)?
         };
-        core.install(config, hard);
+        core.install(plan, hard);
         self.kick_and_wait(core);
         Ok(())
     }

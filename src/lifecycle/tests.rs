@@ -546,3 +546,57 @@ fn exports_coalesce_per_prefix_and_the_listener_ends_with_the_final_table() {
     assert_eq!(*mirror.table.lock().unwrap(), best, "the listener holds exactly the final best routes");
     assert_eq!(rt.api().stats().pending_exports, 0);
 }
+
+#[test]
+fn commit_touches_only_changed_protocols_of_many() {
+    let rt = runtime(64);
+    let rec = Recorder::new();
+    rec.reconfigure_answer.store(true, SeqCst);
+    rt.register_kind("rec", rec.clone()).unwrap();
+    let config = |edit: &dyn Fn(&mut Vec<String>)| {
+        let mut v: Vec<String> = (0..200).map(|i| format!(r#"{{"name":"p{i}","kind":"rec","config":0}}"#)).collect();
+        edit(&mut v);
+        format!(r#"{{"protocols":[{}]}}"#, v.join(","))
+    };
+    rt.commit(&config(&|_| {}), false).unwrap();
+    idle(&rt);
+    assert_eq!(rec.count("start"), 200);
+    rt.commit(&config(&|v| v[50] = r#"{"name":"p50","kind":"rec","config":1}"#.into()), false).unwrap();
+    idle(&rt);
+    assert_eq!(rec.calls()[200..], ["reconfigure p50 1".to_string()]);
+    // Back to the first text: p50 is reconfigured again, nothing else.
+    rt.commit(&config(&|_| {}), false).unwrap();
+    idle(&rt);
+    assert_eq!(rec.calls()[201..], ["reconfigure p50 0".to_string()]);
+    // A changed protocol taking a kept one's name: nothing changes.
+    let before = rt.show_protocols().unwrap();
+    let e = rt.commit(&config(&|v| v[7] = r#"{"name":"p8","kind":"rec","config":2}"#.into()), false).unwrap_err();
+    assert!(e.message.contains("\"p8\" appears twice"), "{}", e.message);
+    idle(&rt);
+    assert_eq!(rt.show_protocols().unwrap(), before);
+    assert_eq!(rec.calls().len(), 202);
+    // Removed, inserted and moved protocols: only the first two are touched.
+    rt.commit(
+        &config(&|v| {
+            v.remove(10);
+            v.insert(0, r#"{"name":"fresh","kind":"rec"}"#.into());
+            v.swap(100, 150);
+        }),
+        false,
+    )
+    .unwrap();
+    idle(&rt);
+    let mut tail = rec.calls()[202..].to_vec();
+    tail.sort();
+    assert_eq!(tail, ["shutdown p10", "start fresh null"].map(String::from));
+    assert_eq!(rt.show_protocol("p10").unwrap_err().kind, ErrorKind::NotFound);
+    // Hard still restarts everything, even with the same text.
+    let same = config(&|v| {
+        v.remove(10);
+        v.insert(0, r#"{"name":"fresh","kind":"rec"}"#.into());
+        v.swap(100, 150);
+    });
+    rt.commit(&same, true).unwrap();
+    idle(&rt);
+    assert_eq!(rec.count("start"), 201 + 200);
+}
