@@ -169,8 +169,8 @@ fn object<'a, T: Deserialize<'a>>(raw: &'a str, what: &dyn Fn() -> String) -> Re
     serde_json::from_str(raw).map_err(|e| invalid(format!("{}: {e}", what())))
 }
 
-fn parse_protocol(raw: &RawValue, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<ProtoConfig> {
-    let p: RawProto = object(raw.get(), &|| format!("protocols[{i}]"))?;
+fn parse_protocol(raw: &str, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<ProtoConfig> {
+    let p: RawProto = object(raw, &|| format!("protocols[{i}]"))?;
     check_name("protocol name", &p.name)?;
     let name = &*p.name;
     let kind = kinds(&p.kind).ok_or_else(|| {
@@ -224,7 +224,7 @@ fn parse_all(list: &[&RawValue], tables: &[Arc<str>], kinds: &dyn Fn(&str) -> Op
     let mut names = HashSet::with_capacity(list.len());
     let mut out = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
-        let proto = parse_protocol(item, i, tables, kinds)?;
+        let proto = parse_protocol(item.get(), i, tables, kinds)?;
         if !names.insert(proto.name.clone()) {
             return Err(duplicate(&proto.name));
         }
@@ -300,6 +300,9 @@ pub struct Plan {
     /// The whole text is the previous one (soft commits only): nothing
     /// changes at all, and `config` is not filled in.
     pub same_text: bool,
+    /// How many protocol texts were scanned (the rest were known unchanged
+    /// from a byte comparison with the applied text).
+    pub scanned: usize,
     /// Names of previously applied protocols whose text is not kept
     /// (dropped, or replaced by a changed protocol of the same name).
     not_kept: Vec<Arc<str>>,
@@ -334,25 +337,37 @@ impl Applied {
 /// tables, is taken as it was (it was validated then, kinds are never
 /// unregistered, and its result depends only on its text and the tables);
 /// only new or changed texts are parsed. Duplicate names are still found
-/// across the whole config. The cost for an unchanged protocol is the one
-/// syntax pass over its text and a comparison of its bytes. Errors as for
-/// `parse`.
+/// across the whole config. Errors as for `parse`.
+///
+/// Two ways to find the unchanged texts, the first that applies wins:
+/// * `window`: the new text is compared byte-wise with the previous one;
+///   when the difference lies inside the protocols array, only the
+///   protocols in the differing window are scanned, and the common head
+///   and tail are known valid (same bytes in the same parser state as
+///   before). Cost per unchanged protocol: a memory comparison.
+/// * otherwise one syntax pass splits the config into per-protocol texts,
+///   compared with the applied ones.
 pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied, prev_config: &Config, hard: bool) -> Result<Plan> {
-    let text: Arc<str> = match &prev.text {
-        Some(t) if !hard && **t == *json => {
+    if let Some(t) = &prev.text {
+        if !hard && **t == *json {
             return Ok(Plan {
                 config: Config::default(),
                 incremental: true,
                 changed: Vec::new(),
                 dropped: Vec::new(),
                 same_text: true,
+                scanned: 0,
                 not_kept: Vec::new(),
                 text: t.clone(),
                 spans: Vec::new(),
             });
         }
-        _ => json.into(),
-    };
+        if prev.spans.len() == prev_config.protocols.len() {
+            if let Some(Ok(plan)) = window(json, kinds, t, prev, prev_config) {
+                return Ok(plan);
+            }
+        }
+    }
     let (mut config, list) = parse_top(json)?;
     let base = json.as_ptr() as usize;
     let spans: Vec<Range<usize>> = list
@@ -367,7 +382,8 @@ pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied
         _ => {
             config.protocols = parse_all(&list, &config.tables, kinds)?;
             let changed = config.protocols.clone();
-            return Ok(Plan { config, incremental: false, changed, dropped: Vec::new(), same_text: false, not_kept: Vec::new(), text, spans });
+            let scanned = spans.len();
+            return Ok(Plan { config, incremental: false, changed, dropped: Vec::new(), same_text: false, scanned, not_kept: Vec::new(), text: json.into(), spans });
         }
     };
     let old = |j: usize| &prev_text[prev.spans[j].clone()];
@@ -382,16 +398,39 @@ pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied
     while tail < n.min(m) - head && list[n - 1 - tail].get() == old(m - 1 - tail) {
         tail += 1;
     }
-    let prev_mid = head..m - tail;
+    let mut plan = reuse(json, config, kinds, prev, prev_config, prev_text, head..n - tail, head..m - tail, spans)?;
+    plan.scanned = n;
+    Ok(plan)
+}
+
+/// The common part of both ways: protocols `..new_mid.start` and
+/// `new_mid.end..` of the new config (`spans` into `json`) are
+/// `..prev_mid.start` and `prev_mid.end..` of the applied one; those in
+/// between are matched by text or parsed.
+#[allow(clippy::too_many_arguments)]
+fn reuse(
+    json: &str,
+    mut config: Config,
+    kinds: &dyn Fn(&str) -> Option<Arc<str>>,
+    prev: &Applied,
+    prev_config: &Config,
+    prev_text: &str,
+    new_mid: Range<usize>,
+    prev_mid: Range<usize>,
+    spans: Vec<Range<usize>>,
+) -> Result<Plan> {
+    let old = |j: usize| &prev_text[prev.spans[j].clone()];
     let by_text: HashMap<&str, usize> = prev_mid.clone().map(|j| (old(j), j)).collect();
     let mut reused = vec![false; prev_mid.len()];
-    let mut protocols = Vec::with_capacity(n);
-    protocols.extend_from_slice(&prev_config.protocols[..head]);
+    let mut protocols = Vec::with_capacity(spans.len());
+    protocols.extend_from_slice(&prev_config.protocols[..prev_mid.start]);
     let mut changed = Vec::new();
-    for (i, raw) in list.iter().enumerate().take(n - tail).skip(head) {
-        if let Some(&j) = by_text.get(raw.get()) {
+    let new_mid_len = new_mid.len();
+    for i in new_mid {
+        let raw = &json[spans[i].clone()];
+        if let Some(&j) = by_text.get(raw) {
             let p = &prev_config.protocols[j];
-            if std::mem::replace(&mut reused[j - head], true) {
+            if std::mem::replace(&mut reused[j - prev_mid.start], true) {
                 return Err(duplicate(&p.name));
             }
             protocols.push(p.clone());
@@ -401,10 +440,11 @@ pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied
             changed.push(p);
         }
     }
-    protocols.extend_from_slice(&prev_config.protocols[m - tail..]);
+    protocols.extend_from_slice(&prev_config.protocols[prev_mid.end..]);
     // A changed protocol's name may repeat another changed one, or a kept
     // one: every applied name but those of the protocols not kept.
-    let not_kept: Vec<Arc<str>> = prev_mid.filter(|j| !reused[j - head]).map(|j| prev_config.protocols[j].name.clone()).collect();
+    let not_kept: Vec<Arc<str>> =
+        prev_mid.clone().filter(|j| !reused[j - prev_mid.start]).map(|j| prev_config.protocols[j].name.clone()).collect();
     let not_kept_set: HashSet<&str> = not_kept.iter().map(|n| &**n).collect();
     let mut changed_names = HashSet::with_capacity(changed.len());
     for p in &changed {
@@ -414,7 +454,108 @@ pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied
     }
     let dropped = not_kept.iter().filter(|n| !changed_names.contains(&***n)).cloned().collect();
     config.protocols = protocols;
-    Ok(Plan { config, incremental: true, changed, dropped, same_text: false, not_kept, text, spans })
+    let scanned = new_mid_len;
+    Ok(Plan { config, incremental: true, changed, dropped, same_text: false, scanned, not_kept, text: json.into(), spans })
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
+        i += 64;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut i = 0;
+    while i + 64 <= n && a[n - i - 64..n - i] == b[n - i - 64..n - i] {
+        i += 64;
+    }
+    while i < n && a[n - 1 - i] == b[n - 1 - i] {
+        i += 1;
+    }
+    i
+}
+
+fn skip_ws(b: &[u8], mut pos: usize) -> usize {
+    while pos < b.len() && matches!(b[pos], b' ' | b'\t' | b'\n' | b'\r') {
+        pos += 1;
+    }
+    pos
+}
+
+/// The byte-window way of `plan`; None (or an error, which the caller
+/// re-derives the ordinary way) when the difference is not confined to the
+/// protocols array.
+///
+/// Why it is sound: the new text equals the applied one up to byte `l`.
+/// Scanning starts after the last applied protocol that ends within `l`
+/// (or after the array's `[`), in the same parser state as the applied
+/// text had there. Protocols are then scanned one at a time, until the
+/// scan stands just after a protocol at a point from which the rest of the
+/// new text equals the rest of the applied text, and the applied text had
+/// a protocol ending at the corresponding point: from there on both texts
+/// are the same bytes read in the same state, and the applied one was
+/// valid, so the new one is too and holds the same protocols (and the same
+/// top-level fields) as the applied one did after that point.
+fn window(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev_text: &str, prev: &Applied, prev_config: &Config) -> Option<Result<Plan>> {
+    let spans = &prev.spans;
+    let m = spans.len();
+    if m == 0 {
+        return None;
+    }
+    let (a, b) = (prev_text.as_bytes(), json.as_bytes());
+    let l = common_prefix(a, b);
+    let same_tail = common_suffix(a, b);
+    let head = spans.partition_point(|r| r.end <= l);
+    let (mut pos, mut first) = if head > 0 {
+        (spans[head - 1].end, false)
+    } else {
+        let before = prev_text[..spans[0].start].trim_end_matches([' ', '\t', '\n', '\r']);
+        if !before.ends_with('[') || before.len() > l {
+            return None;
+        }
+        (before.len(), true)
+    };
+    let mut mid: Vec<Range<usize>> = Vec::new();
+    let synced = loop {
+        if !first && b.len() - pos <= same_tail {
+            // The rest is the same bytes: does the applied text have a
+            // protocol ending at the same point (at or after the head)?
+            let q = (pos + a.len()).checked_sub(b.len())?;
+            if let Ok(k) = spans.binary_search_by(|r| r.end.cmp(&q)) {
+                if k + 1 >= head {
+                    break k + 1;
+                }
+            }
+        }
+        pos = skip_ws(b, pos);
+        match b.get(pos) {
+            Some(b',') if !first => pos += 1,
+            _ if first => {}
+            _ => return None,
+        }
+        let rest = json.get(pos..)?;
+        let raw: &RawValue = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>().next()?.ok()?;
+        let start = raw.get().as_ptr() as usize - json.as_ptr() as usize;
+        pos = start + raw.get().len();
+        mid.push(start..pos);
+        first = false;
+    };
+    // New spans: the head as it was, the window, the tail shifted.
+    let mut new_spans = Vec::with_capacity(head + mid.len() + (m - synced));
+    new_spans.extend_from_slice(&spans[..head]);
+    let mid_range = head..head + mid.len();
+    new_spans.extend(mid);
+    new_spans.extend(spans[synced..].iter().map(|r| (r.start + b.len() - a.len())..(r.end + b.len() - a.len())));
+    let config = Config { tables: prev_config.tables.clone(), protocols: Vec::new(), restart_limit: prev_config.restart_limit };
+    Some(reuse(json, config, kinds, prev, prev_config, prev_text, mid_range, head..synced, new_spans))
 }
 
 #[cfg(test)]
@@ -473,6 +614,10 @@ mod tests {
         }
     }
 
+    thread_local! {
+        static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     /// Commits `json` on top of `state` both ways: the incremental plan must
     /// give exactly what a full parse gives (or the same kind of error, and
     /// then leave `state` alone). Returns (changed, dropped) names.
@@ -496,6 +641,7 @@ mod tests {
         let names = |v: &[Arc<str>]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         let changed = inc.changed.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         let result = (names(&changed), names(&inc.dropped));
+        SCANNED.with(|s| s.set(inc.scanned));
         if !inc.same_text {
             let config = std::mem::take(&mut inc.config);
             state.0.record(inc, &config);
@@ -523,10 +669,12 @@ mod tests {
         assert_eq!(step(&mut st, &with(&|_| {})), Ok((all.clone(), vec![])), "first commit: everything");
         assert_eq!(step(&mut st, &with(&|_| {})), Ok((vec![], vec![])), "same text");
         assert_eq!(step(&mut st, &with(&|v| v[7].1 = "1".into())), Ok((vec!["p7".into()], vec![])), "one changed");
+        assert_eq!(SCANNED.with(|s| s.get()), 1, "only the changed text was scanned");
         assert_eq!(step(&mut st, &with(&|_| {})), Ok((vec!["p7".into()], vec![])), "and back");
         assert_eq!(step(&mut st, &with(&|v| v[0].1 = "2".into())), Ok((vec!["p0".into()], vec![])), "first one");
         assert_eq!(step(&mut st, &with(&|v| v[19].1 = "2".into())), Ok((vec!["p0".into(), "p19".into()], vec![])), "last one, first back");
         assert_eq!(step(&mut st, &with(&|v| drop(v.remove(5)))), Ok((vec!["p19".into()], vec!["p5".into()])), "removed, last back");
+        assert!(SCANNED.with(|s| s.get()) < 20, "a window, not the whole config");
         assert_eq!(step(&mut st, &with(&|v| v.insert(5, ("new".into(), "0".into())))), Ok((vec!["new".into(), "p5".into()], vec![])), "inserted");
         assert_eq!(step(&mut st, &with(&|v| v.swap(2, 15))), Ok((vec![], vec!["new".into()])), "reordered: nothing to parse");
         assert_eq!(step(&mut st, &with(&|v| v[3].0 = "renamed".into())), Ok((vec!["renamed".into()], vec!["p3".into()])), "renamed");
@@ -552,5 +700,50 @@ mod tests {
         assert_eq!(step(&mut st, &tabled.replace(r#""p2","kind":"host""#, r#""p2","kind":"host","table":"nope""#)), Err(ErrorKind::InvalidArgument));
         assert_eq!(step(&mut st, &tabled.replace(r#""p2","kind":"host""#, r#""p2","kind":"nope""#)), Err(ErrorKind::InvalidArgument));
         assert_eq!(step(&mut st, &tabled.replace(r#""p2","kind":"host""#, r#""p2","kind":"host","table":"t0""#)), Ok((vec!["p2".into()], vec![])));
+    }
+
+    #[test]
+    fn incremental_plan_survives_random_edits() {
+        // Byte edits anywhere (inside and outside the protocols array, in
+        // strings, between tokens): every result must equal a full parse.
+        let texts = [
+            r#"{"tables":["master","t"],"protocols":[{"name":"a","kind":"host","config":{"x":"]},{"}},{"name":"b","kind":"static","routes":[{"prefix":"10.0.0.0/8"}]},{"name":"c","kind":"host","table":"t"}],"restart_limit":{"count":1}}"#,
+            "{ \"protocols\" : [\n {\"name\":\"a\",\"kind\":\"host\"} ,\n {\"name\":\"b\",\"kind\":\"host\",\"config\":[1,2]},\n{\"name\":\"c\",\"kind\":\"netmap\"}\n ] , \"tables\":[\"m\"] }",
+        ];
+        let alphabet = b" \n{}[],:\"0a\\xnamekind";
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut ok, mut err) = (0, 0);
+        for text in texts {
+            let mut st = (Applied::default(), Config::default());
+            step(&mut st, text).unwrap();
+            let mut current = text.to_string();
+            for _ in 0..3000 {
+                let mut bytes = current.clone().into_bytes();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() as usize) % (bytes.len() + 1);
+                    match next() % 3 {
+                        0 if at < bytes.len() => drop(bytes.remove(at)),
+                        1 if at < bytes.len() => bytes[at] = alphabet[next() as usize % alphabet.len()],
+                        _ => bytes.insert(at, alphabet[next() as usize % alphabet.len()]),
+                    }
+                }
+                let Ok(edited) = String::from_utf8(bytes) else { continue };
+                match step(&mut st, &edited) {
+                    Ok(_) => {
+                        ok += 1;
+                        current = edited;
+                    }
+                    Err(_) => err += 1,
+                }
+            }
+        }
+        eprintln!("random edits: {ok} accepted, {err} rejected");
+        assert!(ok > 50 && err > 50, "{ok} accepted, {err} rejected");
     }
 }

@@ -323,7 +323,7 @@ impl Core {
             inst.started = false;
             inst.stop_requested = false;
         }
-        let name: Arc<str> = inst.cfg.name.clone();
+        let (name, gen): (Arc<str>, u64) = (inst.cfg.name.clone(), inst.gen);
         match step.action {
             Action::StartFeed => {
                 inst.cursor = None;
@@ -333,7 +333,7 @@ impl Core {
                 inst.cursor = None;
                 self.work.push_back(name.clone());
                 // It hears no more changes: what was pending for it goes.
-                self.exports.clear_listener(&name);
+                self.exports.clear_listener(gen);
             }
             _ => {}
         }

@@ -15,13 +15,15 @@
 //! first pending change happened, and interleave with the other effects
 //! (start, shutdown, ...) by the same sequence numbers.
 //!
-//! The table of a listener is fixed for its generation, so the key needs no
-//! table; `gen` guards against an entry outliving its instance. Entries of
-//! a listener are dropped when it stops hearing changes (`clear_listener`).
+//! Entries are keyed by the listener's generation (unique per instance, and
+//! its table is fixed for it), so an entry never outlives its instance.
+//! Entries of a listener are dropped when it stops hearing changes
+//! (`clear_listener`).
 
 use super::prefix::Prefix;
 use super::table::Route;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// One coalesced export, as the loop delivers it.
@@ -49,7 +51,28 @@ impl Pending {
 
 struct Slot {
     seq: u64,
+    listener: Arc<str>,
     pending: Pending,
+}
+
+/// Hashes the instance generations that key the outer map: small unique
+/// integers the runtime hands out, so a multiplicative mix is enough (the
+/// prefix maps keep the standard keyed hasher: prefixes come from outside).
+#[derive(Default)]
+struct GenHasher(u64);
+
+impl Hasher for GenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Below this many stale positions the order list is not compacted.
@@ -57,10 +80,11 @@ const COMPACT_SLACK: usize = 1024;
 
 #[derive(Default)]
 pub(crate) struct ExportQueue {
-    slots: HashMap<Arc<str>, HashMap<Prefix, Slot>>,
+    /// Per listener generation: prefix -> its pending export.
+    slots: HashMap<u64, HashMap<Prefix, Slot>, BuildHasherDefault<GenHasher>>,
     /// Queue positions in `seq` order; a position whose slot is gone or was
     /// re-queued under a later `seq` is stale and skipped.
-    order: VecDeque<(u64, Arc<str>, Prefix)>,
+    order: VecDeque<(u64, u64, Prefix)>,
     live: usize,
     peak: usize,
 }
@@ -95,41 +119,41 @@ impl ExportQueue {
         old: Option<Route>,
         new: Option<Route>,
     ) {
-        if !self.slots.contains_key(&**listener) {
-            self.slots.insert(listener.clone(), HashMap::new());
-        }
-        let map = self.slots.get_mut(&**listener).expect("inserted");
-        if let Some(slot) = map.get_mut(&prefix).filter(|s| s.pending.gen == gen) {
-            slot.pending.latest = new;
-            if slot.pending.latest == slot.pending.seen {
-                map.remove(&prefix);
-                self.live -= 1;
+        use std::collections::hash_map::Entry;
+        match self.slots.entry(gen).or_default().entry(prefix) {
+            Entry::Occupied(mut o) => {
+                let pending = &mut o.get_mut().pending;
+                pending.latest = new;
+                if pending.latest == pending.seen {
+                    o.remove();
+                    self.live -= 1;
+                    self.compact_if_sparse();
+                }
+            }
+            Entry::Vacant(v) => {
+                if old == new {
+                    return;
+                }
+                let seq = *next_seq;
+                *next_seq += 1;
+                let pending = Pending { gen, table: table.clone(), seen: old, latest: new };
+                v.insert(Slot { seq, listener: listener.clone(), pending });
+                self.order.push_back((seq, gen, prefix));
+                self.live += 1;
+                self.peak = self.peak.max(self.live);
                 self.compact_if_sparse();
             }
-            return;
         }
-        if old == new {
-            return;
-        }
-        let seq = *next_seq;
-        *next_seq += 1;
-        let pending = Pending { gen, table: table.clone(), seen: old, latest: new };
-        if map.insert(prefix, Slot { seq, pending }).is_none() {
-            self.live += 1;
-            self.peak = self.peak.max(self.live);
-        }
-        self.order.push_back((seq, listener.clone(), prefix));
-        self.compact_if_sparse();
     }
 
-    fn is_live(&self, seq: u64, listener: &str, prefix: &Prefix) -> bool {
-        self.slots.get(listener).and_then(|m| m.get(prefix)).is_some_and(|s| s.seq == seq)
+    fn is_live(&self, seq: u64, gen: u64, prefix: &Prefix) -> bool {
+        self.slots.get(&gen).and_then(|m| m.get(prefix)).is_some_and(|s| s.seq == seq)
     }
 
     /// The queue position of the oldest entry.
     pub fn front_seq(&mut self) -> Option<u64> {
-        while let Some((seq, listener, prefix)) = self.order.front() {
-            if self.is_live(*seq, listener, prefix) {
+        while let Some((seq, gen, prefix)) = self.order.front() {
+            if self.is_live(*seq, *gen, prefix) {
                 return Some(*seq);
             }
             self.order.pop_front();
@@ -139,21 +163,23 @@ impl ExportQueue {
 
     /// Takes the oldest entry: (seq, listener, prefix, what to send).
     pub fn pop(&mut self) -> Option<(u64, Arc<str>, Prefix, Pending)> {
-        while let Some((seq, listener, prefix)) = self.order.pop_front() {
-            let Some(map) = self.slots.get_mut(&listener) else { continue };
-            if map.get(&prefix).is_none_or(|s| s.seq != seq) {
+        while let Some((seq, gen, prefix)) = self.order.pop_front() {
+            let Some(map) = self.slots.get_mut(&gen) else { continue };
+            let Some(slot) = map.remove(&prefix) else { continue };
+            if slot.seq != seq {
+                map.insert(prefix, slot); // a stale position of a re-queued prefix
                 continue;
             }
-            let slot = map.remove(&prefix).expect("checked");
             self.live -= 1;
-            return Some((seq, listener, prefix, slot.pending));
+            return Some((seq, slot.listener, prefix, slot.pending));
         }
         None
     }
 
-    /// Drops every entry of `listener` (it no longer hears changes).
-    pub fn clear_listener(&mut self, listener: &str) {
-        if let Some(map) = self.slots.remove(listener) {
+    /// Drops every entry of listener generation `gen` (it no longer hears
+    /// changes).
+    pub fn clear_listener(&mut self, gen: u64) {
+        if let Some(map) = self.slots.remove(&gen) {
             self.live -= map.len();
             self.compact_if_sparse();
         }
@@ -172,7 +198,7 @@ impl ExportQueue {
             return;
         }
         let slots = &self.slots;
-        self.order.retain(|(seq, listener, prefix)| slots.get(listener).and_then(|m| m.get(prefix)).is_some_and(|s| s.seq == *seq));
+        self.order.retain(|(seq, gen, prefix)| slots.get(gen).and_then(|m| m.get(prefix)).is_some_and(|s| s.seq == *seq));
     }
 
     /// Positions held in the order list, stale ones included (tests).
@@ -231,9 +257,10 @@ mod tests {
             }
             assert!(q.len() <= 8 && q.positions() <= 2 * 8 + COMPACT_SLACK + 1);
         }
-        // Stale generations and cleared listeners leave nothing to send.
+        // Cleared listeners leave nothing to send; other generations stay.
         q.note(&mut seq, &l, 2, &t, p(100), None, r("a", 1));
-        q.clear_listener("l");
+        q.clear_listener(1);
+        assert_eq!(q.pop().map(|e| (e.2, e.3.gen)), Some((p(100), 2)));
         assert!(q.pop().is_none());
     }
 }
