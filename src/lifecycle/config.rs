@@ -659,7 +659,8 @@ mod tests {
     fn incremental_plan_parses_only_changed_texts_and_agrees_with_a_full_parse() {
         let mut st = (Applied::default(), Config::default());
         let base: Vec<(String, String)> = (0..20).map(|i| (format!("p{i}"), "0".to_string())).collect();
-        let with = |edit: &dyn Fn(&mut Vec<(String, String)>)| {
+        type Edit<'a> = &'a dyn Fn(&mut Vec<(String, String)>);
+        let with = |edit: Edit| {
             let mut v = base.clone();
             edit(&mut v);
             let refs: Vec<(&str, &str)> = v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();

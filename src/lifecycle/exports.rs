@@ -49,15 +49,15 @@ impl Pending {
     }
 }
 
-struct Slot {
+struct Entry {
     seq: u64,
     listener: Arc<str>,
+    prefix: Prefix,
     pending: Pending,
 }
 
 /// Hashes the instance generations that key the outer map: small unique
-/// integers the runtime hands out, so a multiplicative mix is enough (the
-/// prefix maps keep the standard keyed hasher: prefixes come from outside).
+/// integers the runtime hands out, so a multiplicative mix is enough.
 #[derive(Default)]
 struct GenHasher(u64);
 
@@ -75,16 +75,87 @@ impl Hasher for GenHasher {
     }
 }
 
+/// Hashes prefixes for the per-listener maps: a folded multiply of each
+/// word with per-process random keys (taken from the standard library's
+/// `RandomState`), much cheaper than SipHash on a 3-field key, and still
+/// keyed, so prefixes chosen from outside cannot be aimed at one bucket
+/// without knowing the keys.
+#[derive(Clone)]
+struct PrefixHasherBuilder {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for PrefixHasherBuilder {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+        let (k0, k1) = *KEYS.get_or_init(|| {
+            let s = std::collections::hash_map::RandomState::new();
+            (s.hash_one(0x5eed_u64) | 1, s.hash_one(0xfeed_u64))
+        });
+        PrefixHasherBuilder { k0, k1 }
+    }
+}
+
+impl std::hash::BuildHasher for PrefixHasherBuilder {
+    type Hasher = PrefixHasher;
+    fn build_hasher(&self) -> PrefixHasher {
+        PrefixHasher { acc: self.k1, key: self.k0 }
+    }
+}
+
+struct PrefixHasher {
+    acc: u64,
+    key: u64,
+}
+
+impl PrefixHasher {
+    fn mix(&mut self, word: u64) {
+        let m = ((self.acc ^ word) as u128).wrapping_mul(self.key as u128 ^ 0x9e37_79b9_7f4a_7c15);
+        self.acc = (m as u64) ^ ((m >> 64) as u64);
+    }
+}
+
+impl Hasher for PrefixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.mix(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.mix(n as u64);
+        self.mix((n >> 64) as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.acc
+    }
+}
+
+type PrefixMap = HashMap<Prefix, u64, PrefixHasherBuilder>;
+
 /// Below this many stale positions the order list is not compacted.
 const COMPACT_SLACK: usize = 1024;
 
+/// The entries live in `queue`, in `seq` order, where the loop reads them
+/// front to back; the per-listener maps only say where (by entry id) an
+/// entry for a prefix is, so they stay small and the payload is touched
+/// in order.
 #[derive(Default)]
 pub(crate) struct ExportQueue {
-    /// Per listener generation: prefix -> its pending export.
-    slots: HashMap<u64, HashMap<Prefix, Slot>, BuildHasherDefault<GenHasher>>,
-    /// Queue positions in `seq` order; a position whose slot is gone or was
-    /// re-queued under a later `seq` is stale and skipped.
-    order: VecDeque<(u64, u64, Prefix)>,
+    /// Per listener generation: prefix -> id of its entry.
+    index: HashMap<u64, PrefixMap, BuildHasherDefault<GenHasher>>,
+    /// Entry `id` is at `queue[id - base]`; None: cancelled or cleared.
+    queue: VecDeque<Option<Entry>>,
+    base: u64,
     live: usize,
     peak: usize,
 }
@@ -104,6 +175,10 @@ impl ExportQueue {
         self.peak = self.live;
     }
 
+    fn at(&mut self, id: u64) -> &mut Option<Entry> {
+        &mut self.queue[(id - self.base) as usize]
+    }
+
     /// Records that what `listener` (generation `gen`, on `table`) should see
     /// at `prefix` changed from `old` to `new` (both already filtered to
     /// what it may see; they differ). A new entry takes `*next_seq` (which
@@ -119,92 +194,98 @@ impl ExportQueue {
         old: Option<Route>,
         new: Option<Route>,
     ) {
-        use std::collections::hash_map::Entry;
-        match self.slots.entry(gen).or_default().entry(prefix) {
-            Entry::Occupied(mut o) => {
-                let pending = &mut o.get_mut().pending;
+        use std::collections::hash_map::Entry as MapEntry;
+        let (base, queue) = (self.base, &mut self.queue);
+        match self.index.entry(gen).or_default().entry(prefix) {
+            MapEntry::Occupied(o) => {
+                let slot = &mut queue[(*o.get() - base) as usize];
+                let pending = &mut slot.as_mut().expect("indexed entries are live").pending;
                 pending.latest = new;
                 if pending.latest == pending.seen {
+                    *slot = None;
                     o.remove();
                     self.live -= 1;
                     self.compact_if_sparse();
                 }
             }
-            Entry::Vacant(v) => {
+            MapEntry::Vacant(v) => {
                 if old == new {
                     return;
                 }
                 let seq = *next_seq;
                 *next_seq += 1;
+                v.insert(base + queue.len() as u64);
                 let pending = Pending { gen, table: table.clone(), seen: old, latest: new };
-                v.insert(Slot { seq, listener: listener.clone(), pending });
-                self.order.push_back((seq, gen, prefix));
+                queue.push_back(Some(Entry { seq, listener: listener.clone(), prefix, pending }));
                 self.live += 1;
                 self.peak = self.peak.max(self.live);
-                self.compact_if_sparse();
             }
         }
     }
 
-    fn is_live(&self, seq: u64, gen: u64, prefix: &Prefix) -> bool {
-        self.slots.get(&gen).and_then(|m| m.get(prefix)).is_some_and(|s| s.seq == seq)
+    fn skip_cancelled(&mut self) {
+        while let Some(None) = self.queue.front() {
+            self.queue.pop_front();
+            self.base += 1;
+        }
     }
 
     /// The queue position of the oldest entry.
     pub fn front_seq(&mut self) -> Option<u64> {
-        while let Some((seq, gen, prefix)) = self.order.front() {
-            if self.is_live(*seq, *gen, prefix) {
-                return Some(*seq);
-            }
-            self.order.pop_front();
-        }
-        None
+        self.skip_cancelled();
+        self.queue.front().map(|e| e.as_ref().expect("skipped").seq)
     }
 
     /// Takes the oldest entry: (seq, listener, prefix, what to send).
     pub fn pop(&mut self) -> Option<(u64, Arc<str>, Prefix, Pending)> {
-        while let Some((seq, gen, prefix)) = self.order.pop_front() {
-            let Some(map) = self.slots.get_mut(&gen) else { continue };
-            let Some(slot) = map.remove(&prefix) else { continue };
-            if slot.seq != seq {
-                map.insert(prefix, slot); // a stale position of a re-queued prefix
-                continue;
-            }
-            self.live -= 1;
-            return Some((seq, slot.listener, prefix, slot.pending));
+        self.skip_cancelled();
+        let e = self.queue.pop_front()?.expect("skipped");
+        self.base += 1;
+        if let Some(map) = self.index.get_mut(&e.pending.gen) {
+            map.remove(&e.prefix);
         }
-        None
+        self.live -= 1;
+        Some((e.seq, e.listener, e.prefix, e.pending))
     }
 
     /// Drops every entry of listener generation `gen` (it no longer hears
     /// changes).
     pub fn clear_listener(&mut self, gen: u64) {
-        if let Some(map) = self.slots.remove(&gen) {
-            self.live -= map.len();
-            self.compact_if_sparse();
+        let Some(map) = self.index.remove(&gen) else { return };
+        self.live -= map.len();
+        for id in map.into_values() {
+            *self.at(id) = None;
         }
+        self.compact_if_sparse();
     }
 
     pub fn clear(&mut self) {
-        self.slots.clear();
-        self.order.clear();
+        self.index.clear();
+        self.base += self.queue.len() as u64;
+        self.queue.clear();
         self.live = 0;
     }
 
-    /// Keeps the order list within twice the live entries (plus slack), so
+    /// Keeps the queue within twice the live entries (plus slack), so
     /// cancelled entries cannot make it grow: amortised O(1) per change.
+    /// Renumbers the live entries from `base`.
     fn compact_if_sparse(&mut self) {
-        if self.order.len() <= 2 * self.live + COMPACT_SLACK {
+        if self.queue.len() <= 2 * self.live + COMPACT_SLACK {
             return;
         }
-        let slots = &self.slots;
-        self.order.retain(|(seq, gen, prefix)| slots.get(gen).and_then(|m| m.get(prefix)).is_some_and(|s| s.seq == *seq));
+        let old = std::mem::take(&mut self.queue);
+        for e in old.into_iter().flatten() {
+            let id = self.base + self.queue.len() as u64;
+            let slot = self.index.get_mut(&e.pending.gen).and_then(|m| m.get_mut(&e.prefix));
+            *slot.expect("live entries are indexed") = id;
+            self.queue.push_back(Some(e));
+        }
     }
 
-    /// Positions held in the order list, stale ones included (tests).
+    /// Positions held in the queue, cancelled ones included (tests).
     #[cfg(test)]
     pub fn positions(&self) -> usize {
-        self.order.len()
+        self.queue.len()
     }
 }
 

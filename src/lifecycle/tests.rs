@@ -518,7 +518,7 @@ fn exports_coalesce_per_prefix_and_the_listener_ends_with_the_final_table() {
         x ^= x << 17;
         let (who, k) = ((x >> 8) as usize % 2, (x >> 16) as usize % PREFIXES);
         let (name, prefix) = (["a", "b"][who], host_prefix(k));
-        if x % 4 == 0 && has[who][k] {
+        if x.is_multiple_of(4) && has[who][k] {
             rt.withdraw(name, &prefix).unwrap();
             has[who][k] = false;
         } else {
