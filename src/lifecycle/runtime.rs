@@ -204,7 +204,9 @@ impl Api {
     /// down and removed; new → started. `hard` restarts every protocol that
     /// stays (BIRD's forced reconfiguration); soft leaves unchanged ones
     /// alone. All or nothing: a config that fails validation changes
-    /// nothing (Parse / InvalidArgument).
+    /// nothing (Parse / InvalidArgument). Cost: protocols whose JSON text
+    /// is the one the previous commit applied are recognised by a byte
+    /// comparison and not parsed or looked at again (`config::plan`).
     pub fn commit(&self, json: &str, hard: bool) -> Result<()> {
         let mut core = self.open()?;
         let plan = {
