@@ -65,7 +65,9 @@ type ProtocolKind interface {
 	// false restarts it with newConfig.
 	Reconfigure(rt *Runtime, proto string, oldConfig, newConfig json.RawMessage) bool
 	// Export delivers a best-route change in proto's table: during the feed
-	// every route once, then each change (never proto's own routes).
+	// every route once, then the changes (never proto's own routes).
+	// Changes to one prefix that pile up before delivery are coalesced to
+	// the latest state; proto always ends with the current table.
 	Export(rt *Runtime, proto string, r Route)
 }
 

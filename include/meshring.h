@@ -176,7 +176,8 @@
 
 /*
  Protocol state `up`: running; the runtime feeds it the table, then
- exports each best-route change.
+ exports best-route changes (coalesced per prefix, see
+ `mr_proto_export_fn`).
  */
 #define MR_PROTO_UP 2
 
@@ -679,7 +680,12 @@ typedef struct mr_route {
 /*
  `mr_proto_vtable.export_route`: a best-route change in `proto`'s table
  (never one of its own routes): during the feed every route once, then
- each change. `*route` is valid only during the call.
+ the changes. Changes to one prefix that pile up before the export runs
+ are coalesced: only the latest state is exported (a withdrawal names
+ the route the protocol was last given), and a route added and removed
+ again in between is not exported at all, so the protocol always ends
+ with the current table. Exports for different prefixes keep the order
+ of their first pending change. `*route` is valid only during the call.
  */
 typedef void (*mr_proto_export_fn)(void *userdata, struct mr_runtime *rt, const char *proto, const struct mr_route *route);
 

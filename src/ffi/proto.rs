@@ -19,7 +19,8 @@ pub const MR_PROTO_DOWN: u32 = 0;
 /// on failure) later.
 pub const MR_PROTO_START: u32 = 1;
 /// Protocol state `up`: running; the runtime feeds it the table, then
-/// exports each best-route change.
+/// exports best-route changes (coalesced per prefix, see
+/// `mr_proto_export_fn`).
 pub const MR_PROTO_UP: u32 = 2;
 /// Protocol state `stop`: stopping; report MR_PROTO_DOWN later.
 pub const MR_PROTO_STOP: u32 = 3;
@@ -73,7 +74,12 @@ pub type mr_proto_reconfigure_fn = Option<
 
 /// `mr_proto_vtable.export_route`: a best-route change in `proto`'s table
 /// (never one of its own routes): during the feed every route once, then
-/// each change. `*route` is valid only during the call.
+/// the changes. Changes to one prefix that pile up before the export runs
+/// are coalesced: only the latest state is exported (a withdrawal names
+/// the route the protocol was last given), and a route added and removed
+/// again in between is not exported at all, so the protocol always ends
+/// with the current table. Exports for different prefixes keep the order
+/// of their first pending change. `*route` is valid only during the call.
 pub type mr_proto_export_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, rt: *mut mr_runtime, proto: *const c_char, route: *const mr_route)>;
 
 /// `mr_proto_vtable.free_userdata`: releases the kind's userdata.

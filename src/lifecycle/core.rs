@@ -3,8 +3,9 @@
 //! calls a protocol; calls to protocols are queued as `Effect`s that the
 //! loop thread runs with the lock released.
 
-use super::config::{Config, ProtoConfig, RestartLimit};
+use super::config::{Applied, Config, Plan, ProtoConfig, RestartLimit};
 use super::events::Events;
+use super::exports::{ExportQueue, Pending};
 use super::kind::Kind;
 use super::prefix::Prefix;
 use super::state::{self, Action, CoreState, ProtoState};
@@ -19,8 +20,13 @@ pub(crate) enum Effect {
     Start { name: Arc<str>, gen: u64 },
     Shutdown { name: Arc<str>, gen: u64 },
     Reconfigure { name: Arc<str>, gen: u64, new: Arc<ProtoConfig> },
-    Export { name: Arc<str>, gen: u64, table: Arc<str>, prefix: Prefix, route: Route, withdrawn: bool },
     Publish(Arc<[u8]>),
+}
+
+/// The next thing the loop runs: an effect or a (coalesced) export.
+pub(crate) enum Job {
+    Effect(Effect),
+    Export { name: Arc<str>, prefix: Prefix, pending: Pending },
 }
 
 /// Who reported a state: a protocol (its hook's return value or the host
@@ -104,10 +110,18 @@ pub(crate) struct Core {
     pub protos: BTreeMap<Arc<str>, Instance>,
     pub tables: BTreeMap<Arc<str>, Table>,
     pub config: Config,
-    pub effects: VecDeque<Effect>,
-    /// Effects queued / finished so far (commands wait for theirs).
-    pub pushed: u64,
-    pub done: u64,
+    /// The text of the config last committed (see `config::plan`).
+    pub applied: Applied,
+    /// Hook calls other than exports, with their queue position.
+    pub effects: VecDeque<(u64, Effect)>,
+    /// Exports, at most one per (listener, prefix): see `exports`.
+    pub exports: ExportQueue,
+    /// The next queue position: effects and exports share one sequence,
+    /// so they run in the order they were queued, and commands wait until
+    /// everything queued before them has run.
+    pub next_seq: u64,
+    /// The position the loop is running with the lock released.
+    pub running: Option<u64>,
     /// Names with a feed or flush in progress, served round-robin.
     pub work: VecDeque<Arc<str>>,
     pub events: Events,
@@ -135,9 +149,11 @@ impl Core {
             protos: BTreeMap::new(),
             tables,
             config: Config { tables: vec!["master".into()], protocols: Vec::new(), restart_limit: RestartLimit::default() },
+            applied: Applied::default(),
             effects: VecDeque::new(),
-            pushed: 0,
-            done: 0,
+            exports: ExportQueue::default(),
+            next_seq: 0,
+            running: None,
             work: VecDeque::new(),
             events,
             peers: HashMap::new(),
@@ -151,8 +167,36 @@ impl Core {
     }
 
     pub fn push(&mut self, effect: Effect) {
-        self.effects.push_back(effect);
-        self.pushed += 1;
+        self.effects.push_back((self.next_seq, effect));
+        self.next_seq += 1;
+    }
+
+    /// Effects and exports waiting for the loop.
+    pub fn queued(&self) -> usize {
+        self.effects.len() + self.exports.len()
+    }
+
+    /// Takes the oldest effect or export.
+    pub fn next_job(&mut self) -> Option<(u64, Job)> {
+        let effect = self.effects.front().map(|(seq, _)| *seq);
+        let export = self.exports.front_seq();
+        match (effect, export) {
+            (Some(e), Some(x)) if x < e => self.pop_export(),
+            (Some(_), _) => self.effects.pop_front().map(|(seq, e)| (seq, Job::Effect(e))),
+            (None, Some(_)) => self.pop_export(),
+            (None, None) => None,
+        }
+    }
+
+    fn pop_export(&mut self) -> Option<(u64, Job)> {
+        self.exports.pop().map(|(seq, name, prefix, pending)| (seq, Job::Export { name, prefix, pending }))
+    }
+
+    /// Whether everything queued before position `target` has run.
+    pub fn finished_before(&mut self, target: u64) -> bool {
+        self.running.is_none_or(|s| s >= target)
+            && self.effects.front().is_none_or(|(s, _)| *s >= target)
+            && self.exports.front_seq().is_none_or(|s| s >= target)
     }
 
     pub fn instance(&self, name: &str) -> Result<&Instance> {
@@ -279,7 +323,7 @@ impl Core {
             inst.started = false;
             inst.stop_requested = false;
         }
-        let name: Arc<str> = inst.cfg.name.clone();
+        let (name, gen): (Arc<str>, u64) = (inst.cfg.name.clone(), inst.gen);
         match step.action {
             Action::StartFeed => {
                 inst.cursor = None;
@@ -288,6 +332,8 @@ impl Core {
             Action::StartFlush => {
                 inst.cursor = None;
                 self.work.push_back(name.clone());
+                // It hears no more changes: what was pending for it goes.
+                self.exports.clear_listener(gen);
             }
             _ => {}
         }
@@ -299,25 +345,18 @@ impl Core {
     }
 
     /// Queues the export of `change` to every other instance on `table`
-    /// that hears it.
+    /// that hears it, coalesced with what is still pending for the same
+    /// listener and prefix (module doc of `exports`).
     fn exports(&mut self, table: &Arc<str>, change: BestChange) {
-        let mut out = Vec::new();
         for (name, inst) in &self.protos {
             if inst.cfg.table != *table || !inst.hears(&change.prefix) {
                 continue;
             }
             let visible = |r: &Option<Route>| r.as_ref().filter(|r| r.owner != *name).cloned();
             let (old, new) = (visible(&change.old), visible(&change.new));
-            let (route, withdrawn) = match (old, new) {
-                (None, None) => continue,
-                (Some(o), None) => (o, true),
-                (o, Some(n)) if o.as_ref() != Some(&n) => (n, false),
-                _ => continue,
-            };
-            out.push(Effect::Export { name: name.clone(), gen: inst.gen, table: table.clone(), prefix: change.prefix, route, withdrawn });
-        }
-        for e in out {
-            self.push(e);
+            if old != new {
+                self.exports.note(&mut self.next_seq, name, inst.gen, table, change.prefix, old, new);
+            }
         }
     }
 
@@ -431,14 +470,29 @@ impl Core {
     }
 
     /// Installs a validated configuration (see `runtime::Api::commit`).
-    pub fn install(&mut self, config: Config, hard: bool) {
-        for t in &config.tables {
-            self.tables.entry(t.clone()).or_default();
+    /// A soft commit of an incremental plan looks only at the protocols
+    /// whose text changed and those dropped: every other one is what the
+    /// previous commit applied, so it has nothing to do (the configuration
+    /// an instance is heading for only ever comes from commits).
+    pub fn install(&mut self, mut plan: Plan, hard: bool) {
+        if plan.same_text && !hard {
+            return;
         }
-        let wanted: std::collections::HashSet<&str> = config.protocols.iter().map(|p| &*p.name).collect();
-        let gone: Vec<Arc<str>> = self.protos.keys().filter(|n| !wanted.contains(&***n)).cloned().collect();
+        let config = std::mem::take(&mut plan.config);
+        for t in &config.tables {
+            if !self.tables.contains_key(t) {
+                self.tables.insert(t.clone(), Table::default());
+            }
+        }
+        let incremental = plan.incremental && !hard;
+        let gone: Vec<Arc<str>> = if incremental {
+            std::mem::take(&mut plan.dropped)
+        } else {
+            let wanted: std::collections::HashSet<&str> = config.protocols.iter().map(|p| &*p.name).collect();
+            self.protos.keys().filter(|n| !wanted.contains(&***n)).cloned().collect()
+        };
         for name in gone {
-            let inst = self.protos.get_mut(&name).expect("present");
+            let Some(inst) = self.protos.get_mut(&name) else { continue };
             if inst.reconfiguring && inst.next.is_none() {
                 continue;
             }
@@ -448,7 +502,8 @@ impl Core {
             inst.info = "removed by commit".into();
             self.rethink(&name);
         }
-        for nc in &config.protocols {
+        let todo = if incremental { &plan.changed } else { &config.protocols };
+        for nc in todo {
             let Some(inst) = self.protos.get_mut(&nc.name) else {
                 self.create(nc.clone(), nc.disabled).expect("kind checked");
                 self.rethink(&nc.name);
@@ -474,6 +529,7 @@ impl Core {
                 self.restart_with(&nc.name, nc.clone(), disabled);
             }
         }
+        self.applied.record(plan, &config);
         self.config = config;
         self.drop_unused_tables();
     }
@@ -489,6 +545,9 @@ impl Core {
 
     /// Tables neither configured nor used by any instance go away.
     fn drop_unused_tables(&mut self) {
+        if self.tables.len() == self.config.tables.len() {
+            return; // every table is a configured one (names are unique)
+        }
         let used: BTreeSet<Arc<str>> =
             self.protos.values().map(|i| i.cfg.table.clone()).chain(self.config.tables.iter().cloned()).collect();
         self.tables.retain(|name, _| used.contains(name));

@@ -40,6 +40,8 @@ pub trait Kind: Send + Sync {
     /// `false` makes the runtime restart it with `new`.
     fn reconfigure(&self, api: &Api, proto: &str, old: &ProtoConfig, new: &ProtoConfig) -> bool;
 
-    /// A best-route change in `proto`'s table (never `proto`'s own routes).
+    /// A best-route change in `proto`'s table (never `proto`'s own routes);
+    /// changes to one prefix still pending are coalesced to the latest
+    /// (module `exports`).
     fn export(&self, api: &Api, proto: &str, route: &Export<'_>);
 }

@@ -4,6 +4,7 @@
 //! * `state`: the two state variables (protocol: down/start/up/stop; core:
 //!   hungry/feeding/happy/flushing) and their legal transitions.
 //! * `table`: prefix → candidate routes, best by preference.
+//! * `exports`: pending exports, at most one per (listener, prefix).
 //! * `core`: instances, commit/reconfigure/restart logic, chunked feed and
 //!   flush, restart limit; pure bookkeeping under the runtime lock.
 //! * `runtime`: the loop thread that runs protocol hooks (never two at once
@@ -30,6 +31,7 @@
 mod config;
 mod core;
 mod events;
+mod exports;
 mod kind;
 mod netmap;
 mod pattern;

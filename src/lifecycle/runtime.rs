@@ -12,7 +12,7 @@
 //! called on the loop thread, from inside a protocol hook).
 
 use super::config::{self, NETMAP_KIND, STATIC_KIND};
-use super::core::{Core, Effect, FeedBatch, Source};
+use super::core::{Core, Effect, FeedBatch, Job, Source};
 use super::events::{describe, Events};
 use super::kind::{Export, Kind};
 use super::prefix::Prefix;
@@ -79,6 +79,10 @@ pub struct Stats {
     pub max_step: Duration,
     pub feed_steps: u64,
     pub flush_steps: u64,
+    /// Exports waiting now, and at most since the last `reset_stats`
+    /// (at most one per listener and prefix: they are coalesced).
+    pub pending_exports: usize,
+    pub max_pending_exports: usize,
 }
 
 struct BusAttachment {
@@ -146,13 +150,13 @@ impl Api {
     /// Wakes the loop, then (off the loop thread) waits until it has run
     /// every effect queued so far.
     fn kick_and_wait(&self, core: MutexGuard<'_, Core>) {
-        let target = core.pushed;
+        let target = core.next_seq;
         self.kick(core);
         if self.on_loop() {
             return;
         }
         let mut core = self.lock();
-        while !core.closed && core.done < target {
+        while !core.closed && !core.finished_before(target) {
             core.progress_waiters += 1;
             core = self.progress.wait(core).unwrap_or_else(|p| p.into_inner());
             core.progress_waiters -= 1;
@@ -170,7 +174,7 @@ impl Api {
     /// Releases the core, waking the loop if it sleeps with work to do and
     /// event readers if events wait for them (no syscall otherwise).
     fn kick(&self, core: MutexGuard<'_, Core>) {
-        let wake_loop = core.loop_asleep && (!core.effects.is_empty() || !core.work.is_empty());
+        let wake_loop = core.loop_asleep && (core.queued() > 0 || !core.work.is_empty());
         let events = core.event_waiters > 0 && core.events.pending();
         drop(core);
         if events {
@@ -200,14 +204,16 @@ impl Api {
     /// down and removed; new → started. `hard` restarts every protocol that
     /// stays (BIRD's forced reconfiguration); soft leaves unchanged ones
     /// alone. All or nothing: a config that fails validation changes
-    /// nothing (Parse / InvalidArgument).
+    /// nothing (Parse / InvalidArgument). Cost: protocols whose JSON text
+    /// is the one the previous commit applied are recognised by a byte
+    /// comparison and not parsed or looked at again (`config::plan`).
     pub fn commit(&self, json: &str, hard: bool) -> Result<()> {
         let mut core = self.open()?;
-        let config = {
+        let plan = {
             let kinds = &core.kinds;
-            config::parse(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()))?
+            config::plan(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()), &core.applied, &core.config, hard)?
         };
-        core.install(config, hard);
+        core.install(plan, hard);
         self.kick_and_wait(core);
         Ok(())
     }
@@ -382,7 +388,7 @@ impl Api {
         let deadline = wait.deadline();
         let mut core = self.open()?;
         loop {
-            if core.effects.is_empty() && core.work.is_empty() && !core.busy {
+            if core.queued() == 0 && core.work.is_empty() && !core.busy {
                 return Ok(());
             }
             if self.on_loop() {
@@ -437,13 +443,20 @@ impl Api {
         self.max_step_ns.store(0, Relaxed);
         self.feed_steps.store(0, Relaxed);
         self.flush_steps.store(0, Relaxed);
+        self.lock().exports.reset_peak();
     }
 
     pub fn stats(&self) -> Stats {
+        let (pending_exports, max_pending_exports) = {
+            let core = self.lock();
+            (core.exports.len(), core.exports.peak())
+        };
         Stats {
             max_step: Duration::from_nanos(self.max_step_ns.load(Relaxed)),
             feed_steps: self.feed_steps.load(Relaxed),
             flush_steps: self.flush_steps.load(Relaxed),
+            pending_exports,
+            max_pending_exports,
         }
     }
 
@@ -461,8 +474,31 @@ impl Api {
         self.event.notify_all();
     }
 
-    /// Runs one effect with the lock released for the protocol call.
-    fn run_effect<'a>(&'a self, mut core: MutexGuard<'a, Core>, effect: Effect) -> MutexGuard<'a, Core> {
+    /// Runs one effect or export with the lock released for the protocol call.
+    fn run_job<'a>(&'a self, mut core: MutexGuard<'a, Core>, job: Job) -> MutexGuard<'a, Core> {
+        let effect = match job {
+            Job::Effect(effect) => effect,
+            Job::Export { name, prefix, pending } => {
+                let Some(inst) = core.current(&name, pending.gen) else { return core };
+                if !matches!(inst.cs, CoreState::Happy | CoreState::Feeding) {
+                    return core;
+                }
+                let kind = inst.kind.clone();
+                drop(core);
+                let table = pending.table.clone();
+                let (route, withdrawn) = pending.export();
+                let export = Export {
+                    table: &table,
+                    prefix,
+                    owner: &route.owner,
+                    preference: route.preference,
+                    attrs: &route.attrs,
+                    withdrawn,
+                };
+                kind.export(self, &name, &export);
+                return self.lock();
+            }
+        };
         match effect {
             Effect::Start { name, gen } => {
                 let Some(inst) = core.current(&name, gen) else { return core };
@@ -523,24 +559,6 @@ impl Api {
                     let disabled = inst.disabled;
                     core.restart_with(&name, new, disabled);
                 }
-            }
-            Effect::Export { name, gen, table, prefix, route, withdrawn } => {
-                let Some(inst) = core.current(&name, gen) else { return core };
-                if !matches!(inst.cs, CoreState::Happy | CoreState::Feeding) {
-                    return core;
-                }
-                let kind = inst.kind.clone();
-                drop(core);
-                let export = Export {
-                    table: &table,
-                    prefix,
-                    owner: &route.owner,
-                    preference: route.preference,
-                    attrs: &route.attrs,
-                    withdrawn,
-                };
-                kind.export(self, &name, &export);
-                core = self.lock();
             }
             Effect::Publish(json) => {
                 drop(core);
@@ -606,13 +624,14 @@ impl Api {
             if core.closed {
                 break;
             }
-            let limit = if core.effects.len() > high_water { FLOOD_BURST } else { EFFECT_BURST };
+            let limit = if core.queued() > high_water { FLOOD_BURST } else { EFFECT_BURST };
             if core.work.is_empty() || burst < limit {
-                if let Some(effect) = core.effects.pop_front() {
+                if let Some((seq, job)) = core.next_job() {
                     core.busy = true;
-                    core = self.run_effect(core, effect);
+                    core.running = Some(seq);
+                    core = self.run_job(core, job);
+                    core.running = None;
                     core.busy = false;
-                    core.done += 1;
                     burst += 1;
                     if core.progress_waiters > 0 {
                         self.progress.notify_all();
@@ -641,6 +660,7 @@ impl Api {
         let kinds = std::mem::take(&mut core.kinds);
         let protos = std::mem::take(&mut core.protos);
         core.effects.clear();
+        core.exports.clear();
         core.work.clear();
         drop(core);
         drop(protos);

@@ -449,3 +449,154 @@ fn close_releases_kinds_on_the_loop_thread() {
     assert!(flag.load(SeqCst));
     rt.close();
 }
+
+/// Keeps the table it is exported, as a host would; `export` can be held
+/// (the loop then waits inside it) to let changes pile up behind it.
+#[derive(Default)]
+struct Mirror {
+    held: Mutex<bool>,
+    release: std::sync::Condvar,
+    entered: AtomicBool,
+    exports: AtomicUsize,
+    table: Mutex<std::collections::BTreeMap<String, (String, u32, Value)>>,
+}
+
+impl Kind for Mirror {
+    fn start(&self, _: &Api, _: &str, _: &ProtoConfig) -> ProtoState {
+        ProtoState::Up
+    }
+    fn shutdown(&self, _: &Api, _: &str) -> ProtoState {
+        ProtoState::Down
+    }
+    fn reconfigure(&self, _: &Api, _: &str, _: &ProtoConfig, _: &ProtoConfig) -> bool {
+        true
+    }
+    fn export(&self, _: &Api, _: &str, r: &Export<'_>) {
+        self.entered.store(true, SeqCst);
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            held = self.release.wait(held).unwrap();
+        }
+        drop(held);
+        self.exports.fetch_add(1, SeqCst);
+        let mut table = self.table.lock().unwrap();
+        if r.withdrawn {
+            let gone = table.remove(&r.prefix.to_string());
+            assert_eq!(gone.map(|g| g.0), Some(r.owner.to_string()), "withdrawal of {} names the route the listener had", r.prefix);
+        } else {
+            table.insert(r.prefix.to_string(), (r.owner.to_string(), r.preference, serde_json::from_str(r.attrs).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn exports_coalesce_per_prefix_and_the_listener_ends_with_the_final_table() {
+    const PREFIXES: usize = 16;
+    const CHANGES: usize = 100_000;
+    let rt = runtime(64);
+    let mirror = Arc::new(Mirror::default());
+    rt.register_kind("rec", Recorder::new()).unwrap();
+    rt.register_kind("mirror", mirror.clone()).unwrap();
+    rt.commit(r#"{"protocols":[{"name":"a","kind":"rec"},{"name":"b","kind":"rec"},{"name":"m","kind":"mirror"}]}"#, false).unwrap();
+    idle(&rt);
+    // Hold the mirror inside its first export, so everything after it waits.
+    *mirror.held.lock().unwrap() = true;
+    rt.import("a", "192.0.2.0/24", None, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mirror.entered.load(SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(mirror.entered.load(SeqCst));
+    rt.api().reset_stats();
+    // Churn: two owners import, re-import with new attributes and withdraw
+    // routes to a few prefixes, the best route flipping between them.
+    let mut has = [[false; PREFIXES]; 2];
+    let mut x = 0x2545_f491_u64;
+    for i in 0..CHANGES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (who, k) = ((x >> 8) as usize % 2, (x >> 16) as usize % PREFIXES);
+        let (name, prefix) = (["a", "b"][who], host_prefix(k));
+        if x.is_multiple_of(4) && has[who][k] {
+            rt.withdraw(name, &prefix).unwrap();
+            has[who][k] = false;
+        } else {
+            let attrs = format!(r#"{{"i":{i}}}"#);
+            rt.import(name, &prefix, Some(100 + (x >> 32) as u32 % 3), Some(&attrs)).unwrap();
+            has[who][k] = true;
+        }
+    }
+    let stats = rt.api().stats();
+    // Listeners: m hears both, a hears b's and b hears a's routes.
+    assert!(stats.max_pending_exports <= 3 * PREFIXES, "{stats:?}");
+    assert!(stats.pending_exports >= 1, "{stats:?}");
+    *mirror.held.lock().unwrap() = false;
+    mirror.release.notify_all();
+    idle(&rt);
+    assert!(mirror.exports.load(SeqCst) < 1 + 3 * PREFIXES, "{} exports", mirror.exports.load(SeqCst));
+    let best: std::collections::BTreeMap<String, (String, u32, Value)> = routes(&rt, None, None)
+        .into_iter()
+        .filter(|r| r["best"] == true)
+        .map(|r| {
+            let key = r["prefix"].as_str().unwrap().to_string();
+            (key, (r["proto"].as_str().unwrap().to_string(), r["preference"].as_u64().unwrap() as u32, r["attrs"].clone()))
+        })
+        .collect();
+    assert_eq!(*mirror.table.lock().unwrap(), best, "the listener holds exactly the final best routes");
+    assert_eq!(rt.api().stats().pending_exports, 0);
+}
+
+#[test]
+fn commit_touches_only_changed_protocols_of_many() {
+    let rt = runtime(64);
+    let rec = Recorder::new();
+    rec.reconfigure_answer.store(true, SeqCst);
+    rt.register_kind("rec", rec.clone()).unwrap();
+    let config = |edit: &dyn Fn(&mut Vec<String>)| {
+        let mut v: Vec<String> = (0..200).map(|i| format!(r#"{{"name":"p{i}","kind":"rec","config":0}}"#)).collect();
+        edit(&mut v);
+        format!(r#"{{"protocols":[{}]}}"#, v.join(","))
+    };
+    rt.commit(&config(&|_| {}), false).unwrap();
+    idle(&rt);
+    assert_eq!(rec.count("start"), 200);
+    rt.commit(&config(&|v| v[50] = r#"{"name":"p50","kind":"rec","config":1}"#.into()), false).unwrap();
+    idle(&rt);
+    assert_eq!(rec.calls()[200..], ["reconfigure p50 1".to_string()]);
+    // Back to the first text: p50 is reconfigured again, nothing else.
+    rt.commit(&config(&|_| {}), false).unwrap();
+    idle(&rt);
+    assert_eq!(rec.calls()[201..], ["reconfigure p50 0".to_string()]);
+    // A changed protocol taking a kept one's name: nothing changes.
+    let before = rt.show_protocols().unwrap();
+    let e = rt.commit(&config(&|v| v[7] = r#"{"name":"p8","kind":"rec","config":2}"#.into()), false).unwrap_err();
+    assert!(e.message.contains("\"p8\" appears twice"), "{}", e.message);
+    idle(&rt);
+    assert_eq!(rt.show_protocols().unwrap(), before);
+    assert_eq!(rec.calls().len(), 202);
+    // Removed, inserted and moved protocols: only the first two are touched.
+    rt.commit(
+        &config(&|v| {
+            v.remove(10);
+            v.insert(0, r#"{"name":"fresh","kind":"rec"}"#.into());
+            v.swap(100, 150);
+        }),
+        false,
+    )
+    .unwrap();
+    idle(&rt);
+    let mut tail = rec.calls()[202..].to_vec();
+    tail.sort();
+    assert_eq!(tail, ["shutdown p10", "start fresh null"].map(String::from));
+    assert_eq!(rt.show_protocol("p10").unwrap_err().kind, ErrorKind::NotFound);
+    // Hard still restarts everything, even with the same text.
+    let same = config(&|v| {
+        v.remove(10);
+        v.insert(0, r#"{"name":"fresh","kind":"rec"}"#.into());
+        v.swap(100, 150);
+    });
+    rt.commit(&same, true).unwrap();
+    idle(&rt);
+    assert_eq!(rec.count("start"), 201 + 200);
+}
