@@ -254,6 +254,21 @@
 #define MR_VOLUME_CREATE 1
 
 /*
+ Timed operations per path in one trial.
+ */
+#define TRIAL 16
+
+/*
+ Operations on the chosen path before the next trial.
+ */
+#define RETRIAL_EVERY (1 << 20)
+
+/*
+ Writes kept in flight by `write_batch` (also the ring's SQ size).
+ */
+#define QUEUE_DEPTH 32
+
+/*
  The result of every fallible call. Values are fixed and never renumbered;
  new codes are only appended.
  */
@@ -862,9 +877,13 @@ typedef struct mr_volume_config {
    */
   uint32_t flags;
   /*
-   An `mr_backend`: MR_BACKEND_AUTO (io_uring where it works, else
-   pread/pwrite, or `MESHRING_BACKEND`), MR_BACKEND_URING (MR_UNSUPPORTED
-   without io_uring) or MR_BACKEND_BATCH (pread/pwrite).
+   An `mr_backend`: MR_BACKEND_AUTO (the default, or `MESHRING_BACKEND`):
+   with io_uring available, single reads, single writes and internal
+   multi-block batches each measure io_uring against pread/pwrite over
+   their first operations and use the faster (a buffered ext4 write is
+   punted to an io-wq thread, so pwrite wins there by far), without it
+   pread/pwrite; MR_BACKEND_URING: every operation on io_uring
+   (MR_UNSUPPORTED without it); MR_BACKEND_BATCH: pread/pwrite only.
    */
   uint32_t backend;
 } mr_volume_config;
@@ -1777,7 +1796,9 @@ uint32_t mr_volume_block_size(const struct mr_volume *v);
 uint64_t mr_volume_block_count(const struct mr_volume *v);
 
 /*
- MR_BACKEND_URING or MR_BACKEND_BATCH (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
+ MR_BACKEND_URING if the volume has an io_uring engine (with
+ MR_BACKEND_AUTO: used where it measured faster), else MR_BACKEND_BATCH
+ (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
  */
 enum mr_backend mr_volume_backend(const struct mr_volume *v);
 
