@@ -3,6 +3,18 @@
 //! secondary and resyncs it from the dirty map; a reader thread per
 //! connection takes acknowledgements. Replication trouble never fails a
 //! write: it is stored for `get_error` and the blocks stay dirty.
+//!
+//! Sync mode writes each frame to the socket on the caller's thread (the
+//! caller waits for the acknowledgement anyway). Async mode appends frames
+//! to a send queue under the send lock and a sender thread writes whatever
+//! has accumulated in one `write` — the caller pays a memcpy, not a
+//! syscall. Everything else (resync blocks, barriers, keepalives) goes
+//! through the same queue in async mode, so a checkpoint's barrier cannot
+//! overtake queued writes. The queue is bounded by `SEND_QUEUE_BYTES`:
+//! a write finding it full waits (back-pressure) until the sender thread
+//! has taken it; a stuck connection ends after the peer timeout (the
+//! socket's send timeout), its queue is dropped, the blocks stay dirty for
+//! the resync and the waiting writer continues.
 
 use super::dirty::DirtyMap;
 use super::stage::{lock, wait_for, AckMode, Stage, Status};
@@ -15,16 +27,29 @@ use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Async mode: queued frame bytes at which `write` waits for the sender
+/// thread. Up to twice this can be held: the queue plus the batch being
+/// written.
+pub const SEND_QUEUE_BYTES: usize = 4 << 20;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The write side: held while a write is applied locally and framed, so
 /// the order on the wire is the order on the volume.
 struct Sender {
-    link: Option<TcpStream>,
+    link: Option<Arc<TcpStream>>,
     next_seq: u64,
     next_barrier: u64,
     frame: Vec<u8>,
+    /// Async mode: frames for the sender thread, all for `queue_generation`.
+    queue: Vec<u8>,
+    queue_generation: u64,
+    /// The sender thread waits on `queued` (notify only then: a condvar
+    /// notify is a futex syscall even with nobody waiting).
+    sender_idle: bool,
+    /// Writers waiting on `room`.
+    room_waiters: usize,
 }
 
 #[derive(Default)]
@@ -57,6 +82,10 @@ pub(super) struct Shared {
     cfg: ReplConfig,
     pub(super) status: Status,
     send: Mutex<Sender>,
+    /// With `send`: the async queue has frames (sender thread waits).
+    queued: Condvar,
+    /// With `send`: the async queue was taken (writers wait for room).
+    room: Condvar,
     state: Mutex<State>,
     changed: Condvar,
     stop: AtomicBool,
@@ -65,6 +94,8 @@ pub(super) struct Shared {
 pub struct Primary {
     shared: Arc<Shared>,
     manager: Mutex<Option<JoinHandle<()>>>,
+    /// Async mode's sender thread.
+    sender: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Primary {
@@ -86,21 +117,47 @@ impl Primary {
             peer,
             cfg,
             status: Status::new(),
-            send: Mutex::new(Sender { link: None, next_seq: 1, next_barrier: 1, frame: Vec::new() }),
+            send: Mutex::new(Sender {
+                link: None,
+                next_seq: 1,
+                next_barrier: 1,
+                frame: Vec::new(),
+                queue: Vec::new(),
+                queue_generation: 0,
+                sender_idle: false,
+                room_waiters: 0,
+            }),
+            queued: Condvar::new(),
+            room: Condvar::new(),
             state: Mutex::new(state),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
         });
         shared.status.set_stage(Stage::Running);
+        let sender = match shared.cfg.ack {
+            AckMode::Sync => None,
+            AckMode::Async => {
+                let worker = shared.clone();
+                let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.send_loop());
+                Some(spawned.map_err(|e| {
+                    shared.vol.detach();
+                    Error::from_io("spawn replication thread", &e)
+                })?)
+            }
+        };
         let worker = shared.clone();
-        let manager = std::thread::Builder::new()
-            .name("mr-repl-primary".into())
-            .spawn(move || worker.manage())
-            .map_err(|e| {
-                shared.vol.detach();
-                Error::from_io("spawn replication thread", &e)
-            })?;
-        Ok(Primary { shared, manager: Mutex::new(Some(manager)) })
+        let spawned = std::thread::Builder::new().name("mr-repl-primary".into()).spawn(move || worker.manage());
+        let primary = Primary { shared, manager: Mutex::new(None), sender: Mutex::new(sender) };
+        match spawned {
+            Ok(manager) => {
+                *lock(&primary.manager) = Some(manager);
+                Ok(primary)
+            }
+            Err(e) => {
+                // Dropping `primary` stops the sender thread and detaches.
+                Err(Error::from_io("spawn replication thread", &e))
+            }
+        }
     }
 
     pub(super) fn status(&self) -> &Status {
@@ -119,6 +176,9 @@ impl Primary {
         s.status.check_open()?;
         s.vol.check_range(block, data.len())?;
         let mut tx = lock(&s.send);
+        if s.cfg.ack == AckMode::Async {
+            tx = s.wait_for_room(tx);
+        }
         s.vol.write_raw(block, data)?;
         if s.status.stage() != Stage::Running {
             return Ok(());
@@ -204,7 +264,12 @@ impl Primary {
             let _ = link.shutdown(Shutdown::Both);
         }
         s.changed.notify_all();
+        s.queued.notify_all();
+        s.room.notify_all();
         if let Some(handle) = lock(&self.manager).take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = lock(&self.sender).take() {
             let _ = handle.join();
         }
         s.vol.detach();
@@ -272,11 +337,74 @@ impl Shared {
         }
     }
 
+    /// Sync mode: writes `tx.frame` to the link. Async mode: moves it to the
+    /// send queue for the sender thread (errors then surface from there).
     fn send_frame(&self, tx: &mut Sender) -> Result<()> {
-        let Sender { link, frame, .. } = tx;
-        match link.as_mut() {
-            Some(stream) => stream.write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
-            None => Err(Error::new(ErrorKind::Io, "no connection to the secondary")),
+        let Sender { link, frame, queue, sender_idle, .. } = tx;
+        let Some(stream) = link.as_ref() else {
+            return Err(Error::new(ErrorKind::Io, "no connection to the secondary"));
+        };
+        match self.cfg.ack {
+            AckMode::Sync => (&**stream).write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
+            AckMode::Async => {
+                if queue.is_empty() {
+                    std::mem::swap(queue, frame);
+                } else {
+                    queue.append(frame);
+                }
+                if *sender_idle {
+                    self.queued.notify_one();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Async mode: waits while the send queue is full (back-pressure), until
+    /// the sender thread takes it or the replication stops.
+    fn wait_for_room<'a>(&self, mut tx: MutexGuard<'a, Sender>) -> MutexGuard<'a, Sender> {
+        while tx.queue.len() >= SEND_QUEUE_BYTES && !self.stopping() {
+            tx.room_waiters += 1;
+            tx = self.room.wait(tx).unwrap_or_else(|p| p.into_inner());
+            tx.room_waiters -= 1;
+        }
+        tx
+    }
+
+    /// Async mode's sender thread: takes everything queued and writes it in
+    /// one go, until the replication stops. A failed write ends the link
+    /// (its frames stay dirty for the resync); frames queued for a link that
+    /// is already gone are dropped.
+    fn send_loop(self: Arc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            let mut tx = lock(&self.send);
+            while tx.queue.is_empty() && !self.stopping() {
+                tx.sender_idle = true;
+                tx = self.queued.wait(tx).unwrap_or_else(|p| p.into_inner());
+                tx.sender_idle = false;
+            }
+            if self.stopping() {
+                tx.queue.clear();
+                drop(tx);
+                self.room.notify_all();
+                return;
+            }
+            std::mem::swap(&mut batch, &mut tx.queue);
+            let generation = tx.queue_generation;
+            let link = tx.link.clone();
+            let current = lock(&self.state).generation == generation;
+            let waiters = tx.room_waiters > 0;
+            drop(tx);
+            if waiters {
+                self.room.notify_all();
+            }
+            if let (Some(stream), true) = (link, current) {
+                if let Err(e) = (&*stream).write_all(&batch) {
+                    self.link_down(generation, Error::from_io("replication send", &e));
+                }
+            }
+            batch.clear();
         }
     }
 
@@ -396,7 +524,10 @@ impl Shared {
             st.resynced = false;
             st.generation += 1;
             st.counters.reconnects += 1;
-            tx.link = Some(stream);
+            tx.link = Some(Arc::new(stream));
+            // Frames of an earlier link are covered by this link's resync.
+            tx.queue.clear();
+            tx.queue_generation = st.generation;
             st.generation
         };
         self.changed.notify_all();
@@ -427,9 +558,13 @@ impl Shared {
                 self.link_down(generation, e);
             }
         }
-        if let Some(link) = lock(&self.send).link.take() {
+        let mut tx = lock(&self.send);
+        if let Some(link) = tx.link.take() {
             let _ = link.shutdown(Shutdown::Both);
         }
+        tx.queue.clear();
+        drop(tx);
+        self.room.notify_all();
         self.link_down(generation, Error::new(ErrorKind::Io, "replication link closed"));
         if let Ok(reader) = reader {
             let _ = reader.join();
@@ -444,6 +579,9 @@ impl Shared {
         let mut buf = vec![0u8; self.vol.block_size() as usize];
         for block in blocks {
             let mut tx = lock(&self.send);
+            if self.cfg.ack == AckMode::Async {
+                tx = self.wait_for_room(tx);
+            }
             let mut st = lock(&self.state);
             if st.generation != generation || self.stopping() {
                 return false;
