@@ -254,28 +254,6 @@
 #define MR_VOLUME_CREATE 1
 
 /*
- Timed operations per path in one trial.
- */
-#define TRIAL 16
-
-/*
- Operations on the chosen path before the next trial.
- */
-#define RETRIAL_EVERY (1 << 20)
-
-/*
- Async mode: queued frame bytes at which `write` waits for the sender
- thread. Up to twice this can be held: the queue plus the batch being
- written.
- */
-#define SEND_QUEUE_BYTES (4 << 20)
-
-/*
- Writes kept in flight by `write_batch` (also the ring's SQ size).
- */
-#define QUEUE_DEPTH 32
-
-/*
  The result of every fallible call. Values are fixed and never renumbered;
  new codes are only appended.
  */

@@ -26,8 +26,10 @@ pub enum IoPath {
 }
 
 /// Timed operations per path in one trial.
+/// cbindgen:ignore
 pub const TRIAL: usize = 16;
 /// Operations on the chosen path before the next trial.
+/// cbindgen:ignore
 pub const RETRIAL_EVERY: u64 = 1 << 20;
 
 const UNDECIDED: u8 = 0;

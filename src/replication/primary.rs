@@ -31,6 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// Async mode: queued frame bytes at which `write` waits for the sender
 /// thread. Up to twice this can be held: the queue plus the batch being
 /// written.
+/// cbindgen:ignore
 pub const SEND_QUEUE_BYTES: usize = 4 << 20;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 const OP_TAG: u64 = 1;
 /// Writes kept in flight by `write_batch` (also the ring's SQ size).
+/// cbindgen:ignore
 pub const QUEUE_DEPTH: usize = 32;
 
 pub struct FileIo {
