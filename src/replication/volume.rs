@@ -171,6 +171,15 @@ impl Volume {
         Ok(())
     }
 
+    /// The locked engine when `path` is io_uring (and the volume has one);
+    /// None for the plain path, which takes no lock.
+    fn engine_for(&self, path: IoPath) -> Option<std::sync::MutexGuard<'_, FileIo>> {
+        match path {
+            IoPath::Uring => self.engine(),
+            IoPath::Plain => None,
+        }
+    }
+
     fn engine(&self) -> Option<std::sync::MutexGuard<'_, FileIo>> {
         self.uring.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -180,9 +189,9 @@ impl Volume {
         self.check_open()?;
         self.check_range(block, buf.len())?;
         let offset = block * self.block_size as u64;
-        self.timed(|a| &a.read, |path| match (path, self.engine()) {
-            (IoPath::Uring, Some(mut io)) => io.read_exact_at(buf, offset),
-            _ => self.file.read_exact_at(buf, offset).map_err(|e| Error::from_io("pread", &e)),
+        self.timed(|a| &a.read, |path| match self.engine_for(path) {
+            Some(mut io) => io.read_exact_at(buf, offset),
+            None => self.file.read_exact_at(buf, offset).map_err(|e| Error::from_io("pread", &e)),
         })
     }
 
@@ -226,9 +235,9 @@ impl Volume {
             return Err(Error::os("injected write failure", libc::EIO));
         }
         let offset = block * self.block_size as u64;
-        self.timed(|a| &a.write, |path| match (path, self.engine()) {
-            (IoPath::Uring, Some(mut io)) => io.write_all_at(data, offset),
-            _ => self.file.write_all_at(data, offset).map_err(|e| Error::from_io("pwrite", &e)),
+        self.timed(|a| &a.write, |path| match self.engine_for(path) {
+            Some(mut io) => io.write_all_at(data, offset),
+            None => self.file.write_all_at(data, offset).map_err(|e| Error::from_io("pwrite", &e)),
         })
     }
 
@@ -249,13 +258,13 @@ impl Volume {
             return Ok(());
         }
         let bs = self.block_size as u64;
-        self.timed(|a| &a.batch, |path| match (path, self.engine()) {
-            (IoPath::Uring, Some(mut io)) => {
+        self.timed(|a| &a.batch, |path| match self.engine_for(path) {
+            Some(mut io) => {
                 let items: Vec<WriteAt<'_>> =
                     extents.iter().map(|(block, data)| WriteAt { offset: block * bs, data }).collect();
                 io.write_batch(&items)
             }
-            _ => extents.iter().try_for_each(|(block, data)| {
+            None => extents.iter().try_for_each(|(block, data)| {
                 self.file.write_all_at(data, block * bs).map_err(|e| Error::from_io("pwrite", &e))
             }),
         })
