@@ -25,12 +25,16 @@ use crate::error::{Error, ErrorKind, Result};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Async mode: queued frame bytes at which `write` waits for the sender
 /// thread. Up to twice this can be held: the queue plus the batch being
 /// written.
+/// cbindgen:ignore
+/// How long a sync write polls for its acknowledgement before sleeping.
+pub const SYNC_SPIN: Duration = Duration::from_micros(50);
+
 /// cbindgen:ignore
 pub const SEND_QUEUE_BYTES: usize = 4 << 20;
 use std::thread::JoinHandle;
@@ -95,6 +99,9 @@ pub(super) struct Shared {
     /// not wake it: one wake-up less per sync write.
     link_changed: Condvar,
     stop: AtomicBool,
+    /// `State::acked`, readable without the lock: a sync writer polls it
+    /// briefly before sleeping (see `wait_acked`).
+    acked_hint: AtomicU64,
 }
 
 pub struct Primary {
@@ -139,6 +146,7 @@ impl Primary {
             changed: Condvar::new(),
             link_changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            acked_hint: AtomicU64::new(0),
         });
         shared.status.set_stage(Stage::Running);
         let sender = match shared.cfg.ack {
@@ -437,6 +445,16 @@ impl Shared {
     }
 
     fn wait_acked(&self, seq: u64, generation: u64) {
+        // Poll a little before sleeping: on loopback or a LAN the
+        // acknowledgement often arrives within tens of microseconds, and a
+        // sleeping writer costs a futex wake-up plus, on an idle (virtual)
+        // CPU, an expensive wake from idle.
+        let spin_until = Instant::now() + SYNC_SPIN;
+        while self.acked_hint.load(Ordering::Acquire) < seq && Instant::now() < spin_until {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
         let deadline = Instant::now() + self.cfg.peer_timeout;
         let st = self.wait_until(Some(deadline), |st| st.acked >= seq || st.generation != generation);
         if st.acked >= seq || self.stopping() {
@@ -649,6 +667,7 @@ impl Shared {
     fn acked(&self, seq: u64) {
         let mut st = lock(&self.state);
         st.acked = st.acked.max(seq);
+        self.acked_hint.store(st.acked, Ordering::Release);
         while let Some(&(s, first, count)) = st.inflight.front() {
             if s > seq {
                 break;
