@@ -351,7 +351,8 @@ typedef enum mr_repl_mode {
  */
 typedef enum mr_repl_ack {
   /*
-   After the local write (DRBD protocol A).
+   After the local write (DRBD protocol A); frames are sent by a sender
+   thread from a bounded queue (a full queue makes writes wait).
    */
   MR_REPL_ASYNC = 0,
   /*
@@ -868,9 +869,13 @@ typedef struct mr_volume_config {
    */
   uint32_t flags;
   /*
-   An `mr_backend`: MR_BACKEND_AUTO (io_uring where it works, else
-   pread/pwrite, or `MESHRING_BACKEND`), MR_BACKEND_URING (MR_UNSUPPORTED
-   without io_uring) or MR_BACKEND_BATCH (pread/pwrite).
+   An `mr_backend`: MR_BACKEND_AUTO (the default, or `MESHRING_BACKEND`):
+   with io_uring available, single reads, single writes and internal
+   multi-block batches each measure io_uring against pread/pwrite over
+   their first operations and use the faster (a buffered ext4 write is
+   punted to an io-wq thread, so pwrite wins there by far), without it
+   pread/pwrite; MR_BACKEND_URING: every operation on io_uring
+   (MR_UNSUPPORTED without it); MR_BACKEND_BATCH: pread/pwrite only.
    */
   uint32_t backend;
 } mr_volume_config;
@@ -1259,13 +1264,18 @@ enum mr_status mr_repl_read(struct mr_repl *r, uint64_t block, uint8_t *buf, siz
 /*
  Writes `len` bytes of whole blocks from `block`; the library does not
  keep `buf`. Primary while running: applied locally, then sent; returns
- after the local write (MR_REPL_ASYNC; it may still wait while the
- connection's send buffer is full, at most the peer timeout) or once the
- secondary acknowledged it (MR_REPL_SYNC). Only a local failure fails the call: a replication
+ after the local write (MR_REPL_ASYNC: the frame is queued for a sender
+ thread that writes queued frames in batches; when 4 MiB are queued the
+ call waits for the sender thread (back-pressure), at most about the
+ peer timeout, after which a stuck connection is dropped and the blocks
+ are kept for resync) or once the secondary acknowledged it
+ (MR_REPL_SYNC). Only a local failure fails the call: a replication
  failure (no secondary, lost connection, no acknowledgement within the
  peer timeout) is stored for `mr_repl_get_error` and the blocks are
- resent when the secondary is back, so MR_OK followed by MR_OK from
- `mr_repl_get_error` means the secondary has the write. MR_CLOSED if
+ resent when the secondary is back, so with MR_REPL_SYNC, MR_OK followed
+ by MR_OK from `mr_repl_get_error` means the secondary has the write
+ (with MR_REPL_ASYNC, `mr_repl_wait_synced` or a checkpoint tells; a
+ checkpoint's barrier is queued behind every earlier write). MR_CLOSED if
  `mr_repl_close` ends the wait for the acknowledgement (the write was
  applied locally). Secondary while
  running: into the active layer (discarded by a checkpoint, committed by
@@ -1783,7 +1793,9 @@ uint32_t mr_volume_block_size(const struct mr_volume *v);
 uint64_t mr_volume_block_count(const struct mr_volume *v);
 
 /*
- MR_BACKEND_URING or MR_BACKEND_BATCH (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
+ MR_BACKEND_URING if the volume has an io_uring engine (with
+ MR_BACKEND_AUTO: used where it measured faster), else MR_BACKEND_BATCH
+ (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
  */
 enum mr_backend mr_volume_backend(const struct mr_volume *v);
 

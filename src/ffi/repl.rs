@@ -35,7 +35,8 @@ pub enum mr_repl_mode {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum mr_repl_ack {
-    /// After the local write (DRBD protocol A).
+    /// After the local write (DRBD protocol A); frames are sent by a sender
+    /// thread from a bounded queue (a full queue makes writes wait).
     MR_REPL_ASYNC = 0,
     /// After the secondary acknowledged applying the write (DRBD protocol C).
     MR_REPL_SYNC = 1,
@@ -204,13 +205,18 @@ pub extern "C" fn mr_repl_read(r: *mut mr_repl, block: u64, buf: *mut u8, len: u
 
 /// Writes `len` bytes of whole blocks from `block`; the library does not
 /// keep `buf`. Primary while running: applied locally, then sent; returns
-/// after the local write (MR_REPL_ASYNC; it may still wait while the
-/// connection's send buffer is full, at most the peer timeout) or once the
-/// secondary acknowledged it (MR_REPL_SYNC). Only a local failure fails the call: a replication
+/// after the local write (MR_REPL_ASYNC: the frame is queued for a sender
+/// thread that writes queued frames in batches; when 4 MiB are queued the
+/// call waits for the sender thread (back-pressure), at most about the
+/// peer timeout, after which a stuck connection is dropped and the blocks
+/// are kept for resync) or once the secondary acknowledged it
+/// (MR_REPL_SYNC). Only a local failure fails the call: a replication
 /// failure (no secondary, lost connection, no acknowledgement within the
 /// peer timeout) is stored for `mr_repl_get_error` and the blocks are
-/// resent when the secondary is back, so MR_OK followed by MR_OK from
-/// `mr_repl_get_error` means the secondary has the write. MR_CLOSED if
+/// resent when the secondary is back, so with MR_REPL_SYNC, MR_OK followed
+/// by MR_OK from `mr_repl_get_error` means the secondary has the write
+/// (with MR_REPL_ASYNC, `mr_repl_wait_synced` or a checkpoint tells; a
+/// checkpoint's barrier is queued behind every earlier write). MR_CLOSED if
 /// `mr_repl_close` ends the wait for the acknowledgement (the write was
 /// applied locally). Secondary while
 /// running: into the active layer (discarded by a checkpoint, committed by

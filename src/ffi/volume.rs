@@ -38,9 +38,13 @@ pub struct mr_volume_config {
     pub block_count: u64,
     /// MR_VOLUME_* bits.
     pub flags: u32,
-    /// An `mr_backend`: MR_BACKEND_AUTO (io_uring where it works, else
-    /// pread/pwrite, or `MESHRING_BACKEND`), MR_BACKEND_URING (MR_UNSUPPORTED
-    /// without io_uring) or MR_BACKEND_BATCH (pread/pwrite).
+    /// An `mr_backend`: MR_BACKEND_AUTO (the default, or `MESHRING_BACKEND`):
+    /// with io_uring available, single reads, single writes and internal
+    /// multi-block batches each measure io_uring against pread/pwrite over
+    /// their first operations and use the faster (a buffered ext4 write is
+    /// punted to an io-wq thread, so pwrite wins there by far), without it
+    /// pread/pwrite; MR_BACKEND_URING: every operation on io_uring
+    /// (MR_UNSUPPORTED without it); MR_BACKEND_BATCH: pread/pwrite only.
     pub backend: u32,
 }
 
@@ -136,7 +140,9 @@ pub extern "C" fn mr_volume_block_count(v: *const mr_volume) -> u64 {
     })
 }
 
-/// MR_BACKEND_URING or MR_BACKEND_BATCH (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
+/// MR_BACKEND_URING if the volume has an io_uring engine (with
+/// MR_BACKEND_AUTO: used where it measured faster), else MR_BACKEND_BATCH
+/// (pread/pwrite); MR_BACKEND_AUTO if `v` is NULL.
 #[no_mangle]
 pub extern "C" fn mr_volume_backend(v: *const mr_volume) -> mr_backend {
     super::panic::boundary("mr_volume_backend", || {

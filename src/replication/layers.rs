@@ -111,9 +111,8 @@ impl Layers {
     /// copies are dropped, so the base keeps everything the primary sent.
     /// On failure the layers are left as they were, for a retry.
     pub fn commit_active(&mut self, base: &Volume) -> Result<()> {
-        for (block, data) in self.active.sorted() {
-            base.write_raw(block, data)?;
-        }
+        // One batch: on io_uring many writes in flight from one submit.
+        base.write_batch_raw(&self.active.sorted())?;
         base.flush()?;
         self.make_empty();
         Ok(())

@@ -4,6 +4,7 @@
 //! Modes, stages, layering and error reporting follow QEMU's block
 //! replication filter; see `stage`, `layers`, `primary`, `secondary`.
 
+mod chooser;
 mod dirty;
 mod layers;
 mod primary;

@@ -3,6 +3,18 @@
 //! secondary and resyncs it from the dirty map; a reader thread per
 //! connection takes acknowledgements. Replication trouble never fails a
 //! write: it is stored for `get_error` and the blocks stay dirty.
+//!
+//! Sync mode writes each frame to the socket on the caller's thread (the
+//! caller waits for the acknowledgement anyway). Async mode appends frames
+//! to a send queue under the send lock and a sender thread writes whatever
+//! has accumulated in one `write` — the caller pays a memcpy, not a
+//! syscall. Everything else (resync blocks, barriers, keepalives) goes
+//! through the same queue in async mode, so a checkpoint's barrier cannot
+//! overtake queued writes. The queue is bounded by `SEND_QUEUE_BYTES`:
+//! a write finding it full waits (back-pressure) until the sender thread
+//! has taken it; a stuck connection ends after the peer timeout (the
+//! socket's send timeout), its queue is dropped, the blocks stay dirty for
+//! the resync and the waiting writer continues.
 
 use super::dirty::DirtyMap;
 use super::stage::{lock, wait_for, AckMode, Stage, Status};
@@ -13,18 +25,36 @@ use crate::error::{Error, ErrorKind, Result};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Async mode: queued frame bytes at which `write` waits for the sender
+/// thread. Up to twice this can be held: the queue plus the batch being
+/// written.
+/// cbindgen:ignore
+/// How long a sync write polls for its acknowledgement before sleeping.
+pub const SYNC_SPIN: Duration = Duration::from_micros(50);
+
+/// cbindgen:ignore
+pub const SEND_QUEUE_BYTES: usize = 4 << 20;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The write side: held while a write is applied locally and framed, so
 /// the order on the wire is the order on the volume.
 struct Sender {
-    link: Option<TcpStream>,
+    link: Option<Arc<TcpStream>>,
     next_seq: u64,
     next_barrier: u64,
     frame: Vec<u8>,
+    /// Async mode: frames for the sender thread, all for `queue_generation`.
+    queue: Vec<u8>,
+    queue_generation: u64,
+    /// The sender thread waits on `queued` (notify only then: a condvar
+    /// notify is a futex syscall even with nobody waiting).
+    sender_idle: bool,
+    /// Writers waiting on `room`.
+    room_waiters: usize,
 }
 
 #[derive(Default)]
@@ -57,14 +87,28 @@ pub(super) struct Shared {
     cfg: ReplConfig,
     pub(super) status: Status,
     send: Mutex<Sender>,
+    /// With `send`: the async queue has frames (sender thread waits).
+    queued: Condvar,
+    /// With `send`: the async queue was taken (writers wait for room).
+    room: Condvar,
     state: Mutex<State>,
+    /// With `state`: acknowledgements, link up/down, stop.
     changed: Condvar,
+    /// With `state`: link up/down and stop only. The manager's keepalive
+    /// loop waits here, so an acknowledgement (notify on `changed`) does
+    /// not wake it: one wake-up less per sync write.
+    link_changed: Condvar,
     stop: AtomicBool,
+    /// `State::acked`, readable without the lock: a sync writer polls it
+    /// briefly before sleeping (see `wait_acked`).
+    acked_hint: AtomicU64,
 }
 
 pub struct Primary {
     shared: Arc<Shared>,
     manager: Mutex<Option<JoinHandle<()>>>,
+    /// Async mode's sender thread.
+    sender: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Primary {
@@ -86,21 +130,49 @@ impl Primary {
             peer,
             cfg,
             status: Status::new(),
-            send: Mutex::new(Sender { link: None, next_seq: 1, next_barrier: 1, frame: Vec::new() }),
+            send: Mutex::new(Sender {
+                link: None,
+                next_seq: 1,
+                next_barrier: 1,
+                frame: Vec::new(),
+                queue: Vec::new(),
+                queue_generation: 0,
+                sender_idle: false,
+                room_waiters: 0,
+            }),
+            queued: Condvar::new(),
+            room: Condvar::new(),
             state: Mutex::new(state),
             changed: Condvar::new(),
+            link_changed: Condvar::new(),
             stop: AtomicBool::new(false),
+            acked_hint: AtomicU64::new(0),
         });
         shared.status.set_stage(Stage::Running);
+        let sender = match shared.cfg.ack {
+            AckMode::Sync => None,
+            AckMode::Async => {
+                let worker = shared.clone();
+                let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.send_loop());
+                Some(spawned.map_err(|e| {
+                    shared.vol.detach();
+                    Error::from_io("spawn replication thread", &e)
+                })?)
+            }
+        };
         let worker = shared.clone();
-        let manager = std::thread::Builder::new()
-            .name("mr-repl-primary".into())
-            .spawn(move || worker.manage())
-            .map_err(|e| {
-                shared.vol.detach();
-                Error::from_io("spawn replication thread", &e)
-            })?;
-        Ok(Primary { shared, manager: Mutex::new(Some(manager)) })
+        let spawned = std::thread::Builder::new().name("mr-repl-primary".into()).spawn(move || worker.manage());
+        let primary = Primary { shared, manager: Mutex::new(None), sender: Mutex::new(sender) };
+        match spawned {
+            Ok(manager) => {
+                *lock(&primary.manager) = Some(manager);
+                Ok(primary)
+            }
+            Err(e) => {
+                // Dropping `primary` stops the sender thread and detaches.
+                Err(Error::from_io("spawn replication thread", &e))
+            }
+        }
     }
 
     pub(super) fn status(&self) -> &Status {
@@ -119,6 +191,9 @@ impl Primary {
         s.status.check_open()?;
         s.vol.check_range(block, data.len())?;
         let mut tx = lock(&s.send);
+        if s.cfg.ack == AckMode::Async {
+            tx = s.wait_for_room(tx);
+        }
         s.vol.write_raw(block, data)?;
         if s.status.stage() != Stage::Running {
             return Ok(());
@@ -204,7 +279,13 @@ impl Primary {
             let _ = link.shutdown(Shutdown::Both);
         }
         s.changed.notify_all();
+        s.link_changed.notify_all();
+        s.queued.notify_all();
+        s.room.notify_all();
         if let Some(handle) = lock(&self.manager).take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = lock(&self.sender).take() {
             let _ = handle.join();
         }
         s.vol.detach();
@@ -214,6 +295,7 @@ impl Primary {
         if self.shared.status.close() {
             self.shutdown();
             self.shared.changed.notify_all();
+            self.shared.link_changed.notify_all();
         }
     }
 }
@@ -272,11 +354,74 @@ impl Shared {
         }
     }
 
+    /// Sync mode: writes `tx.frame` to the link. Async mode: moves it to the
+    /// send queue for the sender thread (errors then surface from there).
     fn send_frame(&self, tx: &mut Sender) -> Result<()> {
-        let Sender { link, frame, .. } = tx;
-        match link.as_mut() {
-            Some(stream) => stream.write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
-            None => Err(Error::new(ErrorKind::Io, "no connection to the secondary")),
+        let Sender { link, frame, queue, sender_idle, .. } = tx;
+        let Some(stream) = link.as_ref() else {
+            return Err(Error::new(ErrorKind::Io, "no connection to the secondary"));
+        };
+        match self.cfg.ack {
+            AckMode::Sync => (&**stream).write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
+            AckMode::Async => {
+                if queue.is_empty() {
+                    std::mem::swap(queue, frame);
+                } else {
+                    queue.append(frame);
+                }
+                if *sender_idle {
+                    self.queued.notify_one();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Async mode: waits while the send queue is full (back-pressure), until
+    /// the sender thread takes it or the replication stops.
+    fn wait_for_room<'a>(&self, mut tx: MutexGuard<'a, Sender>) -> MutexGuard<'a, Sender> {
+        while tx.queue.len() >= SEND_QUEUE_BYTES && !self.stopping() {
+            tx.room_waiters += 1;
+            tx = self.room.wait(tx).unwrap_or_else(|p| p.into_inner());
+            tx.room_waiters -= 1;
+        }
+        tx
+    }
+
+    /// Async mode's sender thread: takes everything queued and writes it in
+    /// one go, until the replication stops. A failed write ends the link
+    /// (its frames stay dirty for the resync); frames queued for a link that
+    /// is already gone are dropped.
+    fn send_loop(self: Arc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            let mut tx = lock(&self.send);
+            while tx.queue.is_empty() && !self.stopping() {
+                tx.sender_idle = true;
+                tx = self.queued.wait(tx).unwrap_or_else(|p| p.into_inner());
+                tx.sender_idle = false;
+            }
+            if self.stopping() {
+                tx.queue.clear();
+                drop(tx);
+                self.room.notify_all();
+                return;
+            }
+            std::mem::swap(&mut batch, &mut tx.queue);
+            let generation = tx.queue_generation;
+            let link = tx.link.clone();
+            let current = lock(&self.state).generation == generation;
+            let waiters = tx.room_waiters > 0;
+            drop(tx);
+            if waiters {
+                self.room.notify_all();
+            }
+            if let (Some(stream), true) = (link, current) {
+                if let Err(e) = (&*stream).write_all(&batch) {
+                    self.link_down(generation, Error::from_io("replication send", &e));
+                }
+            }
+            batch.clear();
         }
     }
 
@@ -296,9 +441,20 @@ impl Shared {
             self.status.record(error);
         }
         self.changed.notify_all();
+        self.link_changed.notify_all();
     }
 
     fn wait_acked(&self, seq: u64, generation: u64) {
+        // Poll a little before sleeping: on loopback or a LAN the
+        // acknowledgement often arrives within tens of microseconds, and a
+        // sleeping writer costs a futex wake-up plus, on an idle (virtual)
+        // CPU, an expensive wake from idle.
+        let spin_until = Instant::now() + SYNC_SPIN;
+        while self.acked_hint.load(Ordering::Acquire) < seq && Instant::now() < spin_until {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+        }
         let deadline = Instant::now() + self.cfg.peer_timeout;
         let st = self.wait_until(Some(deadline), |st| st.acked >= seq || st.generation != generation);
         if st.acked >= seq || self.stopping() {
@@ -362,7 +518,7 @@ impl Shared {
                 Err(e) => {
                     self.status.record(e);
                     let st = lock(&self.state);
-                    let _unused = self.changed.wait_timeout_while(st, backoff, |_| !self.stopping());
+                    let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
             }
@@ -396,7 +552,10 @@ impl Shared {
             st.resynced = false;
             st.generation += 1;
             st.counters.reconnects += 1;
-            tx.link = Some(stream);
+            tx.link = Some(Arc::new(stream));
+            // Frames of an earlier link are covered by this link's resync.
+            tx.queue.clear();
+            tx.queue_generation = st.generation;
             st.generation
         };
         self.changed.notify_all();
@@ -414,7 +573,10 @@ impl Shared {
         }
         let ping_every = self.cfg.peer_timeout / 4;
         loop {
-            let st = self.wait_until(Some(Instant::now() + ping_every), |st| st.generation != generation);
+            let deadline = Some(Instant::now() + ping_every);
+            let st = wait_for(&self.link_changed, lock(&self.state), deadline, |st| {
+                st.generation != generation || self.stopping()
+            });
             if st.generation != generation || self.stopping() {
                 break;
             }
@@ -427,9 +589,13 @@ impl Shared {
                 self.link_down(generation, e);
             }
         }
-        if let Some(link) = lock(&self.send).link.take() {
+        let mut tx = lock(&self.send);
+        if let Some(link) = tx.link.take() {
             let _ = link.shutdown(Shutdown::Both);
         }
+        tx.queue.clear();
+        drop(tx);
+        self.room.notify_all();
         self.link_down(generation, Error::new(ErrorKind::Io, "replication link closed"));
         if let Ok(reader) = reader {
             let _ = reader.join();
@@ -444,6 +610,9 @@ impl Shared {
         let mut buf = vec![0u8; self.vol.block_size() as usize];
         for block in blocks {
             let mut tx = lock(&self.send);
+            if self.cfg.ack == AckMode::Async {
+                tx = self.wait_for_room(tx);
+            }
             let mut st = lock(&self.state);
             if st.generation != generation || self.stopping() {
                 return false;
@@ -498,6 +667,7 @@ impl Shared {
     fn acked(&self, seq: u64) {
         let mut st = lock(&self.state);
         st.acked = st.acked.max(seq);
+        self.acked_hint.store(st.acked, Ordering::Release);
         while let Some(&(s, first, count)) = st.inflight.front() {
             if s > seq {
                 break;

@@ -350,8 +350,12 @@ impl Shared {
                         layers.make_empty();
                     }
                     lock(&self.link).checkpoints += 1;
-                    send(&mut out, Msg::Ack { seq: applied })?;
-                    send(&mut out, Msg::BarrierAck { id })?;
+                    // Both in one write: one wake-up of the primary's reader.
+                    out.clear();
+                    wire::encode(&Msg::Ack { seq: applied }, &mut out);
+                    wire::encode(&Msg::BarrierAck { id }, &mut out);
+                    let mut w = stream;
+                    w.write_all(&out).map_err(|e| Error::from_io("replication send", &e))?;
                 }
                 Msg::Ping => send(&mut out, Msg::Ack { seq: applied })?,
                 Msg::Error { text } => return Err(Error::new(ErrorKind::Io, format!("primary reported: {text}"))),

@@ -16,7 +16,8 @@ pub enum Mode {
 /// When a primary write returns to its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
-    /// After the local write (DRBD protocol A).
+    /// After the local write (DRBD protocol A); a sender thread sends from a
+    /// bounded queue (`primary::SEND_QUEUE_BYTES`; a full queue makes writes wait).
     Async,
     /// After the secondary acknowledged applying it (DRBD protocol C).
     Sync,

@@ -309,3 +309,67 @@ fn close_ends_a_sync_write_waiting_for_its_ack() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = std::fs::remove_file(pp);
 }
+
+#[test]
+fn async_checkpoint_does_not_overtake_queued_writes() {
+    let p = pair(AckMode::Async);
+    for round in 0..3u8 {
+        // Far more than one socket write's worth, queued faster than sent.
+        for i in 0..3000u64 {
+            p.primary.write(i % BLOCKS, &fill(round.wrapping_mul(31).wrapping_add(i as u8), 1)).unwrap();
+        }
+        // No wait_synced: the barrier goes into the same queue behind the writes.
+        p.primary.checkpoint(Wait::from_ms(5000)).unwrap();
+        assert_eq!(read(&p.secondary, 0, BLOCKS as usize), read(&p.primary, 0, BLOCKS as usize), "round {round}");
+        assert_eq!(p.secondary.stats().unwrap().hidden_blocks, 0);
+    }
+    p.primary.take_error().unwrap();
+}
+
+#[test]
+fn async_back_pressure_then_a_stuck_link_is_dropped_and_resynced() {
+    // A fake secondary that completes the handshake and then never reads:
+    // the socket buffers fill, then the send queue; writers wait (bounded
+    // queue), until the send times out after the peer timeout. Then writes
+    // go on locally, the error is reported and every block stays dirty.
+    let (pvol, pp) = volume("stuck");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = cfg(Mode::Primary, AckMode::Async);
+    config.peer_timeout = Duration::from_millis(800);
+    let primary = Replication::start(pvol, listener.local_addr().unwrap(), config).unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut hello = [0u8; 36];
+    conn.read_exact(&mut hello).unwrap();
+    let mut welcome = Vec::new();
+    encode(&Msg::Welcome, &mut welcome);
+    conn.write_all(&welcome).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    let started = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    // 64 MiB of frames: more than socket buffers plus the queue bound.
+    for i in 0..(64usize << 20) / BS {
+        let t = std::time::Instant::now();
+        primary.write(i as u64 % BLOCKS, &fill(i as u8, 1)).unwrap();
+        slowest = slowest.max(t.elapsed());
+    }
+    assert!(slowest >= Duration::from_millis(300), "no write waited for room (slowest {slowest:?})");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let err = primary.take_error().unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Io | ErrorKind::Timeout), "{err}");
+    assert_eq!(primary.stats().unwrap().dirty_blocks, BLOCKS);
+    drop(conn);
+    // A real secondary at the same address gets everything by resync.
+    let (svol, sp) = volume("stuck-s");
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let secondary =
+        Replication::start(svol.clone(), addr, cfg(Mode::Secondary, AckMode::Sync)).unwrap();
+    primary.wait_synced(Wait::from_ms(10000)).unwrap();
+    primary.checkpoint(Wait::from_ms(5000)).unwrap();
+    assert_eq!(read(&secondary, 0, BLOCKS as usize), read(&primary, 0, BLOCKS as usize));
+    let closing = std::time::Instant::now();
+    primary.close();
+    secondary.close();
+    assert!(closing.elapsed() < Duration::from_secs(5));
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}

@@ -2,6 +2,7 @@
 //! block outside `ffi` and `uring` lives here.
 
 mod cmsg;
+mod crc32c;
 mod eventfd;
 mod mmsg;
 mod poll;
@@ -9,6 +10,7 @@ mod sockaddr;
 mod socket;
 mod tun;
 
+pub use crc32c::crc32c_hw;
 pub use cmsg::{gro_segment_size, ControlBuf, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
 pub use eventfd::EventFd;
 pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Received};

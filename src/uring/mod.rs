@@ -10,7 +10,7 @@ mod poll_waiter;
 mod probe;
 mod ring;
 
-pub use file_io::FileIo;
+pub use file_io::{FileIo, WriteAt, QUEUE_DEPTH};
 pub use msg_recv::{Flow, Incoming, MsgReceiver, ReceiverConfig};
 pub use msg_send::{MsgSender, SendOutcome};
 pub use poll_waiter::PollWaiter;
