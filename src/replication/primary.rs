@@ -32,10 +32,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// thread. Up to twice this can be held: the queue plus the batch being
 /// written.
 /// cbindgen:ignore
-/// How long a sync write polls for its acknowledgement before sleeping.
-pub const SYNC_SPIN: Duration = Duration::from_micros(50);
-
-/// cbindgen:ignore
 pub const SEND_QUEUE_BYTES: usize = 4 << 20;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -445,15 +441,11 @@ impl Shared {
     }
 
     fn wait_acked(&self, seq: u64, generation: u64) {
-        // Poll a little before sleeping: on loopback or a LAN the
-        // acknowledgement often arrives within tens of microseconds, and a
-        // sleeping writer costs a futex wake-up plus, on an idle (virtual)
-        // CPU, an expensive wake from idle.
-        let spin_until = Instant::now() + SYNC_SPIN;
-        while self.acked_hint.load(Ordering::Acquire) < seq && Instant::now() < spin_until {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
+        // No spinning: a writer waiting for its acknowledgement sleeps (the
+        // library never busy-waits); an acknowledgement that already came
+        // in skips the lock.
+        if self.acked_hint.load(Ordering::Acquire) >= seq {
+            return;
         }
         let deadline = Instant::now() + self.cfg.peer_timeout;
         let st = self.wait_until(Some(deadline), |st| st.acked >= seq || st.generation != generation);
