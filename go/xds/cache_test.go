@@ -183,17 +183,10 @@ func TestSnapshotCacheWatch(t *testing.T) {
 	if n := c.GetStatusInfo(nodeKey).GetNumWatches(); n != len(testTypes) {
 		t.Fatalf("GetNumWatches = %d, want %d", n, len(testTypes))
 	}
-	for _, typ := range testTypes {
-		select {
-		case r := <-chans[typ]:
-			t.Fatalf("%s: up-to-date watch answered: %v", typ, r)
-		default:
-		}
-	}
+	noneWaiting(t, chans, testTypes, "up-to-date watch answered")
 
 	// Only the endpoints change: only their watch is answered.
-	snap2 := makeSnapshot(t, version1)
-	snap2.Resources[types.Endpoint] = cache.NewResources(version2, []types.Resource{makeEndpoint(clusterName, "127.0.0.1", 9090)})
+	snap2 := withNewEndpoint(t)
 	if err := c.SetSnapshot(context.Background(), nodeKey, snap2); err != nil {
 		t.Fatal(err)
 	}
@@ -205,13 +198,7 @@ func TestSnapshotCacheWatch(t *testing.T) {
 	waitFor(t, "watches other than endpoints stay open", func() bool {
 		return c.GetStatusInfo(nodeKey).GetNumWatches() == len(testTypes)-1
 	})
-	for _, typ := range testTypes[1:] {
-		select {
-		case r := <-chans[typ]:
-			t.Fatalf("%s: unchanged type answered: %v", typ, r)
-		default:
-		}
-	}
+	noneWaiting(t, chans, testTypes[1:], "unchanged type answered")
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

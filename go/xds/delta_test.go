@@ -23,16 +23,7 @@ func deltaReq(typ, nonce string) *discovery.DeltaDiscoveryRequest {
 // changes of what they subscribe to.
 func TestSnapshotCacheDeltaWatch(t *testing.T) {
 	c := newCache(t, false)
-	chans := map[string]chan cache.DeltaResponse{}
-	subs := map[string]*stream.Subscription{}
-	for _, typ := range testTypes {
-		chans[typ] = make(chan cache.DeltaResponse, 1)
-		sub := stream.NewDeltaSubscription(nil, nil, nil, true)
-		subs[typ] = &sub
-		if _, err := c.CreateDeltaWatch(deltaReq(typ, ""), sub, chans[typ]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	chans, subs := openDeltaWildcards(t, c)
 	snap := makeSnapshot(t, version1)
 	if err := c.SetSnapshot(context.Background(), nodeKey, snap); err != nil {
 		t.Fatal(err)
@@ -66,17 +57,10 @@ func TestSnapshotCacheDeltaWatch(t *testing.T) {
 	if n := c.GetStatusInfo(nodeKey).GetNumDeltaWatches(); n != len(testTypes) {
 		t.Fatalf("GetNumDeltaWatches = %d, want %d", n, len(testTypes))
 	}
-	for _, typ := range testTypes {
-		select {
-		case r := <-chans[typ]:
-			t.Fatalf("%s: up-to-date delta watch answered: %v", typ, r)
-		default:
-		}
-	}
+	noneWaiting(t, chans, testTypes, "up-to-date delta watch answered")
 
 	// A changed endpoint: only its watch answers, with that resource alone.
-	snap2 := makeSnapshot(t, version1)
-	snap2.Resources[types.Endpoint] = cache.NewResources(version2, []types.Resource{makeEndpoint(clusterName, "127.0.0.1", 9090)})
+	snap2 := withNewEndpoint(t)
 	if err := c.SetSnapshot(context.Background(), nodeKey, snap2); err != nil {
 		t.Fatal(err)
 	}
@@ -141,16 +125,7 @@ func TestDeltaFirstWildcardAnsweredEmpty(t *testing.T) {
 
 func TestDeltaRemoveResources(t *testing.T) {
 	c := newCache(t, false)
-	chans := map[string]chan cache.DeltaResponse{}
-	subs := map[string]*stream.Subscription{}
-	for _, typ := range testTypes {
-		chans[typ] = make(chan cache.DeltaResponse, 1)
-		sub := stream.NewDeltaSubscription(nil, nil, nil, true)
-		subs[typ] = &sub
-		if _, err := c.CreateDeltaWatch(deltaReq(typ, ""), sub, chans[typ]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	chans, subs := openDeltaWildcards(t, c)
 	snap := makeSnapshot(t, version1)
 	if err := c.SetSnapshot(context.Background(), nodeKey, snap); err != nil {
 		t.Fatal(err)
@@ -257,11 +232,5 @@ func TestSnapshotCacheDeltaWatchCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(waitShort)
-	for _, typ := range testTypes {
-		select {
-		case r := <-chans[typ]:
-			t.Fatalf("%s: cancelled delta watch answered: %v", typ, r)
-		default:
-		}
-	}
+	noneWaiting(t, chans, testTypes, "cancelled delta watch answered")
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
@@ -65,6 +66,42 @@ func recv[R any](t *testing.T, ch <-chan R, what string) R {
 	}
 	var zero R
 	return zero
+}
+
+// noneWaiting fails if any of the types' channels already holds a response.
+func noneWaiting[R any](t *testing.T, chans map[string]chan R, typs []string, what string) {
+	t.Helper()
+	for _, typ := range typs {
+		select {
+		case r := <-chans[typ]:
+			t.Fatalf("%s: %s: %v", typ, what, r)
+		default:
+		}
+	}
+}
+
+// withNewEndpoint is the fixture snapshot at version1 with the endpoints
+// replaced (port 9090) at version2.
+func withNewEndpoint(t *testing.T) *cache.Snapshot {
+	snap := makeSnapshot(t, version1)
+	snap.Resources[types.Endpoint] = cache.NewResources(version2, []types.Resource{makeEndpoint(clusterName, "127.0.0.1", 9090)})
+	return snap
+}
+
+// openDeltaWildcards opens one wildcard delta watch per test type.
+func openDeltaWildcards(t *testing.T, c cache.SnapshotCache) (map[string]chan cache.DeltaResponse, map[string]*stream.Subscription) {
+	t.Helper()
+	chans := map[string]chan cache.DeltaResponse{}
+	subs := map[string]*stream.Subscription{}
+	for _, typ := range testTypes {
+		chans[typ] = make(chan cache.DeltaResponse, 1)
+		sub := stream.NewDeltaSubscription(nil, nil, nil, true)
+		subs[typ] = &sub
+		if _, err := c.CreateDeltaWatch(deltaReq(typ, ""), sub, chans[typ]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return chans, subs
 }
 
 func noRecv[R any](t *testing.T, ch <-chan R, what string) {
