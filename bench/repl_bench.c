@@ -284,10 +284,12 @@ int main(int argc, char **argv)
     /* 1000 writes (4 MiB of frames) fit the send queue: no back-pressure. */
     burst = run_writes("  async, one 1000-write burst", repl_write, p, 1000, LOCAL_BLOCKS);
     check("drain", mr_repl_wait_synced(p, -1));
+    check("async replication", mr_repl_get_error(p)); /* every timed write was replicated */
     mr_repl_free(p);
     mr_repl_free(s);
     pair("sync", MR_REPL_SYNC, LOCAL_BLOCKS, &p, &s, NULL, NULL);
     sync = run_writes("mr_repl_write sync, loopback", repl_write, p, n, LOCAL_BLOCKS);
+    check("sync replication", mr_repl_get_error(p));
     mr_repl_free(p);
     mr_repl_free(s);
 

@@ -347,6 +347,23 @@ fn set_snapshot_collect_hands_answers_to_the_caller() {
 }
 
 #[test]
+fn answers_collected_by_set_snapshot_wake_a_blocked_next_and_the_fd() {
+    let c = cache();
+    let w = Arc::new(c.watch(queued("n", ENDPOINT_TYPE, "", &["c0"], 1)).unwrap());
+    let fd = w.ready_fd().unwrap();
+    let w2 = w.clone();
+    let blocked = std::thread::spawn(move || w2.next(Wait::from_ms(10_000)).unwrap_err().kind);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !w.is_waiting() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let events = c.set_snapshot_collect("n", Arc::new(fixture(V1)), 4).unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(crate::sys::is_readable(fd, 0), "the watch's fd turns readable");
+    assert_eq!(blocked.join().unwrap(), ErrorKind::Closed, "the blocked next returns at once");
+}
+
+#[test]
 fn queued_watch_answered_at_open_is_taken_with_next_not_queued() {
     let c = cache();
     c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();

@@ -104,7 +104,8 @@ impl Slot {
         }
         if matches!(s.state, State::Waiting) {
             s.state = State::Taken;
-            drop(s);
+            // A thread blocked in `next` or polling the fd learns it is over.
+            self.finish(s, false);
             collect.events.push(ReadyEvent { token: *token, outcome: Ok(response) });
         }
     }

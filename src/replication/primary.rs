@@ -95,8 +95,8 @@ pub(super) struct Shared {
     /// not wake it: one wake-up less per sync write.
     link_changed: Condvar,
     stop: AtomicBool,
-    /// `State::acked`, readable without the lock: a sync writer polls it
-    /// briefly before sleeping (see `wait_acked`).
+    /// `State::acked`, readable without the lock: a sync writer whose
+    /// acknowledgement is already in skips the lock (see `wait_acked`).
     acked_hint: AtomicU64,
 }
 

@@ -301,7 +301,12 @@ fn close_ends_a_sync_write_waiting_for_its_ack() {
         let primary = primary.clone();
         std::thread::spawn(move || primary.write(1, &fill(3, 1)))
     };
-    std::thread::sleep(Duration::from_millis(100));
+    // Close only once the write is really waiting for its acknowledgement.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while primary.stats().unwrap().inflight_writes == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(primary.stats().unwrap().inflight_writes, 1, "the write never went out");
     let started = std::time::Instant::now();
     primary.close();
     let result = writer.join().unwrap();

@@ -27,7 +27,8 @@ const OP_TAG: u64 = 1;
 pub const QUEUE_DEPTH: usize = 32;
 
 pub struct FileIo {
-    // The ring drops (cancel + drain) before the eventfd it polls.
+    // Declared first, so the ring drops before the eventfd it polls;
+    // nothing of ours is in flight then (every call reaps its completions).
     ring: Ring,
     _wake: EventFd,
     fd: RawFd,

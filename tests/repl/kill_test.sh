@@ -40,11 +40,14 @@ for rep in $(seq "$REPS"); do
   kill -9 "$ppid"; wait "$ppid" 2>/dev/null || true; ppid=
   echo "failover $d/acked.log" >&3
   exec 3>&-
+  # A hung failover fails the rep instead of hanging the run.
+  ( sleep 60; kill -9 "$spid" 2>/dev/null ) & watchdog=$!
   if wait "$spid"; then
     passed=$((passed + 1)); echo "ok   rep $rep: $(cat "$d/s.out" | grep verified)"
   else
     failed=$((failed + 1)); echo "FAIL rep $rep:"; cat "$d/s.out" "$d/p.out"
   fi
+  kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null || true
   spid=
   total_acked=$((total_acked + $(wc -l < "$d/acked.log")))
   rm -rf "$d"
