@@ -170,7 +170,9 @@ func TestRuntimeDrivesAGoKind(t *testing.T) {
 	if err := rt.Commit(`{"protocols":[{"name":"src","kind":"src"},{"name":"out","kind":"sink","config":{"v":2}}]}`, CommitSoft); err != nil {
 		t.Fatal(err)
 	}
-	rt.WaitIdle(10 * time.Second)
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	_, shut, reconf, routes, _ := sink.snapshot()
 	if shut != 0 || reconf != 1 || routes != 200 {
 		t.Fatalf("after in-place reconfigure: shutdowns %d reconfigures %d routes %d", shut, reconf, routes)
@@ -182,7 +184,9 @@ func TestRuntimeDrivesAGoKind(t *testing.T) {
 	if err := rt.Commit(`{"protocols":[{"name":"src","kind":"src"},{"name":"out","kind":"sink","config":{"v":3}}]}`, CommitSoft); err != nil {
 		t.Fatal(err)
 	}
-	rt.WaitIdle(10 * time.Second)
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if starts, shut, _, _, _ := sink.snapshot(); shut != 1 || len(starts) != 2 {
 		t.Fatalf("refusal: shutdowns %d starts %v", shut, starts)
 	}
@@ -190,7 +194,9 @@ func TestRuntimeDrivesAGoKind(t *testing.T) {
 	if n, err := rt.Disable("s*"); err != nil || n != 1 { // "src" (the static one went with the v2 commit)
 		t.Fatalf("disable s*: %d %v", n, err)
 	}
-	rt.WaitIdle(10 * time.Second)
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, _, routes, _ := sink.snapshot(); routes != 0 {
 		t.Fatalf("sink still has %d routes after the flush", routes)
 	}

@@ -13,8 +13,6 @@ import (
 )
 
 const (
-	kindSotw      = 1
-	kindDelta     = 2
 	flagHeartbeat = 1
 )
 
@@ -29,7 +27,6 @@ type wireResource struct {
 
 // wireResponse is a decoded mr_cache_watch_next / mr_cache_fetch response.
 type wireResponse struct {
-	kind      byte
 	heartbeat bool
 	version   string
 	typeURL   string
@@ -85,7 +82,7 @@ func decodeResponse(buf []byte) (*wireResponse, error) {
 	if head == nil || string(head[:4]) != "MRX1" {
 		return nil, errMalformed
 	}
-	w := &wireResponse{kind: head[4], heartbeat: head[5]&flagHeartbeat != 0}
+	w := &wireResponse{heartbeat: head[5]&flagHeartbeat != 0}
 	w.version = r.str()
 	w.typeURL = r.str()
 	if n := r.count(20); n > 0 {

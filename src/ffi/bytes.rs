@@ -10,8 +10,7 @@ pub struct mr_bytes {
 }
 
 impl mr_bytes {
-    /// Hands `data` to the caller (used by the bus and cache exports).
-    #[allow(dead_code)]
+    /// Hands `data` to the caller.
     pub(crate) fn from_vec(data: Vec<u8>) -> Self {
         if data.is_empty() {
             return mr_bytes { ptr: std::ptr::null(), len: 0 };

@@ -51,8 +51,12 @@ impl Events {
             self.queue.pop_front();
             self.dropped += 1;
         }
+        // The fd stays readable while events are queued (`pop` clears it
+        // once empty): only the first event needs the write syscall.
+        if self.queue.is_empty() {
+            self.ready.signal();
+        }
         self.queue.push_back(bytes.clone());
-        self.ready.signal();
         bytes
     }
 

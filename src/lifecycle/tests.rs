@@ -115,10 +115,18 @@ fn static_routes_are_fed_to_a_host_protocol_and_flushed_on_disable() {
     assert_eq!(rec.withdrawals.load(SeqCst), 3);
     assert_eq!(routes(&rt, None, Some("s1")).len(), 0);
     assert_eq!(routes(&rt, None, None).len(), 1);
-    // Disabled stays down across commits of the same config.
+    // Disabled stays down across commits: the same config, a changed one
+    // (soft), and a hard commit that restarts every protocol it keeps.
     rt.commit(STATIC_AND_HOST, false).unwrap();
     idle(&rt);
     assert_eq!(state(&rt, "s1"), "down");
+    let changed = STATIC_AND_HOST.replace(r#"{"k":1}"#, r#"{"k":2}"#);
+    rt.commit(&changed, false).unwrap();
+    idle(&rt);
+    assert_eq!(state(&rt, "s1"), "down", "after a changed soft commit");
+    rt.commit(&changed, true).unwrap();
+    idle(&rt);
+    assert_eq!(state(&rt, "s1"), "down", "after a hard commit");
     assert_eq!(rt.enable("s1").unwrap(), 1);
     idle(&rt);
     assert_eq!(state(&rt, "s1"), "up");
