@@ -65,7 +65,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -351,11 +350,11 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 	var n C.size_t
 	var set func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status
 	if s, ok := snap.(*cache.Snapshot); ok && s != nil {
-		h, err := built.handle(s)
+		h, release, err := built.acquire(s)
 		if err != nil {
 			return err
 		}
-		defer runtime.KeepAlive(s) // keeps h alive (builtSnapshots) until the call returned
+		defer release() // h stays valid (and s reachable) until the call returned
 		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
 			return C.mrxds_set_snapshot(ch, cnode, h, &evs[0], setBatch, &n, cerr)
 		}

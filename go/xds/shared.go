@@ -27,73 +27,87 @@ type builtSnapshots struct {
 }
 
 type builtSnapshot struct {
+	// mu is read-held while a SetSnapshot uses h, write-held to replace
+	// it, so a replaced handle is freed at once (no readers can hold it).
+	mu       sync.RWMutex
 	versions []string
 	h        *C.mr_snapshot
-	// older handles of this snapshot, freed with the entry (a concurrent
-	// SetSnapshot may still be using one).
-	retired []*C.mr_snapshot
 }
 
 var built builtSnapshots
 
-// handle returns the library snapshot for s, building it if needed. It
-// stays valid while s is reachable: the caller keeps s alive (KeepAlive)
-// until its cgo call returns.
-func (b *builtSnapshots) handle(s *cache.Snapshot) (*C.mr_snapshot, error) {
+// acquire returns the library snapshot for s, building it if needed, and
+// the function that ends its use (call it once the cgo call returned).
+func (b *builtSnapshots) acquire(s *cache.Snapshot) (*C.mr_snapshot, func(), error) {
 	urls := snapshotTypeURLs(s)
 	versions := make([]string, len(urls))
 	for i, u := range urls {
 		versions[i] = s.GetVersion(u)
 	}
-	key := weak.Make(s)
-	b.mu.Lock()
-	e := b.m[key]
-	if e != nil && slices.Equal(e.versions, versions) {
-		h := e.h
-		b.mu.Unlock()
-		return h, nil
+	e := b.entry(s)
+	e.mu.RLock()
+	if e.h != nil && slices.Equal(e.versions, versions) {
+		return e.h, e.mu.RUnlock, nil
 	}
-	b.mu.Unlock()
+	e.mu.RUnlock()
 
 	bp := packPool.Get().(*[]byte)
 	defer packPool.Put(bp)
 	buf, version, err := packSnapshot((*bp)[:0], s)
 	*bp = buf[:0]
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cversion := cstr(version)
 	var h *C.mr_snapshot
 	var cerr C.mrxds_err
 	if st := C.mrxds_snapshot_packed(cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), &h, &cerr); st != C.MR_OK {
-		return nil, errFromC(st, "set snapshot", &cerr)
+		return nil, nil, errFromC(st, "set snapshot", &cerr)
 	}
+	e.mu.Lock()
+	old := e.h
+	e.versions, e.h = versions, h
+	e.mu.Unlock()
+	if old != nil {
+		C.mr_snapshot_free(old) // no reader: they hold e.mu
+	}
+	e.mu.RLock()
+	return e.h, e.mu.RUnlock, nil
+}
 
+// entry finds or makes the entry of s; a new one is forgotten once s is
+// unreachable.
+func (b *builtSnapshots) entry(s *cache.Snapshot) *builtSnapshot {
+	key := weak.Make(s)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.m == nil {
 		b.m = make(map[weak.Pointer[cache.Snapshot]]*builtSnapshot)
 	}
-	if e = b.m[key]; e == nil {
-		b.m[key] = &builtSnapshot{versions: versions, h: h}
+	e := b.m[key]
+	if e == nil {
+		e = &builtSnapshot{}
+		b.m[key] = e
 		runtime.AddCleanup(s, b.forget, key)
-	} else {
-		e.retired = append(e.retired, e.h)
-		e.versions, e.h = versions, h
 	}
-	return h, nil
+	return e
 }
 
 // forget runs once the snapshot is unreachable: the library keeps its own
-// references for the nodes that use it.
+// references for the nodes that use it. It waits for a SetSnapshot still
+// using the handle (s may be unreachable before that call returns).
 func (b *builtSnapshots) forget(key weak.Pointer[cache.Snapshot]) {
 	b.mu.Lock()
 	e := b.m[key]
 	delete(b.m, key)
 	b.mu.Unlock()
-	if e != nil {
-		for _, h := range append(e.retired, e.h) {
-			C.mr_snapshot_free(h)
-		}
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h != nil {
+		C.mr_snapshot_free(e.h)
+		e.h = nil
 	}
 }
