@@ -101,6 +101,10 @@ pub(crate) struct Parked {
     req: Arc<Req>,
     kind: WatchKind,
     id: u64,
+    /// The generation of the node entry the watch was opened on: a watch
+    /// evaluated while its node was cleared (and made again) must not park
+    /// in the new entry.
+    node_generation: u64,
 }
 
 #[derive(Default)]
@@ -166,10 +170,24 @@ impl Status {
 
 #[derive(Default)]
 struct Node {
+    /// Unique per entry: a cleared node made again gets a new one.
+    generation: u64,
     snapshot: Option<Arc<Snapshot>>,
     /// Present once a watch was opened for the node (as in go-control-plane,
     /// whose status map is filled by watches only).
     status: Option<Status>,
+}
+
+impl Core {
+    /// The node's entry, made with a fresh generation when missing.
+    fn node(&mut self, key: &str) -> &mut Node {
+        if !self.nodes.contains_key(key) {
+            let generation = self.next_id;
+            self.next_id += 1;
+            self.nodes.insert(key.to_string(), Node { generation, ..Default::default() });
+        }
+        self.nodes.get_mut(key).expect("inserted above")
+    }
 }
 
 struct Core {
@@ -230,7 +248,7 @@ impl Shared {
                     p.slot.close(CACHE_CLOSED);
                     continue;
                 }
-                let Some(node) = core.nodes.get_mut(&p.req.node) else {
+                let Some(node) = core.nodes.get_mut(&p.req.node).filter(|n| n.generation == p.node_generation) else {
                     p.slot.close(NODE_CLEARED);
                     continue;
                 };
@@ -404,10 +422,7 @@ impl Cache {
             if core.closed {
                 return Err(Error::closed(CLOSED));
             }
-            if !core.nodes.contains_key(node) {
-                core.nodes.insert(node.to_string(), Node::default());
-            }
-            let entry = core.nodes.get_mut(node).expect("inserted above");
+            let entry = core.node(node);
             let old = entry.snapshot.replace(snapshot.clone());
             // Valid only if no other set_snapshot slipped in between.
             let unchanged = match (&old, &previous, &unchanged) {
@@ -531,7 +546,8 @@ impl Cache {
         }
         let id = core.next_id;
         core.next_id += 1;
-        let node = core.nodes.entry(req.node.clone()).or_default();
+        let node = core.node(&req.node);
+        let node_generation = node.generation;
         let status = node.status.get_or_insert_with(Status::default);
         let now = Some(SystemTime::now());
         match kind {
@@ -546,7 +562,7 @@ impl Cache {
             id,
             kind,
         };
-        let parked = Parked { slot, req, kind, id };
+        let parked = Parked { slot, req, kind, id, node_generation };
         match node.snapshot.as_ref().map(|s| s.view(&parked.req.type_url)) {
             None => {
                 status.park(parked);
