@@ -69,9 +69,12 @@ impl Resource {
 
     /// Same content (name, bytes, TTL), cheaply when shared.
     pub(crate) fn same_as(&self, other: &Resource) -> bool {
+        // A version inherited from `other` (the same Arc) already proved the
+        // bytes equal: no second compare.
+        let inherited = matches!((self.version.get(), other.version.get()), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
         self.name == other.name
             && self.ttl == other.ttl
-            && (Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes[..] == other.bytes[..])
+            && (inherited || Arc::ptr_eq(&self.bytes, &other.bytes) || self.bytes[..] == other.bytes[..])
     }
 }
 
