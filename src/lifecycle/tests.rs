@@ -661,3 +661,50 @@ fn commit_touches_only_changed_protocols_of_many() {
     idle(&rt);
     assert_eq!(rec.count("start"), 201 + 200);
 }
+
+#[test]
+fn commands_waiting_when_the_runtime_closes_return_closed() {
+    /// Start blocks until released, so whatever is queued behind it waits.
+    #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        cv: std::sync::Condvar,
+        entered: AtomicBool,
+    }
+    impl Kind for Gate {
+        fn start(&self, _: &Api, _: &str, _: &ProtoConfig) -> ProtoState {
+            self.entered.store(true, SeqCst);
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.cv.wait(open).unwrap();
+            }
+            ProtoState::Up
+        }
+        fn shutdown(&self, _: &Api, _: &str) -> ProtoState {
+            ProtoState::Down
+        }
+        fn reconfigure(&self, _: &Api, _: &str, _: &ProtoConfig, _: &ProtoConfig) -> bool {
+            true
+        }
+        fn export(&self, _: &Api, _: &str, _: &Export<'_>) {}
+    }
+    let rt = runtime(64);
+    let gate = Arc::new(Gate::default());
+    rt.register_kind("gate", gate.clone()).unwrap();
+    std::thread::scope(|s| {
+        // Two starts queued: the second is never run once the first sees close.
+        let commit = s.spawn(|| rt.commit(r#"{"protocols":[{"name":"a","kind":"gate"},{"name":"b","kind":"gate"}]}"#, false));
+        while !gate.entered.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let closer = s.spawn(|| rt.close());
+        // close() marks the runtime closed at once, then waits for the hook.
+        while rt.show_protocols().is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        *gate.open.lock().unwrap() = true;
+        gate.cv.notify_all();
+        closer.join().unwrap();
+        assert_eq!(commit.join().unwrap().unwrap_err().kind, ErrorKind::Closed, "b never started");
+    });
+}
