@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,8 @@ type recorder struct {
 	withdrawals  int
 	startAnswer  ProtoState
 	agree        bool
-	imports      int // routes Start imports (10.0.x.0/24)
+	imports      int   // routes Start imports (10.0.x.0/24)
+	exportErr    error // the first failed call back from Export
 }
 
 func newRecorder(answer ProtoState) *recorder {
@@ -56,17 +58,30 @@ func (k *recorder) Reconfigure(rt *Runtime, proto string, oldConfig, newConfig j
 
 func (k *recorder) Export(rt *Runtime, proto string, r Route) {
 	// A call back into the runtime from the loop thread must work.
-	if _, err := rt.ShowRoute(r.Prefix, ""); err != nil && !errors.Is(err, ErrClosed) {
-		panic(err)
-	}
+	// Recorded, not panicked: a panic here would only be recovered and
+	// logged on the loop thread (see checkExports).
+	_, err := rt.ShowRoute(r.Prefix, "")
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrClosed) && k.exportErr == nil {
+		k.exportErr = fmt.Errorf("ShowRoute from Export of %s: %w", proto, err)
+	}
 	if r.Withdrawn {
 		k.withdrawals++
 		delete(k.routes, r.Prefix)
 		return
 	}
 	k.routes[r.Prefix] = r
+}
+
+// checkExports fails t if a call back from Export failed (call it after WaitIdle).
+func (k *recorder) checkExports(t *testing.T) {
+	t.Helper()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.exportErr != nil {
+		t.Error(k.exportErr)
+	}
 }
 
 func (k *recorder) snapshot() (starts []string, shutdowns, reconfigures, routes, withdrawals int) {
@@ -200,6 +215,8 @@ func TestRuntimeDrivesAGoKind(t *testing.T) {
 	if _, _, _, routes, _ := sink.snapshot(); routes != 0 {
 		t.Fatalf("sink still has %d routes after the flush", routes)
 	}
+	src.checkExports(t)
+	sink.checkExports(t)
 	if _, err := rt.Enable("nothing"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("enable nothing: %v", err)
 	}
@@ -275,4 +292,123 @@ func TestRuntimeNetmapFromBus(t *testing.T) {
 	if err := json.Unmarshal(r.Attrs, &attrs); err != nil || attrs.Peer != 7 || attrs.Name != "p7" || r.Proto != "nm" {
 		t.Fatalf("route %+v attrs %+v %v", r, attrs, err)
 	}
+	sink.checkExports(t)
+}
+
+// panicky panics in the hooks it is told to; it must cost only its own
+// protocol, not the process.
+type panicky struct {
+	*recorder
+	inStart, inShutdown, inReconfigure, inExport bool
+}
+
+func (k *panicky) Shutdown(rt *Runtime, proto string) ProtoState {
+	if k.inShutdown {
+		panic("shutdown blew up")
+	}
+	return k.recorder.Shutdown(rt, proto)
+}
+
+func (k *panicky) Start(rt *Runtime, proto string, config json.RawMessage) ProtoState {
+	if k.inStart {
+		panic("start blew up")
+	}
+	return k.recorder.Start(rt, proto, config)
+}
+
+func (k *panicky) Reconfigure(rt *Runtime, proto string, oldConfig, newConfig json.RawMessage) bool {
+	if k.inReconfigure {
+		panic("reconfigure blew up")
+	}
+	return k.recorder.Reconfigure(rt, proto, oldConfig, newConfig)
+}
+
+func (k *panicky) Export(rt *Runtime, proto string, r Route) {
+	if k.inExport {
+		panic("export blew up")
+	}
+	k.recorder.Export(rt, proto, r)
+}
+
+func TestRuntimeSurvivesAPanickingKind(t *testing.T) {
+	rt, err := NewRuntime(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	bad := &panicky{recorder: newRecorder(ProtoUp), inStart: true}
+	good := newRecorder(ProtoUp)
+	good.imports = 3
+	if err := rt.RegisterKind("bad", bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RegisterKind("good", good); err != nil {
+		t.Fatal(err)
+	}
+	// b fails each start until the restart limit disables it.
+	if err := rt.Commit(`{"protocols":[{"name":"b","kind":"bad"},{"name":"g","kind":"good"}]}`, CommitSoft); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	view := showProtocols(t, rt)
+	if b := view["b"]; b.State != "down" || !strings.Contains(b.Info, "start blew up") {
+		t.Fatalf("b after a panicking Start: %+v", b)
+	}
+	if g := view["g"]; g.State != "up" || g.Routes != 3 {
+		t.Fatalf("g: %+v", g)
+	}
+	// A panicking Export drops the export; a panicking Reconfigure restarts.
+	bad.mu.Lock()
+	bad.inStart, bad.inExport, bad.inReconfigure = false, true, true
+	bad.mu.Unlock()
+	if err := rt.Commit(`{"protocols":[{"name":"b","kind":"bad","config":{"v":2}},{"name":"g","kind":"good"}]}`, CommitSoft); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Enable("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b := showProtocols(t, rt)["b"]; b.State != "up" {
+		t.Fatalf("b after enable: %+v", b)
+	}
+	if err := rt.Commit(`{"protocols":[{"name":"b","kind":"bad","config":{"v":3}},{"name":"g","kind":"good"}]}`, CommitSoft); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b := showProtocols(t, rt)["b"]; b.State != "up" {
+		t.Fatalf("b after a panicking Reconfigure: %+v", b)
+	}
+	if starts, shut, _, routes, _ := bad.snapshot(); len(starts) < 2 || shut < 1 || routes != 0 {
+		t.Fatalf("bad: starts %v shutdowns %d routes %d (exports should be dropped)", starts, shut, routes)
+	}
+	// A panicking Shutdown still takes it down.
+	bad.mu.Lock()
+	bad.inShutdown = true
+	bad.mu.Unlock()
+	if _, err := rt.Disable("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b := showProtocols(t, rt)["b"]; b.State != "down" || !strings.Contains(b.Info, "shutdown blew up") {
+		t.Fatalf("b after a panicking Shutdown: %+v", b)
+	}
+	// The others keep working.
+	if err := rt.Import("g", "192.0.2.0/24", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.WaitIdle(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if g := showProtocols(t, rt)["g"]; g.State != "up" || g.Routes != 4 {
+		t.Fatalf("g at the end: %+v", g)
+	}
+	good.checkExports(t)
 }

@@ -1396,7 +1396,9 @@ enum mr_status mr_runtime_register_kind(struct mr_runtime *rt, const char *kind,
  (not JSON) or MR_INVALID_ARGUMENT (unknown kind, duplicate name, bad
  prefix, unknown field...; mr_last_error names it) nothing changed.
  Returns once the start/shutdown/reconfigure callbacks it caused have
- run (at once when called from a callback). MR_CLOSED after close.
+ run (at once when called from a callback). MR_CLOSED after close, and
+ also if the runtime is closed before those callbacks have all run (the
+ config is then installed but not necessarily carried out).
  */
 enum mr_status mr_runtime_commit(struct mr_runtime *rt, const char *config_json, uint32_t mode);
 
@@ -1404,7 +1406,9 @@ enum mr_status mr_runtime_commit(struct mr_runtime *rt, const char *config_json,
  Enables the protocols whose names match `pattern` (`*` any run, `?` one
  character) and starts them; also clears a restart-limit disable.
  `*matched` (may be NULL) gets how many matched; MR_NOT_FOUND if none.
- Returns once their start callbacks have run (at once from a callback).
+ Returns once their start callbacks have run (at once from a callback);
+ MR_CLOSED after close, also if the runtime is closed before they have
+ all run (as for mr_runtime_commit; likewise for disable and restart).
  */
 enum mr_status mr_runtime_enable(struct mr_runtime *rt, const char *pattern, size_t *matched);
 

@@ -80,7 +80,9 @@ pub extern "C" fn mr_runtime_register_kind(rt: *mut mr_runtime, kind: *const c_c
 /// (not JSON) or MR_INVALID_ARGUMENT (unknown kind, duplicate name, bad
 /// prefix, unknown field...; mr_last_error names it) nothing changed.
 /// Returns once the start/shutdown/reconfigure callbacks it caused have
-/// run (at once when called from a callback). MR_CLOSED after close.
+/// run (at once when called from a callback). MR_CLOSED after close, and
+/// also if the runtime is closed before those callbacks have all run (the
+/// config is then installed but not necessarily carried out).
 #[no_mangle]
 pub extern "C" fn mr_runtime_commit(rt: *mut mr_runtime, config_json: *const c_char, mode: u32) -> mr_status {
     ffi_status!("mr_runtime_commit", {
@@ -109,7 +111,9 @@ fn command(rt: *mut mr_runtime, pattern: *const c_char, matched: *mut usize, run
 /// Enables the protocols whose names match `pattern` (`*` any run, `?` one
 /// character) and starts them; also clears a restart-limit disable.
 /// `*matched` (may be NULL) gets how many matched; MR_NOT_FOUND if none.
-/// Returns once their start callbacks have run (at once from a callback).
+/// Returns once their start callbacks have run (at once from a callback);
+/// MR_CLOSED after close, also if the runtime is closed before they have
+/// all run (as for mr_runtime_commit; likewise for disable and restart).
 #[no_mangle]
 pub extern "C" fn mr_runtime_enable(rt: *mut mr_runtime, pattern: *const c_char, matched: *mut usize) -> mr_status {
     ffi_status!("mr_runtime_enable", {

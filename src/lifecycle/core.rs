@@ -126,6 +126,9 @@ pub(crate) struct Core {
     pub work: VecDeque<Arc<str>>,
     pub events: Events,
     pub peers: HashMap<i64, Peer>,
+    /// Per prefix, the peers whose AllowedIPs list it; a netmap instance
+    /// routes it with the attrs of the lowest id (see `netmap`).
+    pub advertisers: BTreeMap<Prefix, BTreeSet<i64>>,
     pub publish: bool,
     /// The loop is running an effect or a step with the lock released.
     pub busy: bool,
@@ -157,6 +160,7 @@ impl Core {
             work: VecDeque::new(),
             events,
             peers: HashMap::new(),
+            advertisers: BTreeMap::new(),
             publish: false,
             busy: false,
             loop_asleep: false,

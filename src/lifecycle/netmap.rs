@@ -12,6 +12,7 @@ use super::prefix::Prefix;
 use super::runtime::Api;
 use super::state::ProtoState;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct NetmapKind;
@@ -65,32 +66,61 @@ impl Core {
     }
 
     /// Records a peer change and applies it to every running netmap instance.
+    /// Several peers may list one prefix: the instance's route to it keeps
+    /// the attrs of the lowest such peer id and is withdrawn only once no
+    /// peer lists it any more.
     pub(crate) fn set_peer(&mut self, id: i64, peer: Option<Peer>) {
         let old = match peer {
             Some(p) => self.peers.insert(id, p),
             None => self.peers.remove(&id),
         };
-        let new = self.peers.get(&id).map(|p| (p.prefixes.clone(), p.attrs.clone()));
+        let old_set: BTreeSet<Prefix> = old.map(|p| p.prefixes.into_iter().collect()).unwrap_or_default();
+        let new_set: BTreeSet<Prefix> = self.peers.get(&id).map(|p| p.prefixes.iter().copied().collect()).unwrap_or_default();
+        // (prefix, the peer whose route it should carry now, or None: withdraw)
+        let mut changes: Vec<(Prefix, Option<i64>)> = Vec::new();
+        for prefix in old_set.union(&new_set) {
+            let set = self.advertisers.entry(*prefix).or_default();
+            let before = set.first().copied();
+            if new_set.contains(prefix) {
+                set.insert(id);
+            } else {
+                set.remove(&id);
+            }
+            let after = set.first().copied();
+            if after.is_none() {
+                self.advertisers.remove(prefix);
+            }
+            // Re-import when the winner changed, or is this peer (its attrs may have).
+            if after != before || after == Some(id) {
+                changes.push((*prefix, after));
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
         for name in self.netmap_instances() {
-            if let Some(old) = &old {
-                for prefix in &old.prefixes {
-                    if !new.as_ref().is_some_and(|(n, _)| n.contains(prefix)) {
+            for (prefix, winner) in &changes {
+                match winner {
+                    None => {
                         let _ = self.withdraw(&name, prefix, false);
                     }
-                }
-            }
-            if let Some((prefixes, attrs)) = &new {
-                for prefix in prefixes {
-                    let _ = self.import(&name, *prefix, None, attrs.clone());
+                    Some(w) => {
+                        let attrs = self.peers[w].attrs.clone();
+                        let _ = self.import(&name, *prefix, None, attrs);
+                    }
                 }
             }
         }
     }
 
-    /// Imports every known peer's routes for instance `name`.
+    /// Imports every known peer's routes for instance `name`: per prefix,
+    /// the attrs of the lowest peer id listing it.
     pub(crate) fn netmap_load(&mut self, name: &str) -> crate::error::Result<()> {
-        let routes: Vec<(Prefix, Arc<str>)> =
-            self.peers.values().flat_map(|p| p.prefixes.iter().map(|x| (*x, p.attrs.clone()))).collect();
+        let routes: Vec<(Prefix, Arc<str>)> = self
+            .advertisers
+            .iter()
+            .filter_map(|(prefix, set)| Some((*prefix, self.peers.get(set.first()?)?.attrs.clone())))
+            .collect();
         for (prefix, attrs) in routes {
             self.import(name, prefix, None, attrs)?;
         }

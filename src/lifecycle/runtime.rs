@@ -148,19 +148,24 @@ impl Api {
     }
 
     /// Wakes the loop, then (off the loop thread) waits until it has run
-    /// every effect queued so far.
-    fn kick_and_wait(&self, core: MutexGuard<'_, Core>) {
+    /// every effect queued so far. Closed if the runtime closes first: what
+    /// was asked may then never have been done.
+    fn kick_and_wait(&self, core: MutexGuard<'_, Core>) -> Result<()> {
         let target = core.next_seq;
         self.kick(core);
         if self.on_loop() {
-            return;
+            return Ok(());
         }
         let mut core = self.lock();
-        while !core.closed && !core.finished_before(target) {
+        while !core.finished_before(target) {
+            if core.closed {
+                return Err(Error::closed(CLOSED));
+            }
             core.progress_waiters += 1;
             core = self.progress.wait(core).unwrap_or_else(|p| p.into_inner());
             core.progress_waiters -= 1;
         }
+        Ok(())
     }
 
     /// Runs `f` on the open core, then wakes whoever must hear of it.
@@ -207,6 +212,8 @@ impl Api {
     /// nothing (Parse / InvalidArgument). Cost: protocols whose JSON text
     /// is the one the previous commit applied are recognised by a byte
     /// comparison and not parsed or looked at again (`config::plan`).
+    /// Waits for the hooks it caused (as do enable/disable/restart); Closed
+    /// if the runtime is closed before they have all run.
     pub fn commit(&self, json: &str, hard: bool) -> Result<()> {
         let mut core = self.open()?;
         let plan = {
@@ -214,14 +221,13 @@ impl Api {
             config::plan(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()), &core.applied, &core.config, hard)?
         };
         core.install(plan, hard);
-        self.kick_and_wait(core);
-        Ok(())
+        self.kick_and_wait(core)
     }
 
     fn command(&self, pattern: &str, disable: Option<bool>) -> Result<usize> {
         let mut core = self.open()?;
         let n = core.command(pattern, disable);
-        self.kick_and_wait(core);
+        self.kick_and_wait(core)?;
         if n == 0 {
             return Err(Error::new(ErrorKind::NotFound, format!("no protocol matches {pattern:?}")));
         }

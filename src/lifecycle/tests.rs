@@ -426,6 +426,59 @@ fn netmap_turns_peers_into_routes() {
     bus.apply(br#"{"PeersRemoved":[1]}"#).unwrap();
 }
 
+/// Waits until `check` holds for the routes of `nm` (then for the loop to idle).
+fn wait_netmap(rt: &Runtime, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        idle(rt);
+        let r = routes(rt, None, Some("nm"));
+        if check(&r) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{what}: routes {r:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn netmap_keeps_a_shared_prefix_while_any_peer_lists_it() {
+    let peer_of = |r: &[Value], prefix: &str| -> Option<i64> {
+        r.iter().find(|x| x["prefix"] == prefix).and_then(|x| x["attrs"]["peer"].as_i64())
+    };
+    for round in 0..8 {
+        let bus = crate::bus::Bus::new(Default::default()).unwrap();
+        // Peer 3 is listed first so map order alone would not pick peer 1.
+        bus.apply(br#"{"Peers":[{"ID":3,"AllowedIPs":["10.0.0.0/8","100.64.0.3/32"]},{"ID":1,"AllowedIPs":["10.0.0.0/8"]},{"ID":2,"AllowedIPs":["10.0.0.0/8"]}]}"#)
+            .unwrap();
+        let rt = runtime(64);
+        rt.attach_bus(&bus).unwrap();
+        rt.commit(r#"{"protocols":[{"name":"nm","kind":"netmap"}]}"#, false).unwrap();
+        let r = wait_netmap(&rt, "initial load", |r| r.len() == 2);
+        assert_eq!(peer_of(&r, "10.0.0.0/8"), Some(1), "round {round}: the lowest id wins on load");
+        // Removing the winner keeps the route, now with the next lowest id.
+        bus.apply(br#"{"PeersRemoved":[1]}"#).unwrap();
+        let r = wait_netmap(&rt, "peer 1 removed", |r| peer_of(r, "10.0.0.0/8") != Some(1));
+        assert_eq!(peer_of(&r, "10.0.0.0/8"), Some(2), "round {round}: {r:?}");
+        // Narrowing peer 2's list hands it to peer 3.
+        bus.apply(br#"{"PeersChanged":[{"ID":2,"AllowedIPs":["100.64.0.2/32"]}]}"#).unwrap();
+        let r = wait_netmap(&rt, "peer 2 narrowed", |r| r.len() == 3);
+        assert_eq!(peer_of(&r, "10.0.0.0/8"), Some(3), "round {round}: {r:?}");
+        // A higher id listing it changes nothing; a lower one takes over.
+        bus.apply(br#"{"PeersChanged":[{"ID":4,"AllowedIPs":["10.0.0.0/8"]}]}"#).unwrap();
+        bus.apply(br#"{"PeersChanged":[{"ID":0,"AllowedIPs":["10.0.0.0/8"]}]}"#).unwrap();
+        let r = wait_netmap(&rt, "peer 0 added", |r| peer_of(r, "10.0.0.0/8") == Some(0));
+        assert_eq!(r.len(), 3);
+        // Only once nobody lists it is it withdrawn.
+        bus.apply(br#"{"PeersRemoved":[0,3]}"#).unwrap();
+        let r = wait_netmap(&rt, "peers 0 and 3 removed", |r| peer_of(r, "10.0.0.0/8") != Some(0));
+        assert_eq!(peer_of(&r, "10.0.0.0/8"), Some(4), "round {round}: {r:?}");
+        bus.apply(br#"{"PeersRemoved":[4]}"#).unwrap();
+        let r = wait_netmap(&rt, "peer 4 removed", |r| peer_of(r, "10.0.0.0/8").is_none());
+        assert_eq!(r.len(), 1, "round {round}: only 100.64.0.2/32 is left: {r:?}");
+        rt.close();
+    }
+}
+
 #[test]
 fn close_releases_kinds_on_the_loop_thread() {
     struct Dropped(Arc<AtomicBool>);
@@ -607,4 +660,51 @@ fn commit_touches_only_changed_protocols_of_many() {
     rt.commit(&same, true).unwrap();
     idle(&rt);
     assert_eq!(rec.count("start"), 201 + 200);
+}
+
+#[test]
+fn commands_waiting_when_the_runtime_closes_return_closed() {
+    /// Start blocks until released, so whatever is queued behind it waits.
+    #[derive(Default)]
+    struct Gate {
+        open: Mutex<bool>,
+        cv: std::sync::Condvar,
+        entered: AtomicBool,
+    }
+    impl Kind for Gate {
+        fn start(&self, _: &Api, _: &str, _: &ProtoConfig) -> ProtoState {
+            self.entered.store(true, SeqCst);
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.cv.wait(open).unwrap();
+            }
+            ProtoState::Up
+        }
+        fn shutdown(&self, _: &Api, _: &str) -> ProtoState {
+            ProtoState::Down
+        }
+        fn reconfigure(&self, _: &Api, _: &str, _: &ProtoConfig, _: &ProtoConfig) -> bool {
+            true
+        }
+        fn export(&self, _: &Api, _: &str, _: &Export<'_>) {}
+    }
+    let rt = runtime(64);
+    let gate = Arc::new(Gate::default());
+    rt.register_kind("gate", gate.clone()).unwrap();
+    std::thread::scope(|s| {
+        // Two starts queued: the second is never run once the first sees close.
+        let commit = s.spawn(|| rt.commit(r#"{"protocols":[{"name":"a","kind":"gate"},{"name":"b","kind":"gate"}]}"#, false));
+        while !gate.entered.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let closer = s.spawn(|| rt.close());
+        // close() marks the runtime closed at once, then waits for the hook.
+        while rt.show_protocols().is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        *gate.open.lock().unwrap() = true;
+        gate.cv.notify_all();
+        closer.join().unwrap();
+        assert_eq!(commit.join().unwrap().unwrap_err().kind, ErrorKind::Closed, "b never started");
+    });
 }
