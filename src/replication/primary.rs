@@ -98,6 +98,9 @@ pub(super) struct Shared {
     /// `State::acked`, readable without the lock: a sync writer whose
     /// acknowledgement is already in skips the lock (see `wait_acked`).
     acked_hint: AtomicU64,
+    /// This handle still holds the volume's write path; cleared exactly once
+    /// (see `detach`), so a later replication's hold is never released by us.
+    attached: AtomicBool,
 }
 
 pub struct Primary {
@@ -143,6 +146,7 @@ impl Primary {
             link_changed: Condvar::new(),
             stop: AtomicBool::new(false),
             acked_hint: AtomicU64::new(0),
+            attached: AtomicBool::new(true),
         });
         shared.status.set_stage(Stage::Running);
         let sender = match shared.cfg.ack {
@@ -151,7 +155,7 @@ impl Primary {
                 let worker = shared.clone();
                 let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.send_loop());
                 Some(spawned.map_err(|e| {
-                    shared.vol.detach();
+                    shared.detach();
                     Error::from_io("spawn replication thread", &e)
                 })?)
             }
@@ -284,7 +288,7 @@ impl Primary {
         if let Some(handle) = lock(&self.sender).take() {
             let _ = handle.join();
         }
-        s.vol.detach();
+        s.detach();
     }
 
     pub fn close(&self) {
@@ -303,6 +307,15 @@ impl Drop for Primary {
 }
 
 impl Shared {
+    /// Frees the volume's write path if this handle still holds it. Stop and
+    /// close both end here; only the first call detaches, so closing a
+    /// stopped handle cannot free a hold taken since by another replication.
+    fn detach(&self) {
+        if self.attached.swap(false, Ordering::AcqRel) {
+            self.vol.detach();
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }

@@ -38,6 +38,9 @@ struct Shared {
     changed: Condvar,
     stop: AtomicBool,
     wake: EventFd,
+    /// This handle still holds the volume's write path; cleared exactly once
+    /// (see `detach`), so a later replication's hold is never released by us.
+    attached: AtomicBool,
 }
 
 pub struct Secondary {
@@ -61,6 +64,7 @@ impl Secondary {
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
             wake: EventFd::new()?,
+            attached: AtomicBool::new(true),
         });
         shared.status.set_stage(Stage::Running);
         let worker = shared.clone();
@@ -68,7 +72,7 @@ impl Secondary {
             .name("mr-repl-secondary".into())
             .spawn(move || worker.accept_loop(listener))
             .map_err(|e| {
-                shared.vol.detach();
+                shared.detach();
                 Error::from_io("spawn replication thread", &e)
             })?;
         Ok(Secondary { shared, acceptor: Mutex::new(Some(acceptor)), local })
@@ -127,7 +131,7 @@ impl Secondary {
         self.shutdown_network();
         lock(&s.layers).make_empty();
         s.status.set_stage(Stage::Done);
-        s.vol.detach();
+        s.detach();
         Ok(())
     }
 
@@ -147,7 +151,7 @@ impl Secondary {
             Ok(()) => {
                 s.status.set_stage(Stage::Done);
                 s.status.clear_error();
-                s.vol.detach();
+                s.detach();
                 Ok(())
             }
             Err(e) => {
@@ -209,7 +213,7 @@ impl Secondary {
     pub fn close(&self) {
         if self.shared.status.close() {
             self.shutdown_network();
-            self.shared.vol.detach();
+            self.shared.detach();
         }
     }
 }
@@ -221,6 +225,16 @@ impl Drop for Secondary {
 }
 
 impl Shared {
+    /// Frees the volume's write path if this handle still holds it. Stop,
+    /// failover and close all end here; only the first call detaches, so
+    /// closing a stopped handle cannot free a hold taken since by another
+    /// replication.
+    fn detach(&self) {
+        if self.attached.swap(false, Ordering::AcqRel) {
+            self.vol.detach();
+        }
+    }
+
     fn end_current(&self) {
         let current = lock(&self.link).current.take();
         if let Some((stream, handle)) = current {

@@ -200,6 +200,44 @@ fn second_replication_on_a_volume_is_refused() {
     assert_eq!(p.pvol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State);
 }
 
+/// Stop, then start a new replication on the same volume, then close the
+/// stopped handle: the close must not free the new replication's hold.
+fn restart_then_close_old(mode: Mode, tag: &str) {
+    let (vol, path) = volume(tag);
+    let addr = match mode {
+        Mode::Primary => TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(),
+        Mode::Secondary => "127.0.0.1:0".parse().unwrap(),
+    };
+    let r1 = Replication::start(vol.clone(), addr, cfg(mode, AckMode::Sync)).unwrap();
+    r1.stop().unwrap();
+    let r2 = Replication::start(vol.clone(), addr, cfg(mode, AckMode::Sync)).unwrap();
+    r1.close();
+    drop(r1);
+    assert_eq!(vol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State, "{mode:?}: r2 still owns the volume");
+    r2.close();
+    vol.write(0, &fill(1, 1)).unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn closing_a_stopped_handle_keeps_the_next_replications_hold() {
+    restart_then_close_old(Mode::Primary, "re-p");
+    restart_then_close_old(Mode::Secondary, "re-s");
+}
+
+#[test]
+fn closing_a_failed_over_secondary_keeps_the_next_replications_hold() {
+    let (vol, path) = volume("re-f");
+    let r1 = secondary_on_loopback(&vol);
+    r1.failover().unwrap();
+    let r2 = secondary_on_loopback(&vol);
+    drop(r1);
+    assert_eq!(vol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State);
+    drop(r2);
+    vol.write(0, &fill(1, 1)).unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
 #[test]
 fn corrupt_primary_is_reported_by_the_secondary() {
     let (svol, sp) = volume("fake-p");
