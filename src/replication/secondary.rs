@@ -54,6 +54,9 @@ impl Secondary {
         let listener = TcpListener::bind(listen).map_err(|e| Error::from_io(&format!("listen on {listen}"), &e))?;
         listener.set_nonblocking(true).map_err(|e| Error::from_io("listener setup", &e))?;
         let local = listener.local_addr().map_err(|e| Error::from_io("getsockname", &e))?;
+        let wake = new_wake()?;
+        // Attach after every fallible setup step: an error above must not
+        // leave the volume attached with no handle to detach it.
         vol.attach()?;
         let shared = Arc::new(Shared {
             vol,
@@ -63,7 +66,7 @@ impl Secondary {
             link: Mutex::new(Link::default()),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
-            wake: EventFd::new()?,
+            wake,
             attached: AtomicBool::new(true),
         });
         shared.status.set_stage(Stage::Running);
@@ -222,6 +225,20 @@ impl Drop for Secondary {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: the next `Secondary::start` on this thread fails to create its eventfd.
+    pub(super) static FAIL_EVENTFD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn new_wake() -> Result<EventFd> {
+    #[cfg(test)]
+    if FAIL_EVENTFD.with(|f| f.replace(false)) {
+        return Err(Error::os("eventfd", libc::EMFILE));
+    }
+    EventFd::new()
 }
 
 impl Shared {

@@ -239,6 +239,18 @@ fn closing_a_failed_over_secondary_keeps_the_next_replications_hold() {
 }
 
 #[test]
+fn secondary_start_failing_after_listen_leaves_the_volume_free() {
+    let (vol, path) = volume("evfd");
+    secondary::FAIL_EVENTFD.with(|f| f.set(true));
+    let err = Replication::start(vol.clone(), "127.0.0.1:0".parse().unwrap(), cfg(Mode::Secondary, AckMode::Sync));
+    assert!(err.is_err());
+    vol.write(0, &fill(1, 1)).unwrap();
+    let r = secondary_on_loopback(&vol);
+    r.close();
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
 fn corrupt_primary_is_reported_by_the_secondary() {
     let (svol, sp) = volume("fake-p");
     let secondary = secondary_on_loopback(&svol);
