@@ -41,7 +41,15 @@ struct Shared {
     /// This handle still holds the volume's write path; cleared exactly once
     /// (see `detach`), so a later replication's hold is never released by us.
     attached: AtomicBool,
+    /// Tests: accept fails with EMFILE while set; accept calls made.
+    #[cfg(test)]
+    accept_fault: AtomicBool,
+    #[cfg(test)]
+    accept_attempts: std::sync::atomic::AtomicU64,
 }
+
+/// How long the acceptor pauses after an accept error other than WouldBlock.
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct Secondary {
     shared: Arc<Shared>,
@@ -68,6 +76,10 @@ impl Secondary {
             stop: AtomicBool::new(false),
             wake,
             attached: AtomicBool::new(true),
+            #[cfg(test)]
+            accept_fault: AtomicBool::new(false),
+            #[cfg(test)]
+            accept_attempts: Default::default(),
         });
         shared.status.set_stage(Stage::Running);
         let worker = shared.clone();
@@ -83,6 +95,13 @@ impl Secondary {
 
     pub(super) fn status(&self) -> &Status {
         &self.shared.status
+    }
+
+    /// Tests: make accept fail (EMFILE) or work again; returns the accept calls so far.
+    #[cfg(test)]
+    pub(super) fn accept_fault(&self, fail: bool) -> u64 {
+        self.shared.accept_fault.store(fail, Ordering::Release);
+        self.shared.accept_attempts.load(Ordering::Relaxed)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -270,12 +289,23 @@ impl Shared {
                     return;
                 }
             }
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
+            let stream = match self.accept(&listener) {
+                Ok(stream) => stream,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     self.status.record(Error::from_io("accept", &e));
-                    continue;
+                    // EMFILE, ENFILE, ENOBUFS...: the pending connection
+                    // stays queued and the listener readable, so retrying
+                    // at once would spin. Pause, but end at once if woken.
+                    let pause = Instant::now() + ACCEPT_ERROR_PAUSE;
+                    match sys::wait_readable_or_woken(-1, self.wake.as_raw_fd(), Some(pause)) {
+                        Ok(PollResult::TimedOut) => continue,
+                        Ok(_) => return,
+                        Err(e) => {
+                            self.status.record(e);
+                            return;
+                        }
+                    }
                 }
             };
             // A new primary connection replaces the old one (which may be
@@ -285,13 +315,31 @@ impl Shared {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let Ok(control) = stream.try_clone() else { continue };
+            let control = match stream.try_clone() {
+                Ok(control) => control,
+                Err(e) => {
+                    self.status.record(Error::from_io("replication connection dropped: duplicating its socket", &e));
+                    continue;
+                }
+            };
             let me = self.clone();
             let spawned = std::thread::Builder::new().name("mr-repl-apply".into()).spawn(move || me.serve(stream));
-            if let Ok(handle) = spawned {
-                lock(&self.link).current = Some((control, handle));
+            match spawned {
+                Ok(handle) => lock(&self.link).current = Some((control, handle)),
+                Err(e) => self.status.record(Error::from_io("replication connection dropped: spawning its thread", &e)),
             }
         }
+    }
+
+    fn accept(&self, listener: &TcpListener) -> std::io::Result<TcpStream> {
+        #[cfg(test)]
+        {
+            self.accept_attempts.fetch_add(1, Ordering::Relaxed);
+            if self.accept_fault.load(Ordering::Acquire) {
+                return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+            }
+        }
+        listener.accept().map(|(stream, _)| stream)
     }
 
     fn set_connected(&self, connected: bool) {

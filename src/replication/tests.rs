@@ -251,6 +251,29 @@ fn secondary_start_failing_after_listen_leaves_the_volume_free() {
 }
 
 #[test]
+fn failing_accept_pauses_instead_of_spinning() {
+    let (vol, path) = volume("emfile");
+    let r = secondary_on_loopback(&vol);
+    let Replication::Secondary(s) = &r else { unreachable!() };
+    let before = s.accept_fault(true);
+    // A pending connection keeps the listener readable while accept fails.
+    let _client = TcpStream::connect(r.local_addr().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(350));
+    let attempts = s.accept_fault(false) - before;
+    assert!((1..=6).contains(&attempts), "{attempts} accept calls in 350 ms");
+    let e = r.take_error().unwrap_err();
+    assert!(e.kind == ErrorKind::Io && e.message.contains("accept"), "{e:?}");
+    // Close wakes the pause at once.
+    s.accept_fault(true);
+    let _client2 = TcpStream::connect(r.local_addr().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let t = std::time::Instant::now();
+    r.close();
+    assert!(t.elapsed() < Duration::from_millis(80), "close took {:?}", t.elapsed());
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
 fn corrupt_primary_is_reported_by_the_secondary() {
     let (svol, sp) = volume("fake-p");
     let secondary = secondary_on_loopback(&svol);
