@@ -517,16 +517,19 @@ impl Shared {
         while !self.stopping() {
             match self.connect() {
                 Ok(stream) => {
-                    backoff = Duration::from_millis(20);
-                    self.run_link(stream);
+                    // Only a link that proved itself resets the backoff: one
+                    // that dies right after the handshake must not make us
+                    // reconnect in a tight loop.
+                    let up = Instant::now();
+                    if self.run_link(stream) || up.elapsed() >= self.cfg.peer_timeout {
+                        backoff = Duration::from_millis(20);
+                    }
                 }
-                Err(e) => {
-                    self.status.record(e);
-                    let st = lock(&self.state);
-                    let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
+                Err(e) => self.status.record(e),
             }
+            let st = lock(&self.state);
+            let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -548,8 +551,10 @@ impl Shared {
         }
     }
 
-    fn run_link(self: &Arc<Self>, stream: TcpStream) {
-        let Ok(read_half) = stream.try_clone() else { return };
+    /// Serves one connected link until it goes down; true if it got as far
+    /// as sending the whole resync.
+    fn run_link(self: &Arc<Self>, stream: TcpStream) -> bool {
+        let read_half = stream.try_clone();
         let generation = {
             let mut tx = lock(&self.send);
             let mut st = lock(&self.state);
@@ -564,14 +569,26 @@ impl Shared {
             st.generation
         };
         self.changed.notify_all();
-        let reader = {
+        let reader = read_half.map_err(|e| Error::from_io("replication link: duplicating the socket", &e)).and_then(|read_half| {
             let me = self.clone();
-            std::thread::Builder::new().name("mr-repl-acks".into()).spawn(move || me.read_acks(read_half, generation))
+            std::thread::Builder::new()
+                .name("mr-repl-acks".into())
+                .spawn(move || me.read_acks(read_half, generation))
+                .map_err(|e| Error::from_io("replication link: spawning the acknowledgement reader", &e))
+        });
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                self.end_link(generation, e);
+                return false;
+            }
         };
+        let mut resynced = false;
         if self.resync(generation) {
             let mut st = lock(&self.state);
             if st.generation == generation {
                 st.resynced = true;
+                resynced = true;
             }
             drop(st);
             self.changed.notify_all();
@@ -594,6 +611,14 @@ impl Shared {
                 self.link_down(generation, e);
             }
         }
+        self.end_link(generation, Error::new(ErrorKind::Io, "replication link closed"));
+        let _ = reader.join();
+        resynced
+    }
+
+    /// Closes the current link and marks it down (recording `error` unless
+    /// the link was already down or we are stopping).
+    fn end_link(&self, generation: u64, error: Error) {
         let mut tx = lock(&self.send);
         if let Some(link) = tx.link.take() {
             let _ = link.shutdown(Shutdown::Both);
@@ -601,10 +626,7 @@ impl Shared {
         tx.queue.clear();
         drop(tx);
         self.room.notify_all();
-        self.link_down(generation, Error::new(ErrorKind::Io, "replication link closed"));
-        if let Ok(reader) = reader {
-            let _ = reader.join();
-        }
+        self.link_down(generation, error);
     }
 
     /// Sends every block dirty when the link came up (unless a newer write

@@ -274,6 +274,32 @@ fn failing_accept_pauses_instead_of_spinning() {
 }
 
 #[test]
+fn a_link_dying_after_the_handshake_is_retried_with_backoff() {
+    let (pvol, pp) = volume("flap");
+    // A secondary that welcomes the primary and hangs up at once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = conns.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = read_msg(&mut stream);
+            let mut out = Vec::new();
+            encode(&Msg::Welcome, &mut out);
+            let _ = stream.write_all(&out);
+        }
+    });
+    let primary = Replication::start(pvol.clone(), addr, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    primary.close();
+    let n = conns.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=45).contains(&n), "{n} connections in 600 ms");
+    let _ = std::fs::remove_file(pp);
+}
+
+#[test]
 fn corrupt_primary_is_reported_by_the_secondary() {
     let (svol, sp) = volume("fake-p");
     let secondary = secondary_on_loopback(&svol);
