@@ -153,6 +153,8 @@ impl Secondary {
         self.shutdown_network();
         lock(&s.layers).make_empty();
         s.status.set_stage(Stage::Done);
+        // As Primary::stop and a successful failover: a clean stop leaves no error.
+        s.status.clear_error();
         s.detach();
         Ok(())
     }

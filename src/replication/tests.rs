@@ -300,6 +300,25 @@ fn a_link_dying_after_the_handshake_is_retried_with_backoff() {
 }
 
 #[test]
+fn a_clean_stop_clears_the_stored_error_on_both_sides() {
+    let (pvol, pp) = volume("stop-err-p");
+    let (svol, sp) = volume("stop-err-s");
+    let secondary = secondary_on_loopback(&svol);
+    let Replication::Secondary(s) = &secondary else { unreachable!() };
+    s.accept_fault(true);
+    let _client = TcpStream::connect(secondary.local_addr().unwrap()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let primary = Replication::start(pvol.clone(), port, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    primary.write(0, &fill(1, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for r in [&primary, &secondary] {
+        r.stop().unwrap();
+        assert_eq!(r.take_error().unwrap_err().kind, ErrorKind::State, "{:?}: no error after a clean stop", r.mode());
+    }
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}
+
+#[test]
 fn corrupt_primary_is_reported_by_the_secondary() {
     let (svol, sp) = volume("fake-p");
     let secondary = secondary_on_loopback(&svol);
