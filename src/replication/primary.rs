@@ -98,6 +98,9 @@ pub(super) struct Shared {
     /// `State::acked`, readable without the lock: a sync writer whose
     /// acknowledgement is already in skips the lock (see `wait_acked`).
     acked_hint: AtomicU64,
+    /// This handle still holds the volume's write path; cleared exactly once
+    /// (see `detach`), so a later replication's hold is never released by us.
+    attached: AtomicBool,
 }
 
 pub struct Primary {
@@ -143,6 +146,7 @@ impl Primary {
             link_changed: Condvar::new(),
             stop: AtomicBool::new(false),
             acked_hint: AtomicU64::new(0),
+            attached: AtomicBool::new(true),
         });
         shared.status.set_stage(Stage::Running);
         let sender = match shared.cfg.ack {
@@ -151,7 +155,7 @@ impl Primary {
                 let worker = shared.clone();
                 let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.send_loop());
                 Some(spawned.map_err(|e| {
-                    shared.vol.detach();
+                    shared.detach();
                     Error::from_io("spawn replication thread", &e)
                 })?)
             }
@@ -284,7 +288,7 @@ impl Primary {
         if let Some(handle) = lock(&self.sender).take() {
             let _ = handle.join();
         }
-        s.vol.detach();
+        s.detach();
     }
 
     pub fn close(&self) {
@@ -303,6 +307,15 @@ impl Drop for Primary {
 }
 
 impl Shared {
+    /// Frees the volume's write path if this handle still holds it. Stop and
+    /// close both end here; only the first call detaches, so closing a
+    /// stopped handle cannot free a hold taken since by another replication.
+    fn detach(&self) {
+        if self.attached.swap(false, Ordering::AcqRel) {
+            self.vol.detach();
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -504,16 +517,19 @@ impl Shared {
         while !self.stopping() {
             match self.connect() {
                 Ok(stream) => {
-                    backoff = Duration::from_millis(20);
-                    self.run_link(stream);
+                    // Only a link that proved itself resets the backoff: one
+                    // that dies right after the handshake must not make us
+                    // reconnect in a tight loop.
+                    let up = Instant::now();
+                    if self.run_link(stream) || up.elapsed() >= self.cfg.peer_timeout {
+                        backoff = Duration::from_millis(20);
+                    }
                 }
-                Err(e) => {
-                    self.status.record(e);
-                    let st = lock(&self.state);
-                    let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
+                Err(e) => self.status.record(e),
             }
+            let st = lock(&self.state);
+            let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -535,8 +551,10 @@ impl Shared {
         }
     }
 
-    fn run_link(self: &Arc<Self>, stream: TcpStream) {
-        let Ok(read_half) = stream.try_clone() else { return };
+    /// Serves one connected link until it goes down; true if it got as far
+    /// as sending the whole resync.
+    fn run_link(self: &Arc<Self>, stream: TcpStream) -> bool {
+        let read_half = stream.try_clone();
         let generation = {
             let mut tx = lock(&self.send);
             let mut st = lock(&self.state);
@@ -551,14 +569,26 @@ impl Shared {
             st.generation
         };
         self.changed.notify_all();
-        let reader = {
+        let reader = read_half.map_err(|e| Error::from_io("replication link: duplicating the socket", &e)).and_then(|read_half| {
             let me = self.clone();
-            std::thread::Builder::new().name("mr-repl-acks".into()).spawn(move || me.read_acks(read_half, generation))
+            std::thread::Builder::new()
+                .name("mr-repl-acks".into())
+                .spawn(move || me.read_acks(read_half, generation))
+                .map_err(|e| Error::from_io("replication link: spawning the acknowledgement reader", &e))
+        });
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                self.end_link(generation, e);
+                return false;
+            }
         };
+        let mut resynced = false;
         if self.resync(generation) {
             let mut st = lock(&self.state);
             if st.generation == generation {
                 st.resynced = true;
+                resynced = true;
             }
             drop(st);
             self.changed.notify_all();
@@ -581,6 +611,14 @@ impl Shared {
                 self.link_down(generation, e);
             }
         }
+        self.end_link(generation, Error::new(ErrorKind::Io, "replication link closed"));
+        let _ = reader.join();
+        resynced
+    }
+
+    /// Closes the current link and marks it down (recording `error` unless
+    /// the link was already down or we are stopping).
+    fn end_link(&self, generation: u64, error: Error) {
         let mut tx = lock(&self.send);
         if let Some(link) = tx.link.take() {
             let _ = link.shutdown(Shutdown::Both);
@@ -588,10 +626,7 @@ impl Shared {
         tx.queue.clear();
         drop(tx);
         self.room.notify_all();
-        self.link_down(generation, Error::new(ErrorKind::Io, "replication link closed"));
-        if let Ok(reader) = reader {
-            let _ = reader.join();
-        }
+        self.link_down(generation, error);
     }
 
     /// Sends every block dirty when the link came up (unless a newer write

@@ -38,7 +38,18 @@ struct Shared {
     changed: Condvar,
     stop: AtomicBool,
     wake: EventFd,
+    /// This handle still holds the volume's write path; cleared exactly once
+    /// (see `detach`), so a later replication's hold is never released by us.
+    attached: AtomicBool,
+    /// Tests: accept fails with EMFILE while set; accept calls made.
+    #[cfg(test)]
+    accept_fault: AtomicBool,
+    #[cfg(test)]
+    accept_attempts: std::sync::atomic::AtomicU64,
 }
+
+/// How long the acceptor pauses after an accept error other than WouldBlock.
+const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct Secondary {
     shared: Arc<Shared>,
@@ -51,6 +62,9 @@ impl Secondary {
         let listener = TcpListener::bind(listen).map_err(|e| Error::from_io(&format!("listen on {listen}"), &e))?;
         listener.set_nonblocking(true).map_err(|e| Error::from_io("listener setup", &e))?;
         let local = listener.local_addr().map_err(|e| Error::from_io("getsockname", &e))?;
+        let wake = new_wake()?;
+        // Attach after every fallible setup step: an error above must not
+        // leave the volume attached with no handle to detach it.
         vol.attach()?;
         let shared = Arc::new(Shared {
             vol,
@@ -60,7 +74,12 @@ impl Secondary {
             link: Mutex::new(Link::default()),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
-            wake: EventFd::new()?,
+            wake,
+            attached: AtomicBool::new(true),
+            #[cfg(test)]
+            accept_fault: AtomicBool::new(false),
+            #[cfg(test)]
+            accept_attempts: Default::default(),
         });
         shared.status.set_stage(Stage::Running);
         let worker = shared.clone();
@@ -68,7 +87,7 @@ impl Secondary {
             .name("mr-repl-secondary".into())
             .spawn(move || worker.accept_loop(listener))
             .map_err(|e| {
-                shared.vol.detach();
+                shared.detach();
                 Error::from_io("spawn replication thread", &e)
             })?;
         Ok(Secondary { shared, acceptor: Mutex::new(Some(acceptor)), local })
@@ -76,6 +95,13 @@ impl Secondary {
 
     pub(super) fn status(&self) -> &Status {
         &self.shared.status
+    }
+
+    /// Tests: make accept fail (EMFILE) or work again; returns the accept calls so far.
+    #[cfg(test)]
+    pub(super) fn accept_fault(&self, fail: bool) -> u64 {
+        self.shared.accept_fault.store(fail, Ordering::Release);
+        self.shared.accept_attempts.load(Ordering::Relaxed)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -127,7 +153,9 @@ impl Secondary {
         self.shutdown_network();
         lock(&s.layers).make_empty();
         s.status.set_stage(Stage::Done);
-        s.vol.detach();
+        // As Primary::stop and a successful failover: a clean stop leaves no error.
+        s.status.clear_error();
+        s.detach();
         Ok(())
     }
 
@@ -147,7 +175,7 @@ impl Secondary {
             Ok(()) => {
                 s.status.set_stage(Stage::Done);
                 s.status.clear_error();
-                s.vol.detach();
+                s.detach();
                 Ok(())
             }
             Err(e) => {
@@ -209,7 +237,7 @@ impl Secondary {
     pub fn close(&self) {
         if self.shared.status.close() {
             self.shutdown_network();
-            self.shared.vol.detach();
+            self.shared.detach();
         }
     }
 }
@@ -220,7 +248,31 @@ impl Drop for Secondary {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the next `Secondary::start` on this thread fails to create its eventfd.
+    pub(super) static FAIL_EVENTFD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn new_wake() -> Result<EventFd> {
+    #[cfg(test)]
+    if FAIL_EVENTFD.with(|f| f.replace(false)) {
+        return Err(Error::os("eventfd", libc::EMFILE));
+    }
+    EventFd::new()
+}
+
 impl Shared {
+    /// Frees the volume's write path if this handle still holds it. Stop,
+    /// failover and close all end here; only the first call detaches, so
+    /// closing a stopped handle cannot free a hold taken since by another
+    /// replication.
+    fn detach(&self) {
+        if self.attached.swap(false, Ordering::AcqRel) {
+            self.vol.detach();
+        }
+    }
+
     fn end_current(&self) {
         let current = lock(&self.link).current.take();
         if let Some((stream, handle)) = current {
@@ -239,12 +291,23 @@ impl Shared {
                     return;
                 }
             }
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
+            let stream = match self.accept(&listener) {
+                Ok(stream) => stream,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     self.status.record(Error::from_io("accept", &e));
-                    continue;
+                    // EMFILE, ENFILE, ENOBUFS...: the pending connection
+                    // stays queued and the listener readable, so retrying
+                    // at once would spin. Pause, but end at once if woken.
+                    let pause = Instant::now() + ACCEPT_ERROR_PAUSE;
+                    match sys::wait_readable_or_woken(-1, self.wake.as_raw_fd(), Some(pause)) {
+                        Ok(PollResult::TimedOut) => continue,
+                        Ok(_) => return,
+                        Err(e) => {
+                            self.status.record(e);
+                            return;
+                        }
+                    }
                 }
             };
             // A new primary connection replaces the old one (which may be
@@ -254,13 +317,31 @@ impl Shared {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let Ok(control) = stream.try_clone() else { continue };
+            let control = match stream.try_clone() {
+                Ok(control) => control,
+                Err(e) => {
+                    self.status.record(Error::from_io("replication connection dropped: duplicating its socket", &e));
+                    continue;
+                }
+            };
             let me = self.clone();
             let spawned = std::thread::Builder::new().name("mr-repl-apply".into()).spawn(move || me.serve(stream));
-            if let Ok(handle) = spawned {
-                lock(&self.link).current = Some((control, handle));
+            match spawned {
+                Ok(handle) => lock(&self.link).current = Some((control, handle)),
+                Err(e) => self.status.record(Error::from_io("replication connection dropped: spawning its thread", &e)),
             }
         }
+    }
+
+    fn accept(&self, listener: &TcpListener) -> std::io::Result<TcpStream> {
+        #[cfg(test)]
+        {
+            self.accept_attempts.fetch_add(1, Ordering::Relaxed);
+            if self.accept_fault.load(Ordering::Acquire) {
+                return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+            }
+        }
+        listener.accept().map(|(stream, _)| stream)
     }
 
     fn set_connected(&self, connected: bool) {

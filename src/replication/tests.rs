@@ -200,6 +200,124 @@ fn second_replication_on_a_volume_is_refused() {
     assert_eq!(p.pvol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State);
 }
 
+/// Stop, then start a new replication on the same volume, then close the
+/// stopped handle: the close must not free the new replication's hold.
+fn restart_then_close_old(mode: Mode, tag: &str) {
+    let (vol, path) = volume(tag);
+    let addr = match mode {
+        Mode::Primary => TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(),
+        Mode::Secondary => "127.0.0.1:0".parse().unwrap(),
+    };
+    let r1 = Replication::start(vol.clone(), addr, cfg(mode, AckMode::Sync)).unwrap();
+    r1.stop().unwrap();
+    let r2 = Replication::start(vol.clone(), addr, cfg(mode, AckMode::Sync)).unwrap();
+    r1.close();
+    drop(r1);
+    assert_eq!(vol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State, "{mode:?}: r2 still owns the volume");
+    r2.close();
+    vol.write(0, &fill(1, 1)).unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn closing_a_stopped_handle_keeps_the_next_replications_hold() {
+    restart_then_close_old(Mode::Primary, "re-p");
+    restart_then_close_old(Mode::Secondary, "re-s");
+}
+
+#[test]
+fn closing_a_failed_over_secondary_keeps_the_next_replications_hold() {
+    let (vol, path) = volume("re-f");
+    let r1 = secondary_on_loopback(&vol);
+    r1.failover().unwrap();
+    let r2 = secondary_on_loopback(&vol);
+    drop(r1);
+    assert_eq!(vol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State);
+    drop(r2);
+    vol.write(0, &fill(1, 1)).unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn secondary_start_failing_after_listen_leaves_the_volume_free() {
+    let (vol, path) = volume("evfd");
+    secondary::FAIL_EVENTFD.with(|f| f.set(true));
+    let err = Replication::start(vol.clone(), "127.0.0.1:0".parse().unwrap(), cfg(Mode::Secondary, AckMode::Sync));
+    assert!(err.is_err());
+    vol.write(0, &fill(1, 1)).unwrap();
+    let r = secondary_on_loopback(&vol);
+    r.close();
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn failing_accept_pauses_instead_of_spinning() {
+    let (vol, path) = volume("emfile");
+    let r = secondary_on_loopback(&vol);
+    let Replication::Secondary(s) = &r else { unreachable!() };
+    let before = s.accept_fault(true);
+    // A pending connection keeps the listener readable while accept fails.
+    let _client = TcpStream::connect(r.local_addr().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(350));
+    let attempts = s.accept_fault(false) - before;
+    assert!((1..=6).contains(&attempts), "{attempts} accept calls in 350 ms");
+    let e = r.take_error().unwrap_err();
+    assert!(e.kind == ErrorKind::Io && e.message.contains("accept"), "{e:?}");
+    // Close wakes the pause at once.
+    s.accept_fault(true);
+    let _client2 = TcpStream::connect(r.local_addr().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let t = std::time::Instant::now();
+    r.close();
+    assert!(t.elapsed() < Duration::from_millis(80), "close took {:?}", t.elapsed());
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_link_dying_after_the_handshake_is_retried_with_backoff() {
+    let (pvol, pp) = volume("flap");
+    // A secondary that welcomes the primary and hangs up at once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = conns.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = read_msg(&mut stream);
+            let mut out = Vec::new();
+            encode(&Msg::Welcome, &mut out);
+            let _ = stream.write_all(&out);
+        }
+    });
+    let primary = Replication::start(pvol.clone(), addr, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    primary.close();
+    let n = conns.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=45).contains(&n), "{n} connections in 600 ms");
+    let _ = std::fs::remove_file(pp);
+}
+
+#[test]
+fn a_clean_stop_clears_the_stored_error_on_both_sides() {
+    let (pvol, pp) = volume("stop-err-p");
+    let (svol, sp) = volume("stop-err-s");
+    let secondary = secondary_on_loopback(&svol);
+    let Replication::Secondary(s) = &secondary else { unreachable!() };
+    s.accept_fault(true);
+    let _client = TcpStream::connect(secondary.local_addr().unwrap()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let primary = Replication::start(pvol.clone(), port, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    primary.write(0, &fill(1, 1)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for r in [&primary, &secondary] {
+        r.stop().unwrap();
+        assert_eq!(r.take_error().unwrap_err().kind, ErrorKind::State, "{:?}: no error after a clean stop", r.mode());
+    }
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}
+
 #[test]
 fn corrupt_primary_is_reported_by_the_secondary() {
     let (svol, sp) = volume("fake-p");
