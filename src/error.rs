@@ -18,6 +18,8 @@ pub enum ErrorKind {
     State,
     UpToDate,
     NoMemory,
+    /// A library thread panicked (a bug); the handle is shut down.
+    Panic,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

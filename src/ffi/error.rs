@@ -59,6 +59,7 @@ impl From<ErrorKind> for mr_status {
             ErrorKind::State => mr_status::MR_STATE,
             ErrorKind::UpToDate => mr_status::MR_UP_TO_DATE,
             ErrorKind::NoMemory => mr_status::MR_NO_MEMORY,
+            ErrorKind::Panic => mr_status::MR_PANIC,
         }
     }
 }

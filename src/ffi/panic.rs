@@ -54,11 +54,7 @@ pub(crate) fn boundary<R: PanicValue>(export: &'static str, body: impl FnOnce() 
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => value,
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = crate::sync::fault::panic_message(&*payload);
             ::log::error!("{export}: internal panic: {what}");
             set_last_error(export, mr_status::MR_PANIC, format!("internal panic: {what}").into(), 0);
             R::on_panic()

@@ -23,6 +23,16 @@ pub(crate) enum Effect {
     Publish(Arc<[u8]>),
 }
 
+impl Effect {
+    /// The protocol whose hook this calls (None: a bus publication).
+    pub fn protocol(&self) -> Option<&Arc<str>> {
+        match self {
+            Effect::Start { name, .. } | Effect::Shutdown { name, .. } | Effect::Reconfigure { name, .. } => Some(name),
+            Effect::Publish(_) => None,
+        }
+    }
+}
+
 /// The next thing the loop runs: an effect or a (coalesced) export.
 pub(crate) enum Job {
     Effect(Effect),
@@ -122,6 +132,11 @@ pub(crate) struct Core {
     pub next_seq: u64,
     /// The position the loop is running with the lock released.
     pub running: Option<u64>,
+    /// The protocol whose hook is running (with the lock released).
+    pub running_effect: Option<Arc<str>>,
+    /// The earliest queue position the loop discarded when it stopped
+    /// (close): work at or after it never ran.
+    pub discarded_from: Option<u64>,
     /// Names with a feed or flush in progress, served round-robin.
     pub work: VecDeque<Arc<str>>,
     pub events: Events,
@@ -157,6 +172,8 @@ impl Core {
             exports: ExportQueue::default(),
             next_seq: 0,
             running: None,
+            running_effect: None,
+            discarded_from: None,
             work: VecDeque::new(),
             events,
             peers: HashMap::new(),
@@ -218,6 +235,8 @@ impl Core {
 
     fn create(&mut self, cfg: Arc<ProtoConfig>, disabled: bool) -> Result<()> {
         let kind = self.kinds.get(&*cfg.kind).cloned().ok_or_else(|| Error::invalid(format!("unknown kind {:?}", cfg.kind)))?;
+        // Its table exists while it does (`drop_unused_tables` keeps it).
+        self.tables.entry(cfg.table.clone()).or_default();
         let gen = self.next_gen;
         self.next_gen += 1;
         let name = cfg.name.clone();
@@ -478,9 +497,9 @@ impl Core {
     /// whose text changed and those dropped: every other one is what the
     /// previous commit applied, so it has nothing to do (the configuration
     /// an instance is heading for only ever comes from commits).
-    pub fn install(&mut self, mut plan: Plan, hard: bool) {
+    pub fn install(&mut self, mut plan: Plan, hard: bool) -> Vec<Arc<str>> {
         if plan.same_text && !hard {
-            return;
+            return Vec::new();
         }
         let config = std::mem::take(&mut plan.config);
         for t in &config.tables {
@@ -495,6 +514,13 @@ impl Core {
             let wanted: std::collections::HashSet<&str> = config.protocols.iter().map(|p| &*p.name).collect();
             self.protos.keys().filter(|n| !wanted.contains(&***n)).cloned().collect()
         };
+        let todo: Vec<Arc<ProtoConfig>> = if incremental { plan.changed.clone() } else { config.protocols.clone() };
+        // The new configuration is current before any instance moves: a
+        // protocol removed below drops the tables nobody uses any more, and
+        // the tables the new configuration names must count as used then.
+        self.applied.record(plan, &config);
+        self.config = config;
+        let mut touched = Vec::with_capacity(gone.len() + todo.len());
         for name in gone {
             let Some(inst) = self.protos.get_mut(&name) else { continue };
             if inst.reconfiguring && inst.next.is_none() {
@@ -504,12 +530,13 @@ impl Core {
             inst.next = None;
             inst.pending = None;
             inst.info = "removed by commit".into();
+            touched.push(name.clone());
             self.rethink(&name);
         }
-        let todo = if incremental { &plan.changed } else { &config.protocols };
-        for nc in todo {
+        for nc in &todo {
             let Some(inst) = self.protos.get_mut(&nc.name) else {
                 self.create(nc.clone(), nc.disabled).expect("kind checked");
+                touched.push(nc.name.clone());
                 self.rethink(&nc.name);
                 continue;
             };
@@ -521,6 +548,7 @@ impl Core {
             if !hard && latest.as_deref() == Some(&**nc) {
                 continue; // unchanged: nothing to do, whatever its state
             }
+            touched.push(nc.name.clone());
             let in_place = !hard
                 && !inst.reconfiguring
                 && inst.ps != ProtoState::Down
@@ -533,9 +561,22 @@ impl Core {
                 self.restart_with(&nc.name, nc.clone(), disabled);
             }
         }
-        self.applied.record(plan, &config);
-        self.config = config;
         self.drop_unused_tables();
+        touched
+    }
+
+    /// Whether the runtime still owes `name` a hook call it decided on:
+    /// one queued (or running), or a start that follows the flush now in
+    /// progress (a restart, or a replacement after a commit). A protocol
+    /// that is itself slow to report its state owes nothing.
+    pub fn owes_hook(&self, name: &str) -> bool {
+        let queued = |e: &Effect| e.protocol().is_some_and(|n| &**n == name);
+        if self.running_effect.as_deref() == Some(name) || self.effects.iter().any(|(_, e)| queued(e)) {
+            return true;
+        }
+        let Some(inst) = self.protos.get(name) else { return false };
+        let start_follows = if inst.reconfiguring { inst.next.as_ref().is_some_and(|(_, disabled)| !disabled) } else { !inst.disabled };
+        inst.cs == CoreState::Flushing && inst.ps == ProtoState::Down && start_follows
     }
 
     /// Shuts `name` down and brings `cfg` up in its place.
@@ -558,8 +599,8 @@ impl Core {
     }
 
     /// enable (`Some(false)`), disable (`Some(true)`) or restart (`None`)
-    /// every instance whose name matches `pattern`; the number matched.
-    pub fn command(&mut self, pattern: &str, disable: Option<bool>) -> usize {
+    /// every instance whose name matches `pattern`; the names matched.
+    pub fn command(&mut self, pattern: &str, disable: Option<bool>) -> Vec<Arc<str>> {
         let names: Vec<Arc<str>> = self.protos.keys().filter(|n| super::pattern::matches(pattern, n)).cloned().collect();
         for name in &names {
             let inst = self.protos.get_mut(name).expect("present");
@@ -587,7 +628,7 @@ impl Core {
             }
             self.rethink(name);
         }
-        names.len()
+        names
     }
 }
 

@@ -46,7 +46,17 @@ impl Events {
     }
 
     fn push(&mut self, value: Value) -> Arc<[u8]> {
-        let bytes: Arc<[u8]> = json!({ "Protocol": value }).to_string().into_bytes().into();
+        self.push_object(json!({ "Protocol": value }))
+    }
+
+    /// `{"Runtime":{"state":"panicked","reason":...}}`: the runtime shut
+    /// down after a panic on one of its threads.
+    pub fn push_runtime_panic(&mut self, reason: &str) -> Arc<[u8]> {
+        self.push_object(json!({ "Runtime": { "state": "panicked", "reason": reason } }))
+    }
+
+    fn push_object(&mut self, object: Value) -> Arc<[u8]> {
+        let bytes: Arc<[u8]> = object.to_string().into_bytes().into();
         if self.queue.len() == self.cap {
             self.queue.pop_front();
             self.dropped += 1;

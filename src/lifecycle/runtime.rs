@@ -19,12 +19,13 @@ use super::prefix::Prefix;
 use super::state::{CoreState, ProtoState};
 use crate::bus::{Bus, BusLink, Watcher, WATCH_INITIAL_STATUS, WATCH_PEER_CHANGES};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sync::Wait;
+use crate::sync::{Fault, Wait};
 use crate::sys::EventFd;
 use serde_json::{json, Value};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex as CoreMutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,10 @@ struct BusAttachment {
 /// The shared part of a runtime: every method is thread-safe. Protocol
 /// hooks receive `&Api` to call back in.
 pub struct Api {
-    core: Mutex<Core>,
+    /// A fair mutex: between two feed or flush steps the loop hands the
+    /// lock to a host call that waits for it (`MutexGuard::bump`), so no
+    /// call waits longer than one step however large the table.
+    core: CoreMutex<Core>,
     /// Wakes the loop.
     wake: Condvar,
     /// Signalled whenever the loop finishes an effect or goes idle.
@@ -106,6 +110,9 @@ pub struct Api {
     max_step_ns: AtomicU64,
     feed_steps: AtomicU64,
     flush_steps: AtomicU64,
+    /// Set when the loop (or the bus thread) panicked: every call then
+    /// fails with Panic and this reason.
+    fault: Fault,
 }
 
 const CLOSED: &str = "runtime is closed";
@@ -130,16 +137,22 @@ fn attrs_arg(text: Option<&str>) -> Result<Arc<str>> {
 
 impl Api {
     fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+        self.core.lock()
     }
 
-    /// The core, or Closed.
+    /// The core, or Closed (Panic with the reason after a loop panic).
     fn open(&self) -> Result<MutexGuard<'_, Core>> {
         let core = self.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.closed_error());
         }
         Ok(core)
+    }
+
+    /// Why a closed runtime refuses work: closed by the host, or shut down
+    /// by a panic on one of its threads.
+    fn closed_error(&self) -> Error {
+        self.fault.check().err().unwrap_or_else(|| Error::closed(CLOSED))
     }
 
     /// Whether the caller is this runtime's loop thread (a protocol hook).
@@ -148,24 +161,35 @@ impl Api {
     }
 
     /// Wakes the loop, then (off the loop thread) waits until it has run
-    /// every effect queued so far. Closed if the runtime closes first: what
-    /// was asked may then never have been done.
-    fn kick_and_wait(&self, core: MutexGuard<'_, Core>) -> Result<()> {
-        let target = core.next_seq;
+    /// every effect queued so far and every hook those cause in turn for
+    /// the protocols in `touched` (the start after a restart's shutdown and
+    /// flush, say). Closed if the runtime closes before all of that ran:
+    /// what was asked may then never have been done.
+    fn kick_and_wait(&self, core: MutexGuard<'_, Core>, touched: &[Arc<str>]) -> Result<()> {
+        let mut target = core.next_seq;
         self.kick(core);
         if self.on_loop() {
             return Ok(());
         }
         let mut core = self.lock();
-        while !core.finished_before(target) {
+        loop {
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                if core.discarded_from.is_some_and(|d| d < target) || touched.iter().any(|n| core.owes_hook(n)) {
+                    return Err(self.closed_error());
+                }
+                if core.running.is_none() {
+                    return Ok(());
+                }
+            } else if core.finished_before(target) {
+                if !touched.iter().any(|n| core.owes_hook(n)) {
+                    return Ok(());
+                }
+                target = core.next_seq;
             }
             core.progress_waiters += 1;
-            core = self.progress.wait(core).unwrap_or_else(|p| p.into_inner());
+            self.progress.wait(&mut core);
             core.progress_waiters -= 1;
         }
-        Ok(())
     }
 
     /// Runs `f` on the open core, then wakes whoever must hear of it.
@@ -220,14 +244,15 @@ impl Api {
             let kinds = &core.kinds;
             config::plan(json, &|k| kinds.get_key_value(k).map(|(name, _)| name.clone()), &core.applied, &core.config, hard)?
         };
-        core.install(plan, hard);
-        self.kick_and_wait(core)
+        let touched = core.install(plan, hard);
+        self.kick_and_wait(core, &touched)
     }
 
     fn command(&self, pattern: &str, disable: Option<bool>) -> Result<usize> {
         let mut core = self.open()?;
-        let n = core.command(pattern, disable);
-        self.kick_and_wait(core)?;
+        let touched = core.command(pattern, disable);
+        let n = touched.len();
+        self.kick_and_wait(core, &touched)?;
         if n == 0 {
             return Err(Error::new(ErrorKind::NotFound, format!("no protocol matches {pattern:?}")));
         }
@@ -336,11 +361,16 @@ impl Api {
         let deadline = wait.deadline();
         let mut core = self.lock();
         loop {
-            if core.closed {
+            // After a panic the events up to it (the panic's own last) are
+            // still delivered; after a plain close nothing is.
+            if core.closed && !self.fault.is_set() {
                 return Err(Error::closed(CLOSED));
             }
             if let Some(e) = core.events.pop() {
                 return Ok(e);
+            }
+            if core.closed {
+                return Err(self.closed_error());
             }
             core = self.sleep(Sleeper::Event, core, wait, deadline, "no event pending")?;
         }
@@ -374,10 +404,12 @@ impl Api {
             Sleeper::Event => (&self.event, |c| &mut c.event_waiters),
         };
         *count(&mut core) += 1;
-        core = match timeout {
-            None => cv.wait(core).unwrap_or_else(|p| p.into_inner()),
-            Some(t) => cv.wait_timeout(core, t).unwrap_or_else(|p| p.into_inner()).0,
-        };
+        match timeout {
+            None => cv.wait(&mut core),
+            Some(t) => {
+                cv.wait_for(&mut core, t);
+            }
+        }
         *count(&mut core) -= 1;
         Ok(core)
     }
@@ -402,7 +434,7 @@ impl Api {
             }
             core = self.sleep(Sleeper::Progress, core, wait, deadline, "the runtime is still busy")?;
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                return Err(self.closed_error());
             }
         }
     }
@@ -425,9 +457,11 @@ impl Api {
         std::thread::Builder::new()
             .name("meshring-rt-bus".into())
             .spawn(move || {
-                while let Ok(message) = watcher.next(Wait::Forever) {
-                    api.apply_notify(&message);
-                }
+                crate::sync::fault::guard("lifecycle runtime bus thread", &api.fault, || api.panicked(), || {
+                    while let Ok(message) = watcher.next(Wait::Forever) {
+                        api.apply_notify(&message);
+                    }
+                });
             })
             .map_err(|e| Error::from_io("spawning the bus thread", &e))
     }
@@ -478,6 +512,29 @@ impl Api {
         self.wake.notify_all();
         self.progress.notify_all();
         self.event.notify_all();
+    }
+
+    /// After a panic on one of the runtime's threads (already recorded in
+    /// `fault`): queues a `{"Runtime":{"state":"panicked","reason":..}}`
+    /// event, then shuts the runtime as `close` does. What is left: the
+    /// protocols' hooks are never called again (the loop is gone; a
+    /// protocol whose hook was running when the panic hit is not told),
+    /// every call returns Panic with the reason, `next_event` still hands
+    /// out the events queued up to the panic and this one; free as usual.
+    fn panicked(&self) {
+        let reason = self.fault.reason().map(|r| r.to_string()).unwrap_or_default();
+        {
+            let mut core = self.lock();
+            core.events.push_runtime_panic(&reason);
+            let first = [core.running, core.effects.front().map(|(s, _)| *s), core.exports.front_seq()].into_iter().flatten().min();
+            if first.is_some() {
+                core.discarded_from = core.discarded_from.into_iter().chain(first).min();
+            }
+            core.running = None;
+            core.running_effect = None;
+            core.busy = false;
+        }
+        self.shut();
     }
 
     /// Runs one effect or export with the lock released for the protocol call.
@@ -635,8 +692,12 @@ impl Api {
                 if let Some((seq, job)) = core.next_job() {
                     core.busy = true;
                     core.running = Some(seq);
+                    if let Job::Effect(e) = &job {
+                        core.running_effect = e.protocol().cloned();
+                    }
                     core = self.run_job(core, job);
                     core.running = None;
+                    core.running_effect = None;
                     core.busy = false;
                     burst += 1;
                     if core.progress_waiters > 0 {
@@ -653,16 +714,24 @@ impl Api {
                 if core.progress_waiters > 0 {
                     self.progress.notify_all();
                 }
+                // A flush step keeps the lock throughout (a feed step lets
+                // it go while it delivers): hand it to any host call that
+                // waits, so none waits longer than one step.
+                MutexGuard::bump(&mut core);
                 continue;
             }
             if core.progress_waiters > 0 {
                 self.progress.notify_all();
             }
             core.loop_asleep = true;
-            core = self.wake.wait(core).unwrap_or_else(|p| p.into_inner());
+            self.wake.wait(&mut core);
             core.loop_asleep = false;
         }
         // Closed: release every protocol kind here, on the loop thread.
+        let first = core.effects.front().map(|(s, _)| *s).into_iter().chain(core.exports.front_seq()).min();
+        if first.is_some() {
+            core.discarded_from = core.discarded_from.into_iter().chain(first).min();
+        }
         let kinds = std::mem::take(&mut core.kinds);
         let protos = std::mem::take(&mut core.protos);
         core.effects.clear();
@@ -699,7 +768,7 @@ impl Runtime {
         core.kinds.insert(STATIC_KIND.into(), Arc::new(super::static_proto::StaticKind));
         core.kinds.insert(NETMAP_KIND.into(), Arc::new(super::netmap::NetmapKind));
         let api = Arc::new(Api {
-            core: Mutex::new(core),
+            core: CoreMutex::new(core),
             wake: Condvar::new(),
             progress: Condvar::new(),
             event: Condvar::new(),
@@ -709,6 +778,7 @@ impl Runtime {
             max_step_ns: AtomicU64::new(0),
             feed_steps: AtomicU64::new(0),
             flush_steps: AtomicU64::new(0),
+            fault: Fault::new(),
         });
         let runner = api.clone();
         let thread = std::thread::Builder::new()
@@ -716,11 +786,8 @@ impl Runtime {
             .spawn(move || {
                 LOOP_OF.with(|l| l.set(Arc::as_ptr(&runner) as usize));
                 // A panic (a bug) must not leave callers waiting for a loop
-                // that is gone: the runtime closes instead.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run_loop())).is_err() {
-                    log::error!("lifecycle runtime loop panicked; the runtime is closed");
-                    runner.shut();
-                }
+                // that is gone: the runtime shuts down and says why.
+                crate::sync::fault::guard("lifecycle runtime loop", &runner.fault, || runner.panicked(), || runner.run_loop());
             })
             .map_err(|e| Error::from_io("spawning the runtime loop", &e))?;
         Ok(Runtime { api, threads: Mutex::new(vec![thread]) })

@@ -708,3 +708,163 @@ fn commands_waiting_when_the_runtime_closes_return_closed() {
         assert_eq!(commit.join().unwrap().unwrap_err().kind, ErrorKind::Closed, "b never started");
     });
 }
+
+#[test]
+fn a_commit_that_replaces_the_tables_keeps_the_new_protocols_table() {
+    let rt = runtime(64);
+    rt.commit(r#"{"tables":["b"],"protocols":[{"name":"h","kind":"static","disabled":true}]}"#, false).unwrap();
+    idle(&rt);
+    // h is removed (it is down, so at once) while x, in the new table c, is
+    // made: c must not be dropped as unused in between.
+    rt.commit(r#"{"tables":["c"],"protocols":[{"name":"x","kind":"static","routes":[{"prefix":"198.18.0.0/24"}]}]}"#, false)
+        .unwrap();
+    idle(&rt);
+    assert_eq!(state(&rt, "x"), "up");
+    assert_eq!(rt.show_protocol("h").unwrap_err().kind, ErrorKind::NotFound);
+    let r = routes(&rt, None, None);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0]["table"].as_str(), r[0]["proto"].as_str()), (Some("c"), Some("x")));
+    // And back, hard, into a table of the same name as before.
+    rt.commit(r#"{"tables":["b"],"protocols":[{"name":"x","kind":"static","routes":[{"prefix":"198.18.1.0/24"}]}]}"#, true)
+        .unwrap();
+    idle(&rt);
+    let r = routes(&rt, None, None);
+    assert_eq!((r.len(), r[0]["table"].as_str()), (1, Some("b")), "{r:?}");
+}
+
+/// A kind whose hooks panic (a stand-in for a bug on the loop thread).
+struct Bomb;
+impl Kind for Bomb {
+    fn start(&self, _: &Api, proto: &str, _: &ProtoConfig) -> ProtoState {
+        panic!("bomb {proto} went off");
+    }
+    fn shutdown(&self, _: &Api, _: &str) -> ProtoState {
+        ProtoState::Down
+    }
+    fn reconfigure(&self, _: &Api, _: &str, _: &ProtoConfig, _: &ProtoConfig) -> bool {
+        true
+    }
+    fn export(&self, _: &Api, _: &str, _: &Export<'_>) {}
+}
+
+#[test]
+fn a_panic_on_the_loop_thread_is_reported_with_its_reason_and_an_event() {
+    let rt = runtime(64);
+    rt.register_kind("bomb", Arc::new(Bomb)).unwrap();
+    let e = rt.commit(r#"{"protocols":[{"name":"s","kind":"static"},{"name":"b","kind":"bomb"},{"name":"t","kind":"static"}]}"#, false)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+    assert!(e.message.contains("bomb b went off"), "{e}");
+    // Every later call says the same, not Closed.
+    for e in [rt.show_protocols().unwrap_err(), rt.commit("{}", false).unwrap_err(), rt.enable("*").unwrap_err()] {
+        assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+        assert!(e.message.contains("lifecycle runtime loop panicked: bomb b went off"), "{e}");
+    }
+    assert_eq!(rt.wait_idle(Wait::from_ms(1000)).unwrap_err().kind, ErrorKind::Panic);
+    // The event fd is readable; the events up to the panic are delivered,
+    // the last one saying what happened; then Panic.
+    let mut pfd = libc::pollfd { fd: rt.event_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1);
+    let mut last = None;
+    let end = loop {
+        match rt.next_event(Wait::Never) {
+            Ok(ev) => last = Some(ev),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(end.kind, ErrorKind::Panic);
+    let last: Value = serde_json::from_slice(&last.expect("events")).unwrap();
+    assert_eq!(last["Runtime"]["state"], "panicked", "{last}");
+    assert!(last["Runtime"]["reason"].as_str().unwrap().contains("bomb b went off"), "{last}");
+    rt.close();
+    assert_eq!(rt.show_protocols().unwrap_err().kind, ErrorKind::Panic, "close keeps the reason");
+}
+
+#[test]
+fn a_restart_commit_returns_after_the_new_start_ran() {
+    const N: usize = 20_000;
+    let rt = runtime(256);
+    let rec = Recorder::new();
+    rec.start_imports.store(N, SeqCst);
+    rt.register_kind("rec", rec.clone()).unwrap();
+    rt.commit(r#"{"protocols":[{"name":"a","kind":"rec","config":1}]}"#, false).unwrap();
+    assert_eq!(rec.count("start a"), 1, "the first start ran before commit returned");
+    // Hard: shutdown, a flush of N routes, then the start of the new one.
+    rt.commit(r#"{"protocols":[{"name":"a","kind":"rec","config":1}]}"#, true).unwrap();
+    assert_eq!(rec.calls(), ["start a 1", "shutdown a", "start a 1"].map(String::from), "commit returned too early");
+    // Soft, refused reconfiguration: the same.
+    rt.commit(r#"{"protocols":[{"name":"a","kind":"rec","config":2}]}"#, false).unwrap();
+    assert_eq!(rec.calls()[3..], ["reconfigure a 2", "shutdown a", "start a 2"].map(String::from), "commit returned too early");
+    // restart: shutdown, flush, start.
+    assert_eq!(rt.restart("a").unwrap(), 1);
+    assert_eq!(rec.calls()[6..], ["shutdown a", "start a 2"].map(String::from), "restart returned too early");
+    idle(&rt);
+    assert_eq!(routes(&rt, None, Some("a")).len(), N);
+}
+
+/// Closes its runtime from inside `start` (as a C host may with
+/// `mr_runtime_close`).
+struct Closer(Mutex<std::sync::Weak<Runtime>>);
+impl Kind for Closer {
+    fn start(&self, _: &Api, _: &str, _: &ProtoConfig) -> ProtoState {
+        if let Some(rt) = self.0.lock().unwrap().upgrade() {
+            rt.close();
+        }
+        ProtoState::Up
+    }
+    fn shutdown(&self, _: &Api, _: &str) -> ProtoState {
+        ProtoState::Down
+    }
+    fn reconfigure(&self, _: &Api, _: &str, _: &ProtoConfig, _: &ProtoConfig) -> bool {
+        true
+    }
+    fn export(&self, _: &Api, _: &str, _: &Export<'_>) {}
+}
+
+#[test]
+fn a_commit_whose_start_hook_closes_the_runtime_returns_closed() {
+    for _ in 0..200 {
+        let rt = Arc::new(runtime(64));
+        let rec = Recorder::new();
+        let closer = Arc::new(Closer(Mutex::new(Arc::downgrade(&rt))));
+        rt.register_kind("closer", closer).unwrap();
+        rt.register_kind("rec", rec.clone()).unwrap();
+        let r = rt.commit(r#"{"protocols":[{"name":"a","kind":"closer"},{"name":"b","kind":"rec"}]}"#, false);
+        assert_eq!(r.unwrap_err().kind, ErrorKind::Closed, "b never started: {:?}", rec.calls());
+        assert_eq!(rec.count("start"), 0);
+    }
+}
+
+#[test]
+fn a_big_flush_lets_other_calls_in_between_its_steps() {
+    const N: usize = 200_000;
+    let rt = runtime(2048);
+    let rec = Recorder::new();
+    rec.start_imports.store(N, SeqCst);
+    rt.register_kind("rec", rec.clone()).unwrap();
+    rt.commit(r#"{"protocols":[{"name":"big","kind":"rec"}]}"#, false).unwrap();
+    idle(&rt);
+    // Nobody listens, so the flush delivers nothing and (before the steps
+    // handed the lock over) held it from the first route to the last: a
+    // reader saw N routes or none, never a flush in progress.
+    let partial = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut partial = 0;
+            loop {
+                let p = rt.show_protocol("big").unwrap();
+                let n = p["routes"].as_u64().unwrap() as usize;
+                if n > 0 && n < N {
+                    partial += 1;
+                }
+                if p["state"] == "down" {
+                    return partial;
+                }
+            }
+        });
+        assert_eq!(rt.disable("big").unwrap(), 1);
+        reader.join().unwrap()
+    });
+    assert!(partial > 0, "no call got in while {N} routes were flushed");
+    assert_eq!(routes(&rt, None, None).len(), 0);
+}
