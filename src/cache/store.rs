@@ -6,9 +6,9 @@ use super::eval::{self, Req, WatchRequest};
 use super::ready::{Collected, ReadyEvent, ReadyQueue};
 use super::response::Response;
 use super::snapshot::{Snapshot, TypeView};
-use super::watch::{CacheWatch, Slot, WatchKind, CACHE_CLOSED, CANCELLED, NODE_CLEARED};
+use super::watch::{CacheWatch, Slot, WatchKind, CACHE_CLOSED, CANCELLED, NODE_CLEARED, PANICKED};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sync::Wait;
+use crate::sync::{Fault, Wait};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -194,6 +194,11 @@ struct Core {
     nodes: HashMap<String, Node>,
     closed: bool,
     next_id: u64,
+    /// Calls holding watches taken out of the index (to answer or end them
+    /// with the lock released). The ready queue reports Closed only once
+    /// the cache is closed and none is left, so every event such a call
+    /// queues comes before it.
+    holders: usize,
 }
 
 pub(crate) struct Shared {
@@ -203,11 +208,27 @@ pub(crate) struct Shared {
     config: CacheConfig,
     /// Where queued watches report (`take_ready`).
     ready: Arc<ReadyQueue>,
+    /// Set if the heartbeat thread panicked: calls then fail with Panic.
+    fault: Fault,
+    #[cfg(test)]
+    pub(crate) panic_next_heartbeat: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closed, or Panic with the reason after a heartbeat-thread panic.
+    fn closed_error(&self) -> Error {
+        self.fault.check().err().unwrap_or_else(|| Error::closed(CLOSED))
+    }
+
+    /// Counts the caller as holding watches out of the index until the
+    /// returned guard drops (see `Core::holders`).
+    fn hold<'a>(&'a self, core: &mut Core) -> Holding<'a> {
+        core.holders += 1;
+        Holding(self)
     }
 
     fn full_state(&self, type_url: &str) -> bool {
@@ -286,18 +307,25 @@ impl Shared {
             }
         }
         core.nodes.clear();
+        // Also when another close took every slot first: the queue closes
+        // when the last holder is done, after each closed event.
+        let holding = self.hold(&mut core);
         drop(core);
         self.wake.notify_all();
+        let why = if self.fault.is_set() { PANICKED } else { CACHE_CLOSED };
         for slot in slots {
-            slot.close(CACHE_CLOSED);
+            slot.close(why);
         }
-        // After the slots: their closed events are queued before Closed.
-        self.ready.close();
+        drop(holding);
     }
 
     /// One heartbeat round: SOTW watches covering TTL'd resources are
     /// answered with those resources (flagged) and leave the index.
     fn heartbeat_round(&self) {
+        #[cfg(test)]
+        if self.panic_next_heartbeat.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("heartbeat test panic");
+        }
         let mut due = Vec::new();
         let mut core = self.lock();
         for node in core.nodes.values_mut() {
@@ -321,9 +349,26 @@ impl Shared {
                 }
             }
         }
+        let holding = self.hold(&mut core);
         drop(core);
         for (p, view) in due {
             p.slot.deliver(eval::heartbeat(&p.req, &view));
+        }
+        drop(holding);
+    }
+}
+
+/// See `Shared::hold`.
+struct Holding<'a>(&'a Shared);
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let mut core = self.0.lock();
+        core.holders -= 1;
+        let last = core.closed && core.holders == 0;
+        drop(core);
+        if last {
+            self.0.ready.close();
         }
     }
 }
@@ -359,7 +404,7 @@ impl<'a> Unchanged<'a> {
 /// The snapshot cache (go-control-plane `SnapshotCache` semantics over
 /// opaque resources). Thread-safe; share it by reference or in an `Arc`.
 pub struct Cache {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 const CLOSED: &str = "cache is closed";
@@ -371,10 +416,13 @@ impl Cache {
         }
         let interval = config.heartbeat_interval;
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core { nodes: HashMap::new(), closed: false, next_id: 1 }),
+            core: Mutex::new(Core { nodes: HashMap::new(), closed: false, next_id: 1, holders: 0 }),
             wake: Condvar::new(),
             config,
             ready: Arc::new(ReadyQueue::default()),
+            fault: Fault::new(),
+            #[cfg(test)]
+            panic_next_heartbeat: Default::default(),
         });
         if let Some(interval) = interval {
             spawn_heartbeats(Arc::downgrade(&shared), interval)?;
@@ -405,7 +453,7 @@ impl Cache {
         let previous = {
             let core = self.shared.lock();
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                return Err(self.shared.closed_error());
             }
             core.nodes.get(node).and_then(|n| n.snapshot.clone())
         };
@@ -417,11 +465,12 @@ impl Cache {
             Unchanged::between(previous, &snapshot)
         });
         let mut pending = Vec::new();
-        {
+        let holding = {
             let mut core = self.shared.lock();
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                return Err(self.shared.closed_error());
             }
+            let holding = self.shared.hold(&mut core);
             let entry = core.node(node);
             let old = entry.snapshot.replace(snapshot.clone());
             // Valid only if no other set_snapshot slipped in between.
@@ -444,12 +493,14 @@ impl Cache {
                     pending.extend(status.take_type(&type_url).into_iter().map(|p| (p, view.clone())));
                 }
             }
-        }
+            holding
+        };
         pending.sort_by(|(a, _), (b, _)| {
             (type_rank(&a.req.type_url), &a.req.type_url, a.id).cmp(&(type_rank(&b.req.type_url), &b.req.type_url, b.id))
         });
         let mut collected = Collected::with_room(collect);
         self.shared.settle(pending, &mut collected);
+        drop(holding);
         Ok(collected.events)
     }
 
@@ -457,7 +508,7 @@ impl Cache {
     pub fn get_snapshot(&self, node: &str) -> Result<Arc<Snapshot>> {
         let core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         core.nodes
             .get(node)
@@ -470,18 +521,20 @@ impl Cache {
     /// pull API would turn into a watch that never answers. Unknown nodes
     /// are a no-op. Closed after `close`.
     pub fn clear_snapshot(&self, node: &str) -> Result<()> {
-        let removed = {
+        let (removed, holding) = {
             let mut core = self.shared.lock();
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                return Err(self.shared.closed_error());
             }
-            core.nodes.remove(node)
+            let holding = self.shared.hold(&mut core);
+            (core.nodes.remove(node), holding)
         };
         if let Some(mut status) = removed.and_then(|n| n.status) {
             for p in status.take_all() {
                 p.slot.close(NODE_CLEARED);
             }
         }
+        drop(holding);
         Ok(())
     }
 
@@ -490,7 +543,7 @@ impl Cache {
     pub fn status(&self, node: &str) -> Result<StatusInfo> {
         let core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         let status = core
             .nodes
@@ -511,7 +564,7 @@ impl Cache {
     pub fn status_keys(&self) -> Result<Vec<String>> {
         let core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         let mut keys: Vec<String> = core.nodes.iter().filter(|(_, n)| n.status.is_some()).map(|(k, _)| k.clone()).collect();
         keys.sort();
@@ -537,12 +590,12 @@ impl Cache {
         if request.type_url.is_empty() {
             return Err(Error::invalid("type URL is empty"));
         }
-        let queue = request.queue_token.map(|token| (self.shared.ready.clone(), token));
+        let queue = request.queue_token.map(|token| (Arc::downgrade(&self.shared.ready), token));
         let req = Arc::new(Req::new(request, kind == WatchKind::Delta));
         let slot = Arc::new(Slot::new(queue));
         let mut core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         let id = core.next_id;
         core.next_id += 1;
@@ -587,7 +640,7 @@ impl Cache {
         let snapshot = {
             let core = self.shared.lock();
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                return Err(self.shared.closed_error());
             }
             core.nodes.get(&req.node).and_then(|n| n.snapshot.clone())
         }
@@ -606,7 +659,7 @@ impl Cache {
     /// A queued watch whose answer was already there when `watch` /
     /// `delta_watch` returned is not reported: take it with `next`.
     pub fn take_ready(&self, wait: Wait, max: usize) -> Result<Vec<ReadyEvent>> {
-        self.shared.ready.take(wait, max)
+        self.shared.ready.take(wait, max).map_err(|e| if e.kind == ErrorKind::Closed { self.shared.closed_error() } else { e })
     }
 
     /// Readable while `take_ready` would not block (made on first use).
@@ -648,7 +701,10 @@ fn spawn_heartbeats(shared: Weak<Shared>, interval: Duration) -> Result<()> {
                     core = shared.wake.wait_timeout(core, next - now).unwrap_or_else(|p| p.into_inner()).0;
                 }
                 drop(core);
-                shared.heartbeat_round();
+                // A panic in a round (a bug) closes the cache with the reason.
+                if !crate::sync::fault::guard("cache heartbeat thread", &shared.fault, || shared.close(), || shared.heartbeat_round()) {
+                    return;
+                }
                 let now = Instant::now();
                 next = if next + interval > now { next + interval } else { now + interval };
             }

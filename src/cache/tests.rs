@@ -923,3 +923,66 @@ fn explicit_empty_sotw_subscription_is_not_wildcard() {
     assert!(got(&legacy).is_some(), "a legacy empty request is wildcard: answered with the endpoints");
     assert!(got(&explicit).is_none(), "an explicit empty subscription asks for nothing");
 }
+
+#[test]
+fn an_untaken_queued_event_is_freed_with_the_cache() {
+    let c = cache();
+    let w = c.watch(queued("n", CLUSTER_TYPE, "", &[], 1)).unwrap();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let slot = Arc::downgrade(&w.slot);
+    drop(w);
+    // The queue holds the answered watch until its event is taken; nobody
+    // takes it, and the cache goes away.
+    drop(c);
+    assert!(slot.upgrade().is_none(), "the ready queue and the watch keep each other alive");
+}
+
+#[test]
+fn concurrent_closes_report_every_queued_watch_once() {
+    const WATCHES: u64 = 16;
+    for round in 0..500 {
+        let c = cache();
+        let ws: Vec<CacheWatch> = (0..WATCHES).map(|i| c.watch(queued("n", CLUSTER_TYPE, "", &[], i)).unwrap()).collect();
+        // A host thread blocked in take_ready hears Closed only after every
+        // watch's closed event.
+        let mut seen = std::thread::scope(|s| {
+            let taker = s.spawn(|| {
+                let mut seen = Vec::new();
+                loop {
+                    match c.take_ready(Wait::Forever, 64) {
+                        Ok(events) => seen.extend(events.into_iter().map(|e| (e.token, e.outcome.unwrap_err()))),
+                        Err(e) => {
+                            assert_eq!(e.kind, ErrorKind::Closed, "round {round}: {e}");
+                            return seen;
+                        }
+                    }
+                }
+            });
+            let a = s.spawn(|| c.close());
+            let b = s.spawn(|| c.close());
+            a.join().unwrap();
+            b.join().unwrap();
+            taker.join().unwrap()
+        });
+        seen.sort();
+        assert_eq!(seen.len() as u64, WATCHES, "round {round}: every watch reports closed once: {seen:?}");
+        assert!(seen.iter().enumerate().all(|(i, (t, why))| *t == i as u64 && *why == watch::CACHE_CLOSED), "round {round}: {seen:?}");
+        drop(ws);
+    }
+}
+
+#[test]
+fn a_heartbeat_thread_panic_is_reported_as_panic() {
+    let c = Cache::new(CacheConfig { heartbeat_interval: Some(Duration::from_millis(5)), ..Default::default() }).unwrap();
+    let w = c.watch(queued("n", CLUSTER_TYPE, "", &[], 9)).unwrap();
+    c.shared.panic_next_heartbeat.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The queue wakes with the watch's end, then the cache's reason.
+    let ev = c.take_ready(Wait::from_ms(10_000), 8).unwrap();
+    assert_eq!((ev.len(), ev[0].token, ev[0].outcome.as_ref().unwrap_err()), (1, 9, &watch::PANICKED));
+    let e = c.take_ready(Wait::from_ms(10_000), 8).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+    assert!(e.message.contains("cache heartbeat thread panicked: heartbeat test panic"), "{e}");
+    assert_eq!(c.get_snapshot("n").unwrap_err().kind, ErrorKind::Panic);
+    assert_eq!(c.set_snapshot("n", Arc::new(fixture(V1))).unwrap_err().kind, ErrorKind::Panic);
+    assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed);
+}

@@ -41,19 +41,22 @@ pub(crate) struct Slot {
     cond: Condvar,
     /// Made on the first `ready_fd` call: most watches never need one.
     ready: OnceLock<EventFd>,
-    /// Where a queued watch reports, with the host's token.
-    queue: Option<(Arc<ReadyQueue>, u64)>,
+    /// Where a queued watch reports, with the host's token. Weak: the
+    /// queue holds the slots of its unread events, and those must go with
+    /// the cache even if nobody ever takes them.
+    queue: Option<(Weak<ReadyQueue>, u64)>,
 }
 
 pub(crate) const CANCELLED: &str = "watch is closed";
 pub(crate) const CACHE_CLOSED: &str = "cache is closed";
+pub(crate) const PANICKED: &str = "cache shut down after an internal panic; its calls give the reason";
 pub(crate) const NODE_CLEARED: &str = "the node's snapshot was cleared (ClearSnapshot); open a new watch";
 const TAKEN: &str = "watch already delivered its response; open a new watch";
 const NOTHING: &str = "no response yet";
 const TIMED_OUT: &str = "no response before the timeout";
 
 impl Slot {
-    pub fn new(queue: Option<(Arc<ReadyQueue>, u64)>) -> Slot {
+    pub fn new(queue: Option<(Weak<ReadyQueue>, u64)>) -> Slot {
         Slot { inner: Mutex::new(Inner { state: State::Waiting, opening: true }), cond: Condvar::new(), ready: OnceLock::new(), queue }
     }
 
@@ -76,7 +79,9 @@ impl Slot {
         self.cond.notify_all();
         if report {
             if let Some((queue, token)) = &self.queue {
-                queue.push(*token, self.clone());
+                if let Some(queue) = queue.upgrade() {
+                    queue.push(*token, self.clone());
+                }
             }
         }
     }
