@@ -17,6 +17,7 @@ const PREAMBLE: &str = "\
  *  - timeout_ms: < 0 waits forever, 0 never blocks (MR_WOULD_BLOCK),
  *    > 0 waits at most that long (MR_TIMEOUT).
  *  - Memory the library returns as mr_bytes is released with mr_bytes_free.
+ *  - JSON inputs nest at most MR_JSON_MAX_DEPTH levels (deeper: MR_PARSE).
  *  - No panic crosses this boundary: internal failures return MR_PANIC.
  */
 ";

@@ -446,6 +446,99 @@ static void test_send_bad(uint32_t backend)
     mr_udp_free(rx);
 }
 
+/* Nesting of `depth` arrays inside `{"<field>":...}` with `inner` at the
+ * bottom; the caller frees it. */
+static char *nested_json(const char *field, int depth, const char *inner)
+{
+    size_t flen = strlen(field), ilen = strlen(inner);
+    char *s = malloc(flen + ilen + 2 * (size_t)depth + 8);
+    char *p = s;
+    int i;
+    if (s == NULL) {
+        return NULL;
+    }
+    p += sprintf(p, "{\"%s\":", field);
+    for (i = 0; i < depth; i++) {
+        *p++ = '[';
+    }
+    memcpy(p, inner, ilen);
+    p += ilen;
+    for (i = 0; i < depth; i++) {
+        *p++ = ']';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+/* Every JSON input refuses nesting deeper than MR_JSON_MAX_DEPTH with
+ * MR_PARSE and changes nothing; the deepest allowed input still works. */
+static void test_json_depth(void)
+{
+    static const char *fields[] = {"DNSConfig", "PacketFilter", "DERPMap"};
+    mr_bus *bus = NULL;
+    mr_runtime *rt = NULL;
+    mr_bytes before = {0}, after = {0};
+    char *deep, *ok;
+    size_t i;
+    printf("-- JSON nested deeper than MR_JSON_MAX_DEPTH (%d)\n", MR_JSON_MAX_DEPTH);
+    if (!CHECK_ST(mr_bus_new(NULL, &bus), MR_OK) || !CHECK_ST(mr_runtime_new(NULL, &rt), MR_OK)) {
+        return;
+    }
+    CHECK_ST(mr_bus_apply(bus, (const uint8_t *)"{\"Peers\":[{\"ID\":1}]}", 20), MR_OK);
+    CHECK_ST(mr_bus_netmap(bus, &before), MR_OK);
+    for (i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        /* The top-level object is level 1. */
+        deep = nested_json(fields[i], MR_JSON_MAX_DEPTH, "1");
+        ok = nested_json(fields[i], MR_JSON_MAX_DEPTH - 1, "1");
+        CHECK_FAIL(mr_bus_apply(bus, (const uint8_t *)deep, strlen(deep)), MR_PARSE);
+        CHECK(strstr(last_err((char[256]){0}, 256), "deeper than") != NULL, "the message says why (%s)", fields[i]);
+        CHECK_ST(mr_bus_netmap(bus, &after), MR_OK);
+        CHECK(after.len == before.len && memcmp(after.ptr, before.ptr, after.len) == 0, "a refused %s changed nothing", fields[i]);
+        mr_bytes_free(&after);
+        CHECK_ST(mr_bus_apply(bus, (const uint8_t *)ok, strlen(ok)), MR_OK);
+        mr_bytes_free(&before);
+        CHECK_ST(mr_bus_netmap(bus, &before), MR_OK);
+        free(deep);
+        free(ok);
+    }
+    /* 100000 levels: refused quickly, no stack overflow anywhere. */
+    deep = nested_json("DNSConfig", 100000, "");
+    CHECK_FAIL(mr_bus_apply(bus, (const uint8_t *)deep, strlen(deep)), MR_PARSE);
+    free(deep);
+    deep = nested_json("ErrMessage", MR_JSON_MAX_DEPTH, "\"x\"");
+    CHECK_FAIL(mr_bus_publish(bus, (const uint8_t *)deep, strlen(deep)), MR_PARSE);
+    free(deep);
+    deep = nested_json("backlog", MR_JSON_MAX_DEPTH, "1");
+    {
+        mr_bus *b2 = NULL;
+        mr_runtime *r2 = NULL;
+        CHECK_FAIL(mr_bus_new(deep, &b2), MR_PARSE);
+        CHECK(b2 == NULL, "no bus made");
+        CHECK_FAIL(mr_runtime_new(deep, &r2), MR_PARSE);
+        CHECK(r2 == NULL, "no runtime made");
+    }
+    free(deep);
+    /* A runtime configuration: a protocol's config, and route attrs. */
+    {
+        char *cfg, *attrs = nested_json("a", MR_JSON_MAX_DEPTH, "1");
+        size_t n = strlen(attrs) + 200;
+        cfg = malloc(n);
+        snprintf(cfg, n, "{\"protocols\":[{\"name\":\"s\",\"kind\":\"static\",\"routes\":[{\"prefix\":\"198.18.0.0/24\",\"attrs\":%s}]}]}", attrs);
+        CHECK_FAIL(mr_runtime_commit(rt, cfg, MR_COMMIT_SOFT), MR_PARSE);
+        CHECK_ST(mr_runtime_show_protocols(rt, &after), MR_OK);
+        CHECK(after.len == 2, "a refused config made no protocol (%.*s)", (int)after.len, (const char *)after.ptr);
+        mr_bytes_free(&after);
+        CHECK_ST(mr_runtime_commit(rt, "{\"protocols\":[{\"name\":\"h\",\"kind\":\"static\"}]}", MR_COMMIT_SOFT), MR_OK);
+        CHECK_FAIL(mr_proto_import(rt, "h", "198.18.1.0/24", 0, attrs), MR_PARSE);
+        free(cfg);
+        free(attrs);
+    }
+    mr_bytes_free(&before);
+    mr_runtime_free(rt);
+    mr_bus_free(bus);
+}
+
 int main(int argc, char **argv)
 {
     mr_udp *u = NULL;
@@ -463,5 +556,6 @@ int main(int argc, char **argv)
     test_truncation(MR_BACKEND_BATCH);
     test_send_bad(MR_BACKEND_URING);
     test_send_bad(MR_BACKEND_BATCH);
+    test_json_depth();
     return test_finish("test_bad_input");
 }

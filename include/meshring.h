@@ -11,6 +11,7 @@
  *  - timeout_ms: < 0 waits forever, 0 never blocks (MR_WOULD_BLOCK),
  *    > 0 waits at most that long (MR_TIMEOUT).
  *  - Memory the library returns as mr_bytes is released with mr_bytes_free.
+ *  - JSON inputs nest at most MR_JSON_MAX_DEPTH levels (deeper: MR_PARSE).
  *  - No panic crosses this boundary: internal failures return MR_PANIC.
  */
 
@@ -163,6 +164,15 @@
 #define MR_WATCH_QUEUED 8
 
 /*
+ The deepest nesting of arrays and objects a JSON input may have (the
+ top-level object counts as 1). Every JSON a call takes (bus updates and
+ events, options, runtime configurations, route attributes) is checked
+ first: deeper input is MR_PARSE and changes nothing, so everything the
+ library writes back stays readable by strict decoders.
+ */
+#define MR_JSON_MAX_DEPTH 64
+
+/*
  Protocol state (BIRD's proto_state) `down`: not running. States are
  passed as `uint32_t` holding one of the MR_PROTO_* values.
  */
@@ -253,6 +263,12 @@
  `mr_volume_config.flags`: create the file if it does not exist.
  */
 #define MR_VOLUME_CREATE 1
+
+/*
+ The deepest nesting of arrays and objects any JSON input may have (the
+ top-level object counts as 1).
+ */
+#define MAX_DEPTH 64
 
 /*
  The result of every fallible call. Values are fixed and never renumbered;

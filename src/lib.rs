@@ -8,6 +8,7 @@ pub mod cache;
 pub mod error;
 pub mod lifecycle;
 pub mod ffi;
+pub mod json;
 pub mod readiness;
 pub mod replication;
 pub mod sync;

@@ -175,6 +175,7 @@ impl Bus {
     pub fn options_from_json(json: Option<&str>) -> Result<BusOptions> {
         let mut options = BusOptions::default();
         let Some(json) = json else { return Ok(options) };
+        crate::json::check_depth(json.as_bytes(), "bus options")?;
         let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::new(ErrorKind::Parse, format!("bus options: {e}")))?;
         let Some(map) = value.as_object() else { return Err(Error::new(ErrorKind::Parse, "bus options must be a JSON object")) };
         for (key, v) in map {

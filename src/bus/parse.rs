@@ -33,6 +33,7 @@ fn parse_error(message: impl Into<String>) -> Error {
 
 /// Splits a JSON object into its top-level fields, each kept as raw text.
 fn top_level<'a>(json: &'a [u8], what: &str) -> Result<HashMap<String, &'a RawValue>> {
+    crate::json::check_depth(json, what)?;
     let fields: HashMap<String, &RawValue> =
         serde_json::from_slice(json).map_err(|e| parse_error(format!("{what}: not a JSON object: {e}")))?;
     Ok(fields.into_iter().filter(|(_, raw)| raw.get() != "null").collect())
@@ -170,6 +171,7 @@ const BUS_OWNED: &[&str] = &[
 pub(crate) type HostEvent = Vec<(String, Box<RawValue>)>;
 
 pub(crate) fn parse_event(json: &[u8]) -> Result<HostEvent> {
+    crate::json::check_depth(json, "Notify event")?;
     let fields: Vec<(String, Box<RawValue>)> = {
         let map: serde_json::Map<String, Value> =
             serde_json::from_slice(json).map_err(|e| parse_error(format!("Notify event: not a JSON object: {e}")))?;

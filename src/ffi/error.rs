@@ -27,6 +27,14 @@ pub enum mr_status {
     MR_NO_MEMORY = 13,
 }
 
+/// The deepest nesting of arrays and objects a JSON input may have (the
+/// top-level object counts as 1). Every JSON a call takes (bus updates and
+/// events, options, runtime configurations, route attributes) is checked
+/// first: deeper input is MR_PARSE and changes nothing, so everything the
+/// library writes back stays readable by strict decoders.
+pub const MR_JSON_MAX_DEPTH: u32 = 64;
+const _: () = assert!(MR_JSON_MAX_DEPTH as usize == crate::json::MAX_DEPTH);
+
 const STATUS_NAMES: [&str; 14] = [
     "MR_OK: success\0",
     "MR_INVALID_ARGUMENT: an argument is NULL, out of range or malformed\0",

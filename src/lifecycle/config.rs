@@ -214,6 +214,7 @@ fn parse_protocol(raw: &str, i: usize, tables: &[Arc<str>], kinds: &dyn Fn(&str)
 /// MR_INVALID_ARGUMENT (naming the offending protocol and field) for
 /// everything else.
 pub fn parse(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>) -> Result<Config> {
+    crate::json::check_depth(json.as_bytes(), "config")?;
     let (mut config, list) = parse_top(json)?;
     config.protocols = parse_all(&list, &config.tables, kinds)?;
     Ok(config)
@@ -348,6 +349,7 @@ impl Applied {
 /// * otherwise one syntax pass splits the config into per-protocol texts,
 ///   compared with the applied ones.
 pub fn plan(json: &str, kinds: &dyn Fn(&str) -> Option<Arc<str>>, prev: &Applied, prev_config: &Config, hard: bool) -> Result<Plan> {
+    crate::json::check_depth(json.as_bytes(), "config")?;
     if let Some(t) = &prev.text {
         if !hard && **t == *json {
             return Ok(Plan {

@@ -50,6 +50,7 @@ impl Options {
     pub fn from_json(json: Option<&str>) -> Result<Options> {
         let mut options = Options::default();
         let Some(json) = json else { return Ok(options) };
+        crate::json::check_depth(json.as_bytes(), "runtime options")?;
         let value: Value = serde_json::from_str(json).map_err(|e| Error::new(ErrorKind::Parse, format!("runtime options: {e}")))?;
         let map = value.as_object().ok_or_else(|| Error::invalid("runtime options must be a JSON object"))?;
         for (key, v) in map {
@@ -130,6 +131,7 @@ fn prefix_arg(text: &str) -> Result<Prefix> {
 /// A JSON object text, or `{}` for None.
 fn attrs_arg(text: Option<&str>) -> Result<Arc<str>> {
     let Some(text) = text else { return Ok("{}".into()) };
+    crate::json::check_depth(text.as_bytes(), "attrs")?;
     let raw: &serde_json::value::RawValue =
         serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::Parse, format!("attrs: {e}")))?;
     config::attrs_text(Some(raw), &|| "attrs".to_string())
