@@ -198,6 +198,44 @@ static void test_logging(void)
     CHECK_ST(mr_log_init("warn"), MR_OK);
 }
 
+/* A filter env_logger cannot parse is refused with the reason, and the
+ * library writes nothing to stderr about it (with or without a callback). */
+static void test_bad_log_filter(void)
+{
+    static struct log_count c;
+    static const char *bad[] = {"meshring=bogus", "warn,meshring=zz", "meshring=debug=x", "a,b=nope"};
+    char buf[256];
+    FILE *cap = tmpfile();
+    int saved = dup(2);
+    size_t i;
+    long written;
+    pthread_mutex_init(&c.mu, NULL);
+    if (!CHECK(cap != NULL && saved >= 0, "capture stderr")) {
+        return;
+    }
+    fflush(stderr);
+    dup2(fileno(cap), 2);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (i == 2) {
+            mr_log_set_callback(count_log, &c);
+        }
+        CHECK_FAIL(mr_log_init(bad[i]), MR_INVALID_ARGUMENT);
+        CHECK(strstr(last_err(buf, sizeof buf), "log filter") != NULL, "the reason names the filter: %s", buf);
+    }
+    setenv("MESHRING_LOG", "meshring=bogus", 1);
+    CHECK_FAIL(mr_log_init(NULL), MR_INVALID_ARGUMENT);
+    CHECK(strstr(last_err(buf, sizeof buf), "bogus") != NULL, "MESHRING_LOG's error says what: %s", buf);
+    unsetenv("MESHRING_LOG");
+    mr_log_set_callback(NULL, NULL);
+    fflush(stderr);
+    written = ftell(cap) >= 0 ? (long)lseek(2, 0, SEEK_CUR) : -1;
+    dup2(saved, 2);
+    close(saved);
+    CHECK(written == 0, "the library wrote %ld bytes to stderr", written);
+    fclose(cap);
+    CHECK_ST(mr_log_init("warn"), MR_OK);
+}
+
 static void roundtrip(const char *text, uint16_t family, uint16_t port, uint32_t scope)
 {
     mr_addr a, b;
@@ -290,6 +328,7 @@ int main(int argc, char **argv)
     test_last_error_thread_local();
     test_bytes_free();
     test_logging();
+    test_bad_log_filter();
     test_addr();
     return test_finish("test_abi");
 }

@@ -1201,7 +1201,11 @@ int mr_last_os_error(void);
  Sets the log filter, in env_logger syntax ("warn", "meshring=debug",
  "info,meshring::uring=trace"). NULL reads `MESHRING_LOG` (default "warn").
  May be called again to change the filter. Records go to stderr unless a
- callback is set with `mr_log_set_callback`.
+ callback is set with `mr_log_set_callback`. MR_INVALID_ARGUMENT (filter
+ unchanged) for a filter env_logger cannot parse, with the reason.
+
+ The library writes nothing to stdout or stderr unless the host asks for
+ it: until this is called, records are dropped (or go to the callback).
  */
 enum mr_status mr_log_init(const char *filter);
 

@@ -31,16 +31,28 @@ struct HostLogger {
     callback: RwLock<Option<(unsafe extern "C" fn(*mut c_void, mr_log_level, *const c_char, *const c_char), Userdata)>>,
 }
 
-fn build_filter(spec: &str) -> env_logger::Logger {
-    env_logger::Builder::new().parse_filters(spec).build()
+/// A logger for `spec`, checked first: env_logger would print a warning
+/// to stderr for a bad spec and go on, and the library writes nothing to
+/// stderr that the host did not ask for.
+fn build_filter(spec: &str) -> crate::error::Result<env_logger::Logger> {
+    env_filter::Builder::new()
+        .try_parse(spec)
+        .map_err(|e| crate::error::Error::invalid(format!("log filter {spec:?}: {e}")))?;
+    Ok(env_logger::Builder::new().parse_filters(spec).build())
+}
+
+/// The spec `mr_log_init(NULL)` uses: `MESHRING_LOG`, or "warn".
+fn env_spec() -> String {
+    std::env::var("MESHRING_LOG").unwrap_or_else(|_| "warn".into())
 }
 
 fn logger() -> &'static HostLogger {
     static LOGGER: OnceCell<&'static HostLogger> = OnceCell::new();
     LOGGER.get_or_init(|| {
-        let spec = std::env::var("MESHRING_LOG").unwrap_or_else(|_| "warn".into());
-        let host: &'static HostLogger =
-            Box::leak(Box::new(HostLogger { filter: RwLock::new(build_filter(&spec)), callback: RwLock::new(None) }));
+        // A bad MESHRING_LOG falls back to "warn" here; mr_log_init(NULL)
+        // reports it.
+        let filter = build_filter(&env_spec()).or_else(|_| build_filter("warn")).expect("\"warn\" is a valid filter");
+        let host: &'static HostLogger = Box::leak(Box::new(HostLogger { filter: RwLock::new(filter), callback: RwLock::new(None) }));
         if log::set_logger(host).is_ok() {
             log::set_max_level(host.filter.read().map(|f| f.filter()).unwrap_or(log::LevelFilter::Warn));
         }
@@ -84,17 +96,17 @@ impl log::Log for HostLogger {
 /// Sets the log filter, in env_logger syntax ("warn", "meshring=debug",
 /// "info,meshring::uring=trace"). NULL reads `MESHRING_LOG` (default "warn").
 /// May be called again to change the filter. Records go to stderr unless a
-/// callback is set with `mr_log_set_callback`.
+/// callback is set with `mr_log_set_callback`. MR_INVALID_ARGUMENT (filter
+/// unchanged) for a filter env_logger cannot parse, with the reason.
+///
+/// The library writes nothing to stdout or stderr unless the host asks for
+/// it: until this is called, records are dropped (or go to the callback).
 #[no_mangle]
 pub extern "C" fn mr_log_init(filter: *const c_char) -> mr_status {
     ffi_status!("mr_log_init", {
-        let spec = if filter.is_null() {
-            std::env::var("MESHRING_LOG").unwrap_or_else(|_| "warn".into())
-        } else {
-            try_str(filter, "filter")?.to_string()
-        };
+        let spec = if filter.is_null() { env_spec() } else { try_str(filter, "filter")?.to_string() };
+        let built = build_filter(&spec)?;
         let host = logger();
-        let built = build_filter(&spec);
         log::set_max_level(built.filter());
         if let Ok(mut f) = host.filter.write() {
             *f = built;
