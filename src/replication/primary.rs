@@ -185,7 +185,9 @@ impl Primary {
     }
 
     /// Applies locally, then replicates (while RUNNING). Only a local
-    /// failure fails the call.
+    /// failure fails the call, and in sync mode a close that overtakes the
+    /// write before its acknowledgement came in: Closed (it was applied
+    /// locally; the secondary may or may not have it).
     pub fn write(&self, block: u64, data: &[u8]) -> Result<()> {
         let s = &self.shared;
         s.status.check_open()?;
@@ -200,19 +202,25 @@ impl Primary {
         }
         let sent = s.replicate(&mut tx, block, data);
         drop(tx);
-        match (sent, s.cfg.ack) {
-            (Some((seq, generation)), AckMode::Sync) => {
-                s.wait_acked(seq, generation);
-                if s.status.is_closed() {
-                    return Err(Error::closed("closed while waiting for the secondary's acknowledgement (the write was applied locally)"));
-                }
-            }
+        if s.cfg.ack == AckMode::Async {
+            return Ok(());
+        }
+        let acked = match sent {
+            Some((seq, generation)) => s.wait_acked(seq, generation),
+            None => false,
+        };
+        if acked {
+            return Ok(());
+        }
+        if s.status.is_closed() {
+            return Err(Error::closed("closed before the secondary acknowledged the write (it was applied locally)"));
+        }
+        if sent.is_none() {
             // A sync caller learns from get_error that this write is not on the secondary.
-            (None, AckMode::Sync) => s.status.record(Error::new(
+            s.status.record(Error::new(
                 ErrorKind::Io,
                 format!("write to block {block} not replicated: the secondary {} is not connected; kept for resync", s.peer),
-            )),
-            (_, AckMode::Async) => {}
+            ));
         }
         Ok(())
     }
@@ -453,17 +461,22 @@ impl Shared {
         self.link_changed.notify_all();
     }
 
-    fn wait_acked(&self, seq: u64, generation: u64) {
+    /// Whether write `seq` was acknowledged; if not (and the handle is not
+    /// stopping), why is recorded for get_error.
+    fn wait_acked(&self, seq: u64, generation: u64) -> bool {
         // No spinning: a writer waiting for its acknowledgement sleeps (the
         // library never busy-waits); an acknowledgement that already came
         // in skips the lock.
         if self.acked_hint.load(Ordering::Acquire) >= seq {
-            return;
+            return true;
         }
         let deadline = Instant::now() + self.cfg.peer_timeout;
         let st = self.wait_until(Some(deadline), |st| st.acked >= seq || st.generation != generation);
-        if st.acked >= seq || self.stopping() {
-            return;
+        if st.acked >= seq {
+            return true;
+        }
+        if self.stopping() {
+            return false;
         }
         let lost = st.generation != generation;
         drop(st);
@@ -472,6 +485,7 @@ impl Shared {
         } else {
             Error::new(ErrorKind::Timeout, format!("the secondary did not acknowledge write {seq} within the peer timeout"))
         });
+        false
     }
 
     fn checkpoint(&self, deadline: Option<Instant>) -> Result<()> {

@@ -2,7 +2,7 @@
 //! resync, sync acknowledgement and corrupt peers, over loopback.
 
 use super::*;
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
 use crate::replication::volume::tests::temp_volume;
 use crate::udp::BackendChoice;
 use std::io::{Read, Write};
@@ -495,4 +495,48 @@ fn async_back_pressure_then_a_stuck_link_is_dropped_and_resynced() {
     secondary.close();
     assert!(closing.elapsed() < Duration::from_secs(5));
     let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}
+
+#[test]
+fn a_sync_write_racing_close_is_ok_only_when_the_secondary_has_it() {
+    // Writers write continuously while another thread closes: whichever
+    // write close lands in (before the frame is sent, while it is sent, while
+    // it waits) may return MR_OK only if the secondary acknowledged it.
+    const WRITERS: u64 = 4;
+    for round in 0..2000 {
+        let p = pair(AckMode::Sync);
+        let primary = &p.primary;
+        let results: Vec<(Vec<u64>, Error)> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    s.spawn(move || {
+                        let mut last_ok = vec![0u64; BLOCKS as usize];
+                        for i in 1u64.. {
+                            let block = (i * WRITERS + w) % BLOCKS;
+                            let mut data = fill(0, 1);
+                            data[..8].copy_from_slice(&i.to_le_bytes());
+                            match primary.write(block, &data) {
+                                Ok(()) => last_ok[block as usize] = i,
+                                Err(e) => return (last_ok, e),
+                            }
+                        }
+                        unreachable!()
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_micros(200 + (round % 7) * 150));
+            primary.close();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for (last_ok, ended) in results {
+            assert_eq!(ended.kind, ErrorKind::Closed, "round {round}: {ended}");
+            for (block, ok) in last_ok.iter().enumerate() {
+                let on_secondary = u64::from_le_bytes(raw(&p.svol, block as u64)[..8].try_into().unwrap());
+                assert!(
+                    *ok == 0 || on_secondary >= *ok,
+                    "round {round}: write {ok} to block {block} returned MR_OK but the secondary has {on_secondary}"
+                );
+            }
+        }
+    }
 }
