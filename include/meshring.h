@@ -13,6 +13,10 @@
  *  - Memory the library returns as mr_bytes is released with mr_bytes_free.
  *  - JSON inputs nest at most MR_JSON_MAX_DEPTH levels (deeper: MR_PARSE).
  *  - No panic crosses this boundary: internal failures return MR_PANIC.
+ *    A panic on one of a handle's own threads (runtime loop, bus ticker,
+ *    cache heartbeat, replication workers) shuts that handle down: every
+ *    later call on it returns MR_PANIC with the reason in mr_last_error,
+ *    its readiness fd turns readable, and mr_X_free releases it as usual.
  */
 
 

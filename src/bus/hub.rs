@@ -13,6 +13,7 @@ use super::slot::{Outgoing, Slot};
 use super::store::Store;
 use super::watcher::Watcher;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::Fault;
 use crate::sys::EventFd;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
@@ -66,9 +67,36 @@ pub(crate) struct Shared {
     /// time is earlier than the ticker's current sleep.
     tick: Condvar,
     pub options: BusOptions,
+    /// Set when the ticker thread panicked: the bus is closed and every
+    /// call fails with Panic and the reason.
+    pub fault: Fault,
+    #[cfg(test)]
+    pub panic_next_tick: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    /// Closed, or Panic with the reason after a ticker-thread panic.
+    pub fn closed_error(&self) -> Error {
+        self.fault.check().err().unwrap_or_else(|| Error::closed(CLOSED))
+    }
+
+    /// Closes the bus: every watcher ends (its fd turns readable), later
+    /// calls fail.
+    fn shut(&self) {
+        let mut core = self.lock();
+        core.closed = true;
+        core.log.clear();
+        for slot in core.slots.values_mut() {
+            slot.closed = true;
+            slot.outbox.clear();
+            slot.pending = Default::default();
+            slot.ready.signal();
+        }
+        drop(core);
+        self.wake.notify_all();
+        self.tick.notify_all();
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -167,7 +195,7 @@ impl Bus {
             ticker_running: false,
             ticker_until: None,
         };
-        Ok(Bus { shared: Arc::new(Shared { core: Mutex::new(core), wake: Condvar::new(), tick: Condvar::new(), options }) })
+        Ok(Bus { shared: Arc::new(Shared { core: Mutex::new(core), wake: Condvar::new(), tick: Condvar::new(), options, fault: Fault::new(), #[cfg(test)] panic_next_tick: Default::default() }) })
     }
 
     /// Options from JSON (`{"rate_limit_ms":3000,"initial_chunk":1000,"backlog":10000}`,
@@ -196,7 +224,7 @@ impl Bus {
         let update = MapUpdate::parse(json)?;
         let mut core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         let applied = core.store.apply(update, SystemTime::now());
         if !applied.netmap_changed {
@@ -232,7 +260,7 @@ impl Bus {
         let ready = Arc::new(EventFd::new()?);
         let mut core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         let id = core.next_slot;
         core.next_slot += 1;
@@ -310,7 +338,7 @@ impl Bus {
     pub fn peer(&self, id: i64) -> Result<Vec<u8>> {
         let core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         let node =
             core.store.peers.get(&id).cloned().ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no peer with NodeID {id}")))?;
@@ -323,7 +351,7 @@ impl Bus {
     pub fn netmap(&self) -> Result<Vec<u8>> {
         let core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         Ok(notify::netmap_json(&core.store))
     }
@@ -334,7 +362,7 @@ impl Bus {
     pub fn status(&self) -> Result<Vec<u8>> {
         let core = self.shared.lock();
         if core.closed {
-            return Err(Error::closed(CLOSED));
+            return Err(self.shared.closed_error());
         }
         Ok(status_json(&core))
     }
@@ -342,18 +370,7 @@ impl Bus {
     /// Closes the bus and every watcher; blocked `next` calls return Closed.
     /// Idempotent.
     pub fn close(&self) {
-        let mut core = self.shared.lock();
-        core.closed = true;
-        core.log.clear();
-        for slot in core.slots.values_mut() {
-            slot.closed = true;
-            slot.outbox.clear();
-            slot.pending = Default::default();
-            slot.ready.signal();
-        }
-        drop(core);
-        self.shared.wake.notify_all();
-        self.shared.tick.notify_all();
+        self.shared.shut();
     }
 }
 
@@ -380,7 +397,7 @@ fn publish_on(shared: &Shared, json: &[u8]) -> Result<()> {
     let event = parse::parse_event(json)?;
     let mut core = shared.lock();
     if core.closed {
-        return Err(Error::closed(CLOSED));
+        return Err(shared.closed_error());
     }
     if event.is_empty() {
         return Ok(());
@@ -439,9 +456,30 @@ fn status_json(core: &Core) -> Vec<u8> {
 fn spawn_ticker(shared: Weak<Shared>) {
     let spawned = std::thread::Builder::new().name("meshring-bus-tick".into()).spawn(move || loop {
         let Some(shared) = shared.upgrade() else { return };
+        let mut done = false;
+        // A panic in a round (a bug) closes the bus with the reason.
+        let ok = crate::sync::fault::guard("notify bus ticker thread", &shared.fault, || shared.shut(), || done = tick_round(&shared));
+        if done || !ok {
+            return;
+        }
+        // `shared` drops here: no strong reference is held between rounds.
+    });
+    if let Err(e) = spawned {
+        log::warn!("notify bus: no rate-limit ticker thread ({e}); rate-limited fds wake on the next change");
+    }
+}
+
+/// One ticker round: signals the due watchers, then sleeps until the next
+/// is due (or a second). True once the bus is closed.
+fn tick_round(shared: &Shared) -> bool {
+    {
+        #[cfg(test)]
+        if shared.panic_next_tick.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("ticker test panic");
+        }
         let mut core = shared.lock();
         if core.closed {
-            return;
+            return true;
         }
         let now = Instant::now();
         let mut next_due = now + Duration::from_secs(1);
@@ -461,10 +499,6 @@ fn spawn_ticker(shared: Weak<Shared>) {
         // `next_due`) and by close.
         let mut core = shared.tick.wait_timeout(core, wait).unwrap_or_else(|p| p.into_inner()).0;
         core.ticker_until = None;
-        drop(core);
-        // `shared` drops here: no strong reference is held between rounds.
-    });
-    if let Err(e) = spawned {
-        log::warn!("notify bus: no rate-limit ticker thread ({e}); rate-limited fds wake on the next change");
     }
+    false
 }

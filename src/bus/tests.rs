@@ -623,3 +623,21 @@ fn a_promoted_patch_brings_its_profile_along() {
     assert_eq!(msgs.len(), 1);
     assert!(msgs[0].get("UserProfiles").is_none());
 }
+
+#[test]
+fn a_ticker_thread_panic_closes_the_bus_with_the_reason() {
+    let b = Bus::new(BusOptions { rate_limit: Duration::from_millis(20), ..Default::default() }).unwrap();
+    b.shared.panic_next_tick.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The first rate-limited watch starts the ticker.
+    let w = b.watch(WATCH_RATE_LIMIT | WATCH_ENGINE_UPDATES).unwrap();
+    let e = loop {
+        match w.next(Wait::from_ms(10_000)) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+    assert!(e.message.contains("notify bus ticker thread panicked: ticker test panic"), "{e}");
+    assert_eq!(b.apply(br#"{"Peers":[]}"#).unwrap_err().kind, ErrorKind::Panic);
+    assert_eq!(b.watch(WATCH_ENGINE_UPDATES).err().map(|e| e.kind), Some(ErrorKind::Panic));
+}

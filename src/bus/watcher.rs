@@ -39,7 +39,7 @@ impl Watcher {
         let mut core = self.shared.lock();
         loop {
             if core.closed {
-                return Err(Error::closed(CLOSED));
+                return Err(self.shared.closed_error());
             }
             let now = Instant::now();
             let core_ref = &mut *core;

@@ -101,10 +101,13 @@ pub(super) struct Shared {
     /// This handle still holds the volume's write path; cleared exactly once
     /// (see `detach`), so a later replication's hold is never released by us.
     attached: AtomicBool,
+    /// Tests: the acknowledgement reader panics on the next ack.
+    #[cfg(test)]
+    pub(super) panic_on_ack: AtomicBool,
 }
 
 pub struct Primary {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     manager: Mutex<Option<JoinHandle<()>>>,
     /// Async mode's sender thread.
     sender: Mutex<Option<JoinHandle<()>>>,
@@ -147,13 +150,15 @@ impl Primary {
             stop: AtomicBool::new(false),
             acked_hint: AtomicU64::new(0),
             attached: AtomicBool::new(true),
+            #[cfg(test)]
+            panic_on_ack: AtomicBool::new(false),
         });
         shared.status.set_stage(Stage::Running);
         let sender = match shared.cfg.ack {
             AckMode::Sync => None,
             AckMode::Async => {
                 let worker = shared.clone();
-                let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.send_loop());
+                let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.guarded("sender", |w| w.send_loop()));
                 Some(spawned.map_err(|e| {
                     shared.detach();
                     Error::from_io("spawn replication thread", &e)
@@ -161,7 +166,7 @@ impl Primary {
             }
         };
         let worker = shared.clone();
-        let spawned = std::thread::Builder::new().name("mr-repl-primary".into()).spawn(move || worker.manage());
+        let spawned = std::thread::Builder::new().name("mr-repl-primary".into()).spawn(move || worker.guarded("connection manager", |w| w.manage()));
         let primary = Primary { shared, manager: Mutex::new(None), sender: Mutex::new(sender) };
         match spawned {
             Ok(manager) => {
@@ -212,8 +217,12 @@ impl Primary {
         if acked {
             return Ok(());
         }
-        if s.status.is_closed() {
-            return Err(Error::closed("closed before the secondary acknowledged the write (it was applied locally)"));
+        match s.status.check_open() {
+            Err(e) if e.kind == ErrorKind::Closed => {
+                return Err(Error::closed("closed before the secondary acknowledged the write (it was applied locally)"))
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
         if sent.is_none() {
             // A sync caller learns from get_error that this write is not on the secondary.
@@ -326,6 +335,26 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+
+    /// Runs a replication thread's body; a panic there (a bug) halts the
+    /// replication as a stop would, minus the joins (close does those), and
+    /// every later call returns Panic with the reason. The local volume
+    /// keeps what was written; the blocks not acknowledged stay unreplicated.
+    fn guarded(self: Arc<Self>, thread: &str, body: impl FnOnce(Arc<Self>)) {
+        let me = self.clone();
+        crate::sync::fault::guard(&format!("replication {thread} thread"), &self.status.fault, || me.halt(), || body(self.clone()));
+    }
+
+    fn halt(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(link) = lock(&self.send).link.take() {
+            let _ = link.shutdown(Shutdown::Both);
+        }
+        self.changed.notify_all();
+        self.link_changed.notify_all();
+        self.queued.notify_all();
+        self.room.notify_all();
     }
 
     /// Waits on the state until `done` holds, the deadline passes or the
@@ -587,7 +616,7 @@ impl Shared {
             let me = self.clone();
             std::thread::Builder::new()
                 .name("mr-repl-acks".into())
-                .spawn(move || me.read_acks(read_half, generation))
+                .spawn(move || me.guarded("acknowledgement reader", |w| w.read_acks(read_half, generation)))
                 .map_err(|e| Error::from_io("replication link: spawning the acknowledgement reader", &e))
         });
         let reader = match reader {
@@ -689,7 +718,13 @@ impl Shared {
         let mut reader = BufReader::new(&stream);
         let error = loop {
             match wire::read_msg(&mut reader) {
-                Ok(Msg::Ack { seq }) => self.acked(seq),
+                Ok(Msg::Ack { seq }) => {
+                    #[cfg(test)]
+                    if self.panic_on_ack.load(Ordering::Acquire) {
+                        panic!("test panic on acknowledgement {seq}");
+                    }
+                    self.acked(seq)
+                }
                 Ok(Msg::BarrierAck { id }) => {
                     let mut st = lock(&self.state);
                     st.barrier_acked = st.barrier_acked.max(id);

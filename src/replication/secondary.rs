@@ -85,7 +85,10 @@ impl Secondary {
         let worker = shared.clone();
         let acceptor = std::thread::Builder::new()
             .name("mr-repl-secondary".into())
-            .spawn(move || worker.accept_loop(listener))
+            .spawn(move || {
+                let me = worker.clone();
+                crate::sync::fault::guard("replication acceptor thread", &me.status.fault, || me.halt(), || worker.accept_loop(listener));
+            })
             .map_err(|e| {
                 shared.detach();
                 Error::from_io("spawn replication thread", &e)
@@ -325,12 +328,26 @@ impl Shared {
                 }
             };
             let me = self.clone();
-            let spawned = std::thread::Builder::new().name("mr-repl-apply".into()).spawn(move || me.serve(stream));
+            let spawned = std::thread::Builder::new().name("mr-repl-apply".into()).spawn(move || {
+                let halt = me.clone();
+                crate::sync::fault::guard("replication apply thread", &me.status.fault, || halt.halt(), || me.serve(stream));
+            });
             match spawned {
                 Ok(handle) => lock(&self.link).current = Some((control, handle)),
                 Err(e) => self.status.record(Error::from_io("replication connection dropped: spawning its thread", &e)),
             }
         }
+    }
+
+    /// After a thread panic (see `sync::fault`): the acceptor ends and the
+    /// current connection is dropped (close joins and frees as usual).
+    fn halt(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.signal();
+        if let Some((control, _)) = lock(&self.link).current.as_ref() {
+            let _ = control.shutdown(Shutdown::Both);
+        }
+        self.changed.notify_all();
     }
 
     fn accept(&self, listener: &TcpListener) -> std::io::Result<TcpStream> {

@@ -3,6 +3,7 @@
 //! writes it happened behind) and the closed flag.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::Fault;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -63,11 +64,14 @@ pub struct Status {
     stage: AtomicU8,
     error: Mutex<Option<Error>>,
     closed: AtomicBool,
+    /// Set when a replication thread panicked: the replication is halted
+    /// and every call fails with Panic and the reason (close still frees).
+    pub fault: Fault,
 }
 
 impl Status {
     pub fn new() -> Self {
-        Status { stage: AtomicU8::new(Stage::None as u8), error: Mutex::new(None), closed: AtomicBool::new(false) }
+        Status { stage: AtomicU8::new(Stage::None as u8), error: Mutex::new(None), closed: AtomicBool::new(false), fault: Fault::new() }
     }
 
     pub fn stage(&self) -> Stage {
@@ -114,11 +118,12 @@ impl Status {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Closed after close; Panic (with the reason) after a thread panic.
     pub fn check_open(&self) -> Result<()> {
         if self.is_closed() {
             return Err(Error::closed("replication handle is closed"));
         }
-        Ok(())
+        self.fault.check()
     }
 
     /// Entry check for checkpoint/stop/failover: Ok(true) to go ahead

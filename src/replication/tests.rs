@@ -540,3 +540,23 @@ fn a_sync_write_racing_close_is_ok_only_when_the_secondary_has_it() {
         }
     }
 }
+
+#[test]
+fn a_replication_thread_panic_is_reported_as_panic() {
+    let p = pair(AckMode::Sync);
+    let Replication::Primary(primary) = &p.primary else { unreachable!() };
+    primary.shared.panic_on_ack.store(true, std::sync::atomic::Ordering::Release);
+    // The write was applied locally; its acknowledgement killed the reader.
+    let e = p.primary.write(1, &fill(5, 1)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+    assert!(e.message.contains("replication acknowledgement reader thread panicked: test panic on acknowledgement"), "{e}");
+    assert_eq!(p.pvol.read(1, &mut vec![0; BS]).map(drop), Ok(()));
+    assert_eq!(raw(&p.pvol, 1), fill(5, 1));
+    for e in [p.primary.take_error().unwrap_err(), p.primary.write(2, &fill(6, 1)).unwrap_err(), p.primary.stats().unwrap_err()] {
+        assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+    }
+    // Close still frees: the volume takes a new replication.
+    p.primary.close();
+    let again = Replication::start(p.pvol.clone(), p.secondary.local_addr().unwrap(), cfg(Mode::Primary, AckMode::Async)).unwrap();
+    again.close();
+}
