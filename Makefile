@@ -12,7 +12,7 @@ CFLAGS_C := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude
 LDLIBS   := -lpthread -ldl -lm
 BUILD    := build
 
-.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns test-repl examples demo bench install clean help
+.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns test-repl test-fuzz fuzz examples demo bench install clean help
 
 all: lib examples
 
@@ -21,6 +21,7 @@ help:
 	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module, netns tunnel, replication fault tests"
 	@echo "make test-repl     replication: kill -9 of a sync primary (REPL_KILL_REPS=20) and a netns link cut with resync (root)"
 	@echo "make bench         side-by-side benchmarks with ratios"
+	@echo "make fuzz          every fuzz target for FUZZ_SECONDS (600) each, from the committed seed corpus"
 	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
 
 lib: $(BUILD)/meshring.pc
@@ -59,7 +60,7 @@ demo: examples
 	./examples/c/bin/ha_pair
 	./examples/c/bin/routes
 
-test: header-check test-rust test-c test-go examples test-swift test-netns test-repl
+test: header-check test-rust test-c test-go examples test-swift test-netns test-repl test-fuzz
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -71,6 +72,16 @@ test-c: lib
 test-go: lib
 	cd go && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	cd go/xds && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+# Coverage-guided fuzzing (fuzz/): every parser that takes host or network
+# input. `make test` runs a short smoke pass so the targets keep building and
+# the seeds keep passing; `make fuzz` is the long run.
+FUZZ_SECONDS ?= 600
+test-fuzz:
+	FUZZ_SECONDS=8 bash fuzz/run.sh
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 # Root only: two network namespaces, a tunnel in each, ping and TCP across (skips with a reason otherwise).
 test-netns: examples
