@@ -79,7 +79,9 @@ fn node(buf: &mut String, id: u64, version: u64) {
 /// The store: a MapResponse with `Node`, `UserProfiles` and the first
 /// chunk as `Peers`, then the rest as `PeersChanged` chunks (keeps the
 /// transient JSON small for 1M peers).
-fn build(bus: &Bus, n: u64) {
+/// Returns the bytes of node JSON applied.
+fn build(bus: &Bus, n: u64) -> u64 {
+    let mut node_bytes = 0u64;
     const CHUNK: u64 = 100_000;
     let mut first = true;
     let mut start = 0;
@@ -99,13 +101,16 @@ fn build(bus: &Bus, n: u64) {
             if i > start {
                 j.push(',');
             }
+            let before = j.len();
             node(&mut j, 2 + i, 0);
+            node_bytes += (j.len() - before) as u64;
         }
         j.push_str("]}");
         bus.apply(j.as_bytes()).expect("apply netmap");
         first = false;
         start = end;
     }
+    node_bytes
 }
 
 struct Reader {
@@ -178,7 +183,7 @@ fn run_one(n: u64, m: usize, reps: usize) {
     let rss_start = rss_kib();
     let bus = Bus::new(BusOptions::default()).expect("bus");
     let t0 = Instant::now();
-    build(&bus, n);
+    let node_bytes = build(&bus, n);
     let build_s = t0.elapsed().as_secs_f64();
     let rss_store = rss_kib();
     let mut next_id = 2 + n;
@@ -208,9 +213,14 @@ fn run_one(n: u64, m: usize, reps: usize) {
     let status = String::from_utf8(bus.status().expect("status")).unwrap();
     let count_ok = status.contains(&format!("\"PeerCount\":{n},"));
     println!(
-        "RESULT n={n} a_us={:.3} b_us={:.3} c_us={:.3} a_alloc={:.0} b_alloc={:.0} c_alloc={:.0} b_msg_bytes={:.0} c_msgs={:.2} build_s={:.2} rss_start_kib={rss_start} rss_store_kib={rss_store} rss_two_kib={rss_two} count_ok={count_ok} checksum={}",
+        "RESULT n={n} a_us={:.3} b_us={:.3} c_us={:.3} a_alloc={:.0} b_alloc={:.0} c_alloc={:.0} b_msg_bytes={:.0} c_msgs={:.2} build_s={:.2} rss_start_kib={rss_start} rss_store_kib={rss_store} rss_two_kib={rss_two} node_json={node_bytes} count_ok={count_ok} checksum={}",
         a.0, b.0, c.0, a.1, b.1, c.1, b.3, c.2, build_s, one.checksum ^ sixteen.checksum
     );
+}
+
+/// Store RSS per peer: what building the store added, over its peers.
+fn per_peer(line: &str) -> f64 {
+    (field(line, "rss_store_kib") - field(line, "rss_start_kib")) * 1024.0 / field(line, "n")
 }
 
 fn field(line: &str, key: &str) -> f64 {
@@ -259,12 +269,12 @@ fn main() {
         }
     }
     println!(
-        "{:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9}",
-        "peers", "a us/delta", "b us/delta", "c us/delta", "a B/delta", "b B/delta", "c B/delta", "b msg B", "build s", "RSS MB", "RSS+2w MB"
+        "{:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "peers", "a us/delta", "b us/delta", "c us/delta", "a B/delta", "b B/delta", "c B/delta", "b msg B", "build s", "RSS MB", "RSS+2w MB", "B/peer", "JSON B/peer"
     );
     for (n, l) in &results {
         println!(
-            "{:>9} {:>11.2} {:>11.2} {:>11.2} {:>11.0} {:>11.0} {:>11.0} {:>11.0} {:>9.2} {:>9.1} {:>9.1}",
+            "{:>9} {:>11.2} {:>11.2} {:>11.2} {:>11.0} {:>11.0} {:>11.0} {:>11.0} {:>9.2} {:>9.1} {:>9.1} {:>9.0} {:>11.0}",
             n,
             field(l, "a_us"),
             field(l, "b_us"),
@@ -276,6 +286,8 @@ fn main() {
             field(l, "build_s"),
             field(l, "rss_store_kib") / 1024.0,
             field(l, "rss_two_kib") / 1024.0,
+            per_peer(l),
+            field(l, "node_json") / *n as f64,
         );
         if !l.contains("count_ok=true") {
             println!("  N={n}: the store did not keep {n} peers through the deltas");
@@ -285,7 +297,7 @@ fn main() {
     if let (Some(_), Some(_)) = (get(10_000, "a_us"), get(1_000_000, "a_us")) {
         let ratio = |k: &str| get(1_000_000, k).unwrap() / get(10_000, k).unwrap();
         println!(
-            "{:>9} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>11} {:>9} {:>9.1} {:>9.1}",
+            "{:>9} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>11} {:>9} {:>9.1} {:>9.1} {:>9.2}",
             "1M/10k",
             ratio("a_us"),
             ratio("b_us"),
@@ -297,6 +309,7 @@ fn main() {
             "",
             ratio("rss_store_kib"),
             ratio("rss_two_kib"),
+            per_peer(&results.iter().find(|(x, _)| *x == 1_000_000).unwrap().1) / per_peer(&results.iter().find(|(x, _)| *x == 10_000).unwrap().1),
         );
         let b10 = get(10_000, "b_us").unwrap();
         let b1m = get(1_000_000, "b_us").unwrap();
@@ -310,6 +323,12 @@ fn main() {
             if b1m / b10 <= 1.5 { "met" } else { "NOT met" },
             rss10,
             if rss10 <= 30.0 { "met" } else { "NOT met" },
+        );
+        let worst = results.iter().map(|(_, l)| per_peer(l) / (field(l, "node_json") / field(l, "n"))).fold(0.0, f64::max);
+        println!(
+            "goal store RSS per peer <= 2x the peer's JSON: worst {:.2}x -> {}",
+            worst,
+            if worst <= 2.0 { "met" } else { "NOT met" }
         );
     }
 }

@@ -920,7 +920,8 @@ enum mr_status mr_addr_format(const struct mr_addr *a, char *buf, size_t cap, si
 /*
  Creates a bus. `opts_json` may be NULL for defaults, or a JSON object
  with any of `rate_limit_ms` (3000), `initial_chunk` (1000 peers per
- message), `backlog` (10000). On success `*out` owns a new handle the
+ message), `backlog` (10000), `max_apply_bytes` (67108864: the largest
+ `mr_bus_apply` input). On success `*out` owns a new handle the
  caller releases with `mr_bus_free`; on failure `*out` is NULL
  (MR_PARSE / MR_INVALID_ARGUMENT for bad options).
  */
@@ -929,7 +930,9 @@ enum mr_status mr_bus_new(const char *opts_json, struct mr_bus **out);
 /*
  Applies a `tailcfg.MapResponse`-shaped update (`json[0..len)`, borrowed
  for the call only). MR_PARSE (store unchanged) for malformed input,
- MR_CLOSED after `mr_bus_close`.
+ MR_INVALID_ARGUMENT for input longer than the bus's `max_apply_bytes`
+ option (64 MiB by default), MR_CLOSED after `mr_bus_close`. The store
+ keeps each node as its JSON text plus about 100 bytes.
  */
 enum mr_status mr_bus_apply(struct mr_bus *bus, const uint8_t *json, size_t len);
 

@@ -4,6 +4,7 @@
 
 use super::delta::{PeerDelta, PeerDeltas};
 use super::mask::{Class, PeerMode, CLASS_COUNT};
+use super::node::Node;
 use super::notify::NotifyWriter;
 use super::parse::HostEvent;
 use serde_json::value::RawValue;
@@ -16,7 +17,7 @@ pub(crate) struct Change {
     pub seq: u64,
     /// Coalesced per peer, sorted by NodeID.
     pub peers: Vec<(i64, PeerDelta)>,
-    pub self_node: Option<Arc<Value>>,
+    pub self_node: Option<Arc<Node>>,
     /// Profiles this update added or changed.
     pub profiles: Vec<(i64, Arc<Value>)>,
     /// Profiles the upserted nodes refer to, as they were at this update.
@@ -33,7 +34,7 @@ fn engine_only(key: &str) -> bool {
 }
 
 impl Change {
-    pub fn new(seq: u64, mut peers: PeerDeltas, self_node: Option<Arc<Value>>, profiles: Vec<(i64, Arc<Value>)>) -> Change {
+    pub fn new(seq: u64, mut peers: PeerDeltas, self_node: Option<Arc<Node>>, profiles: Vec<(i64, Arc<Value>)>) -> Change {
         let mut sorted: Vec<(i64, PeerDelta)> = peers.map.drain().collect();
         sorted.sort_unstable_by_key(|(id, _)| *id);
         Change {
@@ -76,7 +77,7 @@ impl Change {
         let mut w = NotifyWriter::new();
         write_event(&mut w, &self.event, class);
         if let Some(node) = &self.self_node {
-            w.value("SelfChange", node);
+            w.raw("SelfChange", node.json());
         }
         w.peers(self.peers.iter().map(|(id, d)| (*id, d)), class.peers);
         w.finish()
@@ -96,7 +97,7 @@ pub(crate) fn write_event(w: &mut NotifyWriter, event: &[(String, Box<RawValue>)
 #[derive(Default)]
 pub(crate) struct Pending {
     pub peers: PeerDeltas,
-    pub self_node: Option<Arc<Value>>,
+    pub self_node: Option<Arc<Node>>,
     /// Latest value per event field.
     pub event: HostEvent,
     /// Profiles changed while folding; re-sent if the watcher had an older one.

@@ -3,6 +3,7 @@
 //! one delta, and folding the backlog of a lagging watcher into its pending
 //! map, so both stay O(changed peers) and converge to the store's state.
 
+use super::node::Node;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,12 +13,12 @@ use std::sync::Arc;
 pub(crate) enum PeerDelta {
     /// The full node, new or replaced. `added` = the receiver did not know
     /// the peer before, so a later removal cancels out entirely.
-    Upsert { node: Arc<Value>, added: bool },
+    Upsert { node: Arc<Node>, added: bool },
     /// The peer is gone.
     Remove,
     /// Narrow fields (PeerChange names, without `NodeID`) plus the full node
     /// after the patch, for receivers that want full nodes.
-    Patch { patch: Arc<Map<String, Value>>, node: Arc<Value> },
+    Patch { patch: Arc<Map<String, Value>>, node: Arc<Node> },
 }
 
 impl PeerDelta {
@@ -27,7 +28,7 @@ impl PeerDelta {
     }
 
     /// The node to send to a full-node receiver, if any.
-    pub fn node(&self) -> Option<&Arc<Value>> {
+    pub fn node(&self) -> Option<&Arc<Node>> {
         match self {
             PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } => Some(node),
             PeerDelta::Remove => None,
@@ -94,8 +95,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn node(v: i64) -> Arc<Value> {
-        Arc::new(json!({ "ID": 1, "V": v }))
+    fn node(v: i64) -> Arc<Node> {
+        Arc::new(Node::from_value(&json!({ "ID": 1, "V": v })))
     }
 
     fn patch(field: &str, v: Value) -> PeerDelta {
@@ -129,7 +130,7 @@ mod tests {
         match &d.map[&1] {
             PeerDelta::Upsert { node, added } => {
                 assert!(!added);
-                assert_eq!(node["V"], 3);
+                assert_eq!(node.get("V"), Some(json!(3)));
             }
             other => panic!("{other:?}"),
         }
@@ -153,7 +154,7 @@ mod tests {
         d.push(2, PeerDelta::Upsert { node: node(1), added: true });
         d.push(2, patch("Online", json!(true)));
         assert!(matches!(d.map[&2], PeerDelta::Upsert { added: true, .. }));
-        assert_eq!(d.map[&2].node().unwrap()["V"], 9);
+        assert_eq!(d.map[&2].node().unwrap().get("V"), Some(json!(9)));
         // Patch then remove: the receiver knew the peer, so it must hear the removal.
         d.push(1, PeerDelta::Remove);
         assert!(matches!(d.map[&1], PeerDelta::Remove));

@@ -30,11 +30,16 @@ pub struct BusOptions {
     /// Log budget (entries + peer deltas) kept for watchers that lag; beyond
     /// it their backlog is folded into their own coalesced map (10 000).
     pub backlog: usize,
+    /// The largest `apply` input in bytes (64 MiB). With the store's
+    /// per-node cost (about the node's JSON plus 100 bytes) this bounds what
+    /// one update can make the bus hold; a full netmap larger than this is
+    /// sent as `Peers` plus `PeersChanged` updates.
+    pub max_apply_bytes: usize,
 }
 
 impl Default for BusOptions {
     fn default() -> Self {
-        BusOptions { rate_limit: Duration::from_secs(3), initial_chunk: 1000, backlog: 10_000 }
+        BusOptions { rate_limit: Duration::from_secs(3), initial_chunk: 1000, backlog: 10_000, max_apply_bytes: 64 << 20 }
     }
 }
 
@@ -212,6 +217,7 @@ impl Bus {
                 "rate_limit_ms" => options.rate_limit = Duration::from_millis(n),
                 "initial_chunk" => options.initial_chunk = n as usize,
                 "backlog" => options.backlog = n as usize,
+                "max_apply_bytes" => options.max_apply_bytes = n as usize,
                 _ => return Err(Error::invalid(format!("unknown bus option {key:?}"))),
             }
         }
@@ -221,6 +227,13 @@ impl Bus {
     /// Applies a `tailcfg.MapResponse`-shaped update. Parse errors leave the
     /// store unchanged. Cost O(size of the update), whatever the peer count.
     pub fn apply(&self, json: &[u8]) -> Result<()> {
+        let limit = self.shared.options.max_apply_bytes;
+        if json.len() > limit {
+            return Err(Error::invalid(format!(
+                "MapResponse of {} bytes is larger than the bus's max_apply_bytes ({limit}); split it into Peers and PeersChanged updates",
+                json.len()
+            )));
+        }
         let update = MapUpdate::parse(json)?;
         let mut core = self.shared.lock();
         if core.closed {
@@ -316,7 +329,7 @@ impl Bus {
             }
             let batch = slot.pending.peers.take(self.shared.options.initial_chunk);
             let mut profiles = slot.profiles_for(&core.store, &batch, &[]);
-            let self_user = core.store.self_node.as_deref().and_then(super::store::user_of);
+            let self_user = core.store.self_node.as_deref().and_then(|n| n.user());
             if let Some((uid, p)) = self_user.and_then(|u| core.store.profiles.get(&u).map(|p| (u, p.clone()))) {
                 profiles.extend(slot.profiles_to_send(std::iter::once((uid, &p)), std::iter::empty()));
             }
@@ -343,7 +356,7 @@ impl Bus {
         let node =
             core.store.peers.get(&id).cloned().ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no peer with NodeID {id}")))?;
         drop(core);
-        Ok(serde_json::to_vec(&*node).expect("a Value always encodes"))
+        Ok(node.json().as_bytes().to_vec())
     }
 
     /// The whole netmap: `SelfNode`, `Peers` (by NodeID), `UserProfiles`,
@@ -438,7 +451,7 @@ fn status_json(core: &Core) -> Vec<u8> {
         w.string("BackendState", &name);
     }
     if let Some(node) = &core.store.self_node {
-        w.value("Self", node);
+        w.raw("Self", node.json());
     }
     w.raw("PeerCount", &core.store.peers.len().to_string());
     w.raw("UserProfileCount", &core.store.profiles.len().to_string());

@@ -39,8 +39,8 @@
 //! # Cost: O(delta), encoded once per class
 //!
 //! `apply` parses and validates the whole input before touching the store,
-//! then mutates only the peers it names (nodes are `Arc<Value>`, shared
-//! between store and log, never copied wholesale) and appends one immutable
+//! then mutates only the peers it names (nodes are shared `Arc<Node>`s,
+//! their JSON text, between store and log, never copied wholesale) and appends one immutable
 //! `Change` to a log: the per-peer deltas of this update, coalesced. No
 //! netmap is rebuilt and no peer is scanned (a full `Peers` list is
 //! compared against the store, which is O(its own size)).
@@ -70,6 +70,7 @@ mod clock;
 mod delta;
 mod hub;
 mod mask;
+mod node;
 mod notify;
 mod parse;
 mod patch;

@@ -1,9 +1,10 @@
 //! Hand-written `ipn.Notify` encoding. Fields are written straight from the
-//! shared `Arc<Value>` nodes into one buffer: no intermediate Notify value
+//! shared nodes' JSON text into one buffer: no intermediate Notify value
 //! is built, and empty fields are simply not written (Go's omitzero).
 
 use super::delta::PeerDelta;
 use super::mask::PeerMode;
+use super::node::Node;
 use super::store::Store;
 use serde_json::Value;
 use std::sync::Arc;
@@ -44,11 +45,6 @@ impl NotifyWriter {
         self.buf.extend_from_slice(raw_json.as_bytes());
     }
 
-    pub fn value(&mut self, key: &str, v: &Value) {
-        self.key(key);
-        write_value(&mut self.buf, v);
-    }
-
     pub fn string(&mut self, key: &str, s: &str) {
         self.key(key);
         write_str(&mut self.buf, s);
@@ -83,11 +79,11 @@ impl NotifyWriter {
         });
         self.array("PeersChanged", deltas.clone(), |buf, (_, d)| match d {
             PeerDelta::Upsert { node, .. } => {
-                write_value(buf, node);
+                buf.extend_from_slice(node.json().as_bytes());
                 true
             }
             PeerDelta::Patch { node, .. } if !patches => {
-                write_value(buf, node);
+                buf.extend_from_slice(node.json().as_bytes());
                 true
             }
             _ => false,
@@ -139,7 +135,7 @@ impl NotifyWriter {
     }
 
     /// `NetMap` (netmap.NetworkMap field names) with the given peers.
-    pub fn netmap<'a>(&mut self, store: &Store, peers: impl Iterator<Item = &'a Value>, profiles: &[(i64, Arc<Value>)]) {
+    pub fn netmap<'a>(&mut self, store: &Store, peers: impl Iterator<Item = &'a Node>, profiles: &[(i64, Arc<Value>)]) {
         self.key("NetMap");
         write_netmap(&mut self.buf, store, peers, profiles.iter().map(|(id, p)| (*id, &**p)));
     }
@@ -176,12 +172,12 @@ fn write_profiles<'a>(buf: &mut Vec<u8>, profiles: impl Iterator<Item = (i64, &'
 pub(crate) fn write_netmap<'a, 'b>(
     buf: &mut Vec<u8>,
     store: &Store,
-    peers: impl Iterator<Item = &'a Value>,
+    peers: impl Iterator<Item = &'a Node>,
     profiles: impl Iterator<Item = (i64, &'b Value)>,
 ) {
     buf.extend_from_slice(b"{\"SelfNode\":");
     match &store.self_node {
-        Some(node) => write_value(buf, node),
+        Some(node) => buf.extend_from_slice(node.json().as_bytes()),
         None => buf.extend_from_slice(b"null"),
     }
     buf.extend_from_slice(b",\"Peers\":[");
@@ -189,7 +185,7 @@ pub(crate) fn write_netmap<'a, 'b>(
         if i > 0 {
             buf.push(b',');
         }
-        write_value(buf, peer);
+        buf.extend_from_slice(peer.json().as_bytes());
     }
     buf.extend_from_slice(b"],\"UserProfiles\":");
     write_profiles(buf, profiles);
@@ -238,11 +234,11 @@ mod tests {
 
     #[test]
     fn peers_by_mode() {
-        let node = Arc::new(json!({"ID": 2, "Online": true}));
+        let node = Arc::new(Node::from_value(&json!({"ID": 2, "Online": true})));
         let mut patch = Map::new();
         patch.insert("Online".into(), json!(true));
         let deltas = [
-            (1, PeerDelta::Upsert { node: Arc::new(json!({"ID": 1})), added: true }),
+            (1, PeerDelta::Upsert { node: Arc::new(Node::from_value(&json!({"ID": 1}))), added: true }),
             (2, PeerDelta::Patch { patch: Arc::new(patch), node }),
             (3, PeerDelta::Remove),
         ];

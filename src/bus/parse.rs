@@ -2,6 +2,7 @@
 //! is checked completely here, before the store changes at all, so a bad
 //! input leaves everything as it was.
 
+use super::node::Node;
 use super::patch::PeerChange;
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::value::RawValue;
@@ -12,10 +13,10 @@ use std::collections::HashMap;
 /// are ignored (the control protocol grows).
 #[derive(Debug, Default)]
 pub(crate) struct MapUpdate {
-    pub node: Option<Value>,
+    pub node: Option<Node>,
     /// `Peers` present (even `[]`) = the complete peer list.
-    pub peers: Option<Vec<(i64, Value)>>,
-    pub peers_changed: Vec<(i64, Value)>,
+    pub peers: Option<Vec<(i64, Node)>>,
+    pub peers_changed: Vec<(i64, Node)>,
     pub peers_removed: Vec<i64>,
     pub patches: Vec<PeerChange>,
     pub online_change: Vec<(i64, bool)>,
@@ -76,8 +77,20 @@ pub(crate) fn check_node(value: Value, where_: &str) -> Result<(i64, Value)> {
     Ok((id, value))
 }
 
-fn nodes(raw: &RawValue, field: &str) -> Result<Vec<(i64, Value)>> {
-    array_of(raw, field)?.into_iter().enumerate().map(|(i, v)| check_node(v, &format!("MapResponse.{field}[{i}]"))).collect()
+/// A node array, each element parsed, checked and stored as text one at a
+/// time: the parsed form of the whole list never exists at once.
+fn nodes(raw: &RawValue, field: &str) -> Result<Vec<(i64, Node)>> {
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+        .map_err(|e| parse_error(format!("MapResponse.{field} must be an array: {e}")))?;
+    let mut scratch = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let where_ = || format!("MapResponse.{field}[{i}]");
+        let value: Value = serde_json::from_str(item.get()).map_err(|e| parse_error(format!("{}: {e}", where_())))?;
+        let (id, value) = check_node(value, &where_())?;
+        out.push((id, Node::from_owned(value, &mut scratch)));
+    }
+    Ok(out)
 }
 
 /// `map[NodeID]bool`: JSON object keyed by decimal ids.
@@ -99,7 +112,7 @@ impl MapUpdate {
         let fields = top_level(json, "MapResponse")?;
         let mut update = MapUpdate::default();
         if let Some(raw) = fields.get("Node") {
-            update.node = Some(check_node(value_of(raw, "Node")?, "MapResponse.Node")?.1);
+            update.node = Some(Node::from_value(&check_node(value_of(raw, "Node")?, "MapResponse.Node")?.1));
         }
         if let Some(raw) = fields.get("Peers") {
             update.peers = Some(nodes(raw, "Peers")?);
@@ -203,7 +216,7 @@ mod tests {
                 "DNSConfig":{"Resolvers":[]},"DERPMap":{"Regions":{}},"PacketFilter":[],"Domain":"x.ts.net","Unknown":1}"#,
         )
         .unwrap();
-        assert_eq!(u.node.unwrap()["ID"], 1);
+        assert_eq!(u.node.unwrap().to_value()["ID"], 1);
         assert_eq!(u.peers.unwrap()[0].0, 2);
         assert!(u.peers_changed.is_empty());
         assert_eq!(u.peers_removed, vec![3]);

@@ -10,7 +10,7 @@ use super::change::{write_event, Change, Pending};
 use super::delta::PeerDelta;
 use super::mask::{Class, Mask, PeerMode, WATCH_RATE_LIMIT};
 use super::notify::NotifyWriter;
-use super::store::{user_of, Store};
+use super::store::Store;
 use crate::sys::EventFd;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -144,7 +144,7 @@ impl Slot {
         let event = std::mem::take(&mut self.pending.event);
         write_event(&mut w, &event, self.class);
         if let Some(node) = self.pending.self_node.take() {
-            w.value("SelfChange", &node);
+            w.raw("SelfChange", node.json());
         }
         let batch = self.pending.peers.take(chunk.max(1));
         let changed: Vec<i64> = self.pending.profiles_changed.drain().collect();
@@ -168,7 +168,7 @@ impl Slot {
         let users: Vec<(i64, Arc<Value>)> = batch
             .iter()
             .filter_map(|(_, d)| match d {
-                PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } => user_of(node),
+                PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } => node.user(),
                 PeerDelta::Remove => None,
             })
             .filter_map(|uid| store.profiles.get(&uid).map(|p| (uid, p.clone())))

@@ -111,7 +111,8 @@ fn health_strings(raw: Option<&RawValue>) -> Vec<Value> {
 pub(crate) fn ipn_status<'a>(store: &Store, backend_state: Option<&str>, remembered: impl Fn(&str) -> Option<&'a RawValue>) -> Vec<u8> {
     let backend_state = backend_state.unwrap_or("NoState");
     let running = backend_state == "Running";
-    let self_node = store.self_node.as_deref();
+    let self_node = store.self_node.as_deref().map(|n| n.to_value());
+    let self_node = self_node.as_ref();
     let mut s = Map::new();
     s.insert("Version".into(), json!(env!("CARGO_PKG_VERSION")));
     s.insert("BackendState".into(), json!(backend_state));

@@ -2,12 +2,13 @@
 //! peers by NodeID, user profiles by UserID, and opaque DNS / packet filter
 //! / DERP map kept as the raw JSON they arrived as.
 //!
-//! Nodes are kept as parsed JSON objects (`Arc<Value>`), so fields this
-//! crate does not know survive untouched, and a delta can share the node
-//! with the store instead of copying it.
+//! Nodes are kept as their JSON text (`node::Node`), so fields this crate
+//! does not know survive untouched, memory stays a small multiple of the
+//! input, and a delta shares the node with the store instead of copying it.
 
 use super::clock;
 use super::delta::{PeerDelta, PeerDeltas};
+use super::node::Node;
 use super::parse::MapUpdate;
 use super::patch::PeerChange;
 use serde_json::value::RawValue;
@@ -18,8 +19,8 @@ use std::time::SystemTime;
 
 #[derive(Default)]
 pub(crate) struct Store {
-    pub self_node: Option<Arc<Value>>,
-    pub peers: HashMap<i64, Arc<Value>>,
+    pub self_node: Option<Arc<Node>>,
+    pub peers: HashMap<i64, Arc<Node>>,
     pub profiles: HashMap<i64, Arc<Value>>,
     pub dns_config: Option<Box<RawValue>>,
     pub packet_filter: Option<Box<RawValue>>,
@@ -33,7 +34,7 @@ pub(crate) struct Store {
 #[derive(Default)]
 pub(crate) struct Applied {
     pub peers: PeerDeltas,
-    pub self_node: Option<Arc<Value>>,
+    pub self_node: Option<Arc<Node>>,
     pub profiles: Vec<(i64, Arc<Value>)>,
     pub netmap_changed: bool,
 }
@@ -42,10 +43,6 @@ fn same_raw(a: &Option<Box<RawValue>>, b: &RawValue) -> bool {
     a.as_ref().is_some_and(|a| a.get() == b.get())
 }
 
-/// The `User` a node belongs to, if it names one.
-pub(crate) fn user_of(node: &Value) -> Option<i64> {
-    node.get("User").and_then(Value::as_i64)
-}
 
 impl Store {
     /// Applies a validated update. Cannot fail: `MapUpdate::parse` checked
@@ -128,7 +125,7 @@ impl Store {
         applied
     }
 
-    fn upsert(&mut self, id: i64, node: Value, deltas: &mut PeerDeltas) {
+    fn upsert(&mut self, id: i64, node: Node, deltas: &mut PeerDeltas) {
         let existed = match self.peers.get(&id) {
             Some(old) if **old == node => return, // unchanged: no delta
             Some(_) => true,
@@ -148,21 +145,21 @@ impl Store {
     /// Patches for peers we do not have are dropped, as tailscaled does.
     fn patch(&mut self, change: &PeerChange, deltas: &mut PeerDeltas) {
         let Some(stored) = self.peers.get_mut(&change.id) else { return };
-        let Some(node) = Arc::make_mut(stored).as_object_mut() else { return };
-        let changed = change.apply_to(node);
+        let mut node = stored.to_map();
+        let changed = change.apply_to(&mut node);
         if !changed.is_empty() {
+            *stored = Arc::new(Node::from_map(&node));
             deltas.push(change.id, PeerDelta::Patch { patch: Arc::new(changed), node: stored.clone() });
         }
     }
 
     fn clear_last_seen(&mut self, id: i64, deltas: &mut PeerDeltas) {
         let Some(stored) = self.peers.get_mut(&id) else { return };
-        if stored.get("LastSeen").is_none() {
+        let mut node = stored.to_map();
+        if node.remove("LastSeen").is_none() {
             return;
         }
-        if let Some(node) = Arc::make_mut(stored).as_object_mut() {
-            node.remove("LastSeen");
-        }
+        *stored = Arc::new(Node::from_map(&node));
         deltas.push(id, PeerDelta::Upsert { node: stored.clone(), added: false });
     }
 
@@ -174,7 +171,7 @@ impl Store {
             // Patches count too: watchers without PeerPatches get the
             // patched node whole, and its `User` must resolve for them.
             if let PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } = delta {
-                if let Some(uid) = user_of(node) {
+                if let Some(uid) = node.user() {
                     if seen.insert(uid) {
                         if let Some(profile) = self.profiles.get(&uid) {
                             out.push((uid, profile.clone()));
@@ -239,7 +236,7 @@ mod tests {
             json!({"PeersRemoved": [2, 99], "PeersChangedPatch": [{"NodeID": 1, "Online": true, "DERPRegion": 3}, {"NodeID": 77, "Online": true}]}),
         );
         assert_eq!(kinds(&a), vec![(1, "patch"), (2, "remove")]);
-        assert_eq!(*s.peers[&1], json!({"ID": 1, "Online": true, "HomeDERP": 3, "Extra": {"keep": true}}));
+        assert_eq!(s.peers[&1].to_value(), json!({"ID": 1, "Online": true, "HomeDERP": 3, "Extra": {"keep": true}}));
         match &a.peers.map[&1] {
             PeerDelta::Patch { patch, .. } => assert_eq!(Value::Object((**patch).clone()), json!({"Online": true, "DERPRegion": 3})),
             _ => unreachable!(),
@@ -254,7 +251,7 @@ mod tests {
         let mut s = Store::default();
         let a = apply(&mut s, json!({"PeersChanged": [{"ID": 5}], "OnlineChange": {"5": true}}));
         assert_eq!(kinds(&a), vec![(5, "add")]);
-        assert_eq!(a.peers.map[&5].node().unwrap()["Online"], true);
+        assert_eq!(a.peers.map[&5].node().unwrap().to_value()["Online"], true);
     }
 
     #[test]
@@ -262,7 +259,7 @@ mod tests {
         let mut s = Store::default();
         apply(&mut s, json!({"PeersChanged": [{"ID": 1}]}));
         let a = apply(&mut s, json!({"PeerSeenChange": {"1": true}}));
-        assert_eq!(s.peers[&1]["LastSeen"], "1970-01-01T00:00:00Z");
+        assert_eq!(s.peers[&1].to_value()["LastSeen"], "1970-01-01T00:00:00Z");
         assert_eq!(kinds(&a), vec![(1, "patch")]);
         let a = apply(&mut s, json!({"PeerSeenChange": {"1": false}}));
         assert!(s.peers[&1].get("LastSeen").is_none());

@@ -56,7 +56,8 @@ pub const MR_NOTIFY_PEER_PATCHES: u64 = 1 << 15;
 
 /// Creates a bus. `opts_json` may be NULL for defaults, or a JSON object
 /// with any of `rate_limit_ms` (3000), `initial_chunk` (1000 peers per
-/// message), `backlog` (10000). On success `*out` owns a new handle the
+/// message), `backlog` (10000), `max_apply_bytes` (67108864: the largest
+/// `mr_bus_apply` input). On success `*out` owns a new handle the
 /// caller releases with `mr_bus_free`; on failure `*out` is NULL
 /// (MR_PARSE / MR_INVALID_ARGUMENT for bad options).
 #[no_mangle]
@@ -73,7 +74,9 @@ pub extern "C" fn mr_bus_new(opts_json: *const c_char, out: *mut *mut mr_bus) ->
 
 /// Applies a `tailcfg.MapResponse`-shaped update (`json[0..len)`, borrowed
 /// for the call only). MR_PARSE (store unchanged) for malformed input,
-/// MR_CLOSED after `mr_bus_close`.
+/// MR_INVALID_ARGUMENT for input longer than the bus's `max_apply_bytes`
+/// option (64 MiB by default), MR_CLOSED after `mr_bus_close`. The store
+/// keeps each node as its JSON text plus about 100 bytes.
 #[no_mangle]
 pub extern "C" fn mr_bus_apply(bus: *mut mr_bus, json: *const u8, len: usize) -> mr_status {
     ffi_status!("mr_bus_apply", { try_ref(bus)?.apply(try_slice(json, len, "json")?) })
