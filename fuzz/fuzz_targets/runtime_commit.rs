@@ -62,6 +62,9 @@ fuzz_target!(|data: &[u8]| {
     for doc in data.split(|b| *b == 0).take(16) {
         let Some((mode, text)) = doc.split_first() else { continue };
         let Ok(text) = std::str::from_utf8(text) else { continue };
+        // Settled first: a removal's flush may still be running after the
+        // commit that caused it returned.
+        a.wait_idle(Wait::Forever).expect("idle");
         let before = (protocols(&a), routes(&a));
         match a.commit(text, mode & 1 == 1) {
             Ok(()) => last_ok = Some(text),

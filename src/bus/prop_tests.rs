@@ -183,7 +183,7 @@ impl Reader {
 
 fn run(seed: u64, steps: usize) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let options = BusOptions { rate_limit: Duration::from_millis(3), initial_chunk: 7, backlog: 40 };
+    let options = BusOptions { rate_limit: Duration::from_millis(3), initial_chunk: 7, backlog: 40, ..Default::default() };
     let bus = Bus::new(options).unwrap();
     // Every user a node can name has a profile, so the profile rule always applies.
     let profiles: Vec<Value> = (0..6).map(|uid| json!({"ID": uid, "LoginName": format!("u{uid}")})).collect();
