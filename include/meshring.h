@@ -269,12 +269,6 @@
 #define MR_VOLUME_CREATE 1
 
 /*
- The deepest nesting of arrays and objects any JSON input may have (the
- top-level object counts as 1).
- */
-#define MAX_DEPTH 64
-
-/*
  The result of every fallible call. Values are fixed and never renumbered;
  new codes are only appended.
  */

@@ -13,7 +13,8 @@
 use crate::error::{Error, ErrorKind, Result};
 
 /// The deepest nesting of arrays and objects any JSON input may have (the
-/// top-level object counts as 1).
+/// top-level object counts as 1). C sees it as `MR_JSON_MAX_DEPTH`.
+/// cbindgen:ignore
 pub const MAX_DEPTH: usize = 64;
 
 /// Parse error when `json` nests arrays/objects deeper than `MAX_DEPTH`.
