@@ -234,20 +234,32 @@ impl Bus {
                 json.len()
             )));
         }
-        let update = MapUpdate::parse(json)?;
-        let mut core = self.shared.lock();
-        if core.closed {
-            return Err(self.shared.closed_error());
-        }
-        let applied = core.store.apply(update, SystemTime::now());
-        if !applied.netmap_changed {
+        // Display names need the MagicDNS suffix of the self node's name:
+        // parsed (outside the lock) with the current one, again in the rare
+        // case that a concurrent apply changed it meanwhile.
+        let mut self_name = self.self_name()?;
+        let (mut core, applied) = loop {
+            let update = MapUpdate::parse(json, &self_name)?;
+            let mut core = self.shared.lock();
+            if core.closed {
+                return Err(self.shared.closed_error());
+            }
+            let now_name = core.store.self_name();
+            if update.node.is_some() || now_name == self_name {
+                let applied = core.store.apply(update, SystemTime::now());
+                break (core, applied);
+            }
+            self_name = now_name;
+        };
+        let self_change = if applied.full_path { core.store.self_node.clone() } else { applied.self_node.clone() };
+        if !applied.netmap_changed && self_change.is_none() {
             return Ok(());
         }
         let referenced = core.store.profiles_referenced(&applied.peers);
         let seq = core.seq();
-        let mut change = Change::new(seq, applied.peers, applied.self_node, applied.profiles);
+        let mut change = Change::new(seq, applied.peers, self_change, applied.profiles);
         change.referenced = referenced;
-        change.netmap_changed = true;
+        change.netmap_changed = applied.netmap_changed;
         core.push(change, self.shared.options.backlog);
         drop(core);
         self.shared.wake.notify_all();
@@ -259,6 +271,14 @@ impl Bus {
     /// remembers the stateful ones for initial messages.
     pub fn publish(&self, json: &[u8]) -> Result<()> {
         publish_on(&self.shared, json)
+    }
+
+    fn self_name(&self) -> Result<String> {
+        let core = self.shared.lock();
+        if core.closed {
+            return Err(self.shared.closed_error());
+        }
+        Ok(core.store.self_name())
     }
 
     /// A second reference that can publish but does not own the bus

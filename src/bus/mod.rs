@@ -77,6 +77,7 @@ mod patch;
 mod slot;
 mod status;
 mod store;
+mod tailcfg;
 mod watcher;
 
 pub use hub::{Bus, BusLink, BusOptions};

@@ -53,6 +53,18 @@ impl Node {
         (self.user != NO_USER).then_some(self.user)
     }
 
+    /// The users a node refers to: its `User` and, if it names one, its
+    /// `Sharer` (tailscaled sends both profiles with the node). The sharer
+    /// is rare, so it is read from the text only when the text has one.
+    pub fn users(&self) -> impl Iterator<Item = i64> {
+        let sharer = if self.json.contains("\"Sharer\":") {
+            self.to_map().get("Sharer").and_then(Value::as_i64).filter(|s| *s != 0)
+        } else {
+            None
+        };
+        self.user().into_iter().chain(sharer)
+    }
+
     /// The node as JSON text (an object, compact, keys sorted).
     pub fn json(&self) -> &str {
         &self.json

@@ -4,17 +4,27 @@
 
 use super::node::Node;
 use super::patch::PeerChange;
+use super::tailcfg;
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashMap;
 
 /// A validated MapResponse. `null` fields count as absent; unknown fields
-/// are ignored (the control protocol grows).
+/// are ignored (the control protocol grows). Nodes are already upgraded
+/// and named as tailscaled does (`tailcfg::upgrade_node`,
+/// `init_display_names`).
 #[derive(Debug, Default)]
 pub(crate) struct MapUpdate {
+    /// `KeepAlive: true`: tailscaled applies nothing of such a response.
+    pub keep_alive: bool,
+    /// A field tailscaled handles on its full-netmap path (it then sends
+    /// `SelfChange`): Node, DERPMap, DNSConfig, a non-empty Domain, Peers
+    /// (even `[]`), and the other non-patch fields (`mapResponseContains
+    /// NonPatchFields`, types/netmap/nodemut.go).
+    pub full_path: bool,
     pub node: Option<Node>,
-    /// `Peers` present (even `[]`) = the complete peer list.
+    /// A non-empty `Peers`: the complete peer list (`[]` is not one).
     pub peers: Option<Vec<(i64, Node)>>,
     pub peers_changed: Vec<(i64, Node)>,
     pub peers_removed: Vec<i64>,
@@ -77,9 +87,10 @@ pub(crate) fn check_node(value: Value, where_: &str) -> Result<(i64, Value)> {
     Ok((id, value))
 }
 
-/// A node array, each element parsed, checked and stored as text one at a
-/// time: the parsed form of the whole list never exists at once.
-fn nodes(raw: &RawValue, field: &str) -> Result<Vec<(i64, Node)>> {
+/// A node array, each element parsed, checked, upgraded, named and stored
+/// as text one at a time: the parsed form of the whole list never exists
+/// at once.
+fn nodes(raw: &RawValue, field: &str, suffix: &str) -> Result<Vec<(i64, Node)>> {
     let items: Vec<&RawValue> = serde_json::from_str(raw.get())
         .map_err(|e| parse_error(format!("MapResponse.{field} must be an array: {e}")))?;
     let mut scratch = Vec::new();
@@ -87,7 +98,11 @@ fn nodes(raw: &RawValue, field: &str) -> Result<Vec<(i64, Node)>> {
     for (i, item) in items.into_iter().enumerate() {
         let where_ = || format!("MapResponse.{field}[{i}]");
         let value: Value = serde_json::from_str(item.get()).map_err(|e| parse_error(format!("{}: {e}", where_())))?;
-        let (id, value) = check_node(value, &where_())?;
+        let (id, mut value) = check_node(value, &where_())?;
+        if let Value::Object(map) = &mut value {
+            tailcfg::upgrade_node(map);
+            tailcfg::init_display_names(map, suffix);
+        }
         out.push((id, Node::from_owned(value, &mut scratch)));
     }
     Ok(out)
@@ -108,17 +123,34 @@ fn id_bool_map(raw: &RawValue, field: &str) -> Result<Vec<(i64, bool)>> {
 }
 
 impl MapUpdate {
-    pub fn parse(json: &[u8]) -> Result<MapUpdate> {
+    /// `self_name`: the stored self node's `Name`, for the MagicDNS suffix
+    /// the display names are computed with when the update has no `Node`.
+    pub fn parse(json: &[u8], self_name: &str) -> Result<MapUpdate> {
         let fields = top_level(json, "MapResponse")?;
         let mut update = MapUpdate::default();
+        if let Some(raw) = fields.get("KeepAlive") {
+            if value_of(raw, "KeepAlive")?.as_bool().ok_or_else(|| parse_error("MapResponse.KeepAlive must be a boolean"))? {
+                update.keep_alive = true;
+                return Ok(update);
+            }
+        }
+        let mut suffix = tailcfg::magic_dns_suffix(self_name);
         if let Some(raw) = fields.get("Node") {
-            update.node = Some(Node::from_value(&check_node(value_of(raw, "Node")?, "MapResponse.Node")?.1));
+            let (_, mut node) = check_node(value_of(raw, "Node")?, "MapResponse.Node")?;
+            if let Value::Object(map) = &mut node {
+                tailcfg::upgrade_node(map);
+                tailcfg::capabilities_to_cap_map(map);
+                suffix = tailcfg::magic_dns_suffix(map.get("Name").and_then(Value::as_str).unwrap_or(""));
+                tailcfg::init_display_names(map, &suffix);
+            }
+            update.node = Some(Node::from_value(&node));
         }
         if let Some(raw) = fields.get("Peers") {
-            update.peers = Some(nodes(raw, "Peers")?);
+            let peers = nodes(raw, "Peers", &suffix)?;
+            update.peers = (!peers.is_empty()).then_some(peers);
         }
         if let Some(raw) = fields.get("PeersChanged") {
-            update.peers_changed = nodes(raw, "PeersChanged")?;
+            update.peers_changed = nodes(raw, "PeersChanged", &suffix)?;
         }
         if let Some(raw) = fields.get("PeersRemoved") {
             update.peers_removed = array_of(raw, "PeersRemoved")?
@@ -156,12 +188,25 @@ impl MapUpdate {
         update.dns_config = opaque("DNSConfig");
         update.packet_filter = opaque("PacketFilter");
         update.derp_map = opaque("DERPMap");
+        if let Some(raw) = &update.derp_map {
+            if !raw.get().trim_start().starts_with('{') {
+                return Err(parse_error("MapResponse.DERPMap must be an object"));
+            }
+        }
         if let Some(raw) = fields.get("Domain") {
             match value_of(raw, "Domain")? {
+                Value::String(s) if s.is_empty() => {}
                 Value::String(s) => update.domain = Some(s),
                 _ => return Err(parse_error("MapResponse.Domain must be a string")),
             }
         }
+        // Present and non-null (strings: non-empty) sends tailscaled down its
+        // full-netmap path.
+        const OBJECTS: &[&str] =
+            &["Node", "DERPMap", "DNSConfig", "Health", "DisplayMessages", "SSHPolicy", "TKAInfo", "Debug", "ControlDialPlan", "ClientVersion", "Peers"];
+        const STRINGS: &[&str] = &["Domain", "CollectServices", "DomainDataPlaneAuditLogID", "DefaultAutoUpdate"];
+        update.full_path = OBJECTS.iter().any(|f| fields.contains_key(*f))
+            || STRINGS.iter().any(|f| fields.get(*f).is_some_and(|raw| raw.get() != "\"\""));
         Ok(update)
     }
 }
@@ -214,6 +259,7 @@ mod tests {
                 "PeersChangedPatch":[{"NodeID":2,"Online":true}],"OnlineChange":{"2":false},
                 "PeerSeenChange":{"2":true},"UserProfiles":[{"ID":7,"LoginName":"a@b"}],
                 "DNSConfig":{"Resolvers":[]},"DERPMap":{"Regions":{}},"PacketFilter":[],"Domain":"x.ts.net","Unknown":1}"#,
+            "",
         )
         .unwrap();
         assert_eq!(u.node.unwrap().to_value()["ID"], 1);
@@ -226,6 +272,25 @@ mod tests {
         assert_eq!(u.user_profiles[0].0, 7);
         assert_eq!(u.dns_config.unwrap().get(), r#"{"Resolvers":[]}"#);
         assert_eq!(u.domain.as_deref(), Some("x.ts.net"));
+        assert!(u.full_path && !u.keep_alive);
+    }
+
+    #[test]
+    fn keep_alive_empty_peers_and_the_full_path() {
+        let u = MapUpdate::parse(br#"{"KeepAlive":true,"Peers":[{"ID":2}],"Node":{"ID":1}}"#, "").unwrap();
+        assert!(u.keep_alive && u.peers.is_none() && u.node.is_none());
+        let u = MapUpdate::parse(br#"{"Peers":[]}"#, "").unwrap();
+        assert!(u.peers.is_none() && u.full_path, "Peers:[] is no peer list, but the full path");
+        let u = MapUpdate::parse(br#"{"PeersChanged":[{"ID":2}],"Domain":""}"#, "").unwrap();
+        assert!(!u.full_path && u.domain.is_none());
+        let u = MapUpdate::parse(br#"{"Health":[]}"#, "").unwrap();
+        assert!(u.full_path);
+        // Nodes arrive upgraded and named (suffix from the stored self name).
+        let u = MapUpdate::parse(br#"{"PeersChanged":[{"ID":2,"Name":"p.t.ts.net.","DERP":"127.3.3.40:4","Addresses":["100.64.0.2/32"]}]}"#, "me.t.ts.net.")
+            .unwrap();
+        let n = u.peers_changed[0].1.to_value();
+        assert_eq!((n["HomeDERP"].as_i64(), n.get("DERP"), n["ComputedName"].as_str()), (Some(4), None, Some("p")));
+        assert_eq!(n["AllowedIPs"], serde_json::json!(["100.64.0.2/32"]));
     }
 
     #[test]
@@ -244,7 +309,7 @@ mod tests {
             (br#"{"UserProfiles":[{"LoginName":"x"}]}"#, "UserProfiles[0]"),
             (br#"{"Domain":5}"#, "Domain"),
         ] {
-            let err = MapUpdate::parse(json).unwrap_err();
+            let err = MapUpdate::parse(json, "").unwrap_err();
             assert_eq!(err.kind, ErrorKind::Parse);
             assert!(err.message.contains(needle), "{} lacks {needle}", err.message);
         }

@@ -167,10 +167,7 @@ impl Slot {
     pub fn profiles_for(&mut self, store: &Store, batch: &[(i64, PeerDelta)], changed: &[i64]) -> Vec<(i64, Arc<Value>)> {
         let users: Vec<(i64, Arc<Value>)> = batch
             .iter()
-            .filter_map(|(_, d)| match d {
-                PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } => node.user(),
-                PeerDelta::Remove => None,
-            })
+            .flat_map(|(_, d)| d.node().map(|n| n.users()).into_iter().flatten())
             .filter_map(|uid| store.profiles.get(&uid).map(|p| (uid, p.clone())))
             .collect();
         let changed: Vec<(i64, Arc<Value>)> = changed.iter().filter_map(|uid| store.profiles.get(uid).map(|p| (*uid, p.clone()))).collect();

@@ -10,7 +10,8 @@ use super::clock;
 use super::delta::{PeerDelta, PeerDeltas};
 use super::node::Node;
 use super::parse::MapUpdate;
-use super::patch::PeerChange;
+use super::patch::{self, PeerChange};
+use super::tailcfg;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -20,6 +21,8 @@ use std::time::SystemTime;
 #[derive(Default)]
 pub(crate) struct Store {
     pub self_node: Option<Arc<Node>>,
+    /// The self node's `Name`: display names need its MagicDNS suffix.
+    self_name: String,
     pub peers: HashMap<i64, Arc<Node>>,
     pub profiles: HashMap<i64, Arc<Value>>,
     pub dns_config: Option<Box<RawValue>>,
@@ -37,6 +40,9 @@ pub(crate) struct Applied {
     pub self_node: Option<Arc<Node>>,
     pub profiles: Vec<(i64, Arc<Value>)>,
     pub netmap_changed: bool,
+    /// tailscaled would handle this response on its full-netmap path: every
+    /// watcher gets the current self node as `SelfChange`.
+    pub full_path: bool,
 }
 
 fn same_raw(a: &Option<Box<RawValue>>, b: &RawValue) -> bool {
@@ -45,11 +51,32 @@ fn same_raw(a: &Option<Box<RawValue>>, b: &RawValue) -> bool {
 
 
 impl Store {
-    /// Applies a validated update. Cannot fail: `MapUpdate::parse` checked
-    /// everything, so the store never ends up half-updated.
-    /// Cost: O(size of the update) (a full `Peers` list is itself O(peers)).
+    /// Applies a validated update the way tailscaled's control client does
+    /// (`updatePeersStateFromResponse` and `updateStateFromResponse`,
+    /// control/controlclient/map.go, tailscale.com v1.102.5):
+    ///
+    /// 1. a `KeepAlive` response changes nothing;
+    /// 2. profiles are merged by ID (never removed), the self node replaced;
+    /// 3. a non-empty `Peers` is the whole peer set and every other peer
+    ///    field of the response is ignored;
+    /// 4. otherwise, in this order: `PeersRemoved`; `PeersChanged` (a full
+    ///    node for a known peer that differs only in patchable fields, as
+    ///    compared before the removals, is turned into a patch applied in
+    ///    step 8; an equal one is dropped); `PeerSeenChange` (true: LastSeen
+    ///    = now; false: no LastSeen); `OnlineChange`; `PeersChangedPatch`,
+    ///    then the patches made in step 4. Unknown NodeIDs are ignored.
+    /// 5. `DERPMap` is merged into the previous one (`tailcfg::merge_derp_map`),
+    ///    `DNSConfig` and `PacketFilter` replaced, `Domain` set if non-empty.
+    ///
+    /// Cannot fail: `MapUpdate::parse` checked everything, so the store
+    /// never ends up half-updated. Cost: O(size of the update) (a full
+    /// `Peers` list is itself O(peers)).
     pub fn apply(&mut self, update: MapUpdate, now: SystemTime) -> Applied {
         let mut applied = Applied::default();
+        if update.keep_alive {
+            return applied;
+        }
+        applied.full_path = update.full_path;
         let mut opaque_changed = false;
 
         // Profiles first, so a node in this same response finds its user.
@@ -62,6 +89,7 @@ impl Store {
         }
         if let Some(node) = update.node {
             if self.self_node.as_deref() != Some(&node) {
+                self.self_name = node.to_map().remove("Name").and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
                 let node = Arc::new(node);
                 self.self_node = Some(node.clone());
                 applied.self_node = Some(node);
@@ -76,35 +104,54 @@ impl Store {
             for (id, node) in peers {
                 self.upsert(id, node, &mut applied.peers);
             }
-        }
-        for (id, node) in update.peers_changed {
-            self.upsert(id, node, &mut applied.peers);
-        }
-        for id in update.peers_removed {
-            self.remove(id, &mut applied.peers);
-        }
-        for change in &update.patches {
-            self.patch(change, &mut applied.peers);
-        }
-        for (id, online) in update.online_change {
-            let change = PeerChange { id, fields: vec![("Online".into(), Value::Bool(online))] };
-            self.patch(&change, &mut applied.peers);
-        }
-        for (id, seen) in update.peer_seen_change {
-            if seen {
-                let now = Value::String(clock::rfc3339(now));
-                self.patch(&PeerChange { id, fields: vec![("LastSeen".into(), now)] }, &mut applied.peers);
-            } else {
-                // "Gone": tailcontrol's meaning is "no LastSeen any more".
-                // A PeerChange cannot clear a field, so this travels as a full node.
-                self.clear_last_seen(id, &mut applied.peers);
+        } else {
+            // patchifyPeersChanged: against the peers as they were.
+            let mut upserts = Vec::with_capacity(update.peers_changed.len());
+            let mut patchified = Vec::new();
+            for (id, node) in update.peers_changed {
+                let diff = self.peers.get(&id).and_then(|was| tailcfg::peer_change_diff(&was.to_map(), &node.to_map()));
+                match diff {
+                    None => upserts.push((id, node)),
+                    Some(fields) if fields.is_empty() => {}
+                    Some(fields) => {
+                        let change = PeerChange::from_fields(id, fields, "PeersChanged").expect("a diff of two checked nodes has valid fields");
+                        patchified.push(change);
+                    }
+                }
+            }
+            for id in update.peers_removed {
+                self.remove(id, &mut applied.peers);
+            }
+            for (id, node) in upserts {
+                self.upsert(id, node, &mut applied.peers);
+            }
+            for (id, seen) in update.peer_seen_change {
+                if seen {
+                    let now = Value::String(clock::rfc3339(now));
+                    self.patch(&PeerChange { id, fields: vec![("LastSeen".into(), now)] }, &mut applied);
+                } else {
+                    // A PeerChange cannot clear a field: this travels as a full node.
+                    self.clear_last_seen(id, &mut applied.peers);
+                }
+            }
+            for (id, online) in update.online_change {
+                self.patch(&PeerChange { id, fields: vec![("Online".into(), Value::Bool(online))] }, &mut applied);
+            }
+            for change in update.patches.iter().chain(&patchified) {
+                self.patch(change, &mut applied);
             }
         }
-        for (slot, new) in [
-            (&mut self.dns_config, update.dns_config),
-            (&mut self.packet_filter, update.packet_filter),
-            (&mut self.derp_map, update.derp_map),
-        ] {
+        if let Some(new) = update.derp_map {
+            let previous = self.derp_map.as_ref().and_then(|d| serde_json::from_str::<Value>(d.get()).ok());
+            let new: serde_json::Map<String, Value> = serde_json::from_str(new.get()).expect("parse checked an object");
+            let merged = tailcfg::merge_derp_map(previous.as_ref(), new);
+            let merged = serde_json::value::to_raw_value(&merged).expect("a JSON map always encodes");
+            if !same_raw(&self.derp_map, &merged) {
+                self.derp_map = Some(merged);
+                opaque_changed = true;
+            }
+        }
+        for (slot, new) in [(&mut self.dns_config, update.dns_config), (&mut self.packet_filter, update.packet_filter)] {
             if let Some(new) = new {
                 if !same_raw(slot, &new) {
                     *slot = Some(new);
@@ -125,6 +172,11 @@ impl Store {
         applied
     }
 
+    /// The self node's `Name` ("" without one).
+    pub fn self_name(&self) -> String {
+        self.self_name.clone()
+    }
+
     fn upsert(&mut self, id: i64, node: Node, deltas: &mut PeerDeltas) {
         let existed = match self.peers.get(&id) {
             Some(old) if **old == node => return, // unchanged: no delta
@@ -143,13 +195,22 @@ impl Store {
     }
 
     /// Patches for peers we do not have are dropped, as tailscaled does.
-    fn patch(&mut self, change: &PeerChange, deltas: &mut PeerDeltas) {
+    /// A patch that changes only the fields tailscaled forwards as patches
+    /// travels as one; any other change sends the whole node (tailscaled
+    /// goes down its full-netmap path then, so `SelfChange` follows too).
+    fn patch(&mut self, change: &PeerChange, applied: &mut Applied) {
         let Some(stored) = self.peers.get_mut(&change.id) else { return };
         let mut node = stored.to_map();
         let changed = change.apply_to(&mut node);
-        if !changed.is_empty() {
-            *stored = Arc::new(Node::from_map(&node));
-            deltas.push(change.id, PeerDelta::Patch { patch: Arc::new(changed), node: stored.clone() });
+        if changed.is_empty() {
+            return;
+        }
+        *stored = Arc::new(Node::from_map(&node));
+        if patch::is_narrow(&changed) {
+            applied.peers.push(change.id, PeerDelta::Patch { patch: Arc::new(changed), node: stored.clone() });
+        } else {
+            applied.full_path = true;
+            applied.peers.push(change.id, PeerDelta::Upsert { node: stored.clone(), added: false });
         }
     }
 
@@ -171,7 +232,7 @@ impl Store {
             // Patches count too: watchers without PeerPatches get the
             // patched node whole, and its `User` must resolve for them.
             if let PeerDelta::Upsert { node, .. } | PeerDelta::Patch { node, .. } = delta {
-                if let Some(uid) = node.user() {
+                for uid in node.users() {
                     if seen.insert(uid) {
                         if let Some(profile) = self.profiles.get(&uid) {
                             out.push((uid, profile.clone()));
@@ -190,7 +251,7 @@ mod tests {
     use serde_json::json;
 
     fn apply(store: &mut Store, json: Value) -> Applied {
-        let update = MapUpdate::parse(json.to_string().as_bytes()).unwrap();
+        let update = MapUpdate::parse(json.to_string().as_bytes(), &store.self_name()).unwrap();
         store.apply(update, SystemTime::UNIX_EPOCH)
     }
 
@@ -222,9 +283,59 @@ mod tests {
         assert_eq!(kinds(&a), vec![(2, "replace"), (3, "remove"), (4, "add")]);
         let a = apply(&mut s, json!({"Peers": [{"ID": 1, "N": 1}, {"ID": 2, "N": 2}, {"ID": 4}]}));
         assert!(a.peers.is_empty() && !a.netmap_changed);
+        // Peers:[] is no peer list (tailscaled tests len(Peers) > 0).
         let a = apply(&mut s, json!({"Peers": []}));
-        assert_eq!(kinds(&a), vec![(1, "remove"), (2, "remove"), (4, "remove")]);
-        assert!(s.peers.is_empty());
+        assert!(a.peers.is_empty() && a.full_path);
+        assert_eq!(s.peers.len(), 3);
+        // A non-empty Peers ignores every delta field of its response.
+        let a = apply(&mut s, json!({"Peers": [{"ID": 1, "N": 1}], "PeersChanged": [{"ID": 9}], "PeersChangedPatch": [{"NodeID": 1, "DERPRegion": 9}]}));
+        assert_eq!(kinds(&a), vec![(2, "remove"), (4, "remove")]);
+        assert_eq!(s.peers.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert!(s.peers[&1].to_value().get("HomeDERP").is_none());
+    }
+
+    /// The name fields `init_display_names` adds, left out for comparisons.
+    fn plain(node: &Node) -> Value {
+        let mut m = node.to_map();
+        m.remove("ComputedName");
+        m.remove("ComputedNameWithHost");
+        Value::Object(m)
+    }
+
+    #[test]
+    fn order_of_one_response_is_tailscaleds() {
+        let base = json!({"Peers": [{"ID": 1}, {"ID": 2, "Online": true}]});
+        // Removed and changed in one response: kept, replaced whole.
+        let mut s = Store::default();
+        apply(&mut s, base.clone());
+        let a = apply(&mut s, json!({"PeersRemoved": [2], "PeersChanged": [{"ID": 2, "Name": "new"}]}));
+        assert_eq!(kinds(&a), vec![(2, "replace")]);
+        assert_eq!(plain(&s.peers[&2]), json!({"ID": 2, "Name": "new"}));
+        // OnlineChange, then the patch: the patch wins.
+        let mut s = Store::default();
+        apply(&mut s, base.clone());
+        apply(&mut s, json!({"OnlineChange": {"2": false}, "PeersChangedPatch": [{"NodeID": 2, "Online": true}]}));
+        assert_eq!(s.peers[&2].to_value()["Online"], true);
+        // PeerSeenChange, then the patch's LastSeen.
+        let mut s = Store::default();
+        apply(&mut s, base.clone());
+        apply(&mut s, json!({"PeerSeenChange": {"2": true}, "PeersChangedPatch": [{"NodeID": 2, "LastSeen": "2026-01-02T03:04:05Z"}]}));
+        assert_eq!(s.peers[&2].to_value()["LastSeen"], "2026-01-02T03:04:05Z");
+        // A known peer's full node that differs in patchable fields only is a
+        // patch (Online omitted: kept); an equal one is nothing at all.
+        let a = apply(&mut s, json!({"PeersChanged": [{"ID": 2, "HomeDERP": 5, "LastSeen": "2026-01-02T03:04:05Z"}]}));
+        assert_eq!(kinds(&a), vec![(2, "patch")]);
+        assert_eq!(s.peers[&2].to_value()["Online"], true);
+        let a = apply(&mut s, json!({"PeersChanged": [{"ID": 2, "HomeDERP": 5}]}));
+        assert!(a.peers.is_empty());
+        // A patch of a field tailscaled does not forward as a patch: the
+        // whole node, and the full path.
+        let a = apply(&mut s, json!({"PeersChangedPatch": [{"NodeID": 2, "Key": "nodekey:01"}]}));
+        assert_eq!(kinds(&a), vec![(2, "replace")]);
+        assert!(a.full_path);
+        // KeepAlive: nothing.
+        let a = apply(&mut s, json!({"KeepAlive": true, "PeersRemoved": [1, 2]}));
+        assert!(a.peers.is_empty() && s.peers.len() == 2);
     }
 
     #[test]
@@ -236,7 +347,7 @@ mod tests {
             json!({"PeersRemoved": [2, 99], "PeersChangedPatch": [{"NodeID": 1, "Online": true, "DERPRegion": 3}, {"NodeID": 77, "Online": true}]}),
         );
         assert_eq!(kinds(&a), vec![(1, "patch"), (2, "remove")]);
-        assert_eq!(s.peers[&1].to_value(), json!({"ID": 1, "Online": true, "HomeDERP": 3, "Extra": {"keep": true}}));
+        assert_eq!(plain(&s.peers[&1]), json!({"ID": 1, "Online": true, "HomeDERP": 3, "Extra": {"keep": true}}));
         match &a.peers.map[&1] {
             PeerDelta::Patch { patch, .. } => assert_eq!(Value::Object((**patch).clone()), json!({"Online": true, "DERPRegion": 3})),
             _ => unreachable!(),
@@ -281,6 +392,11 @@ mod tests {
         assert_eq!(s.version, v);
         apply(&mut s, json!({"DERPMap": {"Regions": {}}}));
         assert_eq!(s.version, v + 1);
+        // A DERPMap with only HomeParams keeps the regions.
+        apply(&mut s, json!({"DERPMap": {"Regions": {"1": {"RegionID": 1}}}}));
+        apply(&mut s, json!({"DERPMap": {"HomeParams": {"RegionScore": {"1": 0.5}}}}));
+        let d: Value = serde_json::from_str(s.derp_map.as_ref().unwrap().get()).unwrap();
+        assert_eq!(d, json!({"Regions": {"1": {"RegionID": 1}}, "HomeParams": {"RegionScore": {"1": 0.5}}}));
     }
 
     #[test]

@@ -20,9 +20,31 @@ fn publish(bus: &Bus, v: Value) {
     bus.publish(v.to_string().as_bytes()).unwrap();
 }
 
+/// Drops the display-name fields the bus adds to every node (tested on
+/// their own in `display_names_are_computed_for_every_node`), so the tests
+/// below compare nodes with what they applied.
+fn without_names(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            m.remove("ComputedName");
+            m.remove("ComputedNameWithHost");
+            for (_, x) in m.iter_mut() {
+                *x = without_names(x.take());
+            }
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                *x = without_names(x.take());
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
 fn next(w: &Watcher) -> Option<Value> {
     match w.next(Wait::Never) {
-        Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap()),
+        Ok(bytes) => Some(without_names(serde_json::from_slice(&bytes).unwrap())),
         Err(e) if e.kind == ErrorKind::WouldBlock => None,
         Err(e) => panic!("next: {e}"),
     }
@@ -198,7 +220,14 @@ fn self_change_reaches_every_watcher() {
     let w = b.watch(0).unwrap();
     apply(&b, json!({"Node": {"ID": 9, "Name": "me"}}));
     assert_eq!(next(&w).unwrap()["SelfChange"], json!({"ID": 9, "Name": "me"}));
-    apply(&b, json!({"Node": {"ID": 9, "Name": "me"}}));
+    // Every response tailscaled handles as a full netmap repeats the self
+    // node, changed or not (a DNS config, a Domain, Peers, even Peers:[]).
+    for full in [json!({"Node": {"ID": 9, "Name": "me"}}), json!({"DNSConfig": {}}), json!({"Peers": []}), json!({"Domain": "d"})] {
+        apply(&b, full.clone());
+        assert_eq!(next(&w).unwrap()["SelfChange"], json!({"ID": 9, "Name": "me"}), "{full}");
+    }
+    // Deltas do not.
+    apply(&b, json!({"PeersChanged": [{"ID": 2}], "OnlineChange": {"2": true}}));
     assert!(next(&w).is_none());
 }
 
@@ -350,7 +379,7 @@ fn rate_limit_coalesces_netmap_updates_without_loss() {
     assert_ne!(woke, crate::sys::PollResult::TimedOut);
     let m = w.next(Wait::from_ms(2000)).unwrap();
     assert!(start.elapsed() >= Duration::from_millis(250));
-    let m: Value = serde_json::from_slice(&m).unwrap();
+    let m: Value = without_names(serde_json::from_slice(&m).unwrap());
     assert_eq!(m["PeersChanged"], json!([{"ID": 1, "V": 5}]), "latest state, added+removed peer cancelled");
     assert!(m.get("PeersRemoved").is_none());
     assert!(next(&w).is_none());
@@ -477,7 +506,7 @@ fn slow_watcher_never_blocks_and_stays_bounded() {
             view.remove(&id.as_i64().unwrap());
         }
     }
-    let nm: Value = serde_json::from_slice(&b.netmap().unwrap()).unwrap();
+    let nm: Value = without_names(serde_json::from_slice(&b.netmap().unwrap()).unwrap());
     let store: BTreeMap<i64, Value> = nm["Peers"].as_array().unwrap().iter().map(|n| (n["ID"].as_i64().unwrap(), n.clone())).collect();
     assert_eq!(view, store);
 }
@@ -547,7 +576,7 @@ fn one_shot_reads() {
         json!({"Node": {"ID": 100, "User": 7}, "Peers": [{"ID": 2, "X": [1]}, {"ID": 1}], "UserProfiles": [{"ID": 7, "LoginName": "a"}],
                "DNSConfig": {"Resolvers": [{"Addr": "1.1.1.1"}]}, "PacketFilter": [{"SrcIPs": ["*"]}], "DERPMap": {"Regions": {}}, "Domain": "t.ts.net"}),
     );
-    assert_eq!(serde_json::from_slice::<Value>(&b.peer(2).unwrap()).unwrap(), json!({"ID": 2, "X": [1]}));
+    assert_eq!(without_names(serde_json::from_slice::<Value>(&b.peer(2).unwrap()).unwrap()), json!({"ID": 2, "X": [1]}));
     assert_eq!(b.peer(3).unwrap_err().kind, ErrorKind::NotFound);
     let nm: Value = serde_json::from_slice(&b.netmap().unwrap()).unwrap();
     assert_eq!(ids(&nm, "Peers"), vec![1, 2]);
@@ -640,4 +669,16 @@ fn a_ticker_thread_panic_closes_the_bus_with_the_reason() {
     assert!(e.message.contains("notify bus ticker thread panicked: ticker test panic"), "{e}");
     assert_eq!(b.apply(br#"{"Peers":[]}"#).unwrap_err().kind, ErrorKind::Panic);
     assert_eq!(b.watch(WATCH_ENGINE_UPDATES).err().map(|e| e.kind), Some(ErrorKind::Panic));
+}
+
+#[test]
+fn display_names_are_computed_for_every_node() {
+    let b = bus();
+    let w = b.watch(WATCH_PEER_CHANGES).unwrap();
+    apply(&b, json!({"Node": {"ID": 1, "Name": "me.t.ts.net."}, "Peers": [{"ID": 2, "Name": "p.t.ts.net.", "Hostinfo": {"Hostname": "Box"}}]}));
+    let p: Value = serde_json::from_slice(&b.peer(2).unwrap()).unwrap();
+    assert_eq!((p["ComputedName"].as_str(), p["ComputedNameWithHost"].as_str()), (Some("p"), Some("p (box)")));
+    let raw: Value = serde_json::from_slice(&w.next(Wait::Never).unwrap()).unwrap();
+    assert_eq!(raw["PeersChanged"][0]["ComputedNameWithHost"], "p (box)");
+    assert_eq!(raw["SelfChange"]["ComputedName"], "me");
 }
