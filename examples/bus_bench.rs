@@ -210,7 +210,7 @@ fn run_one(n: u64, m: usize, reps: usize) {
     assert!(c.2 >= 15.9, "16 watchers got {} messages per delta", c.2);
 
     // Every delta kept the size: the store still has n peers.
-    let status = String::from_utf8(bus.status().expect("status")).unwrap();
+    let status = String::from_utf8(bus.stats().expect("status")).unwrap();
     let count_ok = status.contains(&format!("\"PeerCount\":{n},"));
     println!(
         "RESULT n={n} a_us={:.3} b_us={:.3} c_us={:.3} a_alloc={:.0} b_alloc={:.0} c_alloc={:.0} b_msg_bytes={:.0} c_msgs={:.2} build_s={:.2} rss_start_kib={rss_start} rss_store_kib={rss_store} rss_two_kib={rss_two} node_json={node_bytes} count_ok={count_ok} checksum={}",

@@ -44,23 +44,25 @@
 #define MR_ADDR_TEXT_MAX 64
 
 /*
- Watch bit: forward `Engine` status events.
+ Watch bit: accepted (a host may poll its engine for such watchers);
+ `Engine` messages reach every watcher, as tailscaled's do.
  */
 #define MR_NOTIFY_ENGINE_UPDATES (1 << 0)
 
 /*
- Watch bit: first message carries `SessionID`, `State`, `BrowseToURL`.
+ Watch bit: first message carries a `SessionID` (16 hex digits), the
+ `State` (0 when none was published) and, while NeedsLogin, `BrowseToURL`.
  */
 #define MR_NOTIFY_INITIAL_STATE (1 << 1)
 
 /*
- Watch bit: first message carries `Prefs`.
+ Watch bit: first message carries `Prefs` if published.
  */
 #define MR_NOTIFY_INITIAL_PREFS (1 << 2)
 
 /*
- Watch bit: first message carries `NetMap` (more peers follow in
- `PeersChanged` chunks until a message with `"InitialComplete": true`).
+ Watch bit: first message carries the whole `NetMap` (every peer) and
+ the self node as `SelfChange`.
  */
 #define MR_NOTIFY_INITIAL_NET_MAP (1 << 3)
 
@@ -75,22 +77,26 @@
 #define MR_NOTIFY_INITIAL_DRIVE_SHARES (1 << 5)
 
 /*
- Watch bit: first message carries `OutgoingFiles` if published.
+ Watch bit: accepted, no effect (as in tailscaled).
  */
 #define MR_NOTIFY_INITIAL_OUTGOING_FILES (1 << 6)
 
 /*
- Watch bit: first message carries `Health`.
+ Watch bit: first message carries `Health`, if another initial bit asks
+ for a first message.
  */
 #define MR_NOTIFY_INITIAL_HEALTH_STATE (1 << 7)
 
 /*
- Watch bit: netmap-type updates at most once per rate-limit interval.
+ Watch bit: `Engine`-only messages at most once per `rate_limit_ms`
+ (the latest); everything else at once. MR_INVALID_ARGUMENT with
+ MR_NOTIFY_PEER_CHANGES, _NO_NET_MAP, _INITIAL_STATUS or _PEER_PATCHES.
  */
 #define MR_NOTIFY_RATE_LIMIT (1 << 8)
 
 /*
- Watch bit: accepted; `Health` is forwarded as published.
+ Watch bit: `Health` as published; without it each warning's primary
+ action is folded into its `Text` ("<Text> <Label>: <URL>").
  */
 #define MR_NOTIFY_HEALTH_ACTIONS (1 << 9)
 
@@ -105,25 +111,60 @@
 #define MR_NOTIFY_INITIAL_CLIENT_VERSION (1 << 11)
 
 /*
- Watch bit: peer deltas as `PeersChanged` (full nodes) / `PeersRemoved`.
+ Watch bit: peer deltas as `PeersChanged` (full nodes) / `PeersRemoved`,
+ with the `UserProfiles` they need.
  */
 #define MR_NOTIFY_PEER_CHANGES (1 << 12)
 
 /*
- Watch bit: no runtime `NetMap` for MR_NOTIFY_INITIAL_NET_MAP watchers.
+ Watch bit: accepted (on Linux no runtime `NetMap` is sent anyway).
  */
 #define MR_NOTIFY_NO_NET_MAP (1 << 13)
 
 /*
- Watch bit: first message carries `InitialStatus`; current peers follow
- as `PeersChanged` chunks until `"InitialComplete": true`.
+ Watch bit: first message carries `InitialStatus`, an `ipnstate.Status`
+ with every peer in its `Peer` map.
  */
 #define MR_NOTIFY_INITIAL_STATUS (1 << 14)
 
 /*
- Watch bit: narrow `PeerChangedPatch` entries; implies MR_NOTIFY_PEER_CHANGES.
+ Watch bit: narrow `PeerChangedPatch` entries (Online, LastSeen,
+ DERPRegion, Endpoints); implies MR_NOTIFY_PEER_CHANGES.
  */
 #define MR_NOTIFY_PEER_PATCHES (1 << 15)
+
+/*
+ Watch bit: accepted (the bus never blocks its producer nor drops a
+ watcher; tailscaled's LocalAPI refuses this bit from clients).
+ */
+#define MR_NOTIFY_IN_PROCESS_NO_DISCONNECT (1 << 16)
+
+/*
+ Watch bit: first message carries the published `Policy`; later `Policy`
+ messages reach only watchers with this bit.
+ */
+#define MR_NOTIFY_SYS_POLICY_CHANGES (1 << 17)
+
+/*
+ Watch bit: first message carries `PeerState` (the published WireGuard
+ states); later `PeerState` deltas reach only watchers with this bit.
+ */
+#define MR_NOTIFY_PEER_WIRE_GUARD_STATE (1 << 18)
+
+/*
+ Watch bit, a meshring extension (tailscaled ignores it): the initial
+ peers come in messages of at most `initial_chunk` peers (`InitialStatus`
+ without `Peer`, `NetMap` with the first chunk, then `PeersChanged`), the
+ last marked `"InitialComplete": true`.
+ */
+#define MR_NOTIFY_CHUNKED_INITIAL (1 << 63)
+
+/*
+ `mr_bus_status_opts` flag: leave `Peer` out (tailscaled's
+ `/localapi/v0/status?peers=false`); `User` then holds only the self
+ user's profile.
+ */
+#define MR_BUS_STATUS_NO_PEERS 1
 
 /*
  `mr_cache_config.flags`: ADS mode. A SOTW watch that names resources is
@@ -941,8 +982,9 @@ enum mr_status mr_bus_publish(struct mr_bus *bus, const uint8_t *json, size_t le
 /*
  Starts a watch session with `MR_NOTIFY_*` bits. On success `*out` owns a
  new watcher the caller releases with `mr_watcher_free` (it may outlive
- the bus: it then reports MR_CLOSED). MR_INVALID_ARGUMENT for unknown bits
- or MR_NOTIFY_INITIAL_NET_MAP with MR_NOTIFY_PEER_CHANGES/PEER_PATCHES.
+ the bus: it then reports MR_CLOSED). MR_INVALID_ARGUMENT only where
+ tailscaled refuses the mask (MR_NOTIFY_RATE_LIMIT with a new-style peer
+ bit), with tailscaled's message.
  */
 enum mr_status mr_bus_watch(struct mr_bus *bus, uint64_t mask, struct mr_watcher **out);
 
@@ -962,11 +1004,27 @@ enum mr_status mr_bus_peer(struct mr_bus *bus, int64_t node_id, struct mr_bytes 
 enum mr_status mr_bus_netmap(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
- A status summary as JSON (`BackendState`, `Self`, `PeerCount`,
- `UserProfileCount`, `Health`, `Watchers`, ...). `*out` holds bytes the
- caller releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
+ The node's status as tailscaled's `/localapi/v0/status` gives it: an
+ `ipnstate.Status` (`Self`, every peer in `Peer` keyed by node key,
+ `User` profiles, `BackendState`, `Health`, `CurrentTailnet`, ...), with
+ every field of the Go type. O(peers). `*out` holds bytes the caller
+ releases with `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
  */
 enum mr_status mr_bus_status(struct mr_bus *bus, struct mr_bytes *out);
+
+/*
+ `mr_bus_status` with `MR_BUS_STATUS_*` flags (MR_INVALID_ARGUMENT for
+ unknown ones).
+ */
+enum mr_status mr_bus_status_opts(struct mr_bus *bus, uint32_t flags, struct mr_bytes *out);
+
+/*
+ The bus's own counters as JSON (`BackendState`, `Self`, `PeerCount`,
+ `UserProfileCount`, `Health`, `Watchers`, `NetMapVersion`): cheap, for
+ monitoring. `*out` holds bytes the caller releases with
+ `mr_bytes_free`; MR_CLOSED after `mr_bus_close`.
+ */
+enum mr_status mr_bus_stats(struct mr_bus *bus, struct mr_bytes *out);
 
 /*
  Closes the bus and all its watchers: blocked `mr_watcher_next` calls

@@ -20,16 +20,16 @@ fuzz_target!(|data: &[u8]| {
     let bus = Bus::new(BusOptions { initial_chunk: 3, backlog: 16, ..Default::default() }).expect("bus");
     let masks = [
         WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES,
-        WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES | WATCH_PEER_PATCHES,
-        WATCH_INITIAL_NET_MAP,
-        WATCH_ENGINE_UPDATES | WATCH_INITIAL_STATE | WATCH_INITIAL_PREFS,
+        WATCH_INITIAL_NET_MAP | WATCH_PEER_CHANGES | WATCH_PEER_PATCHES,
+        WATCH_INITIAL_NET_MAP | WATCH_CHUNKED_INITIAL | WATCH_PEER_CHANGES,
+        WATCH_ENGINE_UPDATES | WATCH_INITIAL_STATE | WATCH_INITIAL_PREFS | WATCH_SYS_POLICY_CHANGES | WATCH_PEER_WIRE_GUARD_STATE,
     ];
     let watchers: Vec<Watcher> = masks.iter().filter_map(|m| bus.watch(*m).ok()).collect();
     for doc in data.split(|b| *b == 0).take(64) {
         let Some((op, input)) = doc.split_first() else { continue };
-        let before = (bus.netmap().expect("netmap"), bus.status().expect("status"));
+        let before = (bus.netmap().expect("netmap"), bus.status(true).expect("status"));
         let result = if op & 1 == 0 { bus.apply(input) } else { bus.publish(input) };
-        let after = (bus.netmap().expect("netmap"), bus.status().expect("status"));
+        let after = (bus.netmap().expect("netmap"), bus.status(true).expect("status"));
         if result.is_err() {
             assert!(before.0 == after.0, "a refused input changed the netmap");
         }

@@ -22,16 +22,12 @@ pub(crate) struct Change {
     pub profiles: Vec<(i64, Arc<Value>)>,
     /// Profiles the upserted nodes refer to, as they were at this update.
     pub referenced: Vec<(i64, Arc<Value>)>,
-    pub netmap_changed: bool,
     /// Host event fields (`publish`), raw.
     pub event: HostEvent,
     /// The Notify bytes per class, encoded on first read and then shared.
     encoded: [OnceLock<Option<Arc<[u8]>>>; CLASS_COUNT],
 }
 
-fn engine_only(key: &str) -> bool {
-    key == "Engine"
-}
 
 impl Change {
     pub fn new(seq: u64, mut peers: PeerDeltas, self_node: Option<Arc<Node>>, profiles: Vec<(i64, Arc<Value>)>) -> Change {
@@ -43,7 +39,6 @@ impl Change {
             self_node,
             profiles,
             referenced: Vec::new(),
-            netmap_changed: false,
             event: Vec::new(),
             encoded: Default::default(),
         }
@@ -65,7 +60,16 @@ impl Change {
     pub fn touches(&self, class: Class) -> bool {
         self.self_node.is_some()
             || (!self.peers.is_empty() && class.peers != PeerMode::None)
-            || self.event.iter().any(|(k, _)| class.engine || !engine_only(k))
+            || self.event.iter().any(|(k, _)| class.wants_field(k))
+    }
+
+    /// For a rate-limited watcher: the message is `Engine` alone, which
+    /// tailscaled's rate limiter holds back (every other field is "notable"
+    /// and goes at once).
+    pub fn engine_only(&self, class: Class) -> bool {
+        self.self_node.is_none()
+            && (self.peers.is_empty() || class.peers == PeerMode::None)
+            && self.event.iter().filter(|(k, _)| class.wants_field(k)).all(|(k, _)| k == "Engine")
     }
 
     /// The message for `class`; encoded once per class, shared after that.
@@ -86,10 +90,31 @@ impl Change {
 
 pub(crate) fn write_event(w: &mut NotifyWriter, event: &[(String, Box<RawValue>)], class: Class) {
     for (key, raw) in event {
-        if class.engine || !engine_only(key) {
-            w.raw(key, raw.get());
+        if !class.wants_field(key) {
+            continue;
+        }
+        match (key.as_str(), class.health_actions) {
+            ("Health", false) => w.raw(key, &health_with_actions_in_text(raw.get())),
+            _ => w.raw(key, raw.get()),
         }
     }
+}
+
+/// `appendHealthActions` (ipn/ipnlocal/local.go): for a watcher without
+/// `WATCH_HEALTH_ACTIONS`, each warning's primary action is appended to its
+/// text ("<Text> <Label>: <URL>") and the action removed.
+pub(crate) fn health_with_actions_in_text(raw: &str) -> String {
+    let Ok(Value::Object(mut health)) = serde_json::from_str::<Value>(raw) else { return raw.to_string() };
+    let Some(Value::Object(warnings)) = health.get_mut("Warnings") else { return raw.to_string() };
+    for w in warnings.values_mut().filter_map(Value::as_object_mut) {
+        let Some(Value::Object(action)) = w.remove("PrimaryAction") else { continue };
+        let text = w.get("Text").and_then(Value::as_str).unwrap_or("");
+        let label = action.get("Label").and_then(Value::as_str).unwrap_or("");
+        let url = action.get("URL").and_then(Value::as_str).unwrap_or("");
+        let text = format!("{text} {label}: {url}");
+        w.insert("Text".into(), Value::String(text));
+    }
+    Value::Object(health).to_string()
 }
 
 /// A watcher's coalesced backlog: bounded by the store's size, never by the

@@ -5,8 +5,8 @@
 use super::change::Change;
 use super::delta::PeerDelta;
 use super::mask::{Mask, WATCH_INITIAL_CLIENT_VERSION, WATCH_INITIAL_DRIVE_SHARES, WATCH_INITIAL_HEALTH_STATE};
-use super::mask::{WATCH_INITIAL_NET_MAP, WATCH_INITIAL_OUTGOING_FILES, WATCH_INITIAL_PREFS, WATCH_INITIAL_STATE};
-use super::mask::{WATCH_INITIAL_STATUS, WATCH_INITIAL_SUGGESTED_EXIT_NODE, WATCH_RATE_LIMIT};
+use super::mask::{WATCH_INITIAL_NET_MAP, WATCH_INITIAL_PREFS, WATCH_INITIAL_STATE, WATCH_PEER_WIRE_GUARD_STATE};
+use super::mask::{WATCH_INITIAL_STATUS, WATCH_INITIAL_SUGGESTED_EXIT_NODE, WATCH_RATE_LIMIT, WATCH_SYS_POLICY_CHANGES};
 use super::notify::{self, NotifyWriter};
 use super::parse::{self, MapUpdate};
 use super::slot::{Outgoing, Slot};
@@ -45,19 +45,20 @@ impl Default for BusOptions {
 
 /// Host event fields remembered for initial messages and `status`.
 const REMEMBERED: &[&str] =
-    &["State", "Prefs", "Health", "Engine", "BrowseToURL", "ClientVersion", "SuggestedExitNode", "DriveShares", "OutgoingFiles"];
+    &["State", "Prefs", "Health", "Engine", "BrowseToURL", "ClientVersion", "SuggestedExitNode", "DriveShares", "OutgoingFiles", "Policy"];
 
 pub(crate) struct Core {
     pub store: Store,
     pub remembered: HashMap<String, Box<RawValue>>,
+    /// Every peer's WireGuard state as published in `PeerState` deltas
+    /// (StableNodeID -> state; a "none" state removes the entry).
+    pub peer_state: serde_json::Map<String, serde_json::Value>,
     pub log: VecDeque<Arc<Change>>,
     pub next_seq: u64,
     log_cost: usize,
     pub slots: HashMap<u64, Slot>,
     next_slot: u64,
     pub closed: bool,
-    /// The whole-NetMap Notify for legacy watchers, per store version.
-    pub netmap_notify: Option<(u64, Arc<[u8]>)>,
     ticker_running: bool,
     /// When the rate-limit ticker wakes next by itself (set while it
     /// sleeps): a due time set earlier than this must wake it (`tick`).
@@ -162,13 +163,16 @@ pub struct Bus {
 
 const CLOSED: &str = "bus is closed";
 
+/// 16 random lowercase hex digits, as tailscaled's `rands.HexString(16)`.
 fn session_id(slot: u64) -> String {
     use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS's random source once per process
+    // and advanced per instance; the slot and clock make each id distinct.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(slot);
     h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     h.write_u32(std::process::id());
-    format!("{:016x}-{slot}", h.finish())
+    format!("{:016x}", h.finish())
 }
 
 /// ipn.State numbers to names, for `status`.
@@ -190,13 +194,13 @@ impl Bus {
         let core = Core {
             store: Store::default(),
             remembered: HashMap::new(),
+            peer_state: serde_json::Map::new(),
             log: VecDeque::new(),
             next_seq: 0,
             log_cost: 0,
             slots: HashMap::new(),
             next_slot: 0,
             closed: false,
-            netmap_notify: None,
             ticker_running: false,
             ticker_until: None,
         };
@@ -259,7 +263,6 @@ impl Bus {
         let seq = core.seq();
         let mut change = Change::new(seq, applied.peers, self_change, applied.profiles);
         change.referenced = referenced;
-        change.netmap_changed = applied.netmap_changed;
         core.push(change, self.shared.options.backlog);
         drop(core);
         self.shared.wake.notify_all();
@@ -311,54 +314,82 @@ impl Bus {
         Ok(Watcher::new(self.shared.clone(), id, ready, mask))
     }
 
-    /// The first message: requested initial state, then the first chunk of
-    /// the initial peer view (the rest waits in the slot's pending map).
+    /// The first message, as tailscaled's `WatchNotificationsAs` builds it
+    /// (ipn/ipnlocal/local.go): only for masks with an initial bit; the
+    /// whole current state in one message (the netmap and status with every
+    /// peer), unless the watcher asked for `WATCH_CHUNKED_INITIAL`.
     fn initial_message(&self, core: &mut Core, slot: &mut Slot, id: u64) -> Arc<[u8]> {
+        let mask = slot.mask;
+        let chunked = mask.chunked_initial();
         let mut w = NotifyWriter::new();
-        let remembered = |w: &mut NotifyWriter, key: &str| {
-            if let Some(raw) = core.remembered.get(key) {
-                w.raw(key, raw.get());
-            }
-        };
-        if slot.mask.has(WATCH_INITIAL_STATE) {
+        let remembered = |key: &str| core.remembered.get(key).map(|r| r.get());
+        if mask.has(WATCH_INITIAL_STATE) {
             w.string("SessionID", &session_id(id));
-            remembered(&mut w, "State");
-            remembered(&mut w, "BrowseToURL");
-        }
-        for (bit, key) in [
-            (WATCH_INITIAL_PREFS, "Prefs"),
-            (WATCH_INITIAL_HEALTH_STATE, "Health"),
-            (WATCH_INITIAL_DRIVE_SHARES, "DriveShares"),
-            (WATCH_INITIAL_OUTGOING_FILES, "OutgoingFiles"),
-            (WATCH_INITIAL_SUGGESTED_EXIT_NODE, "SuggestedExitNode"),
-            (WATCH_INITIAL_CLIENT_VERSION, "ClientVersion"),
-        ] {
-            if slot.mask.has(bit) {
-                remembered(&mut w, key);
+            let state = remembered("State").unwrap_or("0");
+            w.raw("State", state);
+            if state_name(core.remembered.get("State").map(|b| &**b)).as_deref() == Some("NeedsLogin") {
+                if let Some(url) = remembered("BrowseToURL").filter(|u| *u != "\"\"") {
+                    w.raw("BrowseToURL", url);
+                }
             }
         }
-        if slot.mask.has(WATCH_INITIAL_STATUS) {
-            // ipnstate.Status-shaped (not `status`, which has our counters).
+        if mask.has(WATCH_INITIAL_PREFS) {
+            if let Some(prefs) = remembered("Prefs") {
+                w.raw("Prefs", prefs);
+            }
+        }
+        if mask.has(WATCH_INITIAL_NET_MAP) {
+            if let Some(node) = &core.store.self_node {
+                w.raw("SelfChange", node.json());
+                slot.note_self_node(node);
+            }
+        }
+        if mask.has(WATCH_INITIAL_STATUS) {
             let state = state_name(core.remembered.get("State").map(|b| &**b));
-            let status = super::status::ipn_status(&core.store, state.as_deref(), |key| core.remembered.get(key).map(|b| &**b));
+            let status = super::status::ipn_status(&core.store, state.as_deref(), !chunked, |key| core.remembered.get(key).map(|b| &**b));
             w.raw("InitialStatus", std::str::from_utf8(&status).expect("JSON is UTF-8"));
         }
-        if slot.mask.initial_peers() {
+        let mut event = Vec::new();
+        for (bit, key) in [
+            (WATCH_INITIAL_DRIVE_SHARES, "DriveShares"),
+            (WATCH_INITIAL_HEALTH_STATE, "Health"),
+            (WATCH_INITIAL_SUGGESTED_EXIT_NODE, "SuggestedExitNode"),
+            (WATCH_INITIAL_CLIENT_VERSION, "ClientVersion"),
+            (WATCH_SYS_POLICY_CHANGES, "Policy"),
+        ] {
+            if let Some(raw) = core.remembered.get(key).filter(|_| mask.has(bit)) {
+                event.push((key.to_string(), raw.clone()));
+            }
+        }
+        if mask.has(WATCH_PEER_WIRE_GUARD_STATE) && !core.peer_state.is_empty() {
+            let raw = serde_json::value::to_raw_value(&core.peer_state).expect("a JSON map always encodes");
+            event.push(("PeerState".to_string(), raw));
+        }
+        // Health with or without its actions folded in, per the mask.
+        super::change::write_event(&mut w, &event, slot.class);
+        if mask.has(WATCH_INITIAL_NET_MAP) {
+            let mut ids: Vec<&i64> = core.store.peers.keys().collect();
+            ids.sort_unstable();
+            let mut uids: Vec<&i64> = core.store.profiles.keys().collect();
+            uids.sort_unstable();
+            let profiles: Vec<(i64, Arc<serde_json::Value>)> = uids.into_iter().map(|u| (*u, core.store.profiles[u].clone())).collect();
+            let take = if chunked { self.shared.options.initial_chunk } else { usize::MAX };
+            w.netmap(&core.store, ids.iter().take(take).map(|id| &*core.store.peers[*id]), &profiles);
+            if chunked {
+                for id in ids.into_iter().skip(take) {
+                    slot.pending.peers.push(*id, PeerDelta::Upsert { node: core.store.peers[id].clone(), added: true });
+                }
+            }
+        } else if chunked {
             for (id, node) in &core.store.peers {
                 slot.pending.peers.push(*id, PeerDelta::Upsert { node: node.clone(), added: true });
             }
             let batch = slot.pending.peers.take(self.shared.options.initial_chunk);
-            let mut profiles = slot.profiles_for(&core.store, &batch, &[]);
-            let self_user = core.store.self_node.as_deref().and_then(|n| n.user());
-            if let Some((uid, p)) = self_user.and_then(|u| core.store.profiles.get(&u).map(|p| (u, p.clone()))) {
-                profiles.extend(slot.profiles_to_send(std::iter::once((uid, &p)), std::iter::empty()));
-            }
-            if slot.mask.has(WATCH_INITIAL_NET_MAP) {
-                w.netmap(&core.store, batch.iter().filter_map(|(_, d)| d.node().map(|n| &**n)), &profiles);
-            } else {
-                w.profiles(&profiles);
-                w.peers(batch.iter().map(|(id, d)| (*id, d)), super::mask::PeerMode::Full);
-            }
+            let profiles = slot.profiles_for(&core.store, &batch, &[]);
+            w.profiles(&profiles);
+            w.peers(batch.iter().map(|(id, d)| (*id, d)), super::mask::PeerMode::Full);
+        }
+        if chunked {
             slot.initial_open = !slot.pending.peers.is_empty();
             if !slot.initial_open {
                 w.boolean("InitialComplete", true);
@@ -389,10 +420,22 @@ impl Bus {
         Ok(notify::netmap_json(&core.store))
     }
 
-    /// A summary: `Version`, `BackendState`, `Self`, `PeerCount`,
-    /// `UserProfileCount`, `Health`, `Watchers`, `NetMapVersion`. Closed
-    /// after `close`.
-    pub fn status(&self) -> Result<Vec<u8>> {
+    /// `ipnstate.Status` JSON, as tailscaled's `/localapi/v0/status`
+    /// answers (see `status.rs`): every peer in `Peer` when `with_peers`
+    /// (`?peers=false` leaves them out). O(peers). Closed after `close`.
+    pub fn status(&self, with_peers: bool) -> Result<Vec<u8>> {
+        let core = self.shared.lock();
+        if core.closed {
+            return Err(self.shared.closed_error());
+        }
+        let state = state_name(core.remembered.get("State").map(|b| &**b));
+        Ok(super::status::ipn_status(&core.store, state.as_deref(), with_peers, |key| core.remembered.get(key).map(|b| &**b)))
+    }
+
+    /// The bus's own counters: `Version`, `BackendState`, `Self`,
+    /// `PeerCount`, `UserProfileCount`, `Health`, `Watchers`,
+    /// `NetMapVersion`. O(1) apart from `Watchers`. Closed after `close`.
+    pub fn stats(&self) -> Result<Vec<u8>> {
         let core = self.shared.lock();
         if core.closed {
             return Err(self.shared.closed_error());
@@ -442,27 +485,23 @@ fn publish_on(shared: &Shared, json: &[u8]) -> Result<()> {
         if key == "LoginFinished" {
             core.remembered.remove("BrowseToURL"); // the login URL is spent
         }
+        if key == "PeerState" {
+            if let Ok(serde_json::Value::Object(states)) = serde_json::from_str::<serde_json::Value>(raw.get()) {
+                for (peer, state) in states {
+                    if state.get("PeerWireGuardState").and_then(|s| s.as_str()) == Some("none") {
+                        core.peer_state.remove(&peer);
+                    } else {
+                        core.peer_state.insert(peer, state);
+                    }
+                }
+            }
+        }
     }
     let seq = core.seq();
     core.push(Change::from_event(seq, event), shared.options.backlog);
     drop(core);
     shared.wake.notify_all();
     Ok(())
-}
-
-/// The whole-NetMap Notify for legacy watchers, built at most once per
-/// store version and shared by all of them.
-pub(crate) fn netmap_notify(store: &Store, cache: &mut Option<(u64, Arc<[u8]>)>) -> Arc<[u8]> {
-    if let Some((version, bytes)) = cache {
-        if *version == store.version {
-            return bytes.clone();
-        }
-    }
-    let mut w = NotifyWriter::new();
-    w.raw("NetMap", std::str::from_utf8(&notify::netmap_json(store)).expect("JSON is UTF-8"));
-    let bytes = w.finish_always();
-    *cache = Some((store.version, bytes.clone()));
-    bytes
 }
 
 fn status_json(core: &Core) -> Vec<u8> {

@@ -75,6 +75,7 @@ impl Node {
         serde_json::from_str(&self.json).expect("a stored node is a JSON object")
     }
 
+    #[cfg(test)]
     pub fn to_value(&self) -> Value {
         Value::Object(self.to_map())
     }

@@ -95,7 +95,9 @@ struct Reader {
     peers: BTreeMap<i64, Value>,
     profiles: HashSet<i64>,
     checks_profiles: bool,
+    /// Has the whole initial view (at once, or after `InitialComplete`).
     complete: bool,
+    chunked: bool,
 }
 
 impl Reader {
@@ -108,6 +110,7 @@ impl Reader {
             profiles: HashSet::new(),
             checks_profiles,
             complete: false,
+            chunked: mask & WATCH_CHUNKED_INITIAL != 0,
         }
     }
 
@@ -121,11 +124,10 @@ impl Reader {
         add_profiles(&mut self.profiles, m.get("UserProfiles"));
         let mut nodes: Vec<Value> = Vec::new();
         if let Some(nm) = m.get("NetMap") {
+            assert!(!self.complete, "a NetMap after the initial message");
             add_profiles(&mut self.profiles, nm.get("UserProfiles"));
-            if self.complete {
-                self.peers.clear(); // a runtime NetMap replaces the view
-            }
             nodes.extend(nm["Peers"].as_array().unwrap().iter().cloned());
+            self.complete |= !self.chunked;
         }
         nodes.extend(m.get("PeersChanged").and_then(Value::as_array).into_iter().flatten().cloned());
         for node in nodes {
@@ -192,12 +194,11 @@ fn run(seed: u64, steps: usize) {
         bus.apply(random_update(&mut rng).to_string().as_bytes()).unwrap();
     }
     let masks = [
-        WATCH_PEER_CHANGES | WATCH_INITIAL_STATUS,
-        WATCH_PEER_PATCHES | WATCH_INITIAL_STATUS,
-        WATCH_PEER_PATCHES | WATCH_INITIAL_STATUS | WATCH_ENGINE_UPDATES,
-        WATCH_PEER_CHANGES | WATCH_INITIAL_STATUS | WATCH_RATE_LIMIT,
-        WATCH_INITIAL_NET_MAP,
-        WATCH_INITIAL_NET_MAP | WATCH_RATE_LIMIT,
+        WATCH_PEER_CHANGES | WATCH_INITIAL_NET_MAP,
+        WATCH_PEER_PATCHES | WATCH_INITIAL_NET_MAP,
+        WATCH_PEER_PATCHES | WATCH_INITIAL_NET_MAP | WATCH_ENGINE_UPDATES | WATCH_HEALTH_ACTIONS,
+        WATCH_PEER_CHANGES | WATCH_INITIAL_STATUS | WATCH_CHUNKED_INITIAL,
+        WATCH_PEER_PATCHES | WATCH_INITIAL_NET_MAP | WATCH_CHUNKED_INITIAL,
     ];
     let mut readers: Vec<Reader> = masks.iter().map(|&m| Reader::new(&bus, m, rng.below(4))).collect();
     for step in 0..steps {

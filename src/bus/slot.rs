@@ -1,14 +1,17 @@
 //! The bus-side state of one watcher and the decision of what it reads next.
 //!
 //! A watcher that keeps up walks the shared log with its cursor and gets the
-//! per-class bytes of each entry (`Change::encoded`). Everything else — the
-//! initial view, a backlog folded because the log had to drop entries, a
-//! rate-limited window — sits in its `Pending` map and is encoded for this
-//! watcher alone, in chunks of at most `initial_chunk` peers.
+//! per-class bytes of each entry (`Change::encoded`). Everything else — a
+//! chunked initial view, a backlog folded because the log had to drop
+//! entries — sits in its `Pending` map and is encoded for this watcher
+//! alone, in chunks of at most `initial_chunk` peers. A rate-limited
+//! watcher holds back `Engine`-only entries (the latest wins) until
+//! `rate_limit` after the last message it got.
 
 use super::change::{write_event, Change, Pending};
 use super::delta::PeerDelta;
 use super::mask::{Class, Mask, PeerMode, WATCH_RATE_LIMIT};
+use super::node::Node;
 use super::notify::NotifyWriter;
 use super::store::Store;
 use crate::sys::EventFd;
@@ -37,8 +40,6 @@ pub(crate) struct View<'a> {
     pub next_seq: u64,
     pub chunk: usize,
     pub rate_limit: Duration,
-    /// The whole-NetMap Notify, built on demand and cached per store version.
-    pub netmap: &'a mut dyn FnMut() -> Arc<[u8]>,
 }
 
 pub(crate) struct Slot {
@@ -50,10 +51,16 @@ pub(crate) struct Slot {
     pub outbox: VecDeque<Outgoing>,
     /// Profiles delivered on this session (pointer identity = version).
     pub seen_profiles: HashMap<i64, Arc<Value>>,
-    /// The initial peer view is still being sent.
+    /// (ID, StableID, User) of the last self node sent: a different one
+    /// starts the profile bookkeeping afresh, as tailscaled's
+    /// `selfChangeResetsImplicitState` does.
+    self_ident: Option<Value>,
+    /// The chunked initial peer view is still being sent.
     pub initial_open: bool,
-    pub netmap_dirty: bool,
-    pub last_netmap_sent: Option<Instant>,
+    /// Rate limited: the latest `Engine`-only entry held back, and when
+    /// this watcher last got a message.
+    held: Option<Arc<Change>>,
+    last_sent: Option<Instant>,
     /// Rate-limited data waits until then (the ticker signals the fd).
     pub due: Option<Instant>,
     pub ready: Arc<EventFd>,
@@ -69,9 +76,10 @@ impl Slot {
             pending: Pending::default(),
             outbox: VecDeque::new(),
             seen_profiles: HashMap::new(),
+            self_ident: None,
             initial_open: false,
-            netmap_dirty: false,
-            last_netmap_sent: None,
+            held: None,
+            last_sent: None,
             due: None,
             ready,
             closed: false,
@@ -89,24 +97,29 @@ impl Slot {
 
     /// Does `change` give this watcher anything to read?
     pub fn wants(&self, change: &Change) -> bool {
-        change.touches(self.class)
-            || (change.netmap_changed && self.mask.runtime_netmap())
-            || (self.initial_open && !change.peers.is_empty())
+        change.touches(self.class) || (self.initial_open && !change.peers.is_empty())
     }
 
-    /// Folds a log entry into the pending backlog (the log is dropping it,
-    /// or this watcher is rate limited).
+    /// Folds a log entry into the pending backlog (the log is dropping it).
     pub fn fold(&mut self, change: &Change) {
         self.pending.fold(change, self.tracks_peers());
-        if change.netmap_changed && self.mask.runtime_netmap() {
-            self.netmap_dirty = true;
-        }
         self.cursor = change.seq + 1;
     }
 
     /// Nothing at all waiting (the readiness fd may be cleared).
     pub fn drained(&self, next_seq: u64) -> bool {
-        self.outbox.is_empty() && !self.initial_open && self.pending.is_empty() && !self.netmap_dirty && self.cursor >= next_seq
+        self.outbox.is_empty() && !self.initial_open && self.pending.is_empty() && self.held.is_none() && self.cursor >= next_seq
+    }
+
+    /// A self node about to be sent: when it is another identity than the
+    /// last one, the profiles sent so far no longer count.
+    pub fn note_self_node(&mut self, node: &Node) {
+        let m = node.to_map();
+        let ident = Value::Array(["ID", "StableID", "User"].iter().map(|k| m.get(*k).cloned().unwrap_or(Value::Null)).collect());
+        if self.self_ident.as_ref() != Some(&ident) {
+            self.seen_profiles.clear();
+            self.self_ident = Some(ident);
+        }
     }
 
     /// Profiles the watcher must get with these nodes / after these
@@ -144,6 +157,7 @@ impl Slot {
         let event = std::mem::take(&mut self.pending.event);
         write_event(&mut w, &event, self.class);
         if let Some(node) = self.pending.self_node.take() {
+            self.note_self_node(&node);
             w.raw("SelfChange", node.json());
         }
         let batch = self.pending.peers.take(chunk.max(1));
@@ -179,72 +193,53 @@ impl Slot {
     pub fn step(&mut self, view: &mut View<'_>, now: Instant) -> Step {
         loop {
             if let Some(message) = self.outbox.pop_front() {
+                self.last_sent = Some(now);
                 return Step::Message(message);
             }
-            if self.initial_open {
-                self.emit_pending(view.store, view.chunk);
-                continue;
-            }
-            if self.rate_limited() {
-                while self.cursor < view.next_seq {
-                    let change = entry(view.log, self.cursor).clone();
-                    self.fold(&change);
-                }
-                if !self.pending.event.is_empty() {
-                    // State, Prefs, ... are not netmap-type: they go now.
-                    let mut w = NotifyWriter::new();
-                    write_event(&mut w, &std::mem::take(&mut self.pending.event), self.class);
-                    if let Some(bytes) = w.finish() {
-                        self.outbox.push_back(Outgoing::Bytes(bytes));
-                    }
-                    continue;
-                }
-                if self.pending.has_netmap_part() || self.netmap_dirty {
-                    let due = self.last_netmap_sent.map(|t| t + view.rate_limit);
-                    if let Some(due) = due.filter(|due| *due > now) {
-                        self.due = Some(due);
-                        return Step::Idle(Some(due));
-                    }
-                    self.due = None;
-                    self.last_netmap_sent = Some(now);
-                    while self.pending.has_netmap_part() {
-                        self.emit_pending(view.store, view.chunk);
-                    }
-                    if std::mem::take(&mut self.netmap_dirty) {
-                        self.outbox.push_back(Outgoing::Bytes((view.netmap)()));
-                    }
-                    continue;
-                }
-                return Step::Idle(None);
-            }
-            if !self.pending.is_empty() {
+            if self.initial_open || !self.pending.is_empty() {
                 self.emit_pending(view.store, view.chunk);
                 continue;
             }
             if self.cursor < view.next_seq {
                 let change = entry(view.log, self.cursor).clone();
                 self.cursor += 1;
-                if change.netmap_changed && self.mask.runtime_netmap() {
-                    self.netmap_dirty = true;
+                if let Some(node) = &change.self_node {
+                    self.note_self_node(node);
                 }
                 if self.class.peers != PeerMode::None {
                     let profiles =
                         self.profiles_to_send(change.referenced.iter().map(|(u, p)| (*u, p)), change.profiles.iter().map(|(u, p)| (*u, p)));
                     if !profiles.is_empty() {
-                        // Its own message, ahead of the shared one: the
-                        // shared bytes stay identical for the whole class.
+                        // Its own message, ahead of the shared one (as
+                        // tailscaled sends them): the shared bytes stay
+                        // identical for the whole class.
                         let mut w = NotifyWriter::new();
                         w.profiles(&profiles);
                         self.outbox.push_back(Outgoing::Bytes(w.finish_always()));
                     }
                 }
                 if change.touches(self.class) {
+                    if self.rate_limited() && change.engine_only(self.class) {
+                        self.held = Some(change); // the latest Engine wins
+                        continue;
+                    }
+                    // Anything notable goes at once, the held Engine first.
+                    if let Some(held) = self.held.take() {
+                        self.outbox.push_back(Outgoing::Shared(held));
+                    }
                     self.outbox.push_back(Outgoing::Shared(change));
                 }
                 continue;
             }
-            if std::mem::take(&mut self.netmap_dirty) {
-                self.outbox.push_back(Outgoing::Bytes((view.netmap)()));
+            if self.held.is_some() {
+                let due = self.last_sent.map(|t| t + view.rate_limit).filter(|due| *due > now);
+                if let Some(due) = due {
+                    self.due = Some(due);
+                    return Step::Idle(Some(due));
+                }
+                self.due = None;
+                let held = self.held.take().expect("checked");
+                self.outbox.push_back(Outgoing::Shared(held));
                 continue;
             }
             return Step::Idle(None);

@@ -85,6 +85,9 @@ fn watch_bits_are_tailscales_values() {
         WATCH_NO_NET_MAP,
         WATCH_INITIAL_STATUS,
         WATCH_PEER_PATCHES,
+        WATCH_IN_PROCESS_NO_DISCONNECT,
+        WATCH_SYS_POLICY_CHANGES,
+        WATCH_PEER_WIRE_GUARD_STATE,
     ];
     for (i, bit) in bits.iter().enumerate() {
         assert_eq!(*bit, 1u64 << i);
@@ -92,12 +95,20 @@ fn watch_bits_are_tailscales_values() {
 }
 
 #[test]
-fn invalid_masks_are_refused_and_patches_imply_changes() {
+fn masks_are_refused_only_where_tailscaled_refuses_them() {
     let b = bus();
-    for mask in [WATCH_INITIAL_NET_MAP | WATCH_PEER_CHANGES, WATCH_INITIAL_NET_MAP | WATCH_PEER_PATCHES, 1 << 40] {
-        assert_eq!(b.watch(mask).err().unwrap().kind, ErrorKind::InvalidArgument, "{mask:#x}");
+    for mask in [WATCH_INITIAL_NET_MAP | WATCH_PEER_CHANGES, WATCH_INITIAL_NET_MAP | WATCH_PEER_PATCHES, 1 << 40, WATCH_RATE_LIMIT | WATCH_INITIAL_NET_MAP] {
+        assert!(b.watch(mask).is_ok(), "{mask:#x}");
     }
-    assert_eq!(b.watch(WATCH_PEER_PATCHES).unwrap().mask(), WATCH_PEER_PATCHES | WATCH_PEER_CHANGES);
+    for mask in [WATCH_RATE_LIMIT | WATCH_PEER_CHANGES, WATCH_RATE_LIMIT | WATCH_INITIAL_STATUS, WATCH_RATE_LIMIT | WATCH_NO_NET_MAP] {
+        let e = b.watch(mask).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{mask:#x}");
+        assert!(e.message.starts_with("NotifyRateLimit is incompatible with new-style IPN bus subscription bits"), "{e}");
+    }
+    // PeerPatches alone gets peer changes too.
+    let w = b.watch(WATCH_PEER_PATCHES).unwrap();
+    apply(&b, json!({"PeersChanged": [{"ID": 1}]}));
+    assert_eq!(ids(&next(&w).unwrap(), "PeersChanged"), vec![1]);
 }
 
 #[test]
@@ -113,10 +124,12 @@ fn first_message_carries_requested_initial_state() {
     assert_eq!(first["State"], 6);
     assert_eq!(first["Prefs"], json!({"WantRunning": true}));
     assert_eq!(first["Health"], json!({"Warnings": {}}));
-    assert_eq!(first["BrowseToURL"], "https://login");
+    assert!(first.get("BrowseToURL").is_none(), "the URL only while the state is NeedsLogin");
+    let sid = first["SessionID"].as_str().unwrap();
+    assert!(sid.len() == 16 && sid.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{sid}");
     assert!(first.get("ErrMessage").is_none(), "ErrMessage is an event, not state");
     assert!(first["Version"].is_string());
-    let sid = first["SessionID"].as_str().unwrap().to_string();
+    let sid = sid.to_string();
     assert!(next(&w).is_none());
     assert!(!readable(&w));
     let other = next(&b.watch(WATCH_INITIAL_STATE).unwrap()).unwrap();
@@ -125,31 +138,45 @@ fn first_message_carries_requested_initial_state() {
     // Only the bits asked for; no SessionID without InitialState.
     let prefs_only = next(&b.watch(WATCH_INITIAL_PREFS).unwrap()).unwrap();
     assert!(prefs_only.get("SessionID").is_none() && prefs_only.get("State").is_none());
-    // No initial bits, no first message.
+    // No initial bits, no first message; Health alone is no initial bit.
     assert!(next(&b.watch(WATCH_PEER_CHANGES).unwrap()).is_none());
-    // LoginFinished spends the remembered URL.
+    assert!(next(&b.watch(WATCH_INITIAL_HEALTH_STATE | WATCH_INITIAL_OUTGOING_FILES).unwrap()).is_none());
+    // NeedsLogin: the URL comes along; LoginFinished spends it.
+    publish(&b, json!({"State": 2}));
+    assert_eq!(next(&b.watch(WATCH_INITIAL_STATE).unwrap()).unwrap()["BrowseToURL"], "https://login");
     publish(&b, json!({"LoginFinished": {}}));
     assert!(next(&b.watch(WATCH_INITIAL_STATE).unwrap()).unwrap().get("BrowseToURL").is_none());
+    // No State published: 0 (NoState).
+    assert_eq!(next(&bus().watch(WATCH_INITIAL_STATE).unwrap()).unwrap()["State"], 0);
 }
 
 #[test]
-fn events_are_forwarded_engine_only_to_engine_watchers() {
+fn events_reach_every_watcher_policy_and_peer_state_only_theirs() {
     let b = bus();
     let plain = b.watch(0).unwrap();
     let engine = b.watch(WATCH_ENGINE_UPDATES).unwrap();
+    let policy = b.watch(WATCH_SYS_POLICY_CHANGES | WATCH_PEER_WIRE_GUARD_STATE).unwrap();
+    assert!(next(&policy).is_some(), "an initial message, even with nothing published");
     publish(&b, json!({"Engine": {"RBytes": 1}}));
     publish(&b, json!({"State": 2, "BrowseToURL": "u"}));
-    let got = drain(&plain);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0]["State"], 2);
-    assert_eq!(got[0]["BrowseToURL"], "u");
-    let got = drain(&engine);
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0]["Engine"], json!({"RBytes": 1}));
+    publish(&b, json!({"Policy": {"Settings": {}}}));
+    publish(&b, json!({"PeerState": {"n1": {"PeerWireGuardState": "established"}}}));
+    for w in [&plain, &engine] {
+        let got = drain(w);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0]["Engine"], json!({"RBytes": 1}));
+        assert_eq!((&got[1]["State"], &got[1]["BrowseToURL"]), (&json!(2), &json!("u")));
+    }
+    assert_eq!(drain(&policy).len(), 4);
+    // The initial message of such a watcher: the policy and the states.
+    publish(&b, json!({"PeerState": {"n2": {"PeerWireGuardState": "handshake"}, "n1": {"PeerWireGuardState": "none"}}}));
+    let first = next(&b.watch(WATCH_SYS_POLICY_CHANGES | WATCH_PEER_WIRE_GUARD_STATE).unwrap()).unwrap();
+    assert_eq!(first["Policy"], json!({"Settings": {}}));
+    assert_eq!(first["PeerState"], json!({"n2": {"PeerWireGuardState": "handshake"}}), "\"none\" removes a peer");
     let e = b.publish(br#"{"PeersChanged":[]}"#).unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidArgument);
     assert_eq!(b.publish(b"nope").unwrap_err().kind, ErrorKind::Parse);
-    assert!(String::from_utf8(b.status().unwrap()).unwrap().contains("\"BackendState\":\"NeedsLogin\""));
+    assert!(String::from_utf8(b.stats().unwrap()).unwrap().contains("\"BackendState\":\"NeedsLogin\""));
 }
 
 #[test]
@@ -249,12 +276,13 @@ fn one_encoding_per_class_shared_by_its_watchers() {
 fn user_profiles_arrive_no_later_than_their_nodes_once_per_session() {
     let b = bus();
     let w = b.watch(WATCH_PEER_CHANGES).unwrap();
-    apply(&b, json!({"UserProfiles": [{"ID": 7, "LoginName": "a"}], "PeersChanged": [{"ID": 1, "User": 7}]}));
+    apply(&b, json!({"UserProfiles": [{"ID": 7, "LoginName": "a"}, {"ID": 9, "LoginName": "s"}], "PeersChanged": [{"ID": 1, "User": 7, "Sharer": 9}]}));
     let got = drain(&w);
     let first_profiles = got.iter().position(|m| m.get("UserProfiles").is_some()).unwrap();
     let first_node = got.iter().position(|m| m.get("PeersChanged").is_some()).unwrap();
     assert!(first_profiles <= first_node);
     assert_eq!(got[first_profiles]["UserProfiles"]["7"]["LoginName"], "a");
+    assert_eq!(got[first_profiles]["UserProfiles"]["9"]["LoginName"], "s", "the sharer's profile too");
     // Another node of the same user: no profile again.
     apply(&b, json!({"PeersChanged": [{"ID": 2, "User": 7}]}));
     let got = drain(&w);
@@ -268,25 +296,49 @@ fn user_profiles_arrive_no_later_than_their_nodes_once_per_session() {
     let none = b.watch(0).unwrap();
     apply(&b, json!({"UserProfiles": [{"ID": 8}]}));
     assert!(next(&w).is_none() && next(&none).is_none());
-    // A new session gets the profile with the initial view.
+    // A new session's initial status holds every profile.
     let fresh = b.watch(WATCH_PEER_CHANGES | WATCH_INITIAL_STATUS).unwrap();
     let first = next(&fresh).unwrap();
-    assert_eq!(first["UserProfiles"]["7"]["LoginName"], "b");
-    assert!(first["UserProfiles"].get("8").is_none());
+    assert_eq!(first["InitialStatus"]["User"]["7"]["LoginName"], "b");
+    // A self node of another identity starts the profile bookkeeping
+    // afresh: the next node of user 7 brings its profile again.
+    apply(&b, json!({"Node": {"ID": 50, "User": 3}}));
+    drain(&w);
+    apply(&b, json!({"PeersChanged": [{"ID": 3, "User": 7}]}));
+    let got = drain(&w);
+    assert!(got.iter().any(|m| m["UserProfiles"]["7"]["LoginName"] == "b"), "{got:?}");
 }
 
 #[test]
-fn initial_view_comes_in_chunks_with_a_completion_marker() {
+fn the_initial_view_is_one_message_with_every_peer() {
+    let b = Bus::new(BusOptions { initial_chunk: 10, ..Default::default() }).unwrap();
+    let peers: Vec<Value> = (1..=25).map(|id| json!({"ID": id, "Key": format!("nodekey:{id:064x}")})).collect();
+    apply(&b, json!({"Peers": peers, "Node": {"ID": 100}, "DNSConfig": {"Domains": ["x"]}}));
+    let w = b.watch(WATCH_INITIAL_NET_MAP | WATCH_INITIAL_STATE | WATCH_PEER_CHANGES).unwrap();
+    let msgs = drain(&w);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(ids(&msgs[0]["NetMap"], "Peers"), (1..=25).collect::<Vec<_>>());
+    assert_eq!(msgs[0]["NetMap"]["SelfNode"]["ID"], 100);
+    assert_eq!(msgs[0]["SelfChange"]["ID"], 100, "the self node rides along with the initial NetMap");
+    assert_eq!(msgs[0]["NetMap"]["DNS"], json!({"Domains": ["x"]}));
+    assert!(msgs[0].get("InitialComplete").is_none(), "no meshring extension unless asked for");
+    let w = b.watch(WATCH_INITIAL_STATUS).unwrap();
+    let msgs = drain(&w);
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["InitialStatus"]["Peer"].as_object().unwrap().len(), 25);
+    assert!(msgs[0].get("SelfChange").is_none(), "not with InitialStatus");
+}
+
+#[test]
+fn a_chunked_initial_view_ends_with_a_completion_marker() {
     let b = Bus::new(BusOptions { initial_chunk: 10, ..Default::default() }).unwrap();
     let peers: Vec<Value> = (1..=25).map(|id| json!({"ID": id})).collect();
     apply(&b, json!({"Peers": peers, "Node": {"ID": 100}, "DNSConfig": {"Domains": ["x"]}}));
-
-    let legacy = b.watch(WATCH_INITIAL_NET_MAP | WATCH_INITIAL_STATE).unwrap();
+    let legacy = b.watch(WATCH_INITIAL_NET_MAP | WATCH_INITIAL_STATE | WATCH_CHUNKED_INITIAL).unwrap();
     let msgs = drain(&legacy);
     assert_eq!(msgs.len(), 3);
     assert_eq!(msgs[0]["NetMap"]["Peers"].as_array().unwrap().len(), 10);
     assert_eq!(msgs[0]["NetMap"]["SelfNode"]["ID"], 100);
-    assert_eq!(msgs[0]["NetMap"]["DNS"], json!({"Domains": ["x"]}));
     assert!(msgs[0].get("SessionID").is_some() && msgs[0].get("InitialComplete").is_none());
     assert_eq!(ids(&msgs[1], "PeersChanged").len(), 10);
     assert_eq!(ids(&msgs[2], "PeersChanged").len(), 5);
@@ -297,27 +349,26 @@ fn initial_view_comes_in_chunks_with_a_completion_marker() {
     all.sort();
     assert_eq!(all, (1..=25).collect::<Vec<_>>());
 
-    let status = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES).unwrap();
+    let status = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES | WATCH_CHUNKED_INITIAL).unwrap();
     let msgs = drain(&status);
     assert_eq!(msgs.len(), 3);
-    assert!(msgs[0]["InitialStatus"].get("PeerCount").is_none(), "counts stay in Bus::status");
-    assert_eq!(serde_json::from_slice::<Value>(&b.status().unwrap()).unwrap()["PeerCount"], 25);
+    assert!(msgs[0]["InitialStatus"]["Peer"].is_null(), "the peers come as PeersChanged chunks");
     assert_eq!(ids(&msgs[0], "PeersChanged").len(), 10);
     assert_eq!(msgs[2]["InitialComplete"], true);
 
     // Small netmap: one message, complete at once.
     let small = Bus::new(BusOptions::default()).unwrap();
-    let w = small.watch(WATCH_INITIAL_NET_MAP).unwrap();
+    let w = small.watch(WATCH_INITIAL_NET_MAP | WATCH_CHUNKED_INITIAL).unwrap();
     let msgs = drain(&w);
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["InitialComplete"], true);
 }
 
 #[test]
-fn changes_during_the_initial_view_are_not_lost() {
+fn changes_during_a_chunked_initial_view_are_not_lost() {
     let b = Bus::new(BusOptions { initial_chunk: 2, ..Default::default() }).unwrap();
     apply(&b, json!({"Peers": [{"ID": 1}, {"ID": 2}, {"ID": 3}, {"ID": 4}, {"ID": 5}]}));
-    let w = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES).unwrap();
+    let w = b.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES | WATCH_CHUNKED_INITIAL).unwrap();
     let first = next(&w).unwrap();
     assert!(first.get("InitialComplete").is_none());
     apply(&b, json!({"PeersRemoved": [1, 5], "PeersChanged": [{"ID": 6}]}));
@@ -336,68 +387,70 @@ fn changes_during_the_initial_view_are_not_lost() {
 }
 
 #[test]
-fn runtime_netmap_for_legacy_watchers_unless_opted_out() {
+fn no_runtime_netmap_on_linux() {
     let b = bus();
     let legacy = b.watch(WATCH_INITIAL_NET_MAP).unwrap();
-    let opted_out = b.watch(WATCH_INITIAL_NET_MAP | WATCH_NO_NET_MAP).unwrap();
     drain(&legacy);
-    drain(&opted_out);
     apply(&b, json!({"PeersChanged": [{"ID": 1}]}));
-    apply(&b, json!({"PeersChanged": [{"ID": 2}]}));
-    let got = drain(&legacy);
-    assert_eq!(got.len(), 1, "one NetMap per catch-up, not per delta: {got:?}");
-    assert_eq!(ids(&got[0]["NetMap"], "Peers"), vec![1, 2]);
-    assert!(drain(&opted_out).is_empty());
-    // A second legacy watcher shares the same cached bytes.
-    let again = b.watch(WATCH_INITIAL_NET_MAP).unwrap();
-    drain(&again);
     apply(&b, json!({"DERPMap": {"Regions": {"1": {}}}}));
-    let (x, y) = (legacy.next(Wait::Never).unwrap(), again.next(Wait::Never).unwrap());
-    assert!(Arc::ptr_eq(&x, &y));
+    assert!(drain(&legacy).is_empty(), "no runtime NetMap, no peer deltas without peer bits");
 }
 
 #[test]
-fn rate_limit_coalesces_netmap_updates_without_loss() {
+fn health_actions_are_folded_into_the_text_unless_asked_for() {
+    let b = bus();
+    let folded = b.watch(0).unwrap();
+    let raw = b.watch(WATCH_HEALTH_ACTIONS).unwrap();
+    let health = json!({"Warnings": {"w": {"Text": "Update", "PrimaryAction": {"Label": "Get it", "URL": "https://u"}}, "v": {"Text": "x"}}});
+    publish(&b, json!({"Health": health.clone()}));
+    assert_eq!(next(&folded).unwrap()["Health"], json!({"Warnings": {"w": {"Text": "Update Get it: https://u"}, "v": {"Text": "x"}}}));
+    assert_eq!(next(&raw).unwrap()["Health"], health);
+    // The first message too.
+    let first = next(&b.watch(WATCH_INITIAL_STATE | WATCH_INITIAL_HEALTH_STATE).unwrap()).unwrap();
+    assert_eq!(first["Health"]["Warnings"]["w"]["Text"], "Update Get it: https://u");
+}
+
+#[test]
+fn rate_limit_holds_back_engine_only_messages() {
     let b = Bus::new(BusOptions { rate_limit: Duration::from_millis(300), ..Default::default() }).unwrap();
-    let w = b.watch(WATCH_PEER_CHANGES | WATCH_RATE_LIMIT).unwrap();
-    apply(&b, json!({"PeersChanged": [{"ID": 1, "V": 0}]}));
-    let first = next(&w).unwrap();
-    assert_eq!(first["PeersChanged"], json!([{"ID": 1, "V": 0}]));
+    let w = b.watch(WATCH_RATE_LIMIT | WATCH_ENGINE_UPDATES).unwrap();
+    publish(&b, json!({"Engine": {"RBytes": 0}}));
+    assert_eq!(next(&w).unwrap()["Engine"], json!({"RBytes": 0}), "the first goes at once");
     let start = Instant::now();
     for v in 1..=5 {
-        apply(&b, json!({"PeersChanged": [{"ID": 1, "V": v}, {"ID": 2, "V": v}]}));
+        publish(&b, json!({"Engine": {"RBytes": v}}));
     }
-    apply(&b, json!({"PeersRemoved": [2]}));
-    publish(&b, json!({"State": 6}));
-    // Events are not held back.
-    assert_eq!(next(&w).unwrap()["State"], 6);
-    assert!(next(&w).is_none(), "netmap changes wait for the interval");
+    assert!(next(&w).is_none(), "Engine waits for the interval");
     assert!(!readable(&w));
-    // The ticker makes the fd readable when the window ends.
+    // The ticker makes the fd readable when the window ends; the latest wins.
     let fd = w.ready_fd();
     let woke = crate::sys::wait_readable_or_woken(fd, fd, Some(Instant::now() + Duration::from_secs(2))).unwrap();
     assert_ne!(woke, crate::sys::PollResult::TimedOut);
-    let m = w.next(Wait::from_ms(2000)).unwrap();
+    let m: Value = serde_json::from_slice(&w.next(Wait::from_ms(2000)).unwrap()).unwrap();
     assert!(start.elapsed() >= Duration::from_millis(250));
-    let m: Value = without_names(serde_json::from_slice(&m).unwrap());
-    assert_eq!(m["PeersChanged"], json!([{"ID": 1, "V": 5}]), "latest state, added+removed peer cancelled");
-    assert!(m.get("PeersRemoved").is_none());
+    assert_eq!(m["Engine"], json!({"RBytes": 5}));
     assert!(next(&w).is_none());
+    // Anything notable goes at once, the held Engine first.
+    publish(&b, json!({"Engine": {"RBytes": 6}}));
+    publish(&b, json!({"State": 6}));
+    let got = drain(&w);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((&got[0]["Engine"], &got[1]["State"]), (&json!({"RBytes": 6}), &json!(6)));
 }
 
-/// The Go binding's repro: once `next` has found the coalesced update not
-/// yet due, the readiness fd must turn readable when it becomes due (~the
-/// rate limit), not when the ticker's 1 s sleep happens to end.
+/// The Go binding's repro: once `next` has found the held message not yet
+/// due, the readiness fd must turn readable when it becomes due (~the rate
+/// limit), not when the ticker's 1 s sleep happens to end.
 #[test]
 fn rate_limited_fd_turns_readable_when_due_not_a_second_later() {
     let b = Bus::new(BusOptions { rate_limit: Duration::from_millis(100), ..Default::default() }).unwrap();
-    let w = b.watch(WATCH_RATE_LIMIT | WATCH_PEER_CHANGES).unwrap();
+    let w = b.watch(WATCH_RATE_LIMIT | WATCH_ENGINE_UPDATES).unwrap();
     // Let the ticker start and go to sleep (its sleep is up to 1 s).
     std::thread::sleep(Duration::from_millis(20));
-    apply(&b, json!({"PeersChanged": [{"ID": 1, "V": 0}]}));
+    publish(&b, json!({"Engine": {"V": 0}}));
     assert!(next(&w).is_some());
     let sent = Instant::now();
-    apply(&b, json!({"PeersChanged": [{"ID": 1, "V": 1}]}));
+    publish(&b, json!({"Engine": {"V": 1}}));
     std::thread::sleep(Duration::from_millis(10));
     assert!(next(&w).is_none(), "within the rate-limit window");
     let fd = w.ready_fd();
@@ -406,7 +459,7 @@ fn rate_limited_fd_turns_readable_when_due_not_a_second_later() {
     assert_ne!(woke, crate::sys::PollResult::TimedOut);
     assert!(waited >= Duration::from_millis(80), "not before the window ends: {waited:?}");
     assert!(waited < Duration::from_millis(500), "fd readable {waited:?} after the send, want ~100 ms");
-    assert_eq!(next(&w).unwrap()["PeersChanged"], json!([{"ID": 1, "V": 1}]));
+    assert_eq!(next(&w).unwrap()["Engine"], json!({"V": 1}));
 }
 
 /// `InitialStatus` is Tailscale's `ipnstate.Status`: only its field names
@@ -415,9 +468,9 @@ fn rate_limited_fd_turns_readable_when_due_not_a_second_later() {
 /// counters are not in it (they stay in `Bus::status`).
 #[test]
 fn initial_status_is_ipnstate_status_shaped() {
-    const STATUS_FIELDS: [&str; 15] = [
+    const STATUS_FIELDS: [&str; 16] = [
         "Version", "TUN", "BackendState", "HaveNodeKey", "AuthURL", "TailscaleIPs", "Self", "ExitNodeStatus", "Health",
-        "MagicDNSSuffix", "CurrentTailnet", "CertDomains", "Peer", "User", "ClientVersion",
+        "MagicDNSSuffix", "CurrentTailnet", "CertDomains", "ExtraRecords", "Peer", "User", "ClientVersion",
     ];
     let b = bus();
     apply(
@@ -425,7 +478,9 @@ fn initial_status_is_ipnstate_status_shaped() {
         json!({
             "Node": {"ID": 1, "StableID": "nSelf", "Name": "self.example.ts.net.", "User": 7,
                      "Addresses": ["100.64.0.1/32", "fd7a:115c:a1e0::1/128"], "Hostinfo": {"Hostname": "laptop", "OS": "linux"}},
-            "Peers": [{"ID": 2, "Name": "two.example.ts.net.", "User": 8}],
+            "Peers": [{"ID": 2, "StableID": "n2", "Name": "two.example.ts.net.", "User": 8, "Key": format!("nodekey:{}", "ab".repeat(32)),
+                       "Addresses": ["100.64.0.2/32", "10.9.0.1/32"], "AllowedIPs": ["100.64.0.2/32", "0.0.0.0/0", "::/0"], "Online": true,
+                       "Hostinfo": {"Hostname": "two", "OS": "windows"}}],
             "UserProfiles": [{"ID": 7, "LoginName": "alice@example.com"}, {"ID": 8, "LoginName": "bob@example.com"}],
             "DNSConfig": {"Proxied": true},
             "Domain": "example.ts.net"
@@ -452,22 +507,35 @@ fn initial_status_is_ipnstate_status_shaped() {
     assert_eq!(st["CurrentTailnet"], json!({"Name": "example.ts.net", "MagicDNSSuffix": "example.ts.net", "MagicDNSEnabled": true}));
     assert_eq!(st["User"]["7"]["LoginName"], "alice@example.com");
     assert_eq!(st["User"]["8"]["LoginName"], "bob@example.com");
+    assert_eq!(st["Self"]["NodeID"], 1);
+    let peer = &st["Peer"][format!("nodekey:{}", "ab".repeat(32))];
+    assert_eq!((&peer["ID"], &peer["NodeID"], &peer["HostName"], &peer["OS"]), (&json!("n2"), &json!(2), &json!("two"), &json!("windows")));
+    assert_eq!(peer["TailscaleIPs"], json!(["100.64.0.2"]), "peers: Tailscale addresses only");
+    assert_eq!((&peer["ExitNodeOption"], &peer["Online"], &peer["InNetworkMap"]), (&json!(true), &json!(true), &json!(true)));
+    assert_eq!(peer["LastHandshake"], "0001-01-01T00:00:00Z");
+    // The same through status(), and without peers.
+    let full: Value = serde_json::from_slice(&b.status(true).unwrap()).unwrap();
+    assert_eq!(&full, st);
+    let lean: Value = serde_json::from_slice(&b.status(false).unwrap()).unwrap();
+    assert!(lean["Peer"].is_null());
+    assert_eq!(lean["User"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["7"], "only the self user");
 
-    // No StableID: the numeric ID as a string; no Hostinfo: the first DNS label.
-    // Nothing published: NoState and an empty Health list.
+    // No StableID: ""; no Hostinfo: no HostName. Nothing published:
+    // NoState and an empty Health list.
     let b = bus();
     apply(&b, json!({"Node": {"ID": 42, "Name": "box.tail.net."}}));
     let w = b.watch(WATCH_INITIAL_STATUS).unwrap();
     let st = next(&w).unwrap()["InitialStatus"].clone();
-    assert_eq!((st["Self"]["ID"].clone(), st["Self"]["HostName"].clone()), (json!("42"), json!("box")));
+    assert_eq!((st["Self"]["ID"].clone(), st["Self"]["HostName"].clone()), (json!(""), json!("")));
     assert_eq!((st["BackendState"].clone(), st["Health"].clone()), (json!("NoState"), json!([])));
     assert_eq!(st["Self"]["Online"], false);
     assert_eq!(st["MagicDNSSuffix"], "tail.net");
-    // An empty bus: no Self, still the right shapes.
+    // An empty bus: a Self with the host's name, no tailnet, the right shapes.
     let b = bus();
     let w = b.watch(WATCH_INITIAL_STATUS).unwrap();
     let st = next(&w).unwrap()["InitialStatus"].clone();
-    assert!(st.get("Self").is_none() && st["Health"] == json!([]) && st["User"] == json!({}));
+    assert!(st["Self"]["InNetworkMap"] == json!(false) && st["Health"] == json!([]) && st["User"] == json!({}));
+    assert!(st["CurrentTailnet"].is_null() && st["Peer"].is_null());
 }
 
 #[test]
@@ -539,7 +607,7 @@ fn readiness_fd_follows_pending_messages() {
     next(&w).unwrap();
     assert!(!readable(&w), "cleared when drained");
     // Changes the watcher does not get leave it quiet.
-    publish(&b, json!({"Engine": {}}));
+    publish(&b, json!({"Policy": {}}));
     assert!(!readable(&w));
 }
 
@@ -587,7 +655,7 @@ fn one_shot_reads() {
     assert_eq!(nm["DERPMap"], json!({"Regions": {}}));
     assert_eq!(nm["Domain"], "t.ts.net");
     let _w = b.watch(0).unwrap();
-    let st: Value = serde_json::from_slice(&b.status().unwrap()).unwrap();
+    let st: Value = serde_json::from_slice(&b.stats().unwrap()).unwrap();
     assert_eq!(st["PeerCount"], 2);
     assert_eq!(st["UserProfileCount"], 1);
     assert_eq!(st["Watchers"], 1);
@@ -610,12 +678,12 @@ fn reads_on_a_closed_bus_report_closed() {
     // the one-shot reads included (they used to keep answering).
     let b = bus();
     apply(&b, json!({"Peers": [{"ID": 2}]}));
-    assert!(b.peer(2).is_ok() && b.netmap().is_ok() && b.status().is_ok());
+    assert!(b.peer(2).is_ok() && b.netmap().is_ok() && b.stats().is_ok());
     b.close();
     assert_eq!(b.peer(2).unwrap_err().kind, ErrorKind::Closed);
     assert_eq!(b.peer(3).unwrap_err().kind, ErrorKind::Closed);
     assert_eq!(b.netmap().unwrap_err().kind, ErrorKind::Closed);
-    assert_eq!(b.status().unwrap_err().kind, ErrorKind::Closed);
+    assert_eq!(b.stats().unwrap_err().kind, ErrorKind::Closed);
 }
 
 #[test]

@@ -46,16 +46,12 @@ impl Watcher {
             let Some(slot) = core_ref.slots.get_mut(&self.id).filter(|s| !s.closed) else {
                 return Err(Error::closed(CLOSED));
             };
-            let store = &core_ref.store;
-            let cache = &mut core_ref.netmap_notify;
-            let mut netmap_cache = || super::hub::netmap_notify(store, cache);
             let mut view = View {
-                store,
+                store: &core_ref.store,
                 log: &core_ref.log,
                 next_seq: core_ref.next_seq,
                 chunk: options.initial_chunk,
                 rate_limit: options.rate_limit,
-                netmap: &mut netmap_cache,
             };
             let step = slot.step(&mut view, now);
             let next_seq = core_ref.next_seq;

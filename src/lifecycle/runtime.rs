@@ -17,7 +17,7 @@ use super::events::{describe, Events};
 use super::kind::{Export, Kind};
 use super::prefix::Prefix;
 use super::state::{CoreState, ProtoState};
-use crate::bus::{Bus, BusLink, Watcher, WATCH_INITIAL_STATUS, WATCH_PEER_CHANGES};
+use crate::bus::{Bus, BusLink, Watcher, WATCH_CHUNKED_INITIAL, WATCH_INITIAL_STATUS, WATCH_PEER_CHANGES};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::{Fault, Wait};
 use crate::sys::EventFd;
@@ -451,7 +451,7 @@ impl Api {
         }
         let core = self.open()?;
         drop(core);
-        let watcher = Arc::new(bus.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES)?);
+        let watcher = Arc::new(bus.watch(WATCH_INITIAL_STATUS | WATCH_PEER_CHANGES | WATCH_CHUNKED_INITIAL)?);
         *slot = Some(BusAttachment { link: bus.link(), watcher: watcher.clone() });
         drop(slot);
         self.lock().publish = true;
