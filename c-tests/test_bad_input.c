@@ -475,7 +475,7 @@ static char *nested_json(const char *field, int depth, const char *inner)
  * MR_PARSE and changes nothing; the deepest allowed input still works. */
 static void test_json_depth(void)
 {
-    static const char *fields[] = {"DNSConfig", "PacketFilter", "DERPMap"};
+    static const char *fields[] = {"DNSConfig", "PacketFilter", "SSHPolicy"};
     mr_bus *bus = NULL;
     mr_runtime *rt = NULL;
     mr_bytes before = {0}, after = {0};

@@ -157,7 +157,7 @@
  without `Peer`, `NetMap` with the first chunk, then `PeersChanged`), the
  last marked `"InitialComplete": true`.
  */
-#define MR_NOTIFY_CHUNKED_INITIAL (1 << 63)
+#define MR_NOTIFY_CHUNKED_INITIAL 9223372036854775808ull
 
 /*
  `mr_bus_status_opts` flag: leave `Peer` out (tailscaled's

@@ -15,6 +15,9 @@
  *     MR_WOULD_BLOCK); prints one line per message, cut to 200 characters;
  *   - "changes": InitialStatus|PeerChanges (full nodes only), blocking reads;
  *   - "patches": InitialStatus|PeerPatches (narrow PeerChangedPatch), blocking.
+ * All three add MR_NOTIFY_CHUNKED_INITIAL (a meshring extension): the
+ * initial peers come in bounded PeersChanged chunks instead of one message
+ * with every peer (tailscaled's way).
  * "changes" and "patches" rebuild the peer set from what they receive
  * (initial chunks until "InitialComplete": true, then PeersChanged /
  * PeersRemoved); once per second the main thread prints their message and
@@ -389,7 +392,7 @@ static void one_delta(producer *p) {
 static long store_peer_count(mr_bus *bus) {
     mr_bytes s = {NULL, 0};
     long n = -1;
-    mr_status st = mr_bus_status(bus, &s);
+    mr_status st = mr_bus_stats(bus, &s);
     if (st != MR_OK) fail("mr_bus_status", st);
     const char *k = memmem(s.ptr, s.len, "\"PeerCount\":", 12);
     if (k) n = strtol(k + 12, NULL, 10);
@@ -448,14 +451,14 @@ int main(int argc, char **argv) {
     streamer s;
     memset(&s, 0, sizeof s);
     s.sample = demo;
-    st = mr_bus_watch(p.bus, MR_NOTIFY_INITIAL_STATE | MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_PATCHES, &s.w);
+    st = mr_bus_watch(p.bus, MR_NOTIFY_INITIAL_STATE | MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_PATCHES | MR_NOTIFY_CHUNKED_INITIAL, &s.w);
     if (st != MR_OK) fail("mr_bus_watch(stream)", st);
     counter k[2];
     memset(k, 0, sizeof k);
     k[0].name = "changes";
-    k[0].mask = MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_CHANGES;
+    k[0].mask = MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_CHANGES | MR_NOTIFY_CHUNKED_INITIAL;
     k[1].name = "patches";
-    k[1].mask = MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_PATCHES;
+    k[1].mask = MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_PATCHES | MR_NOTIFY_CHUNKED_INITIAL;
     double t_watch = now_s();
     for (int i = 0; i < 2; i++) {
         pthread_mutex_init(&k[i].mu, NULL);

@@ -79,7 +79,7 @@ pub const MR_NOTIFY_PEER_WIRE_GUARD_STATE: u64 = 1 << 18;
 /// peers come in messages of at most `initial_chunk` peers (`InitialStatus`
 /// without `Peer`, `NetMap` with the first chunk, then `PeersChanged`), the
 /// last marked `"InitialComplete": true`.
-pub const MR_NOTIFY_CHUNKED_INITIAL: u64 = 1 << 63;
+pub const MR_NOTIFY_CHUNKED_INITIAL: u64 = 0x8000_0000_0000_0000;
 
 /// Creates a bus. `opts_json` may be NULL for defaults, or a JSON object
 /// with any of `rate_limit_ms` (3000), `initial_chunk` (1000 peers per

@@ -2,7 +2,7 @@
 //! bus becomes a route to that peer, with attributes
 //! `{"peer": NodeID, "stable_id": StableID, "name": Name}`. The runtime
 //! keeps the peers it has heard of (from a `WATCH_INITIAL_STATUS |
-//! WATCH_PEER_CHANGES` watcher) and updates every running netmap instance
+//! WATCH_PEER_CHANGES | WATCH_CHUNKED_INITIAL` watcher) and updates every running netmap instance
 //! on each delta, at O(size of the delta).
 
 use super::config::{ProtoConfig, NETMAP_KIND};
