@@ -185,11 +185,28 @@ func (b *Bus) NetMap() ([]byte, error) {
 	})
 }
 
-// Status returns a JSON summary of the bus: BackendState, Self, PeerCount,
-// UserProfileCount, Health, Watchers, NetMapVersion.
+// Status returns the node's status as tailscaled's /localapi/v0/status
+// gives it: ipnstate.Status JSON (Self, every peer in Peer keyed by node
+// key, User profiles, BackendState, Health, CurrentTailnet, ...). O(peers).
 func (b *Bus) Status() ([]byte, error) {
 	return b.read("status", func(h *C.mr_bus, out *C.mr_bytes, e *C.mrgo_err) C.mr_status {
-		return C.mrgo_bus_status(h, out, e)
+		return C.mrgo_bus_status(h, 0, out, e)
+	})
+}
+
+// StatusWithoutPeers is Status without Peer, and with only the self user's
+// profile (tailscaled's /localapi/v0/status?peers=false).
+func (b *Bus) StatusWithoutPeers() ([]byte, error) {
+	return b.read("status", func(h *C.mr_bus, out *C.mr_bytes, e *C.mrgo_err) C.mr_status {
+		return C.mrgo_bus_status(h, C.MR_BUS_STATUS_NO_PEERS, out, e)
+	})
+}
+
+// Stats returns the bus's own counters as JSON: BackendState, Self,
+// PeerCount, UserProfileCount, Health, Watchers, NetMapVersion. Cheap.
+func (b *Bus) Stats() ([]byte, error) {
+	return b.read("stats", func(h *C.mr_bus, out *C.mr_bytes, e *C.mrgo_err) C.mr_status {
+		return C.mrgo_bus_stats(h, out, e)
 	})
 }
 

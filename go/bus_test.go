@@ -119,9 +119,9 @@ func TestBusApplyPeerNetMapStatus(t *testing.T) {
 		t.Errorf("NetMap.UserProfiles = %+v", netmap.UserProfiles)
 	}
 
-	st, err := b.Status()
+	st, err := b.Stats()
 	if err != nil {
-		t.Fatalf("Status: %v", err)
+		t.Fatalf("Stats: %v", err)
 	}
 	var status struct {
 		Self             *Node
@@ -136,7 +136,7 @@ func TestBusApplyPeerNetMapStatus(t *testing.T) {
 		t.Errorf("Status = %s", st)
 	}
 	mustWatch(t, b, NotifyPeerChanges)
-	st, _ = b.Status()
+	st, _ = b.Stats()
 	if err := json.Unmarshal(st, &status); err != nil || status.Watchers != 1 {
 		t.Errorf("Status with one watcher = %s (%v)", st, err)
 	}
@@ -195,7 +195,7 @@ func TestBusOptions(t *testing.T) {
 	// three messages after the first.
 	b := newBus(t, &BusOptions{InitialChunk: 1})
 	mustApply(t, b, baseMapResponse)
-	w := mustWatch(t, b, NotifyInitialStatus|NotifyPeerChanges)
+	w := mustWatch(t, b, NotifyInitialStatus|NotifyPeerChanges|NotifyChunkedInitial)
 	msgs := readUntil(t, w, func(n *Notify) bool { return n.InitialComplete })
 	if len(msgs) != 3 {
 		t.Errorf("initial view in %d messages, want 3 (one peer each)", len(msgs))
@@ -210,20 +210,20 @@ func TestBusOptions(t *testing.T) {
 func TestBusRateLimit(t *testing.T) {
 	const limit = 100 * time.Millisecond
 	b := newBus(t, &BusOptions{RateLimit: limit})
-	w := mustWatch(t, b, NotifyRateLimit|NotifyPeerChanges)
-	mustApply(t, b, `{"PeersChanged": [{"ID": 1}]}`)
-	if n := nextNotify(t, w); len(n.PeersChanged) != 1 {
+	w := mustWatch(t, b, NotifyRateLimit|NotifyWatchEngineUpdates)
+	mustPublish(t, b, `{"Engine": {"RBytes": 1}}`)
+	if n := nextNotify(t, w); len(n.Engine) == 0 {
 		t.Fatalf("first update: %s", n.raw)
 	}
 	start := time.Now()
-	mustApply(t, b, `{"PeersChanged": [{"ID": 2}]}`)
-	mustApply(t, b, `{"PeersChanged": [{"ID": 3}]}`)
+	mustPublish(t, b, `{"Engine": {"RBytes": 2}}`)
+	mustPublish(t, b, `{"Engine": {"RBytes": 3}}`)
 	// Let the watcher find nothing due first, so it waits on the fd.
 	time.Sleep(10 * time.Millisecond)
 	n := nextNotify(t, w)
 	elapsed := time.Since(start)
-	if len(n.PeersChanged) != 2 {
-		t.Errorf("rate-limited updates not coalesced into one message: %s", n.raw)
+	if string(n.Engine) != `{"RBytes":3}` {
+		t.Errorf("rate-limited Engine messages not coalesced to the latest: %s", n.raw)
 	}
 	if elapsed < limit-20*time.Millisecond || elapsed > limit+500*time.Millisecond {
 		t.Errorf("coalesced update after %v, want about %v", elapsed, limit)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -17,31 +18,44 @@ func TestNotifyWatchOptValues(t *testing.T) {
 		NotifyInitialOutgoingFiles, NotifyInitialHealthState, NotifyRateLimit,
 		NotifyHealthActions, NotifyInitialSuggestedExitNode,
 		NotifyInitialClientVersion, NotifyPeerChanges, NotifyNoNetMap,
-		NotifyInitialStatus, NotifyPeerPatches,
+		NotifyInitialStatus, NotifyPeerPatches, NotifyInProcessNoDisconnect,
+		NotifySysPolicyChanges, NotifyPeerWireGuardState,
 	}
 	for i, o := range opts {
 		if o != 1<<i {
 			t.Errorf("%v = %#x, want %#x", o, uint64(o), uint64(1)<<i)
 		}
 	}
-	if s := (NotifyInitialStatus | NotifyPeerChanges | 1<<40).String(); s != "NotifyPeerChanges|NotifyInitialStatus|0x10000000000" {
+	if s := (NotifyInitialStatus | NotifyPeerChanges | 1<<40).String(); s != "(ipn.NotifyPeerChanges | ipn.NotifyInitialStatus | ipn.NotifyWatchOpt(0x10000000000))" {
 		t.Errorf("String() = %q", s)
 	}
 }
 
+// Masks are refused only where tailscaled refuses them
+// (ipn.ValidateNotifyWatchOpt), with its message.
 func TestWatchInvalidMasks(t *testing.T) {
 	b := newBus(t, nil)
 	for _, mask := range []NotifyWatchOpt{
-		NotifyInitialNetMap | NotifyPeerChanges,
-		NotifyInitialNetMap | NotifyPeerPatches,
-		1 << 16,
-		1 << 63,
+		NotifyRateLimit | NotifyPeerChanges,
+		NotifyRateLimit | NotifyInitialStatus | NotifyPeerPatches,
+		NotifyRateLimit | NotifyNoNetMap,
 	} {
 		w, err := b.Watch(mask)
 		if w != nil {
 			t.Errorf("Watch(%v) returned a watcher", mask)
 		}
 		wantStatus(t, err, ErrInvalidArgument, "watch")
+		if want := "NotifyRateLimit is incompatible with new-style IPN bus subscription bits " + (mask & NotifyRateLimitIncompatibleBits).String(); !strings.Contains(err.Error(), want) {
+			t.Errorf("Watch(%v): %v, want tailscaled's message %q", mask, err, want)
+		}
+	}
+	for _, mask := range []NotifyWatchOpt{NotifyInitialNetMap | NotifyPeerChanges, NotifyInitialNetMap | NotifyPeerPatches, 1 << 16, 1 << 40, NotifyRateLimit | NotifyInitialNetMap} {
+		w, err := b.Watch(mask)
+		if err != nil {
+			t.Errorf("Watch(%v): %v", mask, err)
+			continue
+		}
+		w.Close()
 	}
 }
 
@@ -50,16 +64,16 @@ func TestWatchInvalidMasks(t *testing.T) {
 func TestWatcherInitialState(t *testing.T) {
 	b := newBus(t, &BusOptions{InitialChunk: 2})
 	mustApply(t, b, baseMapResponse)
-	mustPublish(t, b, `{"State": 6, "Prefs": {"WantRunning": true}, "Health": {"Warnings": {}}, "BrowseToURL": "https://login.example/a"}`)
+	mustPublish(t, b, `{"State": 2, "Prefs": {"WantRunning": true}, "Health": {"Warnings": {}}, "BrowseToURL": "https://login.example/a"}`)
 
-	w := mustWatch(t, b, NotifyInitialState|NotifyInitialPrefs|NotifyInitialHealthState|NotifyInitialStatus|NotifyPeerChanges)
+	w := mustWatch(t, b, NotifyInitialState|NotifyInitialPrefs|NotifyInitialHealthState|NotifyInitialStatus|NotifyPeerChanges|NotifyChunkedInitial)
 	msgs := readUntil(t, w, func(n *Notify) bool { return n.InitialComplete })
 	first := msgs[0]
 	if first.Version != Version() {
 		t.Errorf("Version = %q, want the library's %q", first.Version, Version())
 	}
-	if first.SessionID == "" || first.State == nil || *first.State != 6 {
-		t.Errorf("first message lacks SessionID or State 6: %s", first.raw)
+	if len(first.SessionID) != 16 || first.State == nil || *first.State != 2 {
+		t.Errorf("first message lacks a 16-digit SessionID or State 2 (NeedsLogin): %s", first.raw)
 	}
 	if first.BrowseToURL == nil || *first.BrowseToURL != "https://login.example/a" {
 		t.Errorf("first message lacks BrowseToURL: %s", first.raw)
@@ -94,8 +108,8 @@ func TestWatcherInitialNetMap(t *testing.T) {
 	mustApply(t, b, baseMapResponse)
 	w := mustWatch(t, b, NotifyInitialNetMap|NotifyNoNetMap)
 	n := nextNotify(t, w)
-	if !n.InitialComplete {
-		t.Errorf("the whole view fits one message but InitialComplete is not set: %s", n.raw)
+	if n.InitialComplete || n.SelfChange == nil || n.SelfChange.ID != 1 {
+		t.Errorf("want the NetMap with SelfChange and no meshring marker: %s", n.raw)
 	}
 	var nm NetworkMap
 	if err := json.Unmarshal(n.NetMap, &nm); err != nil {
@@ -133,7 +147,7 @@ func TestWatcherPeerDeltasReconstructTheStore(t *testing.T) {
 	b := newBus(t, &BusOptions{InitialChunk: 2})
 	mustApply(t, b, baseMapResponse)
 	mustPublish(t, b, `{"State": 6}`)
-	const initial = NotifyInitialState | NotifyInitialStatus
+	const initial = NotifyInitialState | NotifyInitialStatus | NotifyChunkedInitial
 	full := mustWatch(t, b, initial|NotifyPeerChanges)
 	patches := mustWatch(t, b, initial|NotifyPeerPatches)
 
@@ -167,8 +181,10 @@ func TestWatcherPeerDeltasReconstructTheStore(t *testing.T) {
 		}
 		v.check(t, b, w.name)
 	}
-	if !sawPatch[2] || !sawPatch[3] || !sawPatch[6] {
-		t.Errorf("NotifyPeerPatches watcher got patches for %v, want peers 2, 3 and 6", sawPatch)
+	// Peer 6's patch changed KeyExpiry, which tailscaled sends as the whole
+	// node; the others' fields travel as patches.
+	if !sawPatch[2] || !sawPatch[3] || sawPatch[6] {
+		t.Errorf("NotifyPeerPatches watcher got patches for %v, want peers 2 and 3 only", sawPatch)
 	}
 	if _, err := b.Peer(4); err == nil {
 		t.Errorf("removed peer 4 still found")
@@ -220,8 +236,8 @@ func TestWatcherPeerPatches(t *testing.T) {
 	}
 }
 
-// Host events reach every watcher; Engine only NotifyWatchEngineUpdates
-// watchers; SelfChange everyone.
+// Host events reach every watcher, Engine included (as tailscaled's do);
+// SelfChange everyone.
 func TestWatcherEvents(t *testing.T) {
 	b := newBus(t, nil)
 	plain := mustWatch(t, b, NotifyPeerChanges)
@@ -234,6 +250,9 @@ func TestWatcherEvents(t *testing.T) {
 	var es struct{ RBytes, WBytes int64 }
 	if err := json.Unmarshal(n.Engine, &es); err != nil || es.WBytes != 2 {
 		t.Errorf("Engine = %s (%v)", n.Engine, err)
+	}
+	if n := nextNotify(t, plain); len(n.Engine) == 0 {
+		t.Errorf("Engine did not reach a watcher without NotifyWatchEngineUpdates: %s", n.raw)
 	}
 	for _, w := range []*Watcher{plain, engine} {
 		n := nextNotify(t, w)
@@ -285,7 +304,7 @@ func TestInitialStatusDecodesAsIPNStateStatus(t *testing.T) {
 		t.Fatalf("InitialStatus = %s", n.InitialStatus)
 	}
 	self := status.Self
-	if self.ID != "nSelf" || self.HostName != "self" || self.DNSName != "self.example.ts.net." || self.UserID != 7 || !self.Online {
+	if self.ID != "nSelf" || self.HostName != "" || self.DNSName != "self.example.ts.net." || self.UserID != 7 || !self.Online {
 		t.Errorf("Self = %+v", *self)
 	}
 	want := []netip.Addr{netip.MustParseAddr("100.64.0.1")}
@@ -305,7 +324,7 @@ func TestInitialStatusDecodesAsIPNStateStatus(t *testing.T) {
 	statusFields := map[string]bool{
 		"Version": true, "TUN": true, "BackendState": true, "HaveNodeKey": true, "AuthURL": true,
 		"TailscaleIPs": true, "Self": true, "ExitNodeStatus": true, "Health": true, "MagicDNSSuffix": true,
-		"CurrentTailnet": true, "CertDomains": true, "Peer": true, "User": true, "ClientVersion": true,
+		"CurrentTailnet": true, "CertDomains": true, "ExtraRecords": true, "Peer": true, "User": true, "ClientVersion": true,
 	}
 	for k := range jsonObject(t, n.InitialStatus) {
 		if !statusFields[k] {

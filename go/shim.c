@@ -86,8 +86,12 @@ mr_status mrgo_bus_netmap(mr_bus *b, mr_bytes *out, mrgo_err *err) {
 	return capture(mr_bus_netmap(b, out), err);
 }
 
-mr_status mrgo_bus_status(mr_bus *b, mr_bytes *out, mrgo_err *err) {
-	return capture(mr_bus_status(b, out), err);
+mr_status mrgo_bus_status(mr_bus *b, uint32_t flags, mr_bytes *out, mrgo_err *err) {
+	return capture(mr_bus_status_opts(b, flags, out), err);
+}
+
+mr_status mrgo_bus_stats(mr_bus *b, mr_bytes *out, mrgo_err *err) {
+	return capture(mr_bus_stats(b, out), err);
 }
 
 mr_status mrgo_watcher_next(mr_watcher *w, int32_t timeout_ms, mr_bytes *out, mrgo_err *err) {

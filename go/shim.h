@@ -44,7 +44,8 @@ mr_status mrgo_bus_publish(mr_bus *b, const uint8_t *json, size_t len, mrgo_err 
 mr_status mrgo_bus_watch(mr_bus *b, uint64_t mask, mr_watcher **out, int *fd, mrgo_err *err);
 mr_status mrgo_bus_peer(mr_bus *b, int64_t id, mr_bytes *out, mrgo_err *err);
 mr_status mrgo_bus_netmap(mr_bus *b, mr_bytes *out, mrgo_err *err);
-mr_status mrgo_bus_status(mr_bus *b, mr_bytes *out, mrgo_err *err);
+mr_status mrgo_bus_status(mr_bus *b, uint32_t flags, mr_bytes *out, mrgo_err *err);
+mr_status mrgo_bus_stats(mr_bus *b, mr_bytes *out, mrgo_err *err);
 mr_status mrgo_watcher_next(mr_watcher *w, int32_t timeout_ms, mr_bytes *out, mrgo_err *err);
 
 #endif

@@ -102,7 +102,7 @@ func TestWatcherCloseUnblocksNext(t *testing.T) {
 func TestWatcherChannel(t *testing.T) {
 	b := newBus(t, nil)
 	mustApply(t, b, baseMapResponse)
-	w, err := b.Watch(NotifyInitialState | NotifyInitialStatus | NotifyPeerChanges)
+	w, err := b.Watch(NotifyInitialState | NotifyInitialStatus | NotifyPeerChanges | NotifyChunkedInitial)
 	if err != nil {
 		t.Fatal(err)
 	}
