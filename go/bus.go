@@ -236,10 +236,9 @@ func takeBytes(b *C.mr_bytes) []byte {
 }
 
 // Watch starts a watch session with the given NotifyWatchOpt bits; see
-// Watcher for what it receives. Unknown bits, and NotifyInitialNetMap
-// combined with NotifyPeerChanges or NotifyPeerPatches (use
-// NotifyInitialStatus instead), fail with an error matching
-// ErrInvalidArgument.
+// Watcher for what it receives. Every mask tailscaled accepts is accepted;
+// NotifyRateLimit with NotifyRateLimitIncompatibleBits fails, with
+// tailscaled's message, with an error matching ErrInvalidArgument.
 func (b *Bus) Watch(mask NotifyWatchOpt) (*Watcher, error) {
 	h, err := b.acquire("watch")
 	if err != nil {

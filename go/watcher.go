@@ -19,18 +19,18 @@ import (
 // ipn.Notify-shaped JSON messages, in order, selected by its
 // NotifyWatchOpt bits:
 //
-//   - With an initial bit, a first message right away (SessionID, State,
-//     Prefs, Health, InitialStatus, NetMap, ... as requested). With
-//     NotifyInitialStatus or NotifyInitialNetMap the current peers follow
-//     in PeersChanged chunks; the message completing the initial view
-//     carries "InitialComplete": true (a meshring extension that Go
-//     decoders of ipn.Notify ignore).
+//   - With an initial bit (NotifyInitialBits), one first message right
+//     away (SessionID, State, Prefs, Health, InitialStatus with every peer,
+//     NetMap with every peer and SelfChange, ... as requested). With
+//     NotifyChunkedInitial (a meshring extension) the peers come in
+//     bounded PeersChanged chunks instead, the last one marked
+//     "InitialComplete": true.
 //   - With NotifyPeerChanges, peer deltas: PeersChanged (upsert by ID),
 //     PeersRemoved, and with NotifyPeerPatches narrow PeerChangedPatch
 //     entries; every UserProfiles entry a node refers to arrives in the
 //     same or an earlier message.
-//   - SelfChange, and published host events (Engine only with
-//     NotifyWatchEngineUpdates).
+//   - SelfChange (on every full netmap, as tailscaled sends it), and
+//     published host events (Policy and PeerState only with their bits).
 //
 // Read messages with Next, or with the channel of C, not both: each message
 // goes to one reader. A Watcher that reads slowly never slows the bus: the
