@@ -1,40 +1,69 @@
-//! The notify bus (issue 5): a network-map store fed with
-//! `tailcfg.MapResponse`-shaped updates, and watchers that receive
-//! `ipn.Notify`-shaped JSON messages selected by Tailscale's
-//! `NotifyWatchOpt` bits (`WATCH_*`, same values).
+//! The notify bus: a network-map store fed with `tailcfg.MapResponse`
+//! updates, and watchers that receive `ipn.Notify` JSON messages selected
+//! by Tailscale's `NotifyWatchOpt` bits (`WATCH_*`, same values), with the
+//! semantics of tailscaled v1.102.5 on Linux: a GUI or daemon written
+//! against tailscaled's IPN bus sees the same state here.
 //!
-//! # What a watcher receives
+//! # What the store does with an update (tailscaled's control client)
 //!
-//! * **First message** (only if an `Initial*` bit is set): `SessionID` +
-//!   `State` + `BrowseToURL` (InitialState), `Prefs`, `Health`,
-//!   `DriveShares`, `OutgoingFiles`, `SuggestedExitNode`, `ClientVersion`
-//!   (their Initial bits, when the host published them), `InitialStatus`
-//!   (an `ipnstate.Status`: `Self` as a `PeerStatus`, `Health` as a list of
-//!   strings, `User` profiles; see `status.rs`), and the initial peer view:
-//!   * `WATCH_INITIAL_NET_MAP`: `NetMap` (netmap.NetworkMap names) holding
-//!     the first `initial_chunk` peers;
-//!   * `WATCH_INITIAL_STATUS`: the first chunk as `PeersChanged`.
+//! `apply` follows `control/controlclient/map.go`: a `KeepAlive` response
+//! is ignored; nodes are upgraded (legacy `DERP` string to `HomeDERP`,
+//! missing `AllowedIPs` from `Addresses`) and named (`ComputedName`,
+//! `ComputedNameWithHost`); a non-empty `Peers` replaces the peer set and
+//! every delta field of its response is ignored; otherwise `PeersRemoved`,
+//! then `PeersChanged` (a known peer's full node that differs only in
+//! patchable fields becomes a patch, an equal one is dropped), then
+//! `PeerSeenChange`, `OnlineChange`, `PeersChangedPatch`. PeerChange zero
+//! values change nothing; `DERPMap` is merged into the previous one. See
+//! `Store::apply`.
 //!
-//!   Further peers follow as `PeersChanged` chunks (upsert by NodeID) of at
-//!   most `initial_chunk` peers. **The message that completes the initial
-//!   view carries `"InitialComplete": true`** (a meshring extension; Go's
-//!   decoder ignores it): from then on the watcher's peer map equals the
-//!   store as of some moment, and later messages are deltas from there.
+//! # What a watcher receives (tailscaled's `WatchNotificationsAs`)
+//!
+//! * **One first message**, if the mask has an initial bit
+//!   (`WATCH_INITIAL_BITS`): `SessionID` and `State` (InitialState,
+//!   `BrowseToURL` only while NeedsLogin), `Prefs`, `NetMap` with every peer
+//!   plus the self node as `SelfChange` (InitialNetMap), `InitialStatus`, an
+//!   `ipnstate.Status` with every peer (InitialStatus; see `status.rs`),
+//!   `Health` (with another initial bit), `DriveShares`,
+//!   `SuggestedExitNode`, `ClientVersion`, `Policy`, `PeerState`.
 //! * **Peer deltas** (`WATCH_PEER_CHANGES`): `PeersChanged` (full nodes),
-//!   `PeersRemoved` (NodeIDs); with `WATCH_PEER_PATCHES` also narrow
-//!   `PeerChangedPatch` entries, otherwise every patch is promoted to the
-//!   full current node. A patch that cannot be written as a PeerChange
-//!   (`PeerSeenChange: false` clears `LastSeen`) always travels as a node.
-//!   Every profile an upserted node's `User` names is delivered in an
-//!   earlier (or the same) message, once per session unless it changes.
-//!   Watchers without peer bits get no peer traffic.
-//! * **Runtime NetMap** (legacy GUIs): watchers with
-//!   `WATCH_INITIAL_NET_MAP` and without `WATCH_NO_NET_MAP` get a whole
-//!   `NetMap` after netmap changes (once per catch-up, not per delta).
-//! * `SelfChange` when the self node changes; host events as published
-//!   (`Engine` only with `WATCH_ENGINE_UPDATES`).
-//! * `WATCH_RATE_LIMIT`: netmap-type content is coalesced and delivered at
-//!   most once per `rate_limit` (split in chunks if large); events go at once.
+//!   `PeersRemoved`; with `WATCH_PEER_PATCHES` also narrow
+//!   `PeerChangedPatch` entries (Online, LastSeen, DERPRegion, Endpoints),
+//!   otherwise every patch is promoted to the full current node. The
+//!   `UserProfiles` a delivered node names (`User`, `Sharer`) come in an
+//!   earlier message, once per session (afresh when the self identity
+//!   changes).
+//! * `SelfChange` on every update tailscaled handles as a full netmap
+//!   (Node, DERPMap, DNSConfig, Domain, Peers, ...), changed or not.
+//! * Host events as published, to every watcher (`Engine` too); `Policy`
+//!   and `PeerState` only to watchers with their bits; without
+//!   `WATCH_HEALTH_ACTIONS` a `Health` warning's action is folded into its
+//!   text.
+//! * `WATCH_RATE_LIMIT`: `Engine`-only messages at most once per
+//!   `rate_limit` (the latest); tailscaled refuses it with peer bits, and
+//!   so does the bus.
+//!
+//! # Where the bus differs from tailscaled, on purpose
+//!
+//! * A lagging watcher is never disconnected (tailscaled closes it after
+//!   128 queued messages): its backlog is coalesced (below) and it
+//!   converges to the store.
+//! * A full `Peers` update sends only what changed, `PeersRemoved`
+//!   included (tailscaled sends every peer and no removals, leaving
+//!   removed peers in its watchers' views).
+//! * Patches of DERPRegion or Endpoints alone, a cleared `LastSeen`
+//!   (`PeerSeenChange: false`) and patches for fields tailscaled forwards
+//!   only on its next full netmap reach watchers at once (as the whole
+//!   node where a patch cannot say it), so a watcher's view always equals
+//!   the store; tailscaled's lags until its next full netmap.
+//! * One NodeID never appears in both `PeersChanged` and `PeersRemoved` of
+//!   one message (tailscaled's consumers apply them in an order that drops
+//!   a re-added peer).
+//! * Empty messages are not sent; no runtime `NetMap` (as on Linux).
+//! * Nodes keep fields the bus does not know (Go's decoder drops them).
+//! * `WATCH_CHUNKED_INITIAL`, a meshring extension tailscaled ignores,
+//!   delivers the initial peers in chunks ending with
+//!   `"InitialComplete": true`, for hosts that bound message sizes.
 //!
 //! # Cost: O(delta), encoded once per class
 //!
@@ -46,7 +75,8 @@
 //! compared against the store, which is O(its own size)).
 //!
 //! Watchers are grouped in classes: the mask bits that change how an entry
-//! is written (peer mode none / full / patches, engine or not: 6 classes).
+//! is written (peer mode none / full / patches, HealthActions, Policy,
+//! PeerState: 24 classes, encoded only for those in use).
 //! A watcher that keeps up reads the log with a cursor and gets the entry's
 //! bytes for its class, produced once (`OnceLock` per class in the entry,
 //! outside the bus lock) and shared as `Arc<[u8]>` by every watcher of the
@@ -62,8 +92,8 @@
 //! up its view equals the store. Its catch-up messages are encoded for it
 //! alone, in chunks; the initial view uses the same path.
 //!
-//! Rate-limited watchers always fold (their window is theirs), and a small
-//! ticker thread signals their readiness fd when the window ends.
+//! A rate-limited watcher holds its latest `Engine`-only entry back, and a
+//! small ticker thread signals its readiness fd when the window ends.
 
 mod change;
 mod clock;
