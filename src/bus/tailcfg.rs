@@ -205,10 +205,15 @@ pub(crate) fn peer_change_diff(was: &Map<String, Value>, new: &Map<String, Value
         if let Some((_, pc_name)) = PATCHABLE.iter().find(|(node_name, _)| *node_name == key) {
             if !same(a, b) {
                 let value = match (key, b) {
-                    // A nil CapMap against a non-empty one clears it.
-                    ("CapMap", None | Some(Value::Null)) => Value::Object(Map::new()),
-                    (_, Some(v)) => v.clone(),
-                    (_, None) => Value::Null,
+                    (_, Some(v)) if !v.is_null() => v.clone(),
+                    // A field the new node leaves out: tailscaled's patch
+                    // points at its Go zero value, which clears it for a
+                    // pointer field; a nil list changes nothing.
+                    ("CapMap", _) => Value::Object(Map::new()),
+                    ("Key", _) => Value::String(format!("nodekey:{}", "0".repeat(64))),
+                    ("DiscoKey", _) => Value::String(format!("discokey:{}", "0".repeat(64))),
+                    ("KeyExpiry", _) => Value::String("0001-01-01T00:00:00Z".into()),
+                    _ => Value::Null,
                 };
                 patch.insert(pc_name.to_string(), value);
             }
@@ -338,6 +343,11 @@ mod tests {
         assert_eq!(peer_change_diff(&was, &obj(json!({"ID": 2, "Name": "a", "HomeDERP": 1, "Key": "k1", "Future": 1}))), None);
         // Hostinfo is a pointer: absent and {} differ.
         assert_eq!(peer_change_diff(&was, &obj(json!({"ID": 2, "Name": "a", "HomeDERP": 1, "Key": "k1", "Hostinfo": {}}))), None);
+        // A pointer field the new node leaves out is cleared (the patch
+        // carries its zero value); a left-out list changes nothing.
+        let expiring = obj(json!({"ID": 2, "KeyExpiry": "2030-01-02T00:00:00Z", "Endpoints": ["a:1"]}));
+        let p = peer_change_diff(&expiring, &obj(json!({"ID": 2}))).unwrap();
+        assert_eq!(Value::Object(p), json!({"KeyExpiry": "0001-01-01T00:00:00Z", "Endpoints": null}));
         let capped = obj(json!({"ID": 2, "CapMap": {"x": null}}));
         assert_eq!(Value::Object(peer_change_diff(&capped, &obj(json!({"ID": 2}))).unwrap()), json!({"CapMap": {}}));
     }
