@@ -74,6 +74,7 @@ test-go: lib
 	cd go/xds && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	cd go/tailscale && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	bash go/tailscale/conformance/run.sh
+	cd go/tailscale && CGO_ENABLED=1 $(GO) run ./examples/tsgui -demo -for 1s | grep -q "^done: following the bus" && echo "tsgui: status and bus read through Tailscale's LocalAPI client"
 
 # Coverage-guided fuzzing (fuzz/): every parser that takes host or network
 # input. `make test` runs a short smoke pass so the targets keep building and
