@@ -186,6 +186,10 @@ fn run_one(n: u64, m: usize, reps: usize) {
     let node_bytes = build(&bus, n);
     let build_s = t0.elapsed().as_secs_f64();
     let rss_store = rss_kib();
+    // The node as the bus holds and serves it (tailscaled's shape: upgraded,
+    // AllowedIPs filled in, display names added), averaged over a sample.
+    let sample: Vec<u64> = (0..n).step_by((n as usize / 1000).max(1)).map(|i| 2 + i).collect();
+    let served = sample.iter().map(|id| bus.peer(*id as i64).map(|j| j.len()).unwrap_or(0)).sum::<usize>() as f64 / sample.len() as f64;
     let mut next_id = 2 + n;
     let mut oldest = 2;
 
@@ -213,7 +217,7 @@ fn run_one(n: u64, m: usize, reps: usize) {
     let status = String::from_utf8(bus.stats().expect("status")).unwrap();
     let count_ok = status.contains(&format!("\"PeerCount\":{n},"));
     println!(
-        "RESULT n={n} a_us={:.3} b_us={:.3} c_us={:.3} a_alloc={:.0} b_alloc={:.0} c_alloc={:.0} b_msg_bytes={:.0} c_msgs={:.2} build_s={:.2} rss_start_kib={rss_start} rss_store_kib={rss_store} rss_two_kib={rss_two} node_json={node_bytes} count_ok={count_ok} checksum={}",
+        "RESULT n={n} a_us={:.3} b_us={:.3} c_us={:.3} a_alloc={:.0} b_alloc={:.0} c_alloc={:.0} b_msg_bytes={:.0} c_msgs={:.2} build_s={:.2} rss_start_kib={rss_start} rss_store_kib={rss_store} rss_two_kib={rss_two} node_json={node_bytes} served_json={served:.0} count_ok={count_ok} checksum={}",
         a.0, b.0, c.0, a.1, b.1, c.1, b.3, c.2, build_s, one.checksum ^ sixteen.checksum
     );
 }
@@ -269,12 +273,12 @@ fn main() {
         }
     }
     println!(
-        "{:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11}",
-        "peers", "a us/delta", "b us/delta", "c us/delta", "a B/delta", "b B/delta", "c B/delta", "b msg B", "build s", "RSS MB", "RSS+2w MB", "B/peer", "JSON B/peer"
+        "{:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9} {:>11} {:>13}",
+        "peers", "a us/delta", "b us/delta", "c us/delta", "a B/delta", "b B/delta", "c B/delta", "b msg B", "build s", "RSS MB", "RSS+2w MB", "B/peer", "JSON B/peer", "served B/peer"
     );
     for (n, l) in &results {
         println!(
-            "{:>9} {:>11.2} {:>11.2} {:>11.2} {:>11.0} {:>11.0} {:>11.0} {:>11.0} {:>9.2} {:>9.1} {:>9.1} {:>9.0} {:>11.0}",
+            "{:>9} {:>11.2} {:>11.2} {:>11.2} {:>11.0} {:>11.0} {:>11.0} {:>11.0} {:>9.2} {:>9.1} {:>9.1} {:>9.0} {:>11.0} {:>13.0}",
             n,
             field(l, "a_us"),
             field(l, "b_us"),
@@ -288,6 +292,7 @@ fn main() {
             field(l, "rss_two_kib") / 1024.0,
             per_peer(l),
             field(l, "node_json") / *n as f64,
+            field(l, "served_json"),
         );
         if !l.contains("count_ok=true") {
             println!("  N={n}: the store did not keep {n} peers through the deltas");
@@ -325,10 +330,13 @@ fn main() {
             if rss10 <= 30.0 { "met" } else { "NOT met" },
         );
         let worst = results.iter().map(|(_, l)| per_peer(l) / (field(l, "node_json") / field(l, "n"))).fold(0.0, f64::max);
+        let worst_served = results.iter().map(|(_, l)| per_peer(l) / field(l, "served_json")).fold(0.0, f64::max);
         println!(
-            "goal store RSS per peer <= 2x the peer's JSON: worst {:.2}x -> {}",
+            "goal store RSS per peer <= 2x the peer's JSON: worst {:.2}x the applied JSON -> {}; {:.2}x the node as served (after tailscaled's upgrade and naming) -> {}",
             worst,
-            if worst <= 2.0 { "met" } else { "NOT met" }
+            if worst <= 2.0 { "met" } else { "NOT met" },
+            worst_served,
+            if worst_served <= 2.0 { "met" } else { "NOT met" }
         );
     }
 }
