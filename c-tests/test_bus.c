@@ -1069,7 +1069,7 @@ static void concurrent_producer_and_readers(void)
     for (i = 0; i < 2; i++) {
         r[i].set.cap = ids;
         r[i].set.seen = calloc((size_t)ids, 1);
-        CHECK_ST(mr_bus_watch(b, MR_NOTIFY_INITIAL_STATUS |
+        CHECK_ST(mr_bus_watch(b, MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_CHUNKED_INITIAL |
                                      (i == 0 ? MR_NOTIFY_PEER_CHANGES : MR_NOTIFY_PEER_PATCHES),
                               &r[i].w),
                  MR_OK);
@@ -1136,7 +1136,7 @@ static void create_free_cycles(void)
             CHECK(0, "mr_bus_new failed in cycle %d", i);
             break;
         }
-        mr_bus_watch(b, MR_NOTIFY_INITIAL_STATUS | MR_NOTIFY_PEER_CHANGES | MR_NOTIFY_RATE_LIMIT, &w);
+        CHECK_ST(mr_bus_watch(b, MR_NOTIFY_INITIAL_NET_MAP | MR_NOTIFY_ENGINE_UPDATES | MR_NOTIFY_RATE_LIMIT, &w), MR_OK);
         apply_str(b, "{\"Peers\":[{\"ID\":2},{\"ID\":3}]}");
         if (mr_watcher_next(w, 0, &m) == MR_OK) {
             mr_bytes_free(&m);

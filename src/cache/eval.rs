@@ -58,10 +58,6 @@ impl Req {
         Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known, first: r.first }
     }
 
-    fn subscribed(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
-    }
-
     /// The snapshot's resources this request covers, sorted by name.
     fn scope<'a>(&'a self, view: &'a TypeView) -> Vec<&'a Arc<Resource>> {
         if self.wildcard {
@@ -73,15 +69,6 @@ impl Req {
         }
     }
 
-    fn returned_at(&self, r: &Resource) -> bool {
-        self.known.get(r.name()).is_some_and(|v| **v == **r.version())
-    }
-
-    /// Returned state kept from the request: subscribed names only.
-    fn kept_state(&self) -> BTreeMap<Arc<str>, Arc<str>> {
-        self.known.iter().filter(|(n, _)| self.subscribed(n)).map(|(n, v)| (n.clone(), v.clone())).collect()
-    }
-
     /// The ADS rule: with explicit names, answer only when every resource
     /// of the type in the snapshot is named.
     fn ads_blocked<'a>(&self, mut names_in_snapshot: impl Iterator<Item = &'a String>) -> bool {
@@ -89,74 +76,66 @@ impl Req {
     }
 }
 
-/// SOTW: answered when the type's version differs from the request's, or a
-/// covered resource has not been returned at its current version (new
-/// names, and new resources for wildcard), or (full-state types) a returned
-/// resource is gone. Full-state types get every covered resource; other
-/// types only those not yet returned at their current version. `None`: park.
-pub(crate) fn sotw(req: &Req, view: &TypeView, full_state: bool, ads: bool) -> Option<Response> {
-    let scope = req.scope(view);
-    let version_differs = req.version_info != view.version;
-    let unreturned = scope.iter().any(|r| !req.returned_at(r));
-    let gone = full_state && req.known.keys().any(|n| req.subscribed(n) && view.get(n).is_none());
-    if !(version_differs || unreturned || gone) {
-        return None;
-    }
-    if ads && req.ads_blocked(view.resources().map(|(n, _)| n)) {
-        return None;
-    }
-    let (resources, next_state) = if full_state {
-        let next = scope.iter().map(|r| (r.shared_name().clone(), r.version().clone())).collect();
-        (scope.into_iter().cloned().collect::<Vec<_>>(), next)
-    } else {
-        let mut next = req.kept_state();
-        let sent: Vec<_> = scope.into_iter().filter(|r| !req.returned_at(r)).cloned().collect();
-        for r in &sent {
-            next.insert(r.shared_name().clone(), r.version().clone());
-        }
-        (sent, next)
-    };
-    Some(Response {
-        kind: ResponseKind::Sotw,
-        heartbeat: false,
-        version: view.version.clone(),
-        type_url: req.type_url.clone(),
-        resources,
-        removed: Vec::new(),
-        next_state,
-    })
+/// What evaluating a watch against a snapshot decides.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Answer(Response),
+    /// Not yet: the watch waits for a snapshot that changes its type.
+    Park,
+    /// ADS with names that are not every resource of the type: never
+    /// answered; go-control-plane drops such a watch (the client asks
+    /// again with the right names).
+    Drop,
 }
 
-/// Whether a heartbeat round should answer this SOTW watch: it covers at
-/// least one TTL'd resource (and, in ADS mode with names, names all of them).
-pub(crate) fn wants_heartbeat(req: &Req, view: &TypeView, ads: bool) -> bool {
+/// SOTW, as go-control-plane v0.14's SnapshotCache decides
+/// (pkg/cache/v3/simple.go, CreateWatch / SetSnapshot / respond):
+/// answered when the type's version differs from the request's, and, when
+/// the watch is opened (`at_open`), also when a covered resource's name
+/// has not been returned yet (names only; the returned versions are not
+/// compared). The answer carries every covered resource, and the next
+/// state names each at the type's version. With ADS a watch whose names
+/// leave out a resource of the type is dropped.
+pub(crate) fn sotw(req: &Req, view: &TypeView, ads: bool, at_open: bool) -> Outcome {
+    if req.version_info == view.version {
+        let unreturned = at_open
+            && if req.wildcard {
+                view.resources().any(|(n, _)| !req.known.contains_key(n.as_str()))
+            } else {
+                req.names.iter().any(|n| !req.known.contains_key(n.as_str()) && view.get(n).is_some())
+            };
+        if !unreturned {
+            return Outcome::Park;
+        }
+    }
+    if ads && req.ads_blocked(view.resources().map(|(n, _)| n)) {
+        return Outcome::Drop;
+    }
+    Outcome::Answer(sotw_response(req, view, req.scope(view).into_iter().cloned().collect(), false))
+}
+
+/// A SOTW response of `resources`, its next state naming each at the
+/// type's version (go-control-plane's returned resources).
+fn sotw_response(req: &Req, view: &TypeView, resources: Vec<Arc<Resource>>, heartbeat: bool) -> Response {
+    let version: Arc<str> = Arc::from(view.version.as_str());
+    let next_state = resources.iter().map(|r| (r.shared_name().clone(), version.clone())).collect();
+    Response { kind: ResponseKind::Sotw, heartbeat, version: view.version.clone(), type_url: req.type_url.clone(), resources, removed: Vec::new(), next_state }
+}
+
+/// A heartbeat round (go-control-plane's sendHeartbeats): every SOTW watch
+/// of a type that has TTL'd resources is answered with the covered TTL'd
+/// resources (flagged; possibly none), whatever its version; with ADS and
+/// names, only if the names cover every TTL'd resource (else dropped).
+pub(crate) fn heartbeat(req: &Req, view: &TypeView, ads: bool) -> Option<Outcome> {
     if view.ttl_count() == 0 {
-        return false;
+        return None;
     }
     let ttl = || view.resources().filter(|(_, r)| r.ttl().is_some());
     if ads && req.ads_blocked(ttl().map(|(n, _)| n)) {
-        return false;
+        return Some(Outcome::Drop);
     }
-    ttl().any(|(n, _)| req.subscribed(n))
-}
-
-/// The heartbeat for a watch `wants_heartbeat` accepted: the covered TTL'd
-/// resources at the current version, flagged.
-pub(crate) fn heartbeat(req: &Req, view: &TypeView) -> Response {
     let resources: Vec<_> = req.scope(view).into_iter().filter(|r| r.ttl().is_some()).cloned().collect();
-    let mut next_state = req.kept_state();
-    for r in &resources {
-        next_state.insert(r.shared_name().clone(), r.version().clone());
-    }
-    Response {
-        kind: ResponseKind::Sotw,
-        heartbeat: true,
-        version: view.version.clone(),
-        type_url: req.type_url.clone(),
-        resources,
-        removed: Vec::new(),
-        next_state,
-    }
+    Some(Outcome::Answer(sotw_response(req, view, resources, true)))
 }
 
 /// Fetch: every covered resource (no ADS rule, no returned state).

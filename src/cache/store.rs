@@ -2,11 +2,11 @@
 //! type. The lock is held for bookkeeping only; evaluation, hashing and
 //! response building happen outside it (see `settle`).
 
-use super::eval::{self, Req, WatchRequest};
+use super::eval::{self, Outcome, Req, WatchRequest};
 use super::ready::{Collected, ReadyEvent, ReadyQueue};
 use super::response::Response;
 use super::snapshot::{Snapshot, TypeView};
-use super::watch::{CacheWatch, Slot, WatchKind, CACHE_CLOSED, CANCELLED, NODE_CLEARED, PANICKED};
+use super::watch::{CacheWatch, Slot, WatchKind, ADS_DROPPED, CACHE_CLOSED, CANCELLED, NODE_CLEARED, PANICKED};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::{Fault, Wait};
 use std::collections::{BTreeSet, HashMap};
@@ -51,7 +51,8 @@ pub struct CacheConfig {
     pub ads: bool,
     /// Resend TTL'd resources to SOTW watches that cover them this often.
     pub heartbeat_interval: Option<Duration>,
-    /// Types whose SOTW responses carry every covered resource.
+    /// Kept for compatibility; no effect: every SOTW answer carries every
+    /// covered resource, as go-control-plane's SnapshotCache sends them.
     pub full_state_types: BTreeSet<String>,
     /// `set_snapshot` rejects snapshots whose references do not resolve.
     pub check_consistency: bool,
@@ -231,14 +232,15 @@ impl Shared {
         Holding(self)
     }
 
-    fn full_state(&self, type_url: &str) -> bool {
-        self.config.full_state_types.contains(type_url)
-    }
-
-    fn evaluate(&self, p: &Parked, view: &TypeView) -> Option<Response> {
+    /// `at_open`: the watch is being opened (a SOTW watch is then also
+    /// answered for names not yet returned; see `eval::sotw`).
+    fn evaluate(&self, p: &Parked, view: &TypeView, at_open: bool) -> Outcome {
         match p.kind {
-            WatchKind::Sotw => eval::sotw(&p.req, view, self.full_state(&p.req.type_url), self.config.ads),
-            WatchKind::Delta => eval::delta(&p.req, view),
+            WatchKind::Sotw => eval::sotw(&p.req, view, self.config.ads, at_open),
+            WatchKind::Delta => match eval::delta(&p.req, view) {
+                Some(r) => Outcome::Answer(r),
+                None => Outcome::Park,
+            },
         }
     }
 
@@ -247,13 +249,14 @@ impl Shared {
     /// lock, unless their type changed meanwhile (then evaluates again).
     /// Answers of queued watches go to `collect` (up to its room) instead
     /// of the ready queue.
-    fn settle(&self, mut pending: Vec<(Parked, TypeView)>, collect: &mut Collected) {
+    fn settle(&self, mut pending: Vec<(Parked, TypeView)>, collect: &mut Collected, at_open: bool) {
         while !pending.is_empty() {
             let mut unanswered = Vec::new();
             for (p, view) in pending {
-                match self.evaluate(&p, &view) {
-                    Some(response) => p.slot.deliver_into(response, collect),
-                    None => unanswered.push((p, view)),
+                match self.evaluate(&p, &view, at_open) {
+                    Outcome::Answer(response) => p.slot.deliver_into(response, collect),
+                    Outcome::Park => unanswered.push((p, view)),
+                    Outcome::Drop => p.slot.close(ADS_DROPPED),
                 }
             }
             if unanswered.is_empty() {
@@ -319,8 +322,9 @@ impl Shared {
         drop(holding);
     }
 
-    /// One heartbeat round: SOTW watches covering TTL'd resources are
-    /// answered with those resources (flagged) and leave the index.
+    /// One heartbeat round (`eval::heartbeat`): SOTW watches of types with
+    /// TTL'd resources are answered with the covered ones (flagged) and
+    /// leave the index.
     fn heartbeat_round(&self) {
         #[cfg(test)]
         if self.panic_next_heartbeat.swap(false, std::sync::atomic::Ordering::SeqCst) {
@@ -336,23 +340,25 @@ impl Shared {
                 if view.ttl_count() == 0 {
                     continue;
                 }
-                let ids: Vec<u64> = status.watches[&type_url]
+                let ids: Vec<(u64, Outcome)> = status.watches[&type_url]
                     .sotw
                     .values()
-                    .filter(|p| eval::wants_heartbeat(&p.req, &view, self.config.ads))
-                    .map(|p| p.id)
+                    .filter_map(|p| eval::heartbeat(&p.req, &view, self.config.ads).map(|o| (p.id, o)))
                     .collect();
-                for id in ids {
+                for (id, outcome) in ids {
                     if let Some(p) = status.unpark(&type_url, WatchKind::Sotw, id) {
-                        due.push((p, view.clone()));
+                        due.push((p, outcome));
                     }
                 }
             }
         }
         let holding = self.hold(&mut core);
         drop(core);
-        for (p, view) in due {
-            p.slot.deliver(eval::heartbeat(&p.req, &view));
+        for (p, outcome) in due {
+            match outcome {
+                Outcome::Answer(r) => p.slot.deliver(r),
+                _ => p.slot.close(ADS_DROPPED),
+            }
         }
         drop(holding);
     }
@@ -499,7 +505,7 @@ impl Cache {
             (type_rank(&a.req.type_url), &a.req.type_url, a.id).cmp(&(type_rank(&b.req.type_url), &b.req.type_url, b.id))
         });
         let mut collected = Collected::with_room(collect);
-        self.shared.settle(pending, &mut collected);
+        self.shared.settle(pending, &mut collected, false);
         drop(holding);
         Ok(collected.events)
     }
@@ -623,7 +629,7 @@ impl Cache {
             }
             Some(view) => {
                 drop(core);
-                self.shared.settle(vec![(parked, view)], &mut Collected::with_room(0));
+                self.shared.settle(vec![(parked, view)], &mut Collected::with_room(0), true);
             }
         }
         watch.slot.opened();

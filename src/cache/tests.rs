@@ -460,17 +460,18 @@ fn previously_not_requested_names_are_answered_at_once() {
     let w = c.watch(req("n", ENDPOINT_TYPE, "", &["a"])).unwrap();
     let r = got(&w).unwrap();
     assert_eq!(r.names(), vec!["a"]);
-    // Same version, a new name: answered at once (non-full-state type: just the new one).
+    // The returned state names each resource at the type's version.
+    assert_eq!(known(&r), HashMap::from([("a".to_string(), V1.to_string())]));
+    // Same version, a new name: answered at once with every requested one.
     let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b"]);
     q.known = known(&r);
     let w = c.watch(q).unwrap();
     let r2 = got(&w).expect("b was never returned");
     assert_eq!(r2.version, V1);
-    assert_eq!(r2.names(), vec!["b"]);
-    assert_eq!(r2.next_state.keys().map(|k| &**k).collect::<Vec<&str>>(), vec!["a", "b"]);
-    // Everything returned: parks.
+    assert_eq!(r2.names(), vec!["a", "b"]);
+    // Everything returned (names only; versions are not compared): parks.
     let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b"]);
-    q.known = known(&r2);
+    q.known = HashMap::from([("a".into(), "any".into()), ("b".into(), "thing".into())]);
     let w = c.watch(q).unwrap();
     assert!(got(&w).is_none());
     // A name the snapshot lacks does not trigger an answer.
@@ -480,81 +481,59 @@ fn previously_not_requested_names_are_answered_at_once() {
 }
 
 #[test]
-fn full_state_types_are_answered_whole_and_wildcard_sees_new_resources() {
+fn answers_carry_every_covered_resource_and_same_version_sets_answer_nothing() {
     let c = cache();
     let mut s = Snapshot::new(V1);
-    s.add(CLUSTER_TYPE, "c1", b"1".to_vec(), None).unwrap();
-    c.set_snapshot("n", Arc::new(s.clone())).unwrap();
-    let r = got(&c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap()).unwrap();
-    // Same version, a resource new to the wildcard subscription: answered, whole.
-    s.add(CLUSTER_TYPE, "c2", b"2".to_vec(), None).unwrap();
-    c.set_snapshot("n", Arc::new(s.clone())).unwrap();
-    let mut q = req("n", CLUSTER_TYPE, V1, &[]);
-    q.known = known(&r);
-    let r2 = got(&c.watch(q).unwrap()).unwrap();
-    assert_eq!(r2.names(), vec!["c1", "c2"]);
-    // A configured full-state type behaves the same; a plain type gets only the new one.
-    let extra = "type.googleapis.com/my.Type";
-    let mut cfg = CacheConfig::default();
-    cfg.full_state_types.insert(extra.into());
-    let c = Cache::new(cfg).unwrap();
-    let mut s = Snapshot::new(V1);
-    s.add(extra, "x", b"x".to_vec(), None).unwrap();
     s.add(ENDPOINT_TYPE, "x", b"x".to_vec(), None).unwrap();
     c.set_snapshot("n", Arc::new(s.clone())).unwrap();
-    let rx = got(&c.watch(req("n", extra, "", &[])).unwrap()).unwrap();
-    let re = got(&c.watch(req("n", ENDPOINT_TYPE, "", &[])).unwrap()).unwrap();
-    s.add(extra, "y", b"y".to_vec(), None).unwrap();
-    s.add(ENDPOINT_TYPE, "y", b"y".to_vec(), None).unwrap();
-    c.set_snapshot("n", Arc::new(s)).unwrap();
-    let mut q = req("n", extra, V1, &[]);
-    q.known = known(&rx);
-    assert_eq!(got(&c.watch(q).unwrap()).unwrap().names(), vec!["x", "y"]);
+    let r = got(&c.watch(req("n", ENDPOINT_TYPE, "", &[])).unwrap()).unwrap();
+    // A parked wildcard watch, then a snapshot at the same version with one
+    // more resource: go-control-plane's SetSnapshot compares versions only.
     let mut q = req("n", ENDPOINT_TYPE, V1, &[]);
-    q.known = known(&re);
-    let r = got(&c.watch(q).unwrap()).unwrap();
-    assert_eq!(r.names(), vec!["y"]);
-    assert_eq!(r.next_state.len(), 2);
-}
-
-#[test]
-fn full_state_removal_answers_even_at_same_version() {
-    let c = cache();
-    let mut s = Snapshot::new(V1);
-    s.add(LISTENER_TYPE, "a", b"a".to_vec(), None).unwrap();
-    s.add(LISTENER_TYPE, "b", b"b".to_vec(), None).unwrap();
-    c.set_snapshot("n", Arc::new(s)).unwrap();
-    let r = got(&c.watch(req("n", LISTENER_TYPE, "", &[])).unwrap()).unwrap();
-    let mut q = req("n", LISTENER_TYPE, V1, &[]);
     q.known = known(&r);
-    let w = c.watch(q).unwrap();
-    assert!(got(&w).is_none());
-    let mut s = Snapshot::new(V1);
-    s.add(LISTENER_TYPE, "a", b"a".to_vec(), None).unwrap();
-    c.set_snapshot("n", Arc::new(s)).unwrap();
-    assert_eq!(got(&w).unwrap().names(), vec!["a"]);
+    let parked = c.watch(q.clone()).unwrap();
+    s.add(ENDPOINT_TYPE, "y", b"y".to_vec(), None).unwrap();
+    c.set_snapshot("n", Arc::new(s.clone())).unwrap();
+    assert!(got(&parked).is_none());
+    // A new watch at that version sees the new name, and gets everything.
+    let r2 = got(&c.watch(q).unwrap()).unwrap();
+    assert_eq!(r2.names(), vec!["x", "y"]);
+    // A new version answers the parked one, whole.
+    let mut s2 = s.clone();
+    s2.set_version(ENDPOINT_TYPE, V2).unwrap();
+    c.set_snapshot("n", Arc::new(s2)).unwrap();
+    let r3 = got(&parked).unwrap();
+    assert_eq!((r3.version.as_str(), r3.names()), (V2, vec!["x", "y"]));
 }
 
 #[test]
-fn ads_superset_rule_holds_the_response() {
+fn ads_watches_naming_part_of_a_type_are_dropped() {
     let c = ads_cache();
     let mut s = Snapshot::new(V1);
     s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
     s.add(ENDPOINT_TYPE, "b", b"eb".to_vec(), None).unwrap();
     c.set_snapshot("n", Arc::new(s)).unwrap();
+    // go-control-plane never answers it and keeps no watch for it.
     let partial = c.watch(req("n", ENDPOINT_TYPE, "", &["a"])).unwrap();
-    assert!(got(&partial).is_none(), "b is not named: held");
-    assert_eq!(num_watches(&c, "n"), (1, 0));
+    let e = partial.next(Wait::Never).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Closed);
+    assert!(e.message.contains("ADS"), "{e}");
+    assert_eq!(num_watches(&c, "n"), (0, 0));
     let full = c.watch(req("n", ENDPOINT_TYPE, "", &["a", "b"])).unwrap();
     assert_eq!(got(&full).unwrap().names(), vec!["a", "b"]);
     let wildcard = c.watch(req("n", ENDPOINT_TYPE, "", &[])).unwrap();
     assert!(got(&wildcard).is_some(), "wildcard is never held");
-    // Once the snapshot only holds named resources, the held watch answers.
+    // Parked, then a snapshot with more resources than it names: dropped then.
+    let mut q = req("n", ENDPOINT_TYPE, V1, &["a", "b"]);
+    q.known = HashMap::from([("a".into(), V1.into()), ("b".into(), V1.into())]);
+    let early = c.watch(q).unwrap();
+    assert!(got(&early).is_none());
     let mut s = Snapshot::new(V2);
     s.add(ENDPOINT_TYPE, "a", b"ea".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "b", b"eb".to_vec(), None).unwrap();
+    s.add(ENDPOINT_TYPE, "c", b"ec".to_vec(), None).unwrap();
     c.set_snapshot("n", Arc::new(s)).unwrap();
-    let r = got(&partial).unwrap();
-    assert_eq!((r.version.as_str(), r.names()), (V2, vec!["a"]));
+    assert_eq!(early.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed);
     // Without ADS the same request is answered at once.
     let c = cache();
     let mut s = Snapshot::new(V1);
@@ -715,9 +694,11 @@ fn heartbeats_go_to_watches_covering_ttl_resources() {
         assert_eq!(hb.version, V1);
         assert_eq!(hb.names(), vec!["ttl"]);
     }
-    std::thread::sleep(Duration::from_millis(80));
-    assert!(got(&without).is_none(), "no TTL'd resource asked for: no heartbeat");
-    assert_eq!(num_watches(&c, "n"), (1, 0));
+    // go-control-plane's heartbeat goes to every watch of a type with
+    // TTL'd resources, with the covered ones: none here.
+    let hb = without.next(Wait::from_ms(2000)).expect("heartbeat");
+    assert!(hb.heartbeat && hb.names().is_empty());
+    assert_eq!(num_watches(&c, "n"), (0, 0));
 }
 
 #[test]

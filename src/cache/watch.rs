@@ -49,6 +49,8 @@ pub(crate) struct Slot {
 
 pub(crate) const CANCELLED: &str = "watch is closed";
 pub(crate) const CACHE_CLOSED: &str = "cache is closed";
+pub(crate) const ADS_DROPPED: &str =
+    "ADS: the watch names only some of its type's resources; dropped unanswered, as go-control-plane does (ask again with every name)";
 pub(crate) const PANICKED: &str = "cache shut down after an internal panic; its calls give the reason";
 pub(crate) const NODE_CLEARED: &str = "the node's snapshot was cleared (ClearSnapshot); open a new watch";
 const TAKEN: &str = "watch already delivered its response; open a new watch";
