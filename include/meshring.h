@@ -1220,6 +1220,14 @@ enum mr_status mr_cache_watch_next(struct mr_cache_watch_h *w, int32_t timeout_m
 int mr_cache_watch_fd(const struct mr_cache_watch_h *w);
 
 /*
+ 1 if the cache dropped the watch unanswered under the ADS rule (ADS
+ mode, and the watch names only some of its type's resources), as
+ go-control-plane drops it: `mr_cache_watch_next` then returns MR_CLOSED
+ and the client is expected to ask again. 0 otherwise (also for NULL).
+ */
+int mr_cache_watch_dropped(const struct mr_cache_watch_h *w);
+
+/*
  Cancels the watch (go-control-plane's cancel func): it leaves the cache,
  a blocked `mr_cache_watch_next` returns MR_CLOSED, an undelivered
  response is dropped. Idempotent (closing twice is MR_OK); any thread.

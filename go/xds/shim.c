@@ -154,6 +154,13 @@ mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, uin
 	if (st == MR_WOULD_BLOCK) {
 		return MR_OK; /* parked: the ready queue reports it */
 	}
+	if (st == MR_CLOSED && mr_cache_watch_dropped(*out)) {
+		/* ADS rule: dropped unanswered, as go-control-plane drops it.
+		 * MR_OK with neither handle nor answer. */
+		mr_cache_watch_free(*out);
+		*out = NULL;
+		return MR_OK;
+	}
 	st = capture(st, err);
 	mr_cache_watch_free(*out);
 	*out = NULL;

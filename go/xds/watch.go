@@ -113,6 +113,9 @@ func (c *Cache) open(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache_w
 	if h != nil {
 		return h, nil, nil
 	}
+	if ans.ptr == nil {
+		return nil, nil, nil // dropped under the ADS rule: never answered
+	}
 	wr, err := decodeResponse(takeBytes(&ans))
 	return nil, wr, err
 }
@@ -144,6 +147,12 @@ func (w *watch[R]) openLocked() error {
 	}
 	if h != nil {
 		w.h, w.state = h, parked
+		return nil
+	}
+	if answer == nil {
+		// Dropped under the ADS rule, as go-control-plane does: no answer
+		// will ever come, and the watch holds nothing.
+		w.state = finished
 		return nil
 	}
 	return w.handLocked(answer)

@@ -230,6 +230,13 @@ impl CacheWatch {
         self.slot.ready_fd()
     }
 
+    /// Whether the cache dropped the watch unanswered under the ADS rule
+    /// (its names leave out resources of its type), as go-control-plane
+    /// does: the client is expected to ask again.
+    pub fn is_dropped(&self) -> bool {
+        matches!(self.slot.lock().state, State::Closed(ADS_DROPPED))
+    }
+
     /// Whether the watch is still parked in the cache (no response yet).
     pub fn is_waiting(&self) -> bool {
         matches!(self.slot.lock().state, State::Waiting)

@@ -59,6 +59,15 @@ pub extern "C" fn mr_cache_watch_fd(w: *const mr_cache_watch_h) -> c_int {
     super::panic::boundary("mr_cache_watch_fd", || value_or("mr_cache_watch_fd", try_ref(w).and_then(|w| w.ready_fd()), -1))
 }
 
+/// 1 if the cache dropped the watch unanswered under the ADS rule (ADS
+/// mode, and the watch names only some of its type's resources), as
+/// go-control-plane drops it: `mr_cache_watch_next` then returns MR_CLOSED
+/// and the client is expected to ask again. 0 otherwise (also for NULL).
+#[no_mangle]
+pub extern "C" fn mr_cache_watch_dropped(w: *const mr_cache_watch_h) -> c_int {
+    super::panic::boundary("mr_cache_watch_dropped", || try_ref(w).map(|w| w.is_dropped() as c_int).unwrap_or(0))
+}
+
 /// Cancels the watch (go-control-plane's cancel func): it leaves the cache,
 /// a blocked `mr_cache_watch_next` returns MR_CLOSED, an undelivered
 /// response is dropped. Idempotent (closing twice is MR_OK); any thread.
