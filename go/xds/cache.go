@@ -26,23 +26,33 @@
 // watch; once it returns, nothing more is sent on the channel for that
 // watch.
 //
+// # As go-control-plane's SnapshotCache
+//
+// The cache answers as go-control-plane v0.14's SnapshotCache does, and
+// go-control-plane's own cache tests (pkg/cache/v3 simple_test.go and
+// delta_test.go) and its server tests that run on a real cache pass
+// against it (go/xds/upstream/run.sh, in make test):
+//
+//   - SetSnapshot answers the node's watches itself, in ADS order, each
+//     send waiting until the channel takes it, the watch is cancelled or
+//     ctx ends; then it returns context.Canceled and the unanswered
+//     watches stay open for the node's next SetSnapshot. Responses carry
+//     SetSnapshot's ctx (GetContext); an answer given when the watch opens
+//     carries context.Background, a heartbeat the heartbeat context.
+//   - Responses are *Response / *DeltaResponse, with GetRawResources as
+//     go-control-plane's raw responses: the snapshot's own objects.
+//   - Any ResourceSnapshot works through its interface alone: every type
+//     URL a client asks for is read from it (TypeURLLister only saves the
+//     first request of an unknown type a re-pack of the node's snapshot).
+//
 // # Differences from go-control-plane's SnapshotCache
 //
-//   - Responses are sent by the cache's dispatcher goroutine rather than by
-//     SetSnapshot itself, so SetSnapshot never blocks on a slow channel and
-//     ignores its context; a watch whose channel is full gets a goroutine
-//     that keeps its response until the channel drains or the watch is
-//     cancelled. Answers reach their channels in the order the library
-//     gives them (for one SetSnapshot: clusters, endpoints, listeners,
-//     routes, ..., go-control-plane's ADS order).
-//   - The responses are passthrough responses: GetContext returns nil
-//     (PassthroughResponse's context is unexported in go-control-plane).
-//   - Only the resource types go-control-plane knows (cache.GetResponseTypeURL)
-//     are read from a ResourceSnapshot, plus those of a snapshot that
-//     implements [TypeURLLister].
-//   - A type the snapshot does not list (one go-control-plane does not know,
-//     not named by [TypeURLLister]) has the snapshot's most common version;
-//     go-control-plane gives it "".
+//   - A send that cannot be made at once when a watch opens or from the
+//     dispatcher (answers beyond the first 64 of one SetSnapshot) waits
+//     on a goroutine instead of blocking the cache; go-control-plane
+//     blocks its whole cache there.
+//   - Delta versions are the library's content hash (32 hex digits), not
+//     sha256; TTLs travel in milliseconds.
 //   - GetSnapshot returns the ResourceSnapshot last given to SetSnapshot
 //     for the node (as go-control-plane does); editing it afterwards does not
 //     change what the cache serves.
@@ -60,6 +70,7 @@ package xds
 import "C"
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -81,7 +92,8 @@ import (
 )
 
 // TypeURLLister may be implemented by a cache.ResourceSnapshot with resource
-// types go-control-plane does not know: SetSnapshot then also reads those.
+// types go-control-plane does not know: SetSnapshot then reads those at
+// once. Without it they are read once a client asks for them.
 type TypeURLLister interface {
 	TypeURLs() []string
 }
@@ -103,6 +115,8 @@ type Cache struct {
 	// hbStopped: the heartbeat context is done; heartbeats the library
 	// still produces are dropped (the watch is reopened unanswered).
 	hbStopped atomic.Bool
+	// hbCtx is the heartbeat context, carried by heartbeat responses.
+	hbCtx context.Context
 
 	// setLocks serialize SetSnapshot / ClearSnapshot per node (striped),
 	// so the library and snaps agree on the last snapshot.
@@ -110,8 +124,18 @@ type Cache struct {
 	seed     maphash.Seed
 
 	metaMu sync.Mutex
-	snaps  map[string]cache.ResourceSnapshot
+	snaps  map[string]nodeSnapshot
 	nodes  map[string]*core.Node
+	// stalled: watches whose SetSnapshot context ended before they took
+	// their answer; the node's next SetSnapshot answers them.
+	stalled map[string][]answerer
+}
+
+// nodeSnapshot is a node's last snapshot and how many of the registered
+// extra type URLs it was packed with.
+type nodeSnapshot struct {
+	snap   cache.ResourceSnapshot
+	extras int
 }
 
 var (
@@ -136,6 +160,7 @@ func NewSnapshotCacheWithHeartbeating(ctx context.Context, ads bool, hash cache.
 		interval = time.Millisecond
 	}
 	c := newCache(ads, hash, logger, interval)
+	c.hbCtx = ctx
 	if interval > 0 {
 		context.AfterFunc(ctx, func() { c.hbStopped.Store(true) })
 	}
@@ -160,13 +185,15 @@ func newCache(ads bool, hash cache.NodeHash, logger log.Logger, interval time.Du
 		panic(errFromC(st, "new cache", &cerr))
 	}
 	return &Cache{
-		h:     h,
-		ads:   ads,
-		hash:  hash,
-		log:   logger,
-		seed:  maphash.MakeSeed(),
-		snaps: make(map[string]cache.ResourceSnapshot),
-		nodes: make(map[string]*core.Node),
+		h:       h,
+		ads:     ads,
+		hash:    hash,
+		log:     logger,
+		hbCtx:   context.Background(),
+		seed:    maphash.MakeSeed(),
+		snaps:   make(map[string]nodeSnapshot),
+		nodes:   make(map[string]*core.Node),
+		stalled: make(map[string][]answerer),
 	}
 }
 
@@ -223,19 +250,61 @@ var knownTypeURLs = sync.OnceValue(func() []string {
 	return urls
 })
 
-func snapshotTypeURLs(snap cache.ResourceSnapshot) []string {
-	urls := knownTypeURLs()
-	l, ok := snap.(TypeURLLister)
-	if !ok {
-		return urls
+// extraTypes are the type URLs outside knownTypeURLs that clients asked
+// for (any cache of this process): every snapshot packed since carries
+// them, read through the ResourceSnapshot interface, as go-control-plane
+// reads any type a request names. Append-only.
+var extraTypes struct {
+	mu   sync.RWMutex
+	list []string
+	set  map[string]bool
+}
+
+// registerType adds an unknown type URL; its index+1 is the count of
+// extras a snapshot must have been packed with to know it.
+func registerType(u string) int {
+	extraTypes.mu.RLock()
+	known := extraTypes.set[u]
+	extraTypes.mu.RUnlock()
+	if !known && !slices.Contains(knownTypeURLs(), u) {
+		extraTypes.mu.Lock()
+		if extraTypes.set == nil {
+			extraTypes.set = make(map[string]bool)
+		}
+		if !extraTypes.set[u] {
+			extraTypes.set[u] = true
+			extraTypes.list = append(extraTypes.list, u)
+		}
+		extraTypes.mu.Unlock()
 	}
-	urls = slices.Clip(urls)
-	for _, u := range l.TypeURLs() {
-		if u != "" && !slices.Contains(urls, u) {
+	extraTypes.mu.RLock()
+	defer extraTypes.mu.RUnlock()
+	if i := slices.Index(extraTypes.list, u); i >= 0 {
+		return i + 1
+	}
+	return 0
+}
+
+// snapshotTypeURLs: the types to pack for snap, and how many of them are
+// registered extras (packed with their exact version, even "").
+func snapshotTypeURLs(snap cache.ResourceSnapshot) ([]string, int) {
+	urls := slices.Clip(knownTypeURLs())
+	if l, ok := snap.(TypeURLLister); ok {
+		for _, u := range l.TypeURLs() {
+			if u != "" && !slices.Contains(urls, u) {
+				urls = append(urls, u)
+			}
+		}
+	}
+	extraTypes.mu.RLock()
+	extras := extraTypes.list[:len(extraTypes.list):len(extraTypes.list)]
+	extraTypes.mu.RUnlock()
+	for _, u := range extras {
+		if !slices.Contains(urls, u) {
 			urls = append(urls, u)
 		}
 	}
-	return urls
+	return urls, len(extras)
 }
 
 // packPool recycles the buffers SetSnapshot packs snapshots into.
@@ -253,8 +322,14 @@ func appendStr(b []byte, s string) []byte { return append(appendU32(b, len(s)), 
 // its version where it differs from the returned default version (the
 // most common one, usually shared by every type), so types without
 // resources at the default version cost the library nothing.
-func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, error) {
-	urls := snapshotTypeURLs(snap)
+func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, int, error) {
+	urls, nExtras := snapshotTypeURLs(snap)
+	extra := make([]bool, len(urls))
+	extraTypes.mu.RLock()
+	for i, u := range urls {
+		extra[i] = extraTypes.set[u]
+	}
+	extraTypes.mu.RUnlock()
 	versions := make([]string, len(urls))
 	for i, u := range urls {
 		versions[i] = snap.GetVersion(u)
@@ -266,12 +341,12 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, error)
 	nTypes := 0
 	for i, typeURL := range urls {
 		resources := snap.GetResourcesAndTTL(typeURL)
-		if len(resources) == 0 && versions[i] == def {
+		if len(resources) == 0 && versions[i] == def && !extra[i] {
 			continue
 		}
 		nTypes++
 		b = appendStr(b, typeURL)
-		if versions[i] == def {
+		if versions[i] == def && !extra[i] {
 			b = append(b, 0)
 		} else {
 			b = append(b, 1)
@@ -300,7 +375,7 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, error)
 			b = appendU32(b, 0)
 			var err error
 			if b, err = deterministic.MarshalAppend(b, res.Resource); err != nil {
-				return b, "", fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
+				return b, "", 0, fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
 			}
 			binary.LittleEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
 			count++
@@ -308,7 +383,7 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, error)
 		binary.LittleEndian.PutUint32(b[countAt:], uint32(count))
 	}
 	binary.LittleEndian.PutUint32(b[typesAt:], uint32(nTypes))
-	return b, def, nil
+	return b, def, nExtras, nil
 }
 
 // mostCommon returns the most frequent string of vs ("" for none); ties
@@ -333,39 +408,57 @@ func mostCommon(vs []string) string {
 }
 
 // SetSnapshot sets node's snapshot and answers the node's open watches
-// whose type changed. Every resource is marshalled once here; the library
-// keeps the bytes. The whole snapshot crosses into the library in one cgo
-// call. ctx is not used: answers go out asynchronously (see the package
-// documentation).
-func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceSnapshot) error {
+// whose type's version changed, as go-control-plane does: each answer is
+// sent here, in ADS order, waiting until its channel takes it, its watch is
+// cancelled, or ctx ends; then SetSnapshot returns context.Canceled and
+// the watches still unanswered stay open for the node's next SetSnapshot.
+// Every resource is marshalled once here (a *cache.Snapshot set for many
+// nodes, once in all); the whole snapshot crosses into the library in one
+// cgo call.
+func (c *Cache) SetSnapshot(ctx context.Context, node string, snap cache.ResourceSnapshot) error {
 	if snap == nil {
 		return fmt.Errorf("meshring/xds: nil snapshot for node %q", node)
 	}
-	// Marshal before taking any lock: a *cache.Snapshot is built once and
-	// shared by every node it is set for; other snapshots are packed here.
-	// Answers of this node's watches come back from the call itself and
-	// are handed out on this goroutine, as go-control-plane does.
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	evs := eventsPool.Get().(*[setBatch]C.mr_cache_ready)
 	defer eventsPool.Put(evs)
+	l := c.nodeLock(node)
+	l.Lock() // the library and c.snaps agree on the last snapshot
+	n, err := c.setLocked(node, snap, evs)
+	l.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.deliverSet(ctx, node, snap, evs[:n])
+}
+
+// setLocked packs (or takes the built) snapshot and sets it in the library
+// under the node's lock, returning how many answers came back in evs.
+func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBatch]C.mr_cache_ready) (C.size_t, error) {
 	var n C.size_t
 	var set func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status
+	var extras int
 	if s, ok := snap.(*cache.Snapshot); ok && s != nil {
-		h, release, err := built.acquire(s)
+		h, nExtras, release, err := built.acquire(s)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer release() // h stays valid (and s reachable) until the call returned
+		extras = nExtras
 		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
 			return C.mrxds_set_snapshot(ch, cnode, h, &evs[0], setBatch, &n, cerr)
 		}
 	} else {
 		bp := packPool.Get().(*[]byte)
 		defer packPool.Put(bp)
-		buf, version, err := packSnapshot((*bp)[:0], snap)
+		buf, version, nExtras, err := packSnapshot((*bp)[:0], snap)
 		*bp = buf[:0]
 		if err != nil {
-			return err
+			return 0, err
 		}
+		extras = nExtras
 		cversion := cstr(version)
 		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
 			return C.mrxds_set_packed(ch, cnode, cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), &evs[0], setBatch, &n, cerr)
@@ -373,31 +466,151 @@ func (c *Cache) SetSnapshot(_ context.Context, node string, snap cache.ResourceS
 	}
 	cnode := cstr(node)
 	var cerr C.mrxds_err
-	l := c.nodeLock(node)
-	l.Lock() // the library and c.snaps agree on the last snapshot
 	st := c.withHandle(func(ch *C.mr_cache) C.mr_status { return set(ch, cptr(cnode), &cerr) })
-	if st == C.MR_OK {
-		c.metaMu.Lock()
-		c.snaps[node] = snap
-		c.metaMu.Unlock()
-	}
-	l.Unlock()
 	switch {
 	case st == C.MR_OK:
-		c.dispatch.hand(evs[:n], nil, c)
-		return nil
+		c.metaMu.Lock()
+		c.snaps[node] = nodeSnapshot{snap: snap, extras: extras}
+		c.metaMu.Unlock()
+		return n, nil
 	case st == C.MR_CLOSED && cerr.msg[0] == 0:
-		return errCacheClosed("set snapshot")
+		return 0, errCacheClosed("set snapshot")
 	default:
-		return errFromC(st, "set snapshot", &cerr)
+		return 0, errFromC(st, "set snapshot", &cerr)
 	}
 }
 
+// deliverSet hands out what a SetSnapshot answered: the node's stalled
+// watches that its new snapshot answers, then the library's answers, in
+// ADS order (go-control-plane's GetResponseType order), each as
+// watch.deliver sends it. The first that ctx stops stalls with all after it.
+func (c *Cache) deliverSet(ctx context.Context, node string, snap cache.ResourceSnapshot, evs []C.mr_cache_ready) error {
+	type pending struct {
+		w  answerer
+		wr *wireResponse
+	}
+	var todo []pending
+	for _, w := range c.takeStalled(node) {
+		if wr := w.resume(); wr != nil {
+			todo = append(todo, pending{w, wr})
+		}
+	}
+	if len(evs) > 0 {
+		release := make([]*C.mr_cache_watch_h, 0, len(evs))
+		for i := range evs {
+			ev := &evs[i]
+			w := c.dispatch.take(uint64(ev.token))
+			if w == nil {
+				continue // cancelled meanwhile
+			}
+			h, ok := w.takeForSet()
+			if h != nil {
+				release = append(release, h)
+			}
+			if !ok || ev.status != C.MR_OK {
+				continue // cancelled, or ended unanswered
+			}
+			wr, err := decodeResponse(C.GoBytes(unsafe.Pointer(ev.response.ptr), C.int(ev.response.len)))
+			if err != nil {
+				c.log.Errorf("meshring/xds: %v", err)
+				continue
+			}
+			todo = append(todo, pending{w, wr})
+		}
+		var hs **C.mr_cache_watch_h
+		if len(release) > 0 {
+			hs = &release[0]
+		}
+		C.mrxds_release(&evs[0], C.size_t(len(evs)), hs, C.size_t(len(release)))
+	}
+	slices.SortStableFunc(todo, func(a, b pending) int {
+		return cmp.Compare(cache.GetResponseType(a.w.typeURL()), cache.GetResponseType(b.w.typeURL()))
+	})
+	for i, p := range todo {
+		if !p.w.deliver(ctx, p.wr, snap) {
+			for _, rest := range todo[i+1:] {
+				rest.w.stall()
+			}
+			return context.Canceled
+		}
+	}
+	return nil
+}
+
 // setBatch is how many answers SetSnapshot takes back from its own call
-// (more go through the dispatcher): one per type a node watches is typical.
-const setBatch = 16
+// (more go through the dispatcher): a node watches at most a few types.
+const setBatch = 64
 
 var eventsPool = sync.Pool{New: func() any { return new([setBatch]C.mr_cache_ready) }}
+
+func (c *Cache) addStalled(node string, w answerer) {
+	c.metaMu.Lock()
+	c.stalled[node] = append(c.stalled[node], w)
+	c.metaMu.Unlock()
+}
+
+func (c *Cache) removeStalled(node string, w answerer) {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	list := c.stalled[node]
+	if i := slices.Index(list, w); i >= 0 {
+		c.stalled[node] = slices.Delete(list, i, i+1)
+	}
+	if len(c.stalled[node]) == 0 {
+		delete(c.stalled, node)
+	}
+}
+
+func (c *Cache) takeStalled(node string) []answerer {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	list := c.stalled[node]
+	delete(c.stalled, node)
+	return list
+}
+
+// snapshotOf is node's last snapshot (nil: none).
+func (c *Cache) snapshotOf(node string) cache.ResourceSnapshot {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	return c.snaps[node].snap
+}
+
+// noteType registers a type URL a client asks for; when it is new to the
+// node's current snapshot, that snapshot is packed and set again (once
+// per node and type) so the library serves what the ResourceSnapshot says.
+func (c *Cache) noteType(node, typeURL string) {
+	need := registerType(typeURL)
+	if need == 0 {
+		return
+	}
+	c.metaMu.Lock()
+	ns, ok := c.snaps[node]
+	c.metaMu.Unlock()
+	if !ok || ns.extras >= need {
+		return
+	}
+	evs := eventsPool.Get().(*[setBatch]C.mr_cache_ready)
+	defer eventsPool.Put(evs)
+	l := c.nodeLock(node)
+	l.Lock()
+	c.metaMu.Lock()
+	cur := c.snaps[node]
+	c.metaMu.Unlock()
+	if cur.snap != ns.snap || cur.extras >= need {
+		l.Unlock()
+		return
+	}
+	n, err := c.setLocked(node, ns.snap, evs)
+	l.Unlock()
+	if err != nil {
+		if !isClosed(err) {
+			c.log.Errorf("meshring/xds: serving type %s for %q: %v", typeURL, node, err)
+		}
+		return
+	}
+	c.deliverSet(context.Background(), node, ns.snap, evs[:n])
+}
 
 // withHandle runs call with the library cache under the cache's read lock;
 // MR_CLOSED (with no message) once it is closed.
@@ -414,12 +627,12 @@ func (c *Cache) withHandle(call func(*C.mr_cache) C.mr_status) C.mr_status {
 // to SetSnapshot), or an error if the node has none.
 func (c *Cache) GetSnapshot(node string) (cache.ResourceSnapshot, error) {
 	c.metaMu.Lock()
-	snap, ok := c.snaps[node]
+	ns, ok := c.snaps[node]
 	c.metaMu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("no snapshot found for node %s", node)
 	}
-	return snap, nil
+	return ns.snap, nil
 }
 
 // ClearSnapshot removes node's snapshot and status; its open watches end
@@ -440,6 +653,7 @@ func (c *Cache) ClearSnapshot(node string) {
 	c.metaMu.Lock()
 	delete(c.snaps, node)
 	delete(c.nodes, node)
+	delete(c.stalled, node) // dropped, as go-control-plane drops the node's watches
 	c.metaMu.Unlock()
 }
 
@@ -529,6 +743,13 @@ func (c *Cache) GetStatusInfo(node string) cache.StatusInfo {
 	}
 	c.metaMu.Lock()
 	info.Node = c.nodes[node]
+	for _, w := range c.stalled[node] { // open, as go-control-plane counts them
+		if w.isDelta() {
+			info.NumDeltaWatches++
+		} else {
+			info.NumWatches++
+		}
+	}
 	c.metaMu.Unlock()
 	return info
 }
@@ -550,10 +771,11 @@ func (c *Cache) GetStatusKeys() []string {
 }
 
 // Fetch answers a REST request: the covered resources of the request's type
-// for its node. A request at the current version gets
-// *types.SkipFetchError; a node without a snapshot an error.
-func (c *Cache) Fetch(_ context.Context, req *cache.Request) (cache.Response, error) {
+// for its node, in a *Response carrying ctx. A request at the current
+// version gets *types.SkipFetchError; a node without a snapshot an error.
+func (c *Cache) Fetch(ctx context.Context, req *cache.Request) (cache.Response, error) {
 	nodeID := c.hash.ID(req.GetNode())
+	c.noteType(nodeID, req.GetTypeUrl())
 	spec := &watchSpec{node: nodeID, typeURL: req.GetTypeUrl(), version: req.GetVersionInfo(), names: req.GetResourceNames()}
 	packed := spec.pack()
 	js, st, err := c.takeJSON("fetch", func(out *C.mr_bytes, e *C.mrxds_err) C.mr_status {
@@ -572,5 +794,5 @@ func (c *Cache) Fetch(_ context.Context, req *cache.Request) (cache.Response, er
 	if err != nil {
 		return nil, err
 	}
-	return sotwResponse(req, w)
+	return newResponse(ctx, req, w, c.snapshotOf(nodeID)), nil
 }

@@ -272,9 +272,10 @@ func TestSnapshotCacheWatchCancel(t *testing.T) {
 	}
 }
 
-// A receiver that does not read does not block SetSnapshot; the answer is
-// kept until it reads, and cancel releases a watch stuck on a full channel
-// without sending.
+// SetSnapshot waits for a watch's channel to take its answer until its
+// context ends, then returns context.Canceled and keeps the watch open: the
+// next SetSnapshot answers it, with that call's context. A watch stuck on a
+// channel nobody reads is released by cancel without sending.
 func TestSnapshotCacheWatchTimeout(t *testing.T) {
 	c := newCache(t, true)
 	blocked := make(chan cache.Response) // unbuffered, nobody reading yet
@@ -282,19 +283,26 @@ func TestSnapshotCacheWatchTimeout(t *testing.T) {
 	if _, err := c.CreateWatch(req, subFromRequest(req), blocked); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	ctx, cancelCtx := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancelCtx()
-	if err := c.SetSnapshot(ctx, nodeKey, makeSnapshot(t, version1)); err != nil {
+	if err := c.SetSnapshot(ctx, nodeKey, makeSnapshot(t, version1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SetSnapshot on an unread channel = %v, want context.Canceled", err)
+	}
+	if n := c.GetStatusInfo(nodeKey).GetNumWatches(); n != 1 {
+		t.Fatalf("watches after a timed-out answer = %d, want 1 (kept open)", n)
+	}
+	type ctxKey struct{}
+	got := make(chan cache.Response, 1)
+	go func() { got <- <-blocked }()
+	if err := c.SetSnapshot(context.WithValue(context.Background(), ctxKey{}, "retry"), nodeKey, makeSnapshot(t, version1)); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > waitShort {
-		t.Fatalf("SetSnapshot blocked %v on an unread channel", d)
+	resp := recv(t, got, "retried answer")
+	if v := resp.GetContext().Value(ctxKey{}); v != "retry" {
+		t.Fatalf("answer context value %v, want the retrying SetSnapshot's", v)
 	}
-	time.Sleep(20 * time.Millisecond)
-	got := decodeSotw(t, recv(t, blocked, "late reader"))
-	if got.version != version1 {
-		t.Fatalf("version %q, want %q", got.version, version1)
+	if d := decodeSotw(t, resp); d.version != version1 {
+		t.Fatalf("version %q, want %q", d.version, version1)
 	}
 
 	// Stuck on a full channel, then cancelled: cancel returns, nothing is sent.
@@ -608,7 +616,9 @@ func TestHeartbeatWatchWithoutSnapshot(t *testing.T) {
 	req := &cache.Request{Node: &core.Node{Id: "test"}, ResourceNames: []string{"rtds"}, TypeUrl: rsrc.RuntimeType}
 	sub := stream.NewSotwSubscription([]string{"rtds"}, true)
 	sub.SetReturnedResources(map[string]string{"cluster": "abcdef"})
-	ch := make(chan cache.Response)
+	// Buffered: SetSnapshot blocks until a watch takes its answer, as
+	// go-control-plane's does.
+	ch := make(chan cache.Response, 1)
 	if _, err := c.CreateWatch(req, sub, ch); err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,9 @@ package xds
 import (
 	"encoding/binary"
 	"errors"
-	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 const (
@@ -116,60 +112,3 @@ func decodeResponse(buf []byte) (*wireResponse, error) {
 }
 
 var resourceTypeURL = "type.googleapis.com/" + string(proto.MessageName(&discovery.Resource{}))
-
-// sotwResponse wraps the stored bytes as Any. TTL'd resources are wrapped
-// in a discovery.Resource carrying the TTL (without the resource itself in
-// a heartbeat), as go-control-plane's RawResponse does.
-func sotwResponse(req *cache.Request, w *wireResponse) (*cache.PassthroughResponse, error) {
-	anys := make([]*anypb.Any, len(w.resources))
-	for i := range w.resources {
-		res := &w.resources[i]
-		a := &anypb.Any{TypeUrl: w.typeURL, Value: res.value}
-		if res.ttlMs >= 0 {
-			wrapped := &discovery.Resource{Name: res.name, Ttl: durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)}
-			if !w.heartbeat {
-				wrapped.Resource = a
-			}
-			b, err := cache.MarshalResource(wrapped)
-			if err != nil {
-				return nil, err
-			}
-			a = &anypb.Any{TypeUrl: resourceTypeURL, Value: b}
-		}
-		anys[i] = a
-	}
-	return &cache.PassthroughResponse{
-		Request: req,
-		DiscoveryResponse: &discovery.DiscoveryResponse{
-			VersionInfo: w.version,
-			TypeUrl:     w.typeURL,
-			Resources:   anys,
-		},
-		ReturnedResources: w.nextState,
-	}, nil
-}
-
-func deltaResponse(req *cache.DeltaRequest, w *wireResponse) *cache.DeltaPassthroughResponse {
-	out := make([]*discovery.Resource, len(w.resources))
-	for i := range w.resources {
-		res := &w.resources[i]
-		out[i] = &discovery.Resource{
-			Name:     res.name,
-			Version:  res.version,
-			Resource: &anypb.Any{TypeUrl: w.typeURL, Value: res.value},
-		}
-		if res.ttlMs >= 0 {
-			out[i].Ttl = durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)
-		}
-	}
-	return &cache.DeltaPassthroughResponse{
-		DeltaRequest:   req,
-		NextVersionMap: w.nextState,
-		DeltaDiscoveryResponse: &discovery.DeltaDiscoveryResponse{
-			Resources:         out,
-			RemovedResources:  w.removed,
-			TypeUrl:           w.typeURL,
-			SystemVersionInfo: w.version,
-		},
-	}
-}

@@ -2,6 +2,7 @@ package xds_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -194,22 +195,27 @@ func TestConcurrentSetDeltaWatch(t *testing.T) {
 	wg.Wait()
 }
 
+// A delta watch whose channel is not read within SetSnapshot's context
+// stays open and is answered by the next SetSnapshot.
 func TestSnapshotDeltaCacheWatchTimeout(t *testing.T) {
 	c := newCache(t, true)
 	blocked := make(chan cache.DeltaResponse)
 	if _, err := c.CreateDeltaWatch(deltaReq(rsrc.EndpointType, ""), stream.NewDeltaSubscription(nil, nil, nil, true), blocked); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	ctx, cancelCtx := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancelCtx()
+	if err := c.SetSnapshot(ctx, nodeKey, makeSnapshot(t, version1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SetSnapshot on an unread channel = %v, want context.Canceled", err)
+	}
+	got := make(chan cache.DeltaResponse, 1)
+	go func() { got <- <-blocked }()
 	if err := c.SetSnapshot(context.Background(), nodeKey, makeSnapshot(t, version1)); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > waitShort {
-		t.Fatalf("SetSnapshot blocked %v on an unread channel", d)
-	}
-	got := decodeDelta(t, recv(t, blocked, "late delta reader"))
-	if len(got.res) != 1 {
-		t.Fatalf("late delta reader got %v", keys(got.res))
+	d := decodeDelta(t, recv(t, got, "late delta reader"))
+	if len(d.res) != 1 {
+		t.Fatalf("late delta reader got %v", keys(d.res))
 	}
 }
 

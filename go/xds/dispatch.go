@@ -7,8 +7,11 @@ package xds
 import "C"
 
 import (
+	"context"
 	"sync"
 	"unsafe"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
 // readyBatch is how many answers one mr_cache_take_ready call may return.
@@ -18,6 +21,13 @@ const readyBatch = 256
 // SOTW and delta response types).
 type answerer interface {
 	answer(*wireResponse) *C.mr_cache_watch_h
+	// The SetSnapshot path (see Cache.deliverSet).
+	takeForSet() (*C.mr_cache_watch_h, bool)
+	deliver(context.Context, *wireResponse, cache.ResourceSnapshot) bool
+	stall() bool
+	resume() *wireResponse
+	typeURL() string
+	isDelta() bool
 }
 
 // dispatcher is the one goroutine per cache that takes answers from the

@@ -123,8 +123,9 @@ type sotwGot struct {
 
 func decodeSotw(t *testing.T, resp cache.Response) sotwGot {
 	t.Helper()
-	if _, ok := resp.(*cache.PassthroughResponse); !ok {
-		t.Fatalf("response is %T, want *cache.PassthroughResponse", resp)
+	raw, ok := resp.(*xds.Response)
+	if !ok {
+		t.Fatalf("response is %T, want *xds.Response", resp)
 	}
 	dr, err := resp.GetDiscoveryResponse()
 	if err != nil {
@@ -156,7 +157,30 @@ func decodeSotw(t *testing.T, resp cache.Response) sotwGot {
 		}
 		got.res[cache.GetResourceName(m)] = m
 	}
+	checkRaw(t, raw.GetRawResources(), got.res)
 	return got
+}
+
+// checkRaw asserts that a response's raw resources (what go-control-plane's
+// RawResponse hands to callbacks) are the resources it sends.
+func checkRaw(t *testing.T, raw []types.ResourceWithTTL, sent map[string]proto.Message) {
+	t.Helper()
+	if len(raw) != len(sent) {
+		t.Fatalf("%d raw resources for %d sent", len(raw), len(sent))
+	}
+	for _, r := range raw {
+		if r.Resource == nil {
+			t.Fatal("raw resource without its object")
+		}
+		name := cache.GetResourceName(r.Resource)
+		m, ok := sent[name]
+		if !ok {
+			t.Fatalf("raw resource %q not sent", name)
+		}
+		if m != nil && !proto.Equal(m, r.Resource) {
+			t.Fatalf("raw resource %q differs from the one sent", name)
+		}
+	}
 }
 
 func wantOf(snap cache.ResourceSnapshot, typeURL string, names []string) map[string]proto.Message {
@@ -212,8 +236,9 @@ type deltaGot struct {
 
 func decodeDelta(t *testing.T, resp cache.DeltaResponse) deltaGot {
 	t.Helper()
-	if _, ok := resp.(*cache.DeltaPassthroughResponse); !ok {
-		t.Fatalf("response is %T, want *cache.DeltaPassthroughResponse", resp)
+	raw, ok := resp.(*xds.DeltaResponse)
+	if !ok {
+		t.Fatalf("response is %T, want *xds.DeltaResponse", resp)
 	}
 	dr, err := resp.GetDeltaDiscoveryResponse()
 	if err != nil {
@@ -238,5 +263,6 @@ func decodeDelta(t *testing.T, resp cache.DeltaResponse) deltaGot {
 		got.res[r.GetName()] = m
 		got.versions[r.GetName()] = r.GetVersion()
 	}
+	checkRaw(t, raw.GetRawResources(), got.res)
 	return got
 }

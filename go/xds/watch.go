@@ -6,6 +6,7 @@ package xds
 import "C"
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -16,12 +17,15 @@ import (
 
 // CreateWatch opens a SOTW watch for req with the stream's subscription
 // state. The answer (at once if the client is behind, else when a snapshot
-// changes the type) is sent on out as a *cache.PassthroughResponse whose
-// ReturnedResources is the state to feed back into the next watch. cancel
-// closes the watch; after it returns nothing more is sent for it.
+// changes the type) is sent on out as a *Response whose ReturnedResources
+// is the state to feed back into the next watch. cancel closes the watch;
+// after it returns nothing more is sent on out for it. In ADS mode a watch
+// that names only some of its type's resources is never answered (as
+// go-control-plane drops it).
 func (c *Cache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
 	nodeID := c.hash.ID(req.GetNode())
 	c.noteNode(nodeID, req.GetNode())
+	c.noteType(nodeID, req.GetTypeUrl())
 	spec := &watchSpec{node: nodeID, typeURL: req.GetTypeUrl(), version: req.GetVersionInfo()}
 	names, star := sortedNames(sub.SubscribedResources())
 	spec.names = names
@@ -32,19 +36,20 @@ func (c *Cache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan
 		spec.flags |= C.MR_WATCH_EXPLICIT
 	}
 	spec.setKnown(sub.ReturnedResources())
-	return startWatch(c, spec, false, out, func(w *wireResponse) (cache.Response, error) {
-		return sotwResponse(req, w)
+	return startWatch(c, spec, false, out, func(ctx context.Context, w *wireResponse, snap cache.ResourceSnapshot) cache.Response {
+		return newResponse(ctx, req, w, snap)
 	})
 }
 
 // CreateDeltaWatch opens a delta watch for req: sub's subscribed names (or
 // wildcard) and returned resource versions. The answer is sent on out as a
-// *cache.DeltaPassthroughResponse whose NextVersionMap is the stream's next
-// state. A first wildcard request (no response nonce yet) is answered even
-// when empty. cancel closes the watch.
+// *DeltaResponse whose NextVersionMap is the stream's next state. A first
+// wildcard request (no response nonce yet) is answered even when empty.
+// cancel closes the watch.
 func (c *Cache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
 	nodeID := c.hash.ID(req.GetNode())
 	c.noteNode(nodeID, req.GetNode())
+	c.noteType(nodeID, req.GetTypeUrl())
 	spec := &watchSpec{node: nodeID, typeURL: req.GetTypeUrl()}
 	names, star := sortedNames(sub.SubscribedResources())
 	spec.names = names
@@ -55,41 +60,45 @@ func (c *Cache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription
 		spec.flags |= C.MR_WATCH_FIRST
 	}
 	spec.setKnown(sub.ReturnedResources())
-	return startWatch(c, spec, true, out, func(w *wireResponse) (cache.DeltaResponse, error) {
-		return deltaResponse(req, w), nil
+	return startWatch(c, spec, true, out, func(ctx context.Context, w *wireResponse, snap cache.ResourceSnapshot) cache.DeltaResponse {
+		return newDeltaResponse(ctx, req, w, snap)
 	})
 }
 
-// watch is one open watch: parked in the library (h) until the cache's
-// dispatcher reports its answer, then handed to out.
+// watch is one open watch: parked in the library (h) until its answer
+// comes back, from the SetSnapshot that produced it or through the cache's
+// dispatcher, then handed to out.
 type watch[R any] struct {
 	c     *Cache
 	spec  *watchSpec
 	delta bool
 	out   chan R
-	build func(*wireResponse) (R, error)
+	build func(context.Context, *wireResponse, cache.ResourceSnapshot) R
 
-	// mu guards everything below; the dispatcher and cancel both take it.
+	// mu guards everything below; deliverers and cancel take it.
 	mu    sync.Mutex
 	state watchState
 	token uint64
 	h     *C.mr_cache_watch_h // while parked
-	// A sender goroutine exists only when out was full: stop ends it,
-	// exited is closed when it is gone.
+	// While a send waits on a full channel: stop (closed by cancel) ends
+	// it, exited is closed once it has ended.
 	stop, exited chan struct{}
 }
 
 type watchState uint8
 
 const (
-	parked    watchState = iota // in the library, registered with the dispatcher
-	finished                    // answered or ended; a sender may still run
-	cancelled                   // cancel ran
+	parked     watchState = iota // in the library, registered with the dispatcher
+	delivering                   // a send waits for room on out
+	stalled                      // its SetSnapshot's context ended first: the next SetSnapshot answers it
+	finished                     // answered, or ended unanswered
+	cancelled                    // cancel ran
 )
 
-// open opens a queued library watch for spec under token and takes an
-// answer already there (then h is nil and answer holds it).
-func (c *Cache) open(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache_watch_h, answer *wireResponse, err error) {
+// openAt opens a queued library watch for spec under token and takes an
+// answer already there (then h is nil and answer holds it; neither: the
+// watch was dropped under the ADS rule).
+func (c *Cache) openAt(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache_watch_h, answer *wireResponse, err error) {
 	packed := spec.pack()
 	var d C.int
 	if delta {
@@ -120,52 +129,50 @@ func (c *Cache) open(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache_w
 	return nil, wr, err
 }
 
-func startWatch[R any](c *Cache, spec *watchSpec, delta bool, out chan R, build func(*wireResponse) (R, error)) (func(), error) {
+func startWatch[R any](c *Cache, spec *watchSpec, delta bool, out chan R, build func(context.Context, *wireResponse, cache.ResourceSnapshot) R) (func(), error) {
 	w := &watch[R]{c: c, spec: spec, delta: delta, out: out, build: build}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// Registered first, so an answer reported right after the open finds
-	// the watch (the dispatcher then waits for w.mu).
-	if err := w.openLocked(); err != nil {
+	answer, err := w.openLocked()
+	if err != nil {
 		return nil, err
+	}
+	if answer != nil {
+		// Answered at once, as go-control-plane does (with
+		// context.Background): on out when CreateWatch returns if out has
+		// room, else handed over as soon as it has.
+		w.handLocked(context.Background(), answer)
 	}
 	return w.cancel, nil
 }
 
-// openLocked opens the library watch; an answer already there is handed
-// to out now (as go-control-plane does, so it is on the channel when
-// CreateWatch returns if the channel has room).
-func (w *watch[R]) openLocked() error {
+// openLocked opens the library watch (registered first, so an answer
+// reported right after the open finds it). An answer already there is
+// returned, the watch then finished.
+func (w *watch[R]) openLocked() (*wireResponse, error) {
 	w.token = w.c.dispatch.register(w)
-	h, answer, err := w.c.open(w.spec, w.delta, w.token)
+	h, answer, err := w.c.openAt(w.spec, w.delta, w.token)
 	if err != nil || h == nil {
 		w.c.dispatch.unregister(w.token)
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		w.state = finished
-		return err
-	}
-	if h != nil {
+		return nil, err
+	case h != nil:
 		w.h, w.state = h, parked
-		return nil
+		return nil, nil
+	default:
+		w.state = finished // answered, or dropped under the ADS rule
+		return answer, nil
 	}
-	if answer == nil {
-		// Dropped under the ADS rule, as go-control-plane does: no answer
-		// will ever come, and the watch holds nothing.
-		w.state = finished
-		return nil
-	}
-	return w.handLocked(answer)
 }
 
-// handLocked builds the response and puts it on out, or leaves that to a
-// sender goroutine when out is full.
-func (w *watch[R]) handLocked(wr *wireResponse) error {
+// handLocked builds the response and puts it on out, or, when out is
+// full, leaves that to a goroutine that stops on cancel.
+func (w *watch[R]) handLocked(ctx context.Context, wr *wireResponse) {
 	w.state = finished
-	r, err := w.build(wr)
-	if err != nil {
-		return err
-	}
+	r := w.build(ctx, wr, w.c.snapshotOf(w.spec.node))
 	select {
 	case w.out <- r:
 	default:
@@ -178,12 +185,11 @@ func (w *watch[R]) handLocked(wr *wireResponse) error {
 			}
 		}(w.stop, w.exited)
 	}
-	return nil
 }
 
 // answer is called by the dispatcher with the watch's response (nil: it
-// ended unanswered, its node cleared or the cache closed). It returns the
-// library handle to release, if any.
+// ended unanswered, its node cleared, the cache closed, or dropped under
+// the ADS rule). It returns the library handle to release, if any.
 func (w *watch[R]) answer(wr *wireResponse) *C.mr_cache_watch_h {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -196,39 +202,137 @@ func (w *watch[R]) answer(wr *wireResponse) *C.mr_cache_watch_h {
 	if wr == nil {
 		return h
 	}
-	if wr.heartbeat && w.c.hbStopped.Load() {
-		// Heartbeats were stopped (their context is done) but the library
-		// still sends them: drop this one and wait again, with a new watch
-		// opened off the dispatcher (opening may wait for Close, which
-		// waits for the dispatcher).
-		go w.reopen()
-		return h
+	ctx := context.Background()
+	if wr.heartbeat {
+		if w.c.hbStopped.Load() {
+			// Heartbeats were stopped (their context is done) but the
+			// library still sends them: drop this one and wait again, with
+			// a new watch opened off the dispatcher (opening may wait for
+			// Close, which waits for the dispatcher).
+			go w.reopen()
+			return h
+		}
+		ctx = w.c.hbCtx
 	}
-	if err := w.handLocked(wr); err != nil {
-		w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
-	}
+	w.handLocked(ctx, wr)
 	return h
 }
 
+// reopen opens the watch again after a dropped heartbeat.
 func (w *watch[R]) reopen() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state != finished {
 		return // cancelled meanwhile
 	}
-	if err := w.openLocked(); err != nil && !isClosed(err) {
+	answer, err := w.openLocked()
+	if err != nil && !isClosed(err) {
 		w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
 	}
+	if answer != nil {
+		w.handLocked(context.Background(), answer)
+	}
 }
+
+// takeForSet claims a parked watch whose answer a SetSnapshot got back
+// from its own library call; false if it was cancelled meanwhile. The
+// returned handle is released by the caller.
+func (w *watch[R]) takeForSet() (*C.mr_cache_watch_h, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != parked {
+		return nil, false
+	}
+	h := w.h
+	w.h = nil
+	w.state = finished
+	return h, true
+}
+
+// deliver sends the answer of SetSnapshot(ctx) as go-control-plane does:
+// blocking until out takes it, the watch is cancelled, or ctx ends. In
+// the last case the watch is stalled (kept open for the node's next
+// SetSnapshot) and false is returned.
+func (w *watch[R]) deliver(ctx context.Context, wr *wireResponse, snap cache.ResourceSnapshot) bool {
+	r := w.build(ctx, wr, snap)
+	w.mu.Lock()
+	if w.state == cancelled {
+		w.mu.Unlock()
+		return true
+	}
+	select {
+	case w.out <- r: // under w.mu: a cancel that returned first is honoured
+		w.mu.Unlock()
+		return true
+	default:
+	}
+	w.state = delivering
+	stop, exited := make(chan struct{}), make(chan struct{})
+	w.stop, w.exited = stop, exited
+	w.mu.Unlock()
+	// Without w.mu: cancel must be able to stop this send (the stock
+	// servers cancel a watch and then drain its channel).
+	defer close(exited)
+	select {
+	case w.out <- r:
+		w.mu.Lock()
+		if w.state == delivering {
+			w.state = finished
+		}
+		w.mu.Unlock()
+		return true
+	case <-stop:
+		return true
+	case <-ctx.Done():
+		return !w.stall()
+	}
+}
+
+// stall marks the watch stalled (see deliver); false if cancel came first.
+func (w *watch[R]) stall() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state == cancelled {
+		return false
+	}
+	w.state = stalled
+	w.c.addStalled(w.spec.node, w)
+	return true
+}
+
+// resume re-opens a stalled watch against the node's new snapshot: its
+// answer (if the snapshot answers it now) is returned for the caller to
+// deliver; otherwise it parks again.
+func (w *watch[R]) resume() *wireResponse {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != stalled {
+		return nil
+	}
+	answer, err := w.openLocked()
+	if err != nil {
+		if !isClosed(err) {
+			w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
+		}
+		return nil
+	}
+	return answer
+}
+
+func (w *watch[R]) typeURL() string { return w.spec.typeURL }
+func (w *watch[R]) isDelta() bool   { return w.delta }
 
 // cancel closes the watch; once it returns nothing more is sent for it.
 // It may be called more than once.
 func (w *watch[R]) cancel() {
 	w.mu.Lock()
 	var h *C.mr_cache_watch_h
-	if w.state == parked {
+	switch w.state {
+	case parked:
 		w.c.dispatch.unregister(w.token)
 		h, w.h = w.h, nil
+	case stalled:
+		w.c.removeStalled(w.spec.node, w)
 	}
 	if w.state != cancelled && w.stop != nil {
 		close(w.stop)

@@ -1,0 +1,170 @@
+package xds
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Response is a SOTW answer: go-control-plane's cache.Response, built from
+// the library's bytes. Its DiscoveryResponse is made on first use (on the
+// stream's goroutine, as go-control-plane's RawResponse does), from bytes
+// already marshalled once per snapshot. GetContext is the context of the
+// SetSnapshot that produced it (context.Background for an answer given
+// when the watch opened, the heartbeat context for a heartbeat, Fetch's
+// for a Fetch).
+type Response struct {
+	req  *cache.Request
+	ctx  context.Context
+	wire *wireResponse
+	// snap produced it: GetRawResources hands back its own objects.
+	snap cache.ResourceSnapshot
+
+	once sync.Once
+	dr   *discovery.DiscoveryResponse
+	err  error
+}
+
+var _ cache.Response = (*Response)(nil)
+
+func newResponse(ctx context.Context, req *cache.Request, w *wireResponse, snap cache.ResourceSnapshot) *Response {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return &Response{req: req, ctx: ctx, wire: w, snap: snap}
+}
+
+// GetDiscoveryResponse wraps the stored bytes as Any; TTL'd resources are
+// wrapped in a discovery.Resource carrying the TTL (without the resource
+// itself in a heartbeat), as go-control-plane's RawResponse does.
+func (r *Response) GetDiscoveryResponse() (*discovery.DiscoveryResponse, error) {
+	r.once.Do(func() {
+		w := r.wire
+		anys := make([]*anypb.Any, len(w.resources))
+		for i := range w.resources {
+			res := &w.resources[i]
+			a := &anypb.Any{TypeUrl: w.typeURL, Value: res.value}
+			if res.ttlMs >= 0 {
+				wrapped := &discovery.Resource{Name: res.name, Ttl: durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)}
+				if !w.heartbeat {
+					wrapped.Resource = a
+				}
+				b, err := cache.MarshalResource(wrapped)
+				if err != nil {
+					r.err = err
+					return
+				}
+				a = &anypb.Any{TypeUrl: resourceTypeURL, Value: b}
+			}
+			anys[i] = a
+		}
+		r.dr = &discovery.DiscoveryResponse{VersionInfo: w.version, TypeUrl: w.typeURL, Resources: anys}
+	})
+	return r.dr, r.err
+}
+
+func (r *Response) GetRequest() *discovery.DiscoveryRequest { return r.req }
+func (r *Response) GetVersion() (string, error)             { return r.wire.version, nil }
+func (r *Response) GetResponseVersion() string              { return r.wire.version }
+func (r *Response) GetContext() context.Context             { return r.ctx }
+
+// GetReturnedResources is the state to feed back into the next watch: each
+// name returned, at the type's version (as go-control-plane's).
+func (r *Response) GetReturnedResources() map[string]string { return r.wire.nextState }
+
+// IsHeartbeat reports whether the response is a TTL heartbeat.
+func (r *Response) IsHeartbeat() bool { return r.wire.heartbeat }
+
+// GetRawResources returns the resources of the answer as
+// go-control-plane's RawResponse.GetRawResources does: the snapshot's own
+// objects (with their TTLs), also for a heartbeat. Where the snapshot set
+// since no longer has them at the answer's version, they are decoded from
+// the bytes sent.
+func (r *Response) GetRawResources() []types.ResourceWithTTL {
+	return rawResources(r.snap, r.wire, true)
+}
+
+// DeltaResponse is a delta answer: go-control-plane's cache.DeltaResponse,
+// built from the library's bytes on first use. Contexts as for Response.
+type DeltaResponse struct {
+	req  *cache.DeltaRequest
+	ctx  context.Context
+	wire *wireResponse
+	snap cache.ResourceSnapshot
+
+	once sync.Once
+	dr   *discovery.DeltaDiscoveryResponse
+}
+
+var _ cache.DeltaResponse = (*DeltaResponse)(nil)
+
+func newDeltaResponse(ctx context.Context, req *cache.DeltaRequest, w *wireResponse, snap cache.ResourceSnapshot) *DeltaResponse {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return &DeltaResponse{req: req, ctx: ctx, wire: w, snap: snap}
+}
+
+// GetDeltaDiscoveryResponse: each changed resource with its version, the
+// removed names. Delta responses carry no TTLs, as go-control-plane's.
+func (r *DeltaResponse) GetDeltaDiscoveryResponse() (*discovery.DeltaDiscoveryResponse, error) {
+	r.once.Do(func() {
+		w := r.wire
+		out := make([]*discovery.Resource, len(w.resources))
+		for i := range w.resources {
+			res := &w.resources[i]
+			out[i] = &discovery.Resource{Name: res.name, Version: res.version, Resource: &anypb.Any{TypeUrl: w.typeURL, Value: res.value}}
+		}
+		r.dr = &discovery.DeltaDiscoveryResponse{Resources: out, RemovedResources: w.removed, TypeUrl: w.typeURL, SystemVersionInfo: w.version}
+	})
+	return r.dr, nil
+}
+
+func (r *DeltaResponse) GetDeltaRequest() *discovery.DeltaDiscoveryRequest { return r.req }
+func (r *DeltaResponse) GetSystemVersion() (string, error)                 { return r.wire.version, nil }
+func (r *DeltaResponse) GetResponseVersion() string                        { return r.wire.version }
+func (r *DeltaResponse) GetNextVersionMap() map[string]string              { return r.wire.nextState }
+func (r *DeltaResponse) GetReturnedResources() map[string]string           { return r.wire.nextState }
+func (r *DeltaResponse) GetContext() context.Context                       { return r.ctx }
+
+// GetRawResources returns the changed resources as
+// go-control-plane's RawDeltaResponse.GetRawResources does.
+func (r *DeltaResponse) GetRawResources() []types.ResourceWithTTL {
+	return rawResources(r.snap, r.wire, false)
+}
+
+// rawResources finds the answer's resources in the snapshot that produced
+// it, or decodes them from the bytes.
+func rawResources(snap cache.ResourceSnapshot, w *wireResponse, withTTL bool) []types.ResourceWithTTL {
+	var own map[string]types.ResourceWithTTL
+	if snap != nil && snap.GetVersion(w.typeURL) == w.version {
+		own = snap.GetResourcesAndTTL(w.typeURL)
+	}
+	out := make([]types.ResourceWithTTL, 0, len(w.resources))
+	for i := range w.resources {
+		res := &w.resources[i]
+		if o, ok := own[res.name]; ok && o.Resource != nil {
+			if !withTTL {
+				o.TTL = nil
+			}
+			out = append(out, o)
+			continue
+		}
+		var rt types.ResourceWithTTL
+		if m, err := (&anypb.Any{TypeUrl: w.typeURL, Value: res.value}).UnmarshalNew(); err == nil {
+			rt.Resource = m
+		}
+		if withTTL && res.ttlMs >= 0 {
+			d := time.Duration(res.ttlMs) * time.Millisecond
+			rt.TTL = &d
+		}
+		out = append(out, rt)
+	}
+	return out
+}
