@@ -1,10 +1,14 @@
 /*
  * UDP data path on both backends: v4/v6 echo in batches of 1 and 64,
  * GSO/GRO round trip, every timeout mode, mr_udp_from_fd with a real
- * socket, and mr_udp_fd readiness.
+ * socket, mr_udp_fd readiness, and mr_msg: a GSO datagram gathered from
+ * separate packet buffers, the local address of received datagrams
+ * (MR_UDP_PKTINFO), replies sent from a chosen source, SO_MARK and
+ * wireguard-go's socket buffer size.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -610,6 +614,247 @@ static void fd_readiness_test(uint32_t backend)
     mr_udp_free(peer);
 }
 
+static mr_addr ip_addr(const char *text)
+{
+    mr_addr a;
+    memset(&a, 0, sizeof a);
+    CHECK_ST(mr_addr_parse(text, &a), MR_OK);
+    return a;
+}
+
+/* Receives until `want` bytes arrived (or 3 s), into `got`; returns the
+   first slot's local address and interface. */
+static size_t recv_msgs(mr_udp *u, uint8_t *got, size_t want, mr_addr *local, uint32_t *ifindex, mr_addr *from,
+                        int *coalesced)
+{
+    enum { NRX = 4, RXCAP = 65535 };
+    static uint8_t rxb[NRX][RXCAP];
+    mr_msg rx[NRX];
+    size_t total = 0, i, r;
+    double deadline = now_ms() + within_ms(3000);
+    while (total < want && now_ms() < deadline) {
+        mr_status st;
+        memset(rx, 0, sizeof rx);
+        for (i = 0; i < NRX; i++) {
+            rx[i].buf = rxb[i];
+            rx[i].cap = RXCAP;
+        }
+        r = 0;
+        st = mr_udp_recvmsg(u, rx, NRX, 200, &r);
+        if (st == MR_TIMEOUT) {
+            continue;
+        }
+        if (!CHECK_ST(st, MR_OK)) {
+            break;
+        }
+        for (i = 0; i < r; i++) {
+            if (!CHECK(total + rx[i].len <= want, "too many bytes: %zu + %zu", total, rx[i].len)) {
+                return total;
+            }
+            memcpy(got + total, rx[i].buf, rx[i].len);
+            if (total == 0) {
+                *local = rx[i].local;
+                *ifindex = rx[i].ifindex;
+                *from = rx[i].addr;
+            }
+            if (rx[i].segment_size != 0 && rx[i].len > rx[i].segment_size) {
+                (*coalesced)++;
+            }
+            total += rx[i].len;
+        }
+    }
+    return total;
+}
+
+/*
+ * mr_msg on one backend: 20 separate 1200-byte packet buffers (each with
+ * 8 bytes of headroom the sender must skip, as wireguard-go's offset) leave
+ * as one GSO datagram gathered by iovecs; the receiver (bound to the
+ * wildcard, with MR_UDP_PKTINFO) sees the bytes in order and the local
+ * address they were sent to; its reply, sent from that address, arrives
+ * from it. IPv4 on 127.0.0.2 and IPv6 on ::1 (dual-stack socket too).
+ */
+static void msg_test(uint32_t backend, const char *bind_b, const char *dst_text, const char *src_text)
+{
+    enum { SEG = 1200, NSEG = 20, HEADROOM = 8, TOTAL = SEG * NSEG };
+    static uint8_t pkts[NSEG][HEADROOM + SEG], got[TOTAL], want[TOTAL];
+    mr_udp *a = NULL, *b = NULL;
+    mr_iovec iov[NSEG];
+    mr_msg tx;
+    mr_addr la, lb, dst, local, from;
+    uint32_t ifindex = 0, lo = if_nametoindex("lo");
+    size_t i, j, sent = 0, total;
+    int coalesced = 0;
+    const char *bind_a = dst_text[0] == '[' ? "[::1]:0" : "127.0.0.1:0";
+
+    printf("-- mr_msg %s: %s -> %s\n", backend_name(backend), bind_a, dst_text);
+    if (BIND_WITH(bind_a, backend, MR_UDP_GSO | MR_UDP_GRO | MR_UDP_PKTINFO, &a) <= 0) {
+        return;
+    }
+    if (BIND_WITH(bind_b, backend, MR_UDP_GRO | MR_UDP_PKTINFO, &b) <= 0) {
+        mr_udp_free(a);
+        return;
+    }
+    CHECK_ST(mr_udp_local_addr(a, &la), MR_OK);
+    CHECK_ST(mr_udp_local_addr(b, &lb), MR_OK);
+    dst = ip_addr(dst_text);
+    dst.port = lb.port;
+    for (i = 0; i < NSEG; i++) {
+        memset(pkts[i], 0xEE, HEADROOM); /* must never be sent */
+        for (j = 0; j < SEG; j++) {
+            pkts[i][HEADROOM + j] = (uint8_t)(i * 13 + j * 7);
+            want[i * SEG + j] = pkts[i][HEADROOM + j];
+        }
+        iov[i].base = pkts[i] + HEADROOM;
+        iov[i].len = SEG;
+    }
+    memset(&tx, 0, sizeof tx);
+    tx.iov = iov;
+    tx.iovcnt = NSEG;
+    tx.addr = dst;
+    tx.segment_size = SEG;
+    CHECK_ST(mr_udp_sendmsg(a, &tx, 1, 1000, &sent), MR_OK);
+    CHECK_EQ_U(sent, 1);
+    total = recv_msgs(b, got, TOTAL, &local, &ifindex, &from, &coalesced);
+    printf("     %zu bytes, %d coalesced, local family %u ifindex %u\n", total, coalesced, (unsigned)local.family,
+           (unsigned)ifindex);
+    CHECK_EQ_U(total, TOTAL);
+    CHECK(memcmp(got, want, TOTAL) == 0, "gathered bytes differ (or the headroom was sent)");
+    CHECK(coalesced >= 1, "the gathered GSO datagram did not arrive coalesced");
+    CHECK(addr_equal(&from, &la), "source of the gathered datagram");
+    {
+        mr_addr ip_only = ip_addr(dst_text);
+        ip_only.port = 0;
+        ip_only.scope_id = 0;
+        CHECK(addr_equal(&local, &ip_only), "local address of the datagram is not %s", dst_text);
+    }
+    CHECK(ifindex == lo, "arrival interface %u, want lo (%u)", (unsigned)ifindex, (unsigned)lo);
+
+    /* Reply from the address the datagram was sent to (as wireguard-go's
+       sticky sockets do), as a plain single-buffer mr_msg. */
+    {
+        mr_msg reply;
+        static uint8_t echo[TOTAL];
+        mr_addr rl, rfrom, want_from = ip_addr(src_text);
+        uint32_t rif = 0;
+        int rc = 0;
+        memset(&reply, 0, sizeof reply);
+        reply.buf = want;
+        reply.len = 100;
+        reply.addr = la;
+        reply.local = local;
+        reply.ifindex = ifindex;
+        CHECK_ST(mr_udp_sendmsg(b, &reply, 1, 1000, &sent), MR_OK);
+        size_t n = recv_msgs(a, echo, 100, &rl, &rif, &rfrom, &rc);
+        CHECK_EQ_U(n, 100);
+        want_from.port = lb.port;
+        CHECK(addr_equal(&rfrom, &want_from), "reply did not come from the chosen source %s", src_text);
+        CHECK(memcmp(echo, want, 100) == 0, "reply bytes");
+    }
+    mr_udp_free(a);
+    mr_udp_free(b);
+}
+
+/* Bad mr_msg input: every case is MR_INVALID_ARGUMENT with nothing sent. */
+static void msg_bad_input_test(void)
+{
+    mr_udp *u = NULL;
+    mr_msg m;
+    mr_iovec iov[2];
+    uint8_t buf[16] = {0};
+    size_t sent = 7;
+    printf("-- mr_msg bad input\n");
+    if (BIND_WITH("127.0.0.1:0", MR_BACKEND_BATCH, MR_UDP_PKTINFO, &u) <= 0) {
+        return;
+    }
+#define BAD_SEND(what)                                                                          \
+    do {                                                                                        \
+        sent = 7;                                                                               \
+        CHECK_FAIL(mr_udp_sendmsg(u, &m, 1, 0, &sent), MR_INVALID_ARGUMENT);                    \
+        CHECK(sent == 0, "%s: sent %zu", what, sent);                                           \
+    } while (0)
+    memset(&m, 0, sizeof m);
+    m.addr = ip_addr("127.0.0.1:9");
+    m.iov = iov;
+    m.iovcnt = 0;
+    BAD_SEND("iov with iovcnt 0");
+    m.iovcnt = MR_UDP_MAX_IOV + 1;
+    BAD_SEND("iovcnt over MR_UDP_MAX_IOV");
+    iov[0].base = NULL;
+    iov[0].len = 4;
+    m.iovcnt = 1;
+    BAD_SEND("NULL iov base");
+    iov[0].base = buf;
+    iov[0].len = 40000;
+    iov[1].base = buf;
+    iov[1].len = 40000;
+    m.iovcnt = 2;
+    BAD_SEND("gathered 80000 bytes");
+    m.iov = NULL;
+    m.iovcnt = 2;
+    BAD_SEND("NULL iov with iovcnt");
+    m.iovcnt = 0;
+    m.buf = buf;
+    m.len = 4;
+    m.local.family = 9;
+    BAD_SEND("local family 9");
+    m.local = ip_addr("[::1]:0");
+    BAD_SEND("IPv6 source on an IPv4 socket");
+    memset(&m.local, 0, sizeof m.local);
+    m.reserved = 1;
+    BAD_SEND("reserved != 0");
+    {
+        mr_msg r;
+        size_t got = 7;
+        memset(&r, 0, sizeof r);
+        r.buf = buf;
+        r.cap = sizeof buf;
+        r.iov = iov;
+        CHECK_FAIL(mr_udp_recvmsg(u, &r, 1, 0, &got), MR_INVALID_ARGUMENT);
+        CHECK_EQ_U(got, 0);
+    }
+    CHECK_FAIL(mr_udp_sendmsg(NULL, &m, 1, 0, &sent), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_udp_set_mark(NULL, 1), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_udp_sockopt(u, SOL_SOCKET, SO_MARK, NULL), MR_INVALID_ARGUMENT);
+    mr_udp_close(u);
+    CHECK_FAIL(mr_udp_set_mark(u, 1), MR_CLOSED);
+    mr_udp_free(u);
+#undef BAD_SEND
+}
+
+/* SO_MARK and wireguard-go's 7 MiB buffers (forced past rmem_max as root). */
+static void mark_and_buffers_test(void)
+{
+    mr_udp *u = NULL;
+    mr_udp_config cfg;
+    int v = -1;
+    printf("-- SO_MARK and socket buffers\n");
+    CHECK_ST(mr_udp_config_init(&cfg), MR_OK);
+    cfg.so_rcvbuf = cfg.so_sndbuf = MR_UDP_WIREGUARD_BUFFER;
+    if (!CHECK_ST(mr_udp_bind("127.0.0.1:0", &cfg, &u), MR_OK)) {
+        return;
+    }
+    CHECK_ST(mr_udp_sockopt(u, SOL_SOCKET, SO_RCVBUF, &v), MR_OK);
+    if (geteuid() == 0) {
+        /* The kernel doubles the value for its bookkeeping. */
+        CHECK(v >= 2 * MR_UDP_WIREGUARD_BUFFER, "SO_RCVBUF %d, want >= 2 * 7 MiB as root", v);
+        CHECK_ST(mr_udp_sockopt(u, SOL_SOCKET, SO_SNDBUF, &v), MR_OK);
+        CHECK(v >= 2 * MR_UDP_WIREGUARD_BUFFER, "SO_SNDBUF %d, want >= 2 * 7 MiB as root", v);
+        CHECK_ST(mr_udp_set_mark(u, 0x5157), MR_OK);
+        CHECK_ST(mr_udp_sockopt(u, SOL_SOCKET, SO_MARK, &v), MR_OK);
+        CHECK(v == 0x5157, "SO_MARK %d after mr_udp_set_mark", v);
+        CHECK_ST(mr_udp_set_mark(u, 0), MR_OK);
+        CHECK_ST(mr_udp_sockopt(u, SOL_SOCKET, SO_MARK, &v), MR_OK);
+        CHECK(v == 0, "SO_MARK %d after clearing", v);
+    } else {
+        mr_status st = mr_udp_set_mark(u, 1);
+        printf("SKIP SO_MARK and forced buffers: not root (set_mark: %s, errno %d)\n", st_name(st),
+               mr_last_os_error());
+        CHECK(st == MR_IO && mr_last_os_error() == EPERM, "set_mark without CAP_NET_ADMIN");
+    }
+    mr_udp_free(u);
+}
+
 int main(int argc, char **argv)
 {
     size_t b;
@@ -627,7 +872,11 @@ int main(int argc, char **argv)
         from_fd_test(be, 6);
         from_fd_unbound_test(be);
         fd_readiness_test(be);
+        msg_test(be, "0.0.0.0:0", "127.0.0.2:0", "127.0.0.2:0");
+        msg_test(be, "[::]:0", "[::1]:0", "[::1]:0");
     }
+    msg_bad_input_test();
+    mark_and_buffers_test();
     /* AUTO picks one of the two and reports which. */
     {
         mr_udp *u = NULL;

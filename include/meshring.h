@@ -305,6 +305,28 @@
 #define MR_UDP_MULTISHOT_RECV 16
 
 /*
+ `mr_udp_config.flags`: IP_PKTINFO (IPv4 socket) / IPV6_RECVPKTINFO (IPv6
+ socket): `mr_udp_recvmsg` reports in `mr_msg.local`/`ifindex` the local
+ address each datagram was sent to and the interface it arrived on, so a
+ reply can leave from the address the peer used (`mr_udp_sendmsg` with
+ `local` set; sending from a chosen source works without this flag too).
+ */
+#define MR_UDP_PKTINFO 32
+
+/*
+ The socket buffer size wireguard-go asks for (7 MiB) in `so_rcvbuf` /
+ `so_sndbuf`: as root the library sets it with SO_RCVBUFFORCE /
+ SO_SNDBUFFORCE (past net.core.[rw]mem_max), as wireguard-go does;
+ otherwise the kernel caps it at the sysctl.
+ */
+#define MR_UDP_WIREGUARD_BUFFER (7 << 20)
+
+/*
+ Most buffers one `mr_msg` may gather (`iovcnt`; the kernel's UIO_MAXIOV).
+ */
+#define MR_UDP_MAX_IOV 1024
+
+/*
  `mr_volume_config.flags`: create the file if it does not exist.
  */
 #define MR_VOLUME_CREATE 1
@@ -874,6 +896,52 @@ typedef struct mr_datagram {
   struct mr_addr addr;
   uint16_t segment_size;
 } mr_datagram;
+
+/*
+ One buffer of a gathered datagram (`mr_msg.iov`): `len` bytes at
+ `base`, owned by the caller. Same layout as `struct iovec`.
+ */
+typedef struct mr_iovec {
+  const uint8_t *base;
+  size_t len;
+} mr_iovec;
+
+/*
+ One datagram for `mr_udp_recvmsg` / `mr_udp_sendmsg`: `mr_datagram`
+ plus a gather list and the local address. The caller owns every buffer
+ it points to; the library uses them only during the call.
+
+ Receive: `buf`/`cap` are the space to fill (`iov` must be NULL); the
+ library sets `len`, `addr` (the source), `segment_size` (GRO: size of
+ each coalesced segment, else 0) and, with MR_UDP_PKTINFO, `local` (the
+ address the datagram was sent to: family 4 or 6, port 0; family 0 when
+ the kernel gave none) and `ifindex` (the interface it arrived on).
+
+ Send: the payload is `iov[0..iovcnt]` gathered in order when `iov` is
+ not NULL (`buf`/`len` are then ignored; up to MR_UDP_MAX_IOV buffers,
+ 65535 bytes in all), else the first `len` bytes of `buf`. It goes to
+ `addr`; `segment_size` > 0 asks GSO to cut it into datagrams of that
+ size (the last may be shorter), so several of a caller's packet buffers
+ leave as one GSO batch without being copied together. `local` with
+ family 4 or 6 sends from that address (IP_PKTINFO / IPV6_PKTINFO; an
+ IPv4 source on an IPv6 socket is sent v4-mapped), leaving through
+ `ifindex` if not 0; family 0 lets the kernel choose.
+ */
+typedef struct mr_msg {
+  uint8_t *buf;
+  size_t cap;
+  size_t len;
+  const struct mr_iovec *iov;
+  size_t iovcnt;
+  struct mr_addr addr;
+  struct mr_addr local;
+  uint32_t ifindex;
+  uint16_t segment_size;
+  /*
+   Must be 0.
+   */
+  uint16_t reserved;
+} mr_msg;
 
 /*
  Counters of one handle since it was opened, filled by `mr_udp_stats`
@@ -1787,6 +1855,41 @@ enum mr_status mr_udp_recv(struct mr_udp *u, struct mr_datagram *msgs, size_t n,
  The library does not keep `msgs` or the buffers after returning.
  */
 enum mr_status mr_udp_send(struct mr_udp *u, const struct mr_datagram *msgs, size_t n, int32_t timeout_ms, size_t *sent);
+
+/*
+ `mr_udp_recv` with `mr_msg` slots: also reports the local address each
+ datagram was sent to (with MR_UDP_PKTINFO). Same statuses and blocking
+ rules as `mr_udp_recv`; `msgs[i].iov` must be NULL.
+ */
+enum mr_status mr_udp_recvmsg(struct mr_udp *u, struct mr_msg *msgs, size_t n, int32_t timeout_ms, size_t *received);
+
+/*
+ `mr_udp_send` with `mr_msg` datagrams: each may be gathered from several
+ caller buffers (`iov`, no copy; with `segment_size` one GSO batch made of
+ separate packet buffers) and sent from a chosen local address. Sets
+ `*sent` to how many went (a prefix). MR_OK means all `n`; otherwise
+ MR_WOULD_BLOCK, MR_TIMEOUT, MR_CLOSED, MR_IO (errno in
+ `mr_last_os_error`: EIO from a GSO send means the route's device cannot
+ checksum-offload; send without `segment_size`), or MR_INVALID_ARGUMENT
+ (nothing sent) for a bad datagram. Nothing is kept after the call.
+ */
+enum mr_status mr_udp_sendmsg(struct mr_udp *u, const struct mr_msg *msgs, size_t n, int32_t timeout_ms, size_t *sent);
+
+/*
+ Sets SO_MARK on the socket: the firewall mark (fwmark) of every datagram
+ it sends from now on, 0 to clear (what wireguard-go's `fwmark` does).
+ Needs CAP_NET_ADMIN (MR_IO with errno EPERM otherwise). MR_CLOSED after
+ `mr_udp_close`.
+ */
+enum mr_status mr_udp_set_mark(struct mr_udp *u, uint32_t mark);
+
+/*
+ Reads an integer socket option of the handle's socket (`level`, `name`
+ as for getsockopt(2), e.g. SOL_SOCKET/SO_MARK) into `*value`, for checks
+ and diagnostics. MR_IO with the errno if the kernel refuses; MR_CLOSED
+ after `mr_udp_close`.
+ */
+enum mr_status mr_udp_sockopt(const struct mr_udp *u, int level, int name, int *value);
 
 /*
  The address the socket is bound to. MR_CLOSED after `mr_udp_close`.

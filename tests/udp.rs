@@ -2,7 +2,7 @@
 
 use meshring::error::ErrorKind;
 use meshring::sync::Wait;
-use meshring::sys::Outgoing;
+use meshring::sys::{Outgoing, Payload};
 use meshring::udp::{Backend, BackendChoice, Datagram, UdpConfig, UdpSocket};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ fn pair(bind: &str, backend: &UdpConfig) -> (UdpSocket, UdpSocket) {
 }
 
 fn send_all(s: &UdpSocket, to: SocketAddr, payloads: &[Vec<u8>]) {
-    let msgs: Vec<Outgoing> = payloads.iter().map(|p| Outgoing { payload: p, addr: to, segment_size: 0 }).collect();
+    let msgs: Vec<Outgoing> = payloads.iter().map(|p| Outgoing { payload: Payload::One(p), addr: to, segment_size: 0, local: None }).collect();
     let (sent, err) = s.send(&msgs, Wait::from_ms(1000));
     assert_eq!(sent, payloads.len(), "{err:?}");
     assert!(err.is_none());
@@ -123,7 +123,7 @@ fn close_wakes_a_blocked_receiver_and_sender_side_stays_usable_until_then() {
         let mut slots = vec![Datagram::with_capacity(64)];
         assert_eq!(a.recv(&mut slots, Wait::from_ms(0)).unwrap_err().kind, ErrorKind::Closed);
         assert_eq!(a.local_addr().unwrap_err().kind, ErrorKind::Closed);
-        let (sent, err) = a.send(&[Outgoing { payload: b"x", addr: local, segment_size: 0 }], Wait::Never);
+        let (sent, err) = a.send(&[Outgoing { payload: Payload::One(b"x"), addr: local, segment_size: 0, local: None }], Wait::Never);
         assert_eq!((sent, err.map(|e| e.kind)), (0, Some(ErrorKind::Closed)));
     }
 }
@@ -158,7 +158,7 @@ fn gso_send_and_gro_receive_round_trip() {
         let b = UdpSocket::bind(&"127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
         let segs = 20usize;
         let payload: Vec<u8> = (0..segs * 1200).map(|i| (i / 1200) as u8).collect();
-        let (sent, err) = a.send(&[Outgoing { payload: &payload, addr: b.local_addr().unwrap(), segment_size: 1200 }], Wait::from_ms(1000));
+        let (sent, err) = a.send(&[Outgoing { payload: Payload::One(&payload), addr: b.local_addr().unwrap(), segment_size: 1200, local: None }], Wait::from_ms(1000));
         assert_eq!(sent, 1, "{err:?}");
         let mut total = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -5,8 +5,9 @@ use super::error::{mr_status, value_or};
 use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
 use crate::error::{Error, Result};
 use crate::sync::Wait;
-use crate::udp::{Backend, BackendChoice, RecvSlot, SendSlot, UdpConfig, UdpSocket};
-use std::net::SocketAddr;
+use crate::udp::{Backend, BackendChoice, LocalInfo, Payload, RecvSlot, SendSlot, UdpConfig, UdpSocket};
+use std::io::IoSlice;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::raw::{c_char, c_int};
 
 /// A UDP socket handle. Thread-safe: one thread may send while another
@@ -49,7 +50,22 @@ pub const MR_UDP_REUSEPORT: u32 = 8;
 /// each datagram is then copied into the caller's buffer) instead of the
 /// default io_uring readiness + recvmmsg straight into the caller's buffers.
 pub const MR_UDP_MULTISHOT_RECV: u32 = 16;
-const KNOWN_FLAGS: u32 = MR_UDP_GSO | MR_UDP_GRO | MR_UDP_V6ONLY | MR_UDP_REUSEPORT | MR_UDP_MULTISHOT_RECV;
+/// `mr_udp_config.flags`: IP_PKTINFO (IPv4 socket) / IPV6_RECVPKTINFO (IPv6
+/// socket): `mr_udp_recvmsg` reports in `mr_msg.local`/`ifindex` the local
+/// address each datagram was sent to and the interface it arrived on, so a
+/// reply can leave from the address the peer used (`mr_udp_sendmsg` with
+/// `local` set; sending from a chosen source works without this flag too).
+pub const MR_UDP_PKTINFO: u32 = 32;
+const KNOWN_FLAGS: u32 = MR_UDP_GSO | MR_UDP_GRO | MR_UDP_V6ONLY | MR_UDP_REUSEPORT | MR_UDP_MULTISHOT_RECV | MR_UDP_PKTINFO;
+
+/// The socket buffer size wireguard-go asks for (7 MiB) in `so_rcvbuf` /
+/// `so_sndbuf`: as root the library sets it with SO_RCVBUFFORCE /
+/// SO_SNDBUFFORCE (past net.core.[rw]mem_max), as wireguard-go does;
+/// otherwise the kernel caps it at the sysctl.
+pub const MR_UDP_WIREGUARD_BUFFER: i32 = 7 << 20;
+
+/// Most buffers one `mr_msg` may gather (`iovcnt`; the kernel's UIO_MAXIOV).
+pub const MR_UDP_MAX_IOV: usize = 1024;
 
 /// Options for `mr_udp_bind` / `mr_udp_from_fd`. Always fill it with
 /// `mr_udp_config_init` first, then change fields.
@@ -158,6 +174,7 @@ fn to_config(cfg: *const mr_udp_config) -> Result<UdpConfig> {
         gro: c.flags & MR_UDP_GRO != 0,
         v6only: c.flags & MR_UDP_V6ONLY != 0,
         reuse_port: c.flags & MR_UDP_REUSEPORT != 0,
+        pktinfo: c.flags & MR_UDP_PKTINFO != 0,
         recv_buffers: u16::try_from(c.recv_buffers).map_err(|_| Error::invalid(format!("cfg.recv_buffers {} exceeds 32768", c.recv_buffers)))?,
         max_datagram: c.max_datagram as usize,
         batch: c.batch as usize,
@@ -234,13 +251,13 @@ impl RecvSlot for CheckedRecv {
 struct CheckedSend(mr_datagram);
 
 impl SendSlot for CheckedSend {
-    fn payload(&self) -> &[u8] {
+    fn payload(&self) -> Payload<'_> {
         if self.0.len == 0 {
-            return &[];
+            return Payload::One(&[]);
         }
         // SAFETY: `mr_udp_send` checked buf != NULL for len > 0; the caller
         // promises `len` readable bytes for the duration of the call.
-        unsafe { std::slice::from_raw_parts(self.0.buf, self.0.len) }
+        Payload::One(unsafe { std::slice::from_raw_parts(self.0.buf, self.0.len) })
     }
     fn addr(&self) -> Option<SocketAddr> {
         self.0.addr.to_socket_addr()
@@ -305,6 +322,224 @@ pub extern "C" fn mr_udp_send(u: *mut mr_udp, msgs: *const mr_datagram, n: usize
         let (count, error) = u.send(slots, Wait::from_ms(timeout_ms));
         *sent = count;
         error.map_or(Ok(()), Err)
+    })
+}
+
+/// One buffer of a gathered datagram (`mr_msg.iov`): `len` bytes at
+/// `base`, owned by the caller. Same layout as `struct iovec`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mr_iovec {
+    pub base: *const u8,
+    pub len: usize,
+}
+
+/// One datagram for `mr_udp_recvmsg` / `mr_udp_sendmsg`: `mr_datagram`
+/// plus a gather list and the local address. The caller owns every buffer
+/// it points to; the library uses them only during the call.
+///
+/// Receive: `buf`/`cap` are the space to fill (`iov` must be NULL); the
+/// library sets `len`, `addr` (the source), `segment_size` (GRO: size of
+/// each coalesced segment, else 0) and, with MR_UDP_PKTINFO, `local` (the
+/// address the datagram was sent to: family 4 or 6, port 0; family 0 when
+/// the kernel gave none) and `ifindex` (the interface it arrived on).
+///
+/// Send: the payload is `iov[0..iovcnt]` gathered in order when `iov` is
+/// not NULL (`buf`/`len` are then ignored; up to MR_UDP_MAX_IOV buffers,
+/// 65535 bytes in all), else the first `len` bytes of `buf`. It goes to
+/// `addr`; `segment_size` > 0 asks GSO to cut it into datagrams of that
+/// size (the last may be shorter), so several of a caller's packet buffers
+/// leave as one GSO batch without being copied together. `local` with
+/// family 4 or 6 sends from that address (IP_PKTINFO / IPV6_PKTINFO; an
+/// IPv4 source on an IPv6 socket is sent v4-mapped), leaving through
+/// `ifindex` if not 0; family 0 lets the kernel choose.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mr_msg {
+    pub buf: *mut u8,
+    pub cap: usize,
+    pub len: usize,
+    pub iov: *const mr_iovec,
+    pub iovcnt: usize,
+    pub addr: mr_addr,
+    pub local: mr_addr,
+    pub ifindex: u32,
+    pub segment_size: u16,
+    /// Must be 0.
+    pub reserved: u16,
+}
+
+fn local_to_c(local: Option<LocalInfo>) -> (mr_addr, u32) {
+    match local {
+        None => (mr_addr::default(), 0),
+        Some(l) => (SocketAddr::new(l.ip, 0).into(), l.ifindex),
+    }
+}
+
+fn local_from_c(a: &mr_addr, ifindex: u32) -> Result<Option<LocalInfo>> {
+    let ip = match a.family {
+        0 => return Ok(None),
+        4 => IpAddr::V4(Ipv4Addr::new(a.ip[0], a.ip[1], a.ip[2], a.ip[3])),
+        6 => IpAddr::V6(Ipv6Addr::from(a.ip)),
+        f => return Err(Error::invalid(format!("local address family {f} is not 0, 4 or 6"))),
+    };
+    Ok(Some(LocalInfo { ip, ifindex }))
+}
+
+/// A receive slot checked by `mr_udp_recvmsg`.
+#[repr(transparent)]
+struct CheckedRecvMsg(mr_msg);
+
+impl RecvSlot for CheckedRecvMsg {
+    fn buffer(&mut self) -> &mut [u8] {
+        // SAFETY: `mr_udp_recvmsg` checked buf != NULL and cap > 0; the caller
+        // promises `cap` writable bytes that nothing else uses during the call.
+        unsafe { std::slice::from_raw_parts_mut(self.0.buf, self.0.cap) }
+    }
+    fn fill(&mut self, len: usize, addr: Option<SocketAddr>, segment_size: u16) {
+        self.0.len = len;
+        self.0.addr = addr.map(mr_addr::from).unwrap_or_default();
+        self.0.segment_size = segment_size;
+        self.0.local = mr_addr::default();
+        self.0.ifindex = 0;
+    }
+    fn set_local(&mut self, local: Option<LocalInfo>) {
+        (self.0.local, self.0.ifindex) = local_to_c(local);
+    }
+}
+
+/// A send slot checked by `mr_udp_sendmsg`: its gather list converted, its
+/// local address parsed.
+struct CheckedSendMsg<'a> {
+    msg: &'a mr_msg,
+    gather: Option<&'a [IoSlice<'a>]>,
+    local: Option<LocalInfo>,
+}
+
+impl SendSlot for CheckedSendMsg<'_> {
+    fn payload(&self) -> Payload<'_> {
+        if let Some(parts) = self.gather {
+            return Payload::Gather(parts);
+        }
+        if self.msg.len == 0 {
+            return Payload::One(&[]);
+        }
+        // SAFETY: `mr_udp_sendmsg` checked buf != NULL for len > 0; the caller
+        // promises `len` readable bytes for the duration of the call.
+        Payload::One(unsafe { std::slice::from_raw_parts(self.msg.buf, self.msg.len) })
+    }
+    fn addr(&self) -> Option<SocketAddr> {
+        self.msg.addr.to_socket_addr()
+    }
+    fn segment_size(&self) -> u16 {
+        self.msg.segment_size
+    }
+    fn local(&self) -> Option<LocalInfo> {
+        self.local
+    }
+}
+
+/// `mr_udp_recv` with `mr_msg` slots: also reports the local address each
+/// datagram was sent to (with MR_UDP_PKTINFO). Same statuses and blocking
+/// rules as `mr_udp_recv`; `msgs[i].iov` must be NULL.
+#[no_mangle]
+pub extern "C" fn mr_udp_recvmsg(u: *mut mr_udp, msgs: *mut mr_msg, n: usize, timeout_ms: i32, received: *mut usize) -> mr_status {
+    ffi_status!("mr_udp_recvmsg", {
+        let received = try_out(received, "received")?;
+        *received = 0;
+        let u = try_ref(u)?;
+        if n == 0 {
+            return Err(Error::invalid("n is 0"));
+        }
+        let msgs = try_slice_mut(msgs, n, "msgs")?;
+        for (i, m) in msgs.iter().enumerate() {
+            if m.buf.is_null() || m.cap == 0 {
+                return Err(Error::invalid(format!("msgs[{i}] has no buffer (buf NULL or cap 0)")));
+            }
+            if !m.iov.is_null() {
+                return Err(Error::invalid(format!("msgs[{i}].iov is set: receive fills buf/cap only")));
+            }
+        }
+        // SAFETY: CheckedRecvMsg is a transparent wrapper of mr_msg and every
+        // element was just checked.
+        let slots = unsafe { &mut *(msgs as *mut [mr_msg] as *mut [CheckedRecvMsg]) };
+        *received = u.recv(slots, Wait::from_ms(timeout_ms))?;
+        Ok(())
+    })
+}
+
+/// `mr_udp_send` with `mr_msg` datagrams: each may be gathered from several
+/// caller buffers (`iov`, no copy; with `segment_size` one GSO batch made of
+/// separate packet buffers) and sent from a chosen local address. Sets
+/// `*sent` to how many went (a prefix). MR_OK means all `n`; otherwise
+/// MR_WOULD_BLOCK, MR_TIMEOUT, MR_CLOSED, MR_IO (errno in
+/// `mr_last_os_error`: EIO from a GSO send means the route's device cannot
+/// checksum-offload; send without `segment_size`), or MR_INVALID_ARGUMENT
+/// (nothing sent) for a bad datagram. Nothing is kept after the call.
+#[no_mangle]
+pub extern "C" fn mr_udp_sendmsg(u: *mut mr_udp, msgs: *const mr_msg, n: usize, timeout_ms: i32, sent: *mut usize) -> mr_status {
+    ffi_status!("mr_udp_sendmsg", {
+        let sent = try_out(sent, "sent")?;
+        *sent = 0;
+        let u = try_ref(u)?;
+        if n == 0 {
+            return Err(Error::invalid("n is 0"));
+        }
+        let msgs = try_slice(msgs, n, "msgs")?;
+        let mut slots = Vec::with_capacity(n);
+        for (i, m) in msgs.iter().enumerate() {
+            if m.reserved != 0 {
+                return Err(Error::invalid(format!("msgs[{i}].reserved is {}, must be 0", m.reserved)));
+            }
+            let gather = if m.iov.is_null() {
+                if m.iovcnt != 0 {
+                    return Err(Error::invalid(format!("msgs[{i}].iov is NULL with iovcnt {}", m.iovcnt)));
+                }
+                if m.buf.is_null() && m.len > 0 {
+                    return Err(Error::invalid(format!("msgs[{i}].buf is NULL with len {}", m.len)));
+                }
+                None
+            } else {
+                if m.iovcnt == 0 || m.iovcnt > MR_UDP_MAX_IOV {
+                    return Err(Error::invalid(format!("msgs[{i}].iovcnt {} is not 1..={MR_UDP_MAX_IOV}", m.iovcnt)));
+                }
+                let iov = try_slice(m.iov, m.iovcnt, "iov")?;
+                if let Some(j) = iov.iter().position(|v| v.base.is_null() && v.len > 0) {
+                    return Err(Error::invalid(format!("msgs[{i}].iov[{j}].base is NULL with len {}", iov[j].len)));
+                }
+                // SAFETY: mr_iovec and IoSlice both have the layout of struct
+                // iovec (IoSlice is documented ABI-compatible with it on Unix);
+                // every entry was checked and the caller keeps the buffers
+                // readable for the call.
+                Some(unsafe { &*(iov as *const [mr_iovec] as *const [IoSlice<'_>]) })
+            };
+            slots.push(CheckedSendMsg { msg: m, gather, local: local_from_c(&m.local, m.ifindex)? });
+        }
+        let (count, error) = u.send(&slots, Wait::from_ms(timeout_ms));
+        *sent = count;
+        error.map_or(Ok(()), Err)
+    })
+}
+
+/// Sets SO_MARK on the socket: the firewall mark (fwmark) of every datagram
+/// it sends from now on, 0 to clear (what wireguard-go's `fwmark` does).
+/// Needs CAP_NET_ADMIN (MR_IO with errno EPERM otherwise). MR_CLOSED after
+/// `mr_udp_close`.
+#[no_mangle]
+pub extern "C" fn mr_udp_set_mark(u: *mut mr_udp, mark: u32) -> mr_status {
+    ffi_status!("mr_udp_set_mark", { try_ref(u)?.set_mark(mark) })
+}
+
+/// Reads an integer socket option of the handle's socket (`level`, `name`
+/// as for getsockopt(2), e.g. SOL_SOCKET/SO_MARK) into `*value`, for checks
+/// and diagnostics. MR_IO with the errno if the kernel refuses; MR_CLOSED
+/// after `mr_udp_close`.
+#[no_mangle]
+pub extern "C" fn mr_udp_sockopt(u: *const mr_udp, level: c_int, name: c_int, value: *mut c_int) -> mr_status {
+    ffi_status!("mr_udp_sockopt", {
+        let value = try_out(value, "value")?;
+        *value = try_ref(u)?.sockopt(level, name)?;
+        Ok(())
     })
 }
 

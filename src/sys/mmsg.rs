@@ -3,7 +3,8 @@
 //! The buffers are borrowed only for the duration of one call, so the
 //! pointers stored in the headers never outlive what they point to.
 
-use super::{cmsg, errno, ControlBuf, RawSockAddr};
+use super::{cmsg, errno, ControlBuf, LocalInfo, RawSockAddr};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
@@ -25,6 +26,8 @@ pub struct Received {
     pub len: usize,
     pub addr: Option<SocketAddr>,
     pub segment_size: u16,
+    /// The local address it was sent to (packet information enabled).
+    pub local: Option<LocalInfo>,
     pub truncated: bool,
 }
 
@@ -47,11 +50,16 @@ impl MmsgBatch {
 
     fn link(&mut self, i: usize, base: *mut u8, len: usize, name_len: libc::socklen_t, control_len: usize) {
         self.iovecs[i] = libc::iovec { iov_base: base.cast(), iov_len: len };
+        let iov: *mut libc::iovec = &mut self.iovecs[i];
+        self.link_iov(i, iov, 1, name_len, control_len);
+    }
+
+    fn link_iov(&mut self, i: usize, iov: *mut libc::iovec, iov_len: usize, name_len: libc::socklen_t, control_len: usize) {
         let hdr = &mut self.headers[i].msg_hdr;
         hdr.msg_name = (&mut self.names[i] as *mut RawSockAddr).cast();
         hdr.msg_namelen = name_len;
-        hdr.msg_iov = &mut self.iovecs[i];
-        hdr.msg_iovlen = 1;
+        hdr.msg_iov = iov;
+        hdr.msg_iovlen = iov_len as _;
         hdr.msg_control = if control_len > 0 { self.controls[i].bytes.as_mut_ptr().cast() } else { std::ptr::null_mut() };
         hdr.msg_controllen = control_len as _;
         hdr.msg_flags = 0;
@@ -60,25 +68,28 @@ impl MmsgBatch {
 
     pub fn result(&self, i: usize) -> Received {
         let hdr = &self.headers[i].msg_hdr;
-        let control_len = (hdr.msg_controllen as usize).min(32);
+        let control_len = (hdr.msg_controllen as usize).min(cmsg::CONTROL_SPACE);
+        let control = if control_len > 0 { cmsg::parse(&self.controls[i].bytes[..control_len]) } else { cmsg::Control::default() };
         Received {
             len: self.headers[i].msg_len as usize,
             addr: self.names[i].decode(hdr.msg_namelen).map(crate::addr::unmap),
-            segment_size: if control_len > 0 { cmsg::gro_segment_size(&self.controls[i].bytes[..control_len]) } else { 0 },
+            segment_size: control.segment_size,
+            local: control.local,
             truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
         }
     }
 }
 
 /// Receives into `bufs` (at most `batch.capacity()`); returns how many
-/// arrived or the errno. `want_control` asks for GRO control messages.
+/// arrived or the errno. `want_control` asks for control messages (GRO,
+/// packet information).
 pub fn recvmmsg<'a>(
     fd: RawFd,
     batch: &mut MmsgBatch,
     bufs: impl Iterator<Item = &'a mut [u8]>,
     want_control: bool,
 ) -> Result<usize, i32> {
-    let control_len = if want_control { cmsg::GRO_CONTROL_SPACE } else { 0 };
+    let control_len = if want_control { cmsg::CONTROL_SPACE } else { 0 };
     let mut n = 0;
     for buf in bufs.take(batch.capacity()) {
         batch.link(n, buf.as_mut_ptr(), buf.len(), RawSockAddr::CAPACITY, control_len);
@@ -93,11 +104,48 @@ pub fn recvmmsg<'a>(
     Ok(got as usize)
 }
 
-/// One datagram to send: payload, destination and GSO segment size (0 = none).
+/// The bytes of one outgoing datagram: one buffer, or gathered from several
+/// (`writev` style) without copying.
+#[derive(Clone, Copy)]
+pub enum Payload<'a> {
+    One(&'a [u8]),
+    Gather(&'a [IoSlice<'a>]),
+}
+
+impl Payload<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::One(b) => b.len(),
+            Payload::Gather(parts) => parts.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Points `one` at a single buffer, or returns the caller's gather list,
+    /// as the iovec array a msghdr takes.
+    pub fn iovecs(&self, one: &mut libc::iovec) -> (*mut libc::iovec, usize) {
+        match self {
+            Payload::One(b) => {
+                *one = libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() };
+                (one as *mut libc::iovec, 1)
+            }
+            // IoSlice is guaranteed ABI-compatible with struct iovec; the
+            // kernel only reads through these pointers for a send.
+            Payload::Gather(parts) => (parts.as_ptr() as *mut libc::iovec, parts.len()),
+        }
+    }
+}
+
+/// One datagram to send: payload, destination, GSO segment size (0 = none)
+/// and optionally the source address to send from.
 pub struct Outgoing<'a> {
-    pub payload: &'a [u8],
+    pub payload: Payload<'a>,
     pub addr: SocketAddr,
     pub segment_size: u16,
+    pub local: Option<LocalInfo>,
 }
 
 /// Sends what `msgs` yields (at most `batch.capacity()`); returns how many went.
@@ -111,15 +159,16 @@ pub fn sendmmsg<'a>(
     for msg in msgs.take(batch.capacity()) {
         let (raw, name_len) = RawSockAddr::encode(&msg.addr, v6_socket);
         batch.names[n] = raw;
-        let control_len = if msg.segment_size > 0 { batch.controls[n].set_gso(msg.segment_size) } else { 0 };
-        // The kernel only reads through this pointer for a send.
-        batch.link(n, msg.payload.as_ptr() as *mut u8, msg.payload.len(), name_len, control_len);
+        let control_len = batch.controls[n].build(msg.segment_size, msg.local.as_ref(), v6_socket);
+        // The kernel only reads through these pointers for a send.
+        let (iov, iov_len) = msg.payload.iovecs(&mut batch.iovecs[n]);
+        batch.link_iov(n, iov, iov_len, name_len, control_len);
         n += 1;
     }
     if n == 0 {
         return Ok(0);
     }
-    // SAFETY: headers 0..n point at payloads borrowed for 'a and at names/controls
+    // SAFETY: headers 0..n point at payloads (and gather lists) borrowed for 'a and at names/controls
     // owned by `batch`; sendmmsg only reads them.
     let sent = unsafe { libc::sendmmsg(fd, batch.headers.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT) };
     if sent < 0 {

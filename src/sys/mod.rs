@@ -11,9 +11,9 @@ mod socket;
 mod tun;
 
 pub use crc32c::crc32c_hw;
-pub use cmsg::{gro_segment_size, ControlBuf, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
+pub use cmsg::{gro_segment_size, parse as parse_control, Control, ControlBuf, LocalInfo, CONTROL_SPACE, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
 pub use eventfd::EventFd;
-pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Received};
+pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Payload, Received};
 pub use poll::{is_readable, wait_readable_or_woken, wait_writable_or_woken, PollResult};
 pub use sockaddr::{sockaddr_from_bytes, RawSockAddr};
 pub use socket::*;

@@ -18,7 +18,8 @@ pub struct BatchRx {
     /// Allocated on first use: callers with full-size buffers never need it.
     arena: Vec<u8>,
     slot_size: usize,
-    gro: bool,
+    /// Ask for control messages (GRO segment sizes, packet information).
+    control: bool,
     filled: usize,
     next: usize,
     /// The last `recvmmsg` left the socket empty: the next blocking receive
@@ -34,9 +35,9 @@ pub struct Received {
 }
 
 impl BatchRx {
-    pub fn new(slots: usize, max_datagram: usize, gro: bool) -> Self {
+    pub fn new(slots: usize, max_datagram: usize, gro: bool, pktinfo: bool) -> Self {
         let slots = if gro { slots.min(64) } else { slots.min(128) }.max(1);
-        BatchRx { mmsg: MmsgBatch::new(slots), arena: Vec::new(), slot_size: max_datagram, gro, filled: 0, next: 0, drained: false, oversize: 0 }
+        BatchRx { mmsg: MmsgBatch::new(slots), arena: Vec::new(), slot_size: max_datagram, control: gro || pktinfo, filled: 0, next: 0, drained: false, oversize: 0 }
     }
 
     /// Datagrams received into the arena that the caller has not taken.
@@ -60,7 +61,7 @@ impl BatchRx {
             // Each buffer is offered up to max_datagram, so larger datagrams are
             // dropped the same way on every path.
             let max = self.slot_size;
-            match sys::recvmmsg(fd, &mut self.mmsg, slots[..want].iter_mut().map(|s| &mut s.buffer()[..max]), self.gro) {
+            match sys::recvmmsg(fd, &mut self.mmsg, slots[..want].iter_mut().map(|s| &mut s.buffer()[..max]), self.control) {
                 Ok(got) => {
                     self.drained = got < want;
                     let received = self.fill_in_place(&mut slots[..want], got);
@@ -97,6 +98,9 @@ impl BatchRx {
                 front[out].buffer()[..r.len].copy_from_slice(&back[0].buffer()[..r.len]);
             }
             slots[out].fill(r.len, r.addr, r.segment_size);
+            if self.control {
+                slots[out].set_local(r.local);
+            }
             bytes += r.len;
             out += 1;
         }
@@ -118,7 +122,7 @@ impl BatchRx {
                     continue;
                 }
                 let start = self.next * self.slot_size;
-                let incoming = Incoming { payload: &self.arena[start..start + r.len], addr: r.addr, segment_size: r.segment_size };
+                let incoming = Incoming { payload: &self.arena[start..start + r.len], addr: r.addr, segment_size: r.segment_size, local: r.local };
                 match consume(&incoming) {
                     Flow::Keep => return Ok(taken),
                     Flow::More => {}
@@ -137,7 +141,7 @@ impl BatchRx {
             let slots = self.arena.chunks_mut(self.slot_size).take(want);
             self.filled = 0;
             self.next = 0;
-            match sys::recvmmsg(fd, &mut self.mmsg, slots, self.gro) {
+            match sys::recvmmsg(fd, &mut self.mmsg, slots, self.control) {
                 Ok(got) => self.filled = got,
                 Err(_) if taken > 0 => return Ok(taken),
                 Err(libc::EAGAIN) | Err(libc::EINTR) => {

@@ -24,6 +24,9 @@ pub struct UdpConfig {
     pub gro: bool,
     pub v6only: bool,
     pub reuse_port: bool,
+    /// IP_PKTINFO / IPV6_RECVPKTINFO: receives report the local address
+    /// each datagram was sent to (and sends may choose their source).
+    pub pktinfo: bool,
     /// Receive buffers the kernel can fill ahead of the caller (io_uring).
     pub recv_buffers: u16,
     /// Largest datagram received whole; larger ones are dropped and counted.
@@ -50,6 +53,7 @@ impl Default for UdpConfig {
             gro: false,
             v6only: false,
             reuse_port: false,
+            pktinfo: false,
             recv_buffers: 1024,
             max_datagram: 0,
             batch: 128,

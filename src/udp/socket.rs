@@ -4,7 +4,11 @@
 use super::batch::{BatchRx, BatchTx, PollReadiness};
 use super::config::{Backend, BackendChoice, UdpConfig};
 use super::stats::{Counters, UdpStats};
-use super::{RecvSlot, SendSlot};
+use super::{Payload, RecvSlot, SendSlot};
+
+/// Most buffers one gathered datagram may have (the kernel's UIO_MAXIOV).
+/// cbindgen:ignore
+pub const MAX_GATHER: usize = 1024;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sync::{Baton, BatonError, Wait};
 use crate::sys::{self, EventFd};
@@ -87,6 +91,15 @@ impl UdpSocket {
             sys::setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1, "setsockopt(UDP_GRO)")
                 .map_err(|e| e.with_kind(ErrorKind::Unsupported))?;
         }
+        if cfg.pktinfo {
+            // An IPv6 socket reports IPv4 datagrams (dual stack) as v4-mapped IPV6_PKTINFO.
+            let (level, name, what) = if v6_socket {
+                (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, "setsockopt(IPV6_RECVPKTINFO)")
+            } else {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO, "setsockopt(IP_PKTINFO)")
+            };
+            sys::setsockopt_int(fd, level, name, 1, what)?;
+        }
         // The *FORCE variants pass net.core.[rw]mem_max when privileged (a
         // tunnel needs megabytes); otherwise the kernel caps the plain ones.
         if cfg.so_rcvbuf > 0 {
@@ -113,7 +126,7 @@ impl UdpSocket {
         let parts = match uring_parts {
             Some((rx, tx, ready)) => Parts { rx, tx: Tx::Uring(tx), ready: Some(ready), wake, local, v6_socket, backend: Backend::Uring, gso: cfg.gso },
             None => Parts {
-                rx: Rx::Batch(BatchRx::new(cfg.batch, cfg.max_datagram(), cfg.gro)),
+                rx: Rx::Batch(BatchRx::new(cfg.batch, cfg.max_datagram(), cfg.gro, cfg.pktinfo)),
                 tx: Tx::Batch(BatchTx::new(cfg.batch)),
                 ready: None,
                 wake,
@@ -212,6 +225,7 @@ impl UdpSocket {
             }
             buf[..len].copy_from_slice(incoming.payload);
             slot.fill(len, incoming.addr, incoming.segment_size);
+            slot.set_local(incoming.local);
             bytes += len;
             filled += 1;
             if filled == room { Flow::Full } else { Flow::More }
@@ -309,10 +323,41 @@ impl UdpSocket {
         if m.segment_size() > 0 && !self.gso {
             return Err(Error::invalid(format!("datagram {i}: segment_size set but GSO is not enabled in the config")));
         }
-        if m.payload().len() > 65535 {
-            return Err(Error::invalid(format!("datagram {i}: {} bytes exceeds 65535", m.payload().len())));
+        let payload = m.payload();
+        if payload.len() > 65535 {
+            return Err(Error::invalid(format!("datagram {i}: {} bytes exceeds 65535", payload.len())));
+        }
+        if let Payload::Gather(parts) = payload {
+            if parts.is_empty() || parts.len() > MAX_GATHER {
+                return Err(Error::invalid(format!("datagram {i}: {} gather buffers (1..={MAX_GATHER})", parts.len())));
+            }
+        }
+        if let Some(local) = m.local() {
+            if local.ip.is_ipv6() && !self.v6_socket {
+                return Err(Error::invalid(format!("datagram {i}: IPv6 source {} on an IPv4 socket", local.ip)));
+            }
+            if local.ip.is_unspecified() && local.ifindex == 0 {
+                return Err(Error::invalid(format!("datagram {i}: source address {} with no interface says nothing", local.ip)));
+            }
         }
         Ok(())
+    }
+
+    /// Sets SO_MARK (the firewall mark of every datagram sent from now on;
+    /// 0 clears it). Needs CAP_NET_ADMIN.
+    pub fn set_mark(&self, mark: u32) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::closed("socket is closed"));
+        }
+        sys::setsockopt_int(self.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MARK, mark as i32, "setsockopt(SO_MARK)")
+    }
+
+    /// Reads an integer socket option (for checks and diagnostics).
+    pub fn sockopt(&self, level: i32, name: i32) -> Result<i32> {
+        if self.is_closed() {
+            return Err(Error::closed("socket is closed"));
+        }
+        sys::getsockopt_int(self.sock.as_raw_fd(), level, name, "getsockopt")
     }
 
     /// Idempotent and callable from any thread: wakes blocked calls (they
@@ -384,12 +429,13 @@ fn uring_engines(fd: RawFd, wake: &EventFd, v6_socket: bool, cfg: &UdpConfig) ->
             buffers: if cfg.gro { cfg.recv_buffers.min(64) } else { cfg.recv_buffers },
             max_payload: cfg.max_datagram(),
             gro: cfg.gro,
+            pktinfo: cfg.pktinfo,
             multishot: features.multishot_recvmsg && !cfg.force_single_shot,
         };
         Rx::UringMultishot(MsgReceiver::new(fd, wake.as_raw_fd(), Some(ready.as_raw_fd()), &rx_cfg).map_err(unsupported)?)
     } else {
         let waiter = PollWaiter::new(fd, wake.as_raw_fd(), Some(ready.as_raw_fd())).map_err(unsupported)?;
-        Rx::UringPoll(waiter, BatchRx::new(cfg.batch, cfg.max_datagram(), cfg.gro))
+        Rx::UringPoll(waiter, BatchRx::new(cfg.batch, cfg.max_datagram(), cfg.gro, cfg.pktinfo))
     };
     let tx = MsgSender::new(fd, wake.as_raw_fd(), v6_socket, cfg.batch).map_err(unsupported)?;
     Ok((rx, tx, ready))

@@ -6,7 +6,7 @@
 use super::buf_ring::BufRing;
 use super::ring::{Ring, Waited};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sys::{sockaddr_from_bytes, RawSockAddr, GRO_CONTROL_SPACE};
+use crate::sys::{sockaddr_from_bytes, LocalInfo, RawSockAddr, CONTROL_SPACE};
 use io_uring::{cqueue, opcode, types};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -21,6 +21,7 @@ pub struct Incoming<'a> {
     pub payload: &'a [u8],
     pub addr: Option<SocketAddr>,
     pub segment_size: u16,
+    pub local: Option<LocalInfo>,
 }
 
 /// The consumer's answer to one `Incoming`.
@@ -39,6 +40,8 @@ pub struct ReceiverConfig {
     pub buffers: u16,
     pub max_payload: usize,
     pub gro: bool,
+    /// Packet information (IP_PKTINFO / IPV6_RECVPKTINFO) is enabled.
+    pub pktinfo: bool,
     pub multishot: bool,
 }
 
@@ -59,7 +62,7 @@ struct SingleShot {
     hdr: libc::msghdr,
     iov: libc::iovec,
     name: RawSockAddr,
-    control: [u8; GRO_CONTROL_SPACE],
+    control: [u8; CONTROL_SPACE],
 }
 
 pub struct MsgReceiver {
@@ -84,7 +87,7 @@ unsafe impl Send for MsgReceiver {}
 
 impl MsgReceiver {
     pub fn new(fd: RawFd, wake_fd: RawFd, ready_fd: Option<RawFd>, cfg: &ReceiverConfig) -> Result<Self> {
-        let control_len = if cfg.gro { GRO_CONTROL_SPACE } else { 0 };
+        let control_len = if cfg.gro || cfg.pktinfo { CONTROL_SPACE } else { 0 };
         let name_len = RawSockAddr::CAPACITY as usize;
         let buf_size = RECV_HEADER + name_len + control_len + cfg.max_payload;
         let count = cfg.buffers.next_power_of_two().clamp(2, 32768);
@@ -103,7 +106,7 @@ impl MsgReceiver {
                     hdr: unsafe { std::mem::zeroed() },
                     iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
                     name: RawSockAddr::zeroed(),
-                    control: [0; GRO_CONTROL_SPACE],
+                    control: [0; CONTROL_SPACE],
                 })
                 .collect()
         };
@@ -286,10 +289,9 @@ impl MsgReceiver {
                 return None;
             }
             let addr = s.name.decode(s.hdr.msg_namelen).map(crate::addr::unmap);
-            let control = &s.control[..(s.hdr.msg_controllen as usize).min(self.control_len)];
-            let segment_size = crate::sys::gro_segment_size(control);
+            let control = crate::sys::parse_control(&s.control[..(s.hdr.msg_controllen as usize).min(self.control_len)]);
             let payload = self.bufs.buffer(bid, len);
-            return Some(consume(&Incoming { payload, addr, segment_size }));
+            return Some(consume(&Incoming { payload, addr, segment_size: control.segment_size, local: control.local }));
         }
         let data = self.bufs.buffer(bid, len);
         let Ok(out) = types::RecvMsgOut::parse(data, &self.template) else {
@@ -301,8 +303,8 @@ impl MsgReceiver {
             return None;
         }
         let addr = sockaddr_from_bytes(out.name_data()).map(crate::addr::unmap);
-        let segment_size = if self.control_len > 0 { crate::sys::gro_segment_size(out.control_data()) } else { 0 };
-        Some(consume(&Incoming { payload: out.payload_data(), addr, segment_size }))
+        let control = if self.control_len > 0 { crate::sys::parse_control(out.control_data()) } else { crate::sys::Control::default() };
+        Some(consume(&Incoming { payload: out.payload_data(), addr, segment_size: control.segment_size, local: control.local }))
     }
 
     fn give_back(&mut self, bid: u16) {

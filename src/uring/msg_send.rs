@@ -94,15 +94,16 @@ impl MsgSender {
             let slot = &mut self.slots[i];
             let (raw, name_len) = RawSockAddr::encode(&msg.addr, self.v6_socket);
             slot.name = raw;
-            slot.iov = libc::iovec { iov_base: msg.payload.as_ptr() as *mut _, iov_len: msg.payload.len() };
+            // A gather list is the caller's own iovec array (read only).
+            let (iov, iov_len) = msg.payload.iovecs(&mut slot.iov);
             slot.hdr.msg_name = (&mut slot.name as *mut RawSockAddr).cast();
             slot.hdr.msg_namelen = name_len;
-            slot.hdr.msg_iov = &mut slot.iov;
-            slot.hdr.msg_iovlen = 1;
-            if msg.segment_size > 0 {
-                let len = slot.control.set_gso(msg.segment_size);
+            slot.hdr.msg_iov = iov;
+            slot.hdr.msg_iovlen = iov_len as _;
+            let control_len = slot.control.build(msg.segment_size, msg.local.as_ref(), self.v6_socket);
+            if control_len > 0 {
                 slot.hdr.msg_control = slot.control.bytes.as_mut_ptr().cast();
-                slot.hdr.msg_controllen = len as _;
+                slot.hdr.msg_controllen = control_len as _;
             } else {
                 slot.hdr.msg_control = std::ptr::null_mut();
                 slot.hdr.msg_controllen = 0;
@@ -110,7 +111,7 @@ impl MsgSender {
             let entry = opcode::SendMsg::new(types::Fd(self.fd), &slot.hdr).flags(flags).build().user_data(i as u64);
             self.results[i] = None;
             if let Some(prev) = previous.replace(entry) {
-                // SAFETY: the slot and the payload stay valid until every completion
+                // SAFETY: the slot, the payload and any gather list stay valid until every completion
                 // of this chunk has been reaped below, before `send` returns.
                 if let Err(e) = unsafe { self.ring.push(&prev.flags(squeue::Flags::IO_LINK)) } {
                     stop = Some(e);
