@@ -46,6 +46,9 @@ type Config struct {
 	V6Only bool
 	// ReusePort sets SO_REUSEPORT.
 	ReusePort bool
+	// PktInfo sets IP_PKTINFO / IPV6_RECVPKTINFO: ReadMsgs then reports
+	// the local address each datagram was sent to (Msg.Local, Ifindex).
+	PktInfo bool
 	// RecvBuffers is the number of io_uring receive buffers the kernel can
 	// fill ahead of the reader; 0 means the default (1024).
 	RecvBuffers int
@@ -97,6 +100,9 @@ func (cfg *Config) toC(out *C.mr_udp_config) error {
 	}
 	if cfg.ReusePort {
 		flags |= C.MR_UDP_REUSEPORT
+	}
+	if cfg.PktInfo {
+		flags |= C.MR_UDP_PKTINFO
 	}
 	out.flags = flags
 	if cfg.RecvBuffers != 0 {

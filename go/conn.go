@@ -35,8 +35,9 @@ type UDPConn struct {
 
 	rdl, wdl deadline
 
-	calls chan *call // idle call states, all C memory freed with h
-	final Stats      // the counters at Close, for Stats afterwards
+	calls    chan *call    // idle call states, all C memory freed with h
+	msgCalls chan *msgCall // idle ReadMsgs/WriteMsgs states, freed with h
+	final    Stats         // the counters at Close, for Stats afterwards
 }
 
 var _ net.PacketConn = (*UDPConn)(nil)
@@ -83,7 +84,8 @@ func ListenUDPConfig(network, addr string, cfg Config) (*UDPConn, error) {
 		h:       h,
 		backend: Backend(C.mr_udp_backend(h)),
 		local:   net.UDPAddrFromAddrPort(addrFromC(&local)),
-		calls:   make(chan *call, maxIdleCalls),
+		calls:    make(chan *call, maxIdleCalls),
+		msgCalls: make(chan *msgCall, maxIdleCalls),
 	}
 	c.rdl.init()
 	c.wdl.init()
@@ -211,6 +213,8 @@ func (c *UDPConn) free() {
 		select {
 		case cl := <-c.calls:
 			cl.destroy()
+		case cl := <-c.msgCalls:
+			C.free(unsafe.Pointer(cl.c))
 		default:
 			return
 		}
