@@ -377,6 +377,8 @@ int main(int argc, char **argv)
                med.total_ms, med.total_ms * 1000.0 / sizes[s], sizes[s] / (med.total_ms / 1000.0),
                med.bytes / (size_t)sizes[s]);
     }
-    delta_table();
+    if (getenv("CACHE_BENCH_SOTW_ONLY") == NULL) {
+        delta_table();
+    }
     return 0;
 }

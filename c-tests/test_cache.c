@@ -1340,9 +1340,54 @@ static void untaken_events_are_freed(void)
 #endif
 }
 
+/* Watches of several nodes that ask the same of one snapshot get the same
+ * bytes (one shared, read-only buffer); each mr_bytes is released on its
+ * own, in any order, and the bytes stay valid until the last release. */
+static void shared_answers(void)
+{
+    mr_cache *c = NULL;
+    mr_cache_watch_h *w[3] = {NULL, NULL, NULL};
+    mr_bytes m[3] = {{NULL, 0}, {NULL, 0}, {NULL, 0}};
+    mr_watch_request req;
+    mr_snapshot *s = snap_with("v1", "eb");
+    const char *nodes[3] = {"n0", "n1", "n2"};
+    uint8_t copy[4096];
+    size_t len;
+    int i;
+    printf("-- one answer shared by the watches that asked the same\n");
+    if (!CHECK_ST(mr_cache_new(NULL, &c), MR_OK)) {
+        mr_snapshot_free(s);
+        return;
+    }
+    for (i = 0; i < 3; i++) {
+        CHECK_ST(mr_cache_set_snapshot(c, nodes[i], s), MR_OK);
+        req_for(&req, nodes[i], T_EP, "");
+        CHECK_ST(mr_cache_watch(c, &req, &w[i]), MR_OK);
+        CHECK_ST(mr_cache_watch_next(w[i], 0, &m[i]), MR_OK);
+    }
+    CHECK(m[0].ptr != NULL && m[0].ptr == m[1].ptr && m[1].ptr == m[2].ptr && m[0].len == m[2].len,
+          "three watches, one buffer (%p %p %p)", (const void *)m[0].ptr, (const void *)m[1].ptr, (const void *)m[2].ptr);
+    len = m[0].len < sizeof copy ? m[0].len : sizeof copy;
+    memcpy(copy, m[0].ptr, len);
+    mr_bytes_free(&m[1]);
+    for (i = 0; i < 3; i++) {
+        mr_cache_watch_free(w[i]);
+    }
+    mr_snapshot_free(s);
+    mr_cache_free(c);
+    /* m[0] and m[2] outlive their watches and the cache. */
+    CHECK(m[1].ptr == NULL && m[1].len == 0, "a released mr_bytes is reset");
+    CHECK(memcmp(copy, m[2].ptr, len) == 0, "bytes intact after other releases and the cache's end");
+    mr_bytes_free(&m[0]);
+    CHECK(memcmp(copy, m[2].ptr, len) == 0, "bytes intact until the last release");
+    mr_bytes_free(&m[2]);
+    mr_bytes_free(&m[2]); /* released already: a no-op */
+}
+
 int main(int argc, char **argv)
 {
     test_init(argc, argv);
+    shared_answers();
     ready_queue();
     packed_snapshot();
     snapshots();

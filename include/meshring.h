@@ -512,7 +512,8 @@ typedef struct mr_addr {
 } mr_addr;
 
 /*
- Bytes the library allocated and the caller now owns. Release with
+ Bytes the library allocated and the caller now owns (read-only: the
+ same bytes may be shared with other `mr_bytes`). Release with
  `mr_bytes_free`; do not `free()` it. `ptr` is NULL when `len` is 0.
  */
 typedef struct mr_bytes {

@@ -44,8 +44,8 @@ pub(crate) struct Req {
     pub version_info: String,
     pub names: BTreeSet<String>,
     pub wildcard: bool,
-    /// Shared strings: a response's next state keeps them by reference.
-    pub known: HashMap<Arc<str>, Arc<str>>,
+    /// SOTW: needed only while the watch is opened (dropped when it parks).
+    pub known: HashMap<String, String>,
     pub first: bool,
 }
 
@@ -54,8 +54,7 @@ impl Req {
         let mut names: BTreeSet<String> = r.names.into_iter().collect();
         let star = names.remove("*");
         let wildcard = r.wildcard || star || (!delta && !r.explicit && names.is_empty());
-        let known = r.known.into_iter().map(|(n, v)| (Arc::from(n), Arc::from(v))).collect();
-        Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known, first: r.first }
+        Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known: r.known, first: r.first }
     }
 
     /// The snapshot's resources this request covers, sorted by name.
@@ -79,7 +78,7 @@ impl Req {
 /// What evaluating a watch against a snapshot decides.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Answer(Response),
+    Answer(Arc<Response>),
     /// Not yet: the watch waits for a snapshot that changes its type.
     Park,
     /// ADS with names that are not every resource of the type: never
@@ -97,10 +96,10 @@ pub(crate) enum Outcome {
 /// state names each at the type's version. With ADS a watch whose names
 /// leave out a resource of the type is dropped.
 pub(crate) fn sotw(req: &Req, view: &TypeView, ads: bool, at_open: bool) -> Outcome {
-    if req.version_info == view.version {
+    if *req.version_info == *view.version {
         let unreturned = at_open
             && if req.wildcard {
-                view.resources().any(|(n, _)| !req.known.contains_key(n.as_str()))
+                view.resources().any(|(n, _)| !req.known.contains_key(n))
             } else {
                 req.names.iter().any(|n| !req.known.contains_key(n.as_str()) && view.get(n).is_some())
             };
@@ -111,15 +110,14 @@ pub(crate) fn sotw(req: &Req, view: &TypeView, ads: bool, at_open: bool) -> Outc
     if ads && req.ads_blocked(view.resources().map(|(n, _)| n)) {
         return Outcome::Drop;
     }
-    Outcome::Answer(sotw_response(req, view, req.scope(view).into_iter().cloned().collect(), false))
+    Outcome::Answer(view.shared_answer(req, false, || sotw_response(req, view, req.scope(view).into_iter().cloned().collect(), false)))
 }
 
 /// A SOTW response of `resources`, its next state naming each at the
 /// type's version (go-control-plane's returned resources).
 fn sotw_response(req: &Req, view: &TypeView, resources: Vec<Arc<Resource>>, heartbeat: bool) -> Response {
-    let version: Arc<str> = Arc::from(view.version.as_str());
-    let next_state = resources.iter().map(|r| (r.shared_name().clone(), version.clone())).collect();
-    Response { kind: ResponseKind::Sotw, heartbeat, version: view.version.clone(), type_url: req.type_url.clone(), resources, removed: Vec::new(), next_state }
+    let next_state = resources.iter().map(|r| (r.shared_name().clone(), view.version.clone())).collect();
+    Response::new(ResponseKind::Sotw, heartbeat, view.version.to_string(), req.type_url.clone(), resources, Vec::new(), next_state)
 }
 
 /// A heartbeat round (go-control-plane's sendHeartbeats): every SOTW watch
@@ -134,23 +132,17 @@ pub(crate) fn heartbeat(req: &Req, view: &TypeView, ads: bool) -> Option<Outcome
     if ads && req.ads_blocked(ttl().map(|(n, _)| n)) {
         return Some(Outcome::Drop);
     }
-    let resources: Vec<_> = req.scope(view).into_iter().filter(|r| r.ttl().is_some()).cloned().collect();
-    Some(Outcome::Answer(sotw_response(req, view, resources, true)))
+    Some(Outcome::Answer(view.shared_answer(req, true, || {
+        let resources: Vec<_> = req.scope(view).into_iter().filter(|r| r.ttl().is_some()).cloned().collect();
+        sotw_response(req, view, resources, true)
+    })))
 }
 
 /// Fetch: every covered resource (no ADS rule, no returned state).
 pub(crate) fn fetch(req: &Req, view: &TypeView) -> Response {
     let resources: Vec<_> = req.scope(view).into_iter().cloned().collect();
     let next_state = resources.iter().map(|r| (r.shared_name().clone(), r.version().clone())).collect();
-    Response {
-        kind: ResponseKind::Sotw,
-        heartbeat: false,
-        version: view.version.clone(),
-        type_url: req.type_url.clone(),
-        resources,
-        removed: Vec::new(),
-        next_state,
-    }
+    Response::new(ResponseKind::Sotw, false, view.version.to_string(), req.type_url.clone(), resources, Vec::new(), next_state)
 }
 
 /// Delta: resources whose version differs from the stream's, and removals
@@ -204,13 +196,5 @@ pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
     if resources.is_empty() && removed.is_empty() && !(req.wildcard && req.first) {
         return None;
     }
-    Some(Response {
-        kind: ResponseKind::Delta,
-        heartbeat: false,
-        version: view.version.clone(),
-        type_url: req.type_url.clone(),
-        resources,
-        removed,
-        next_state,
-    })
+    Some(Response::new(ResponseKind::Delta, false, view.version.to_string(), req.type_url.clone(), resources, removed, next_state))
 }

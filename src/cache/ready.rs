@@ -23,7 +23,7 @@ pub struct ReadyEvent {
     /// The token the host gave when opening the watch.
     pub token: u64,
     /// The response, or why the watch ended without one.
-    pub outcome: std::result::Result<Response, &'static str>,
+    pub outcome: std::result::Result<Arc<Response>, &'static str>,
 }
 
 /// Answers a `set_snapshot_collect` call takes for its caller.

@@ -1,10 +1,12 @@
 //! Responses and their binary encoding (the `mr_cache_watch_next` /
 //! `mr_cache_fetch` wire format, specified in `mod.rs`).
 
+use super::eval::Req;
 use super::reader::Reader;
 use super::resource::Resource;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Which protocol a response answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +18,8 @@ pub enum ResponseKind {
 }
 
 /// One answer to a watch or fetch. Resources are shared with the snapshot;
-/// bytes are copied only by `encode`.
+/// bytes are copied only by `encode`. A SOTW answer is shared (`Arc`) by
+/// every watch that asked the same of the same state, and encoded once.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub kind: ResponseKind,
@@ -32,7 +35,15 @@ pub struct Response {
     /// The state the stream keeps for its next watch: SOTW = returned
     /// resources (name -> version), delta = next version map.
     pub next_state: BTreeMap<Arc<str>, Arc<str>>,
+    /// Unique per built response: two answers with the same id are the
+    /// same response (the same bytes).
+    id: u64,
+    /// What a shared SOTW answer was built for: (wildcard, names).
+    scope: Option<(bool, BTreeSet<String>)>,
+    encoded: OnceLock<Arc<[u8]>>,
 }
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// cbindgen:ignore
 pub const MAGIC: [u8; 4] = *b"MRX1";
@@ -54,6 +65,40 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 impl Response {
+    pub fn new(
+        kind: ResponseKind,
+        heartbeat: bool,
+        version: String,
+        type_url: String,
+        resources: Vec<Arc<Resource>>,
+        removed: Vec<String>,
+        next_state: BTreeMap<Arc<str>, Arc<str>>,
+    ) -> Response {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Response { kind, heartbeat, version, type_url, resources, removed, next_state, id, scope: None, encoded: OnceLock::new() }
+    }
+
+    /// Equal for the same response handed to several watches.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Marks a SOTW answer as built for `req`'s names (see `scope_matches`).
+    pub(crate) fn with_scope(mut self, req: &Req) -> Response {
+        self.scope = Some((req.wildcard, if req.wildcard { BTreeSet::new() } else { req.names.clone() }));
+        self
+    }
+
+    /// Whether this answer was built for the resources `req` covers.
+    pub(crate) fn scope_matches(&self, req: &Req) -> bool {
+        self.scope.as_ref().is_some_and(|(wildcard, names)| *wildcard == req.wildcard && (req.wildcard || *names == req.names))
+    }
+
+    /// The encoding, made on first use and shared after (as the response is).
+    pub fn encoded(&self) -> &Arc<[u8]> {
+        self.encoded.get_or_init(|| Arc::from(self.encode()))
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.resources.iter().map(|r| r.name()).collect()
     }

@@ -1,11 +1,49 @@
 //! Snapshots: per type URL a version and a set of named resources, plus
 //! optional host-declared references checked by `consistent`.
 
+use super::eval::Req;
 use super::resource::Resource;
+use super::response::Response;
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+/// Derived data kept beside a value (a memo): shared by the threads that
+/// read the value, never copied with it (a clone, made to edit, starts
+/// empty, as the edit may change what was derived).
+#[derive(Default)]
+pub(crate) struct Memo<T>(Mutex<T>);
+
+impl<T: Default> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
+}
+
+impl<T> std::fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+impl<T> Memo<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How many distinct SOTW answers (version, scope, heartbeat) one type's
+/// resources remember: a fleet usually asks a type in one or a few ways.
+const MEMO_ANSWERS: usize = 8;
+
+/// The SOTW answers built from one `TypeSet`, so every watch asking the
+/// same thing of the same state shares one response (and one encoding).
+#[derive(Default)]
+pub(crate) struct Answers {
+    entries: Vec<Arc<Response>>,
+    next: usize,
+}
 
 /// The resources of one type. Shared (`Arc`) between snapshots and the
 /// watches answered from it; a host edit after sharing copies the map (the
@@ -13,10 +51,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct TypeSet {
     /// Overrides the snapshot's default version for this type.
-    pub(crate) version: Option<String>,
+    pub(crate) version: Option<Arc<str>>,
     pub(crate) resources: BTreeMap<String, Arc<Resource>>,
     /// Resources with a TTL (for heartbeats), kept in step with `resources`.
     pub(crate) ttl_count: usize,
+    answers: Memo<Answers>,
 }
 
 impl TypeSet {
@@ -58,14 +97,37 @@ pub struct Reference {
 /// version, overridable per type) and the resources of each type.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    default_version: String,
+    default_version: Arc<str>,
     types: BTreeMap<String, Arc<TypeSet>>,
     references: BTreeSet<Reference>,
+    /// Which types are served identically by one earlier snapshot (the one
+    /// a node held before this): a snapshot set for a whole fleet compares
+    /// its types with the previous one once, not once per node.
+    diff: Memo<Option<(Weak<Snapshot>, Arc<Diff>)>>,
+}
+
+/// Types two snapshots hold (sorted), each with whether both serve it
+/// identically; types neither holds are the same iff the default versions
+/// are.
+#[derive(Debug)]
+pub(crate) struct Diff {
+    listed: Vec<(String, bool)>,
+    others_same: bool,
+}
+
+impl Diff {
+    /// Whether a watch of `type_url` sees no change.
+    pub fn unchanged(&self, type_url: &str) -> bool {
+        match self.listed.binary_search_by(|(t, _)| t.as_str().cmp(type_url)) {
+            Ok(i) => self.listed[i].1,
+            Err(_) => self.others_same,
+        }
+    }
 }
 
 impl Snapshot {
     pub fn new(version: impl Into<String>) -> Snapshot {
-        Snapshot { default_version: version.into(), ..Default::default() }
+        Snapshot { default_version: Arc::from(version.into()), ..Default::default() }
     }
 
     /// Adds a resource. InvalidArgument for an empty type URL or name, or a
@@ -110,7 +172,7 @@ impl Snapshot {
         if type_url.is_empty() {
             return Err(Error::invalid("type URL is empty"));
         }
-        Arc::make_mut(self.types.entry(type_url.to_string()).or_default()).version = Some(version.to_string());
+        Arc::make_mut(self.types.entry(type_url.to_string()).or_default()).version = Some(Arc::from(version));
         Ok(())
     }
 
@@ -133,7 +195,11 @@ impl Snapshot {
     /// types the snapshot holds nothing of, as go-control-plane gives every
     /// type a version).
     pub fn version(&self, type_url: &str) -> &str {
-        self.types.get(type_url).and_then(|t| t.version.as_deref()).unwrap_or(&self.default_version)
+        self.shared_version(type_url)
+    }
+
+    fn shared_version(&self, type_url: &str) -> &Arc<str> {
+        self.types.get(type_url).and_then(|t| t.version.as_ref()).unwrap_or(&self.default_version)
     }
 
     pub fn default_version(&self) -> &str {
@@ -182,12 +248,35 @@ impl Snapshot {
 
     /// What a watch of `type_url` sees.
     pub(crate) fn view(&self, type_url: &str) -> TypeView {
-        TypeView { version: self.version(type_url).to_string(), set: self.types.get(type_url).cloned() }
+        TypeView { version: self.shared_version(type_url).clone(), set: self.types.get(type_url).cloned() }
+    }
+
+    /// Which types this snapshot serves as `previous` did, computed once
+    /// per pair (the first node to move from `previous` to this snapshot
+    /// pays; the others look it up). Unchanged resources also take their
+    /// old versions here, so only changed bytes are ever hashed.
+    pub(crate) fn diff_from(&self, previous: &Arc<Snapshot>) -> Arc<Diff> {
+        let mut memo = self.diff.lock();
+        if let Some((p, d)) = memo.as_ref() {
+            if std::ptr::eq(p.as_ptr(), Arc::as_ptr(previous)) {
+                return d.clone();
+            }
+        }
+        self.inherit_versions(previous);
+        let mut listed: Vec<(String, bool)> = previous.type_urls().chain(self.type_urls()).map(|t| (t.to_string(), false)).collect();
+        listed.sort_unstable();
+        listed.dedup();
+        for (t, same) in &mut listed {
+            *same = previous.view(t).same(&self.view(t));
+        }
+        let d = Arc::new(Diff { listed, others_same: previous.default_version == self.default_version });
+        *memo = Some((Arc::downgrade(previous), d.clone()));
+        d
     }
 
     /// Gives each resource the version of the same-named resource in
     /// `previous` when the bytes are equal, so only changed bytes are hashed.
-    pub(crate) fn inherit_versions(&self, previous: &Snapshot) {
+    fn inherit_versions(&self, previous: &Snapshot) {
         for (type_url, set) in &self.types {
             let Some(old) = previous.types.get(type_url) else { continue };
             if Arc::ptr_eq(set, old) {
@@ -211,7 +300,7 @@ impl Snapshot {
 /// are built after the cache lock is released.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TypeView {
-    pub version: String,
+    pub version: Arc<str>,
     pub set: Option<Arc<TypeSet>>,
 }
 
@@ -250,6 +339,32 @@ impl TypeView {
 
     pub fn ttl_count(&self) -> usize {
         self.set.as_ref().map_or(0, |s| s.ttl_count)
+    }
+
+    /// The SOTW answer (or heartbeat) to `req` from this state: built once
+    /// by `build`, then shared with every watch that asks the same (same
+    /// type, version, names or wildcard).
+    pub fn shared_answer(&self, req: &Req, heartbeat: bool, build: impl FnOnce() -> Response) -> Arc<Response> {
+        let Some(set) = &self.set else { return Arc::new(build()) };
+        let same = |r: &Response| {
+            r.heartbeat == heartbeat && r.version == *self.version && r.type_url == req.type_url && r.scope_matches(req)
+        };
+        if let Some(r) = set.answers.lock().entries.iter().find(|r| same(r)) {
+            return r.clone();
+        }
+        let r = Arc::new(build().with_scope(req));
+        let mut memo = set.answers.lock();
+        if let Some(found) = memo.entries.iter().find(|e| same(e)) {
+            return found.clone(); // built meanwhile by another thread
+        }
+        if memo.entries.len() < MEMO_ANSWERS {
+            memo.entries.push(r.clone());
+        } else {
+            let i = memo.next;
+            memo.entries[i] = r.clone();
+            memo.next = (i + 1) % MEMO_ANSWERS;
+        }
+        r
     }
 }
 

@@ -238,7 +238,7 @@ impl Shared {
         match p.kind {
             WatchKind::Sotw => eval::sotw(&p.req, view, self.config.ads, at_open),
             WatchKind::Delta => match eval::delta(&p.req, view) {
-                Some(r) => Outcome::Answer(r),
+                Some(r) => Outcome::Answer(Arc::new(r)),
                 None => Outcome::Park,
             },
         }
@@ -283,7 +283,17 @@ impl Shared {
                 };
                 match current {
                     Some(current) if !current.identical(&view) => retry.push((p, current)),
-                    _ => status.park(p),
+                    _ => {
+                        let mut p = p;
+                        if at_open && p.kind == WatchKind::Sotw {
+                            // Only an opening SOTW watch reads its returned
+                            // state: free it now, not when the watch answers.
+                            if let Some(req) = Arc::get_mut(&mut p.req) {
+                                req.known = HashMap::new();
+                            }
+                        }
+                        status.park(p)
+                    }
                 }
             }
             drop(core);
@@ -379,34 +389,6 @@ impl Drop for Holding<'_> {
     }
 }
 
-/// Which types two snapshots serve identically (computed outside the lock).
-struct Unchanged<'a> {
-    /// Types either snapshot holds (sorted, deduplicated), each with
-    /// whether its view is the same in both.
-    listed: Vec<(&'a str, bool)>,
-    /// Types neither holds: same iff the default versions are equal.
-    others_same: bool,
-}
-
-impl<'a> Unchanged<'a> {
-    fn between(old: &'a Snapshot, new: &'a Snapshot) -> Unchanged<'a> {
-        let mut listed: Vec<(&str, bool)> = old.type_urls().chain(new.type_urls()).map(|t| (t, false)).collect();
-        listed.sort_unstable();
-        listed.dedup();
-        for (t, same) in &mut listed {
-            *same = old.view(t).same(&new.view(t));
-        }
-        Unchanged { listed, others_same: old.default_version() == new.default_version() }
-    }
-
-    fn contains(&self, type_url: &str) -> bool {
-        match self.listed.binary_search_by(|(t, _)| (*t).cmp(type_url)) {
-            Ok(i) => self.listed[i].1,
-            Err(_) => self.others_same,
-        }
-    }
-}
-
 /// The snapshot cache (go-control-plane `SnapshotCache` semantics over
 /// opaque resources). Thread-safe; share it by reference or in an `Arc`.
 pub struct Cache {
@@ -463,13 +445,9 @@ impl Cache {
             }
             core.nodes.get(node).and_then(|n| n.snapshot.clone())
         };
-        // Outside the lock: unchanged resources take their old versions, so
-        // only changed bytes will ever be hashed; and the byte compares that
-        // tell which types changed happen here too.
-        let unchanged = previous.as_ref().map(|previous| {
-            snapshot.inherit_versions(previous);
-            Unchanged::between(previous, &snapshot)
-        });
+        // Outside the lock (and once per pair of snapshots, however many
+        // nodes move between them): which types changed.
+        let diff = previous.as_ref().map(|previous| snapshot.diff_from(previous));
         let mut pending = Vec::new();
         let holding = {
             let mut core = self.shared.lock();
@@ -480,24 +458,30 @@ impl Cache {
             let entry = core.node(node);
             let old = entry.snapshot.replace(snapshot.clone());
             // Valid only if no other set_snapshot slipped in between.
-            let unchanged = match (&old, &previous, &unchanged) {
-                (Some(o), Some(p), Some(u)) if Arc::ptr_eq(o, p) => Some(u),
+            let diff = match (&old, &previous, &diff) {
+                (Some(o), Some(p), Some(d)) if Arc::ptr_eq(o, p) => Some(d),
                 _ => None,
             };
             if let Some(status) = entry.status.as_mut() {
-                let types: Vec<String> = status.watches.keys().cloned().collect();
-                for type_url in types {
-                    let same = match (&old, unchanged) {
-                        (_, Some(u)) => u.contains(&type_url),
-                        (Some(o), None) => o.view(&type_url).identical(&snapshot.view(&type_url)),
+                let (mut gone_sotw, mut gone_delta) = (0, 0);
+                status.watches.retain(|type_url, tw| {
+                    let same = match (&old, diff) {
+                        (_, Some(d)) => d.unchanged(type_url),
+                        (Some(o), None) => o.view(type_url).identical(&snapshot.view(type_url)),
                         (None, None) => false,
                     };
                     if same {
-                        continue;
+                        return true;
                     }
-                    let view = snapshot.view(&type_url);
-                    pending.extend(status.take_type(&type_url).into_iter().map(|p| (p, view.clone())));
-                }
+                    let view = snapshot.view(type_url);
+                    gone_sotw += tw.sotw.len();
+                    gone_delta += tw.delta.len();
+                    let tw = std::mem::take(tw);
+                    pending.extend(tw.sotw.into_values().chain(tw.delta.into_values()).map(|p| (p, view.clone())));
+                    false
+                });
+                status.n_sotw -= gone_sotw;
+                status.n_delta -= gone_delta;
             }
             holding
         };
@@ -652,7 +636,7 @@ impl Cache {
         }
         .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("missing snapshot for node {:?}", req.node)))?;
         let view = snapshot.view(&req.type_url);
-        if view.version == req.version_info {
+        if *view.version == *req.version_info {
             return Err(Error::new(ErrorKind::UpToDate, "skip fetch: version up to date"));
         }
         Ok(eval::fetch(&req, &view))

@@ -54,7 +54,7 @@ fn known(r: &Response) -> HashMap<String, String> {
     r.next_state.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn got(w: &CacheWatch) -> Option<Response> {
+fn got(w: &CacheWatch) -> Option<Arc<Response>> {
     match w.next(Wait::Never) {
         Ok(r) => Some(r),
         Err(e) if e.kind == ErrorKind::WouldBlock => None,
@@ -259,7 +259,7 @@ fn blocked_next_wakes_on_response_and_on_close() {
     let c = Arc::new(cache());
     let w = Arc::new(c.watch(req("n", CLUSTER_TYPE, "", &[])).unwrap());
     let w2 = w.clone();
-    let t = std::thread::spawn(move || w2.next(Wait::Forever).map(|r| r.version));
+    let t = std::thread::spawn(move || w2.next(Wait::Forever).map(|r| r.version.clone()));
     std::thread::sleep(Duration::from_millis(20));
     c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
     assert_eq!(t.join().unwrap().unwrap(), V1);
@@ -966,4 +966,85 @@ fn a_heartbeat_thread_panic_is_reported_as_panic() {
     assert_eq!(c.get_snapshot("n").unwrap_err().kind, ErrorKind::Panic);
     assert_eq!(c.set_snapshot("n", Arc::new(fixture(V1))).unwrap_err().kind, ErrorKind::Panic);
     assert_eq!(w.next(Wait::Never).unwrap_err().kind, ErrorKind::Closed);
+}
+
+// ---- shared answers --------------------------------------------------------
+
+/// Watches that ask the same of the same state share one response (and
+/// one encoding); a different question, a heartbeat or a new state gets
+/// its own.
+#[test]
+fn watches_asking_the_same_share_one_answer() {
+    let c = cache();
+    let snap = Arc::new(fixture(V1));
+    for n in ["a", "b", "c"] {
+        c.set_snapshot(n, snap.clone()).unwrap();
+    }
+    let wa = c.watch(req("a", ENDPOINT_TYPE, "", &["c0"])).unwrap();
+    let wb = c.watch(req("b", ENDPOINT_TYPE, "", &["c0"])).unwrap();
+    let wc = c.watch(req("c", ENDPOINT_TYPE, "", &[])).unwrap(); // wildcard
+    let (ra, rb, rc) = (got(&wa).unwrap(), got(&wb).unwrap(), got(&wc).unwrap());
+    assert!(Arc::ptr_eq(&ra, &rb), "same names, same state: one response");
+    assert_eq!(ra.id(), rb.id());
+    assert!(Arc::ptr_eq(ra.encoded(), rb.encoded()), "encoded once");
+    assert_ne!(ra.id(), rc.id(), "wildcard is another question");
+    assert_eq!(ra.names(), rc.names(), "with the same resources here");
+
+    // Parked watches answered by a new snapshot set for each node share too.
+    let w1 = c.watch(WatchRequest { known: known(&ra), ..req("a", ENDPOINT_TYPE, V1, &["c0"]) }).unwrap();
+    let w2 = c.watch(WatchRequest { known: known(&rb), ..req("b", ENDPOINT_TYPE, V1, &["c0"]) }).unwrap();
+    assert!(got(&w1).is_none() && got(&w2).is_none());
+    let mut next = fixture(V2);
+    next.remove(ENDPOINT_TYPE, "c0").unwrap();
+    next.add(ENDPOINT_TYPE, "c0", b"endpoints c0 :9090".to_vec(), None).unwrap();
+    let next = Arc::new(next);
+    c.set_snapshot("a", next.clone()).unwrap();
+    c.set_snapshot("b", next).unwrap();
+    let (r1, r2) = (got(&w1).unwrap(), got(&w2).unwrap());
+    assert!(Arc::ptr_eq(&r1, &r2));
+    assert_ne!(r1.id(), ra.id());
+    assert_eq!(r1.version, V2);
+    assert_eq!(&r1.resources[0].bytes()[..], b"endpoints c0 :9090");
+
+    // The same resources under another version are another answer.
+    let mut v3 = (*c.get_snapshot("a").unwrap()).clone();
+    v3.set_version(ENDPOINT_TYPE, "v3").unwrap();
+    c.set_snapshot("c", Arc::new(v3)).unwrap();
+    let w3 = c.watch(req("c", ENDPOINT_TYPE, V2, &["c0"])).unwrap();
+    let r3 = got(&w3).unwrap();
+    assert_eq!(r3.version, "v3");
+    assert_ne!(r3.id(), r1.id());
+}
+
+/// A snapshot set for many nodes compares its types with the previous
+/// one once: the second node reuses the first one's result.
+#[test]
+fn a_fleet_wide_snapshot_is_compared_once_per_previous_snapshot() {
+    let c = cache();
+    let old = Arc::new(fixture(V1));
+    let mut new = (*old).clone();
+    new.set_version(ROUTE_TYPE, V2).unwrap();
+    let new = Arc::new(new);
+    let d1 = new.diff_from(&old);
+    let d2 = new.diff_from(&old);
+    assert!(Arc::ptr_eq(&d1, &d2));
+    assert!(d1.unchanged(CLUSTER_TYPE) && !d1.unchanged(ROUTE_TYPE));
+    assert!(d1.unchanged("type.googleapis.com/not.in.either"), "same default version");
+    let other = Arc::new(fixture(V2));
+    let d3 = new.diff_from(&other);
+    assert!(!Arc::ptr_eq(&d1, &d3));
+    assert!(!d3.unchanged("type.googleapis.com/not.in.either"), "V1 -> V2 default version");
+    // And the cache answers exactly the changed types.
+    for n in ["a", "b"] {
+        c.set_snapshot(n, old.clone()).unwrap();
+    }
+    // Opened at the version, names returned: parked.
+    let known_c0: HashMap<String, String> = [("c0".to_string(), V1.to_string())].into();
+    let known_r0: HashMap<String, String> = [("r0".to_string(), V1.to_string())].into();
+    let we = c.watch(WatchRequest { known: known_c0, ..req("a", ENDPOINT_TYPE, V1, &["c0"]) }).unwrap();
+    let wr = c.watch(WatchRequest { known: known_r0, ..req("b", ROUTE_TYPE, V1, &["r0"]) }).unwrap();
+    c.set_snapshot("a", new.clone()).unwrap();
+    c.set_snapshot("b", new).unwrap();
+    assert!(got(&we).is_none(), "endpoints unchanged");
+    assert_eq!(got(&wr).unwrap().version, V2);
 }

@@ -21,7 +21,7 @@ pub enum WatchKind {
 
 enum State {
     Waiting,
-    Ready(Box<Response>),
+    Ready(Arc<Response>),
     Taken,
     Closed(&'static str),
 }
@@ -31,6 +31,8 @@ struct Inner {
     /// Set while the watch is being opened: an answer found then is taken
     /// by the opener with `next`, not reported through the ready queue.
     opening: bool,
+    /// Threads blocked in `next`: only they need the condvar woken.
+    waiters: usize,
 }
 
 /// The part of a watch the cache holds while it is parked. Lock order:
@@ -59,7 +61,7 @@ const TIMED_OUT: &str = "no response before the timeout";
 
 impl Slot {
     pub fn new(queue: Option<(Weak<ReadyQueue>, u64)>) -> Slot {
-        Slot { inner: Mutex::new(Inner { state: State::Waiting, opening: true }), cond: Condvar::new(), ready: OnceLock::new(), queue }
+        Slot { inner: Mutex::new(Inner { state: State::Waiting, opening: true, waiters: 0 }), cond: Condvar::new(), ready: OnceLock::new(), queue }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -77,8 +79,11 @@ impl Slot {
             fd.signal();
         }
         let report = report && !s.opening;
+        let waiters = s.waiters > 0;
         drop(s);
-        self.cond.notify_all();
+        if waiters {
+            self.cond.notify_all();
+        }
         if report {
             if let Some((queue, token)) = &self.queue {
                 if let Some(queue) = queue.upgrade() {
@@ -89,17 +94,17 @@ impl Slot {
     }
 
     /// Hands the response to the watch (ignored unless it is still waiting).
-    pub fn deliver(self: &Arc<Self>, response: Response) {
+    pub fn deliver(self: &Arc<Self>, response: Arc<Response>) {
         let mut s = self.lock();
         if matches!(s.state, State::Waiting) {
-            s.state = State::Ready(Box::new(response));
+            s.state = State::Ready(response);
             self.finish(s, true);
         }
     }
 
     /// `deliver`, except that a queued watch's answer goes to `collect`
     /// (already taken, as if by the ready queue) while it has room.
-    pub fn deliver_into(self: &Arc<Self>, response: Response, collect: &mut Collected) {
+    pub fn deliver_into(self: &Arc<Self>, response: Arc<Response>, collect: &mut Collected) {
         let Some((_, token)) = &self.queue else { return self.deliver(response) };
         if !collect.has_room() {
             return self.deliver(response);
@@ -134,10 +139,10 @@ impl Slot {
 
     /// For the ready queue: the response (now taken) or why the watch
     /// ended; None when the host took or cancelled it meanwhile.
-    pub fn take_queued(&self) -> Option<std::result::Result<Response, &'static str>> {
+    pub fn take_queued(&self) -> Option<std::result::Result<Arc<Response>, &'static str>> {
         let mut s = self.lock();
         match std::mem::replace(&mut s.state, State::Taken) {
-            State::Ready(r) => Some(Ok(*r)),
+            State::Ready(r) => Some(Ok(r)),
             State::Closed(why) => {
                 s.state = State::Closed(why);
                 (why != CANCELLED).then_some(Err(why))
@@ -190,12 +195,14 @@ impl CacheWatch {
     /// The response. `Wait::Never`: WouldBlock while there is none; `Until`:
     /// Timeout. Closed after the watch was cancelled, its node cleared or its
     /// cache closed, and after the one response was taken.
-    pub fn next(&self, wait: Wait) -> Result<Response> {
+    /// The response is shared with the other watches that got the same
+    /// answer (see `Response::id`).
+    pub fn next(&self, wait: Wait) -> Result<Arc<Response>> {
         let deadline = wait.deadline();
         let mut s = self.slot.lock();
         loop {
             match std::mem::replace(&mut s.state, State::Taken) {
-                State::Ready(r) => return Ok(*r),
+                State::Ready(r) => return Ok(r),
                 State::Taken => return Err(Error::closed(TAKEN)),
                 State::Closed(why) => {
                     s.state = State::Closed(why);
@@ -206,22 +213,20 @@ impl CacheWatch {
             if wait.is_never() {
                 return Err(Error::new(ErrorKind::WouldBlock, NOTHING));
             }
-            s = match deadline {
-                None => self.slot.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(Error::new(ErrorKind::Timeout, TIMED_OUT));
-                    }
-                    self.slot.cond.wait_timeout(s, d - now).unwrap_or_else(|p| p.into_inner()).0
-                }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(Error::new(ErrorKind::Timeout, TIMED_OUT)),
+                },
             };
+            s.waiters += 1;
+            s = match left {
+                None => self.slot.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(left) => self.slot.cond.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0,
+            };
+            s.waiters -= 1;
         }
-    }
-
-    /// The response in the binary encoding of the C ABI.
-    pub fn next_encoded(&self, wait: Wait) -> Result<Vec<u8>> {
-        self.next(wait).map(|r| r.encode())
     }
 
     /// Readable once `next` would not block (a response, or closed). The

@@ -101,7 +101,8 @@ pub struct mr_watch_request {
     pub token: u64,
 }
 
-fn strings(ptr: *const *const c_char, n: usize, name: &'static str) -> Result<Vec<String>> {
+/// The caller's strings, borrowed for the call.
+fn strs<'a>(ptr: *const *const c_char, n: usize, name: &'static str) -> Result<Vec<&'a str>> {
     try_slice(ptr, n, name)?
         .iter()
         .enumerate()
@@ -109,12 +110,18 @@ fn strings(ptr: *const *const c_char, n: usize, name: &'static str) -> Result<Ve
             if p.is_null() {
                 return Err(Error::invalid(format!("{name}[{i}] is NULL")));
             }
-            try_str(p, name).map(str::to_string)
+            try_str(p, name)
         })
         .collect()
 }
 
-fn to_request(req: *const mr_watch_request) -> Result<WatchRequest> {
+fn strings(ptr: *const *const c_char, n: usize, name: &'static str) -> Result<Vec<String>> {
+    Ok(strs(ptr, n, name)?.into_iter().map(str::to_string).collect())
+}
+
+/// `versions`: keep the known versions (delta); a SOTW watch only needs
+/// the names (they are still checked).
+fn to_request(req: *const mr_watch_request, versions: bool) -> Result<WatchRequest> {
     let r = try_in(req, "req")?;
     if r.struct_size as usize != std::mem::size_of::<mr_watch_request>() {
         return Err(Error::invalid("req.struct_size does not match this library: fill it with mr_watch_request_init"));
@@ -122,15 +129,20 @@ fn to_request(req: *const mr_watch_request) -> Result<WatchRequest> {
     if r.flags & !KNOWN_WATCH_FLAGS != 0 {
         return Err(Error::invalid(format!("req.flags has unknown bits {:#x}", r.flags & !KNOWN_WATCH_FLAGS)));
     }
-    let known_names = strings(r.known_names, r.n_known, "req.known_names")?;
-    let known_versions = strings(r.known_versions, r.n_known, "req.known_versions")?;
+    let known_names = strs(r.known_names, r.n_known, "req.known_names")?;
+    let known_versions = strs(r.known_versions, r.n_known, "req.known_versions")?;
+    let known = known_names
+        .into_iter()
+        .zip(known_versions)
+        .map(|(n, v)| (n.to_string(), if versions { v.to_string() } else { String::new() }))
+        .collect();
     Ok(WatchRequest {
         node: try_str(r.node, "req.node")?.to_string(),
         type_url: try_str(r.type_url, "req.type_url")?.to_string(),
         version_info: if r.version_info.is_null() { String::new() } else { try_str(r.version_info, "req.version_info")?.to_string() },
         names: strings(r.names, r.n_names, "req.names")?,
         wildcard: r.flags & MR_WATCH_WILDCARD != 0,
-        known: known_names.into_iter().zip(known_versions).collect(),
+        known,
         first: r.flags & MR_WATCH_FIRST != 0,
         explicit: r.flags & MR_WATCH_EXPLICIT != 0,
         queue_token: (r.flags & MR_WATCH_QUEUED != 0).then_some(r.token),
@@ -267,7 +279,7 @@ fn fill_events(events: &mut [mr_cache_ready], taken: Vec<crate::cache::ReadyEven
     let mut n = 0;
     for (slot, event) in events.iter_mut().zip(taken) {
         *slot = match event.outcome {
-            Ok(response) => mr_cache_ready { token: event.token, status: mr_status::MR_OK, response: mr_bytes::from_vec(response.encode()) },
+            Ok(response) => mr_cache_ready { token: event.token, status: mr_status::MR_OK, response: mr_bytes::shared(response.encoded()) },
             Err(_) => mr_cache_ready { token: event.token, status: mr_status::MR_CLOSED, response: mr_bytes::from_vec(Vec::new()) },
         };
         n += 1;
@@ -346,7 +358,7 @@ pub extern "C" fn mr_cache_watch(cache: *mut mr_cache, req: *const mr_watch_requ
     ffi_status!("mr_cache_watch", {
         let out = try_out(out, "out")?;
         *out = std::ptr::null_mut();
-        let watch = try_ref(cache)?.watch(to_request(req)?)?;
+        let watch = try_ref(cache)?.watch(to_request(req, false)?)?;
         *out = into_handle::<mr_cache_watch_h>(watch);
         Ok(())
     })
@@ -368,7 +380,7 @@ pub extern "C" fn mr_cache_delta_watch(
     ffi_status!("mr_cache_delta_watch", {
         let out = try_out(out, "out")?;
         *out = std::ptr::null_mut();
-        let watch = try_ref(cache)?.delta_watch(to_request(req)?)?;
+        let watch = try_ref(cache)?.delta_watch(to_request(req, true)?)?;
         *out = into_handle::<mr_cache_watch_h>(watch);
         Ok(())
     })
@@ -384,7 +396,7 @@ pub extern "C" fn mr_cache_fetch(cache: *mut mr_cache, req: *const mr_watch_requ
     ffi_status!("mr_cache_fetch", {
         let out = try_out(response, "response")?;
         *out = mr_bytes::from_vec(Vec::new());
-        let r = try_ref(cache)?.fetch(to_request(req)?)?;
+        let r = try_ref(cache)?.fetch(to_request(req, false)?)?;
         *out = mr_bytes::from_vec(r.encode());
         Ok(())
     })

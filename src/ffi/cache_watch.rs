@@ -44,7 +44,7 @@ pub extern "C" fn mr_cache_watch_next(w: *mut mr_cache_watch_h, timeout_ms: i32,
     ffi_status!("mr_cache_watch_next", {
         let out = try_out(response, "response")?;
         *out = mr_bytes::from_vec(Vec::new());
-        *out = mr_bytes::from_vec(try_ref(w)?.next_encoded(Wait::from_ms(timeout_ms))?);
+        *out = mr_bytes::shared(try_ref(w)?.next(Wait::from_ms(timeout_ms))?.encoded());
         Ok(())
     })
 }
