@@ -139,8 +139,9 @@ struct result {
     size_t bytes;
 };
 
-static void run(int nodes, struct result *r)
+static void run(int nodes, int own, struct result *r)
 {
+    mr_snapshot **own_snaps = NULL;
     mr_cache *c;
     mr_snapshot *s1 = make_snapshot("v1", 1), *s2 = make_snapshot("v2", 2);
     mr_cache_watch_h **w = calloc((size_t)nodes, sizeof *w);
@@ -181,9 +182,15 @@ static void run(int nodes, struct result *r)
     }
 
     r->bytes = 0;
+    if (own) {
+        own_snaps = calloc((size_t)nodes, sizeof *own_snaps);
+        for (i = 0; i < nodes; i++) {
+            own_snaps[i] = make_snapshot("v2", 2);
+        }
+    }
     t0 = now_ms();
     for (i = 0; i < nodes; i++) {
-        TRY(mr_cache_set_snapshot(c, keys[i], s2));
+        TRY(mr_cache_set_snapshot(c, keys[i], own ? own_snaps[i] : s2));
     }
     t1 = now_ms();
     for (i = 0; i < nodes; i++) {
@@ -202,6 +209,12 @@ static void run(int nodes, struct result *r)
     mr_cache_free(c);
     mr_snapshot_free(s1);
     mr_snapshot_free(s2);
+    if (own_snaps != NULL) {
+        for (i = 0; i < nodes; i++) {
+            mr_snapshot_free(own_snaps[i]);
+        }
+        free(own_snaps);
+    }
     for (k = 0; k < st.n; k++) {
         free(st.names[k]);
         free(st.versions[k]);
@@ -360,22 +373,29 @@ int main(int argc, char **argv)
     if (reps < 1 || reps > 100) {
         reps = 5;
     }
-    printf("snapshot cache from C: N nodes x 1 parked SOTW watch, SetSnapshot changing 1 of %d resources of "
-           "one type for every node (median of %d)\n",
-           NRES, reps);
-    printf("%8s %9s %13s %13s %11s %12s %14s %11s\n", "nodes", "watches", "set_snap ms", "take ms", "total ms",
-           "us/response", "responses/s", "resp bytes");
-    for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-        struct result rs[100], med;
-        int i;
-        for (i = 0; i < reps; i++) {
-            run(sizes[s], &rs[i]);
+    int own;
+    for (own = getenv("CACHE_BENCH_OWN_ONLY") ? 1 : 0; own < 2; own++) {
+        if (own) {
+            printf("\nSame, but every node gets its own snapshot object (equal content): nothing is shared\n");
+        } else {
+            printf("snapshot cache from C: N nodes x 1 parked SOTW watch, SetSnapshot changing 1 of %d resources of "
+                   "one type for every node (one snapshot for all; median of %d)\n",
+                   NRES, reps);
         }
-        qsort(rs, (size_t)reps, sizeof rs[0], by_total);
-        med = rs[reps / 2];
-        printf("%8d %9d %13.2f %13.2f %11.2f %12.2f %14.0f %11zu\n", sizes[s], sizes[s], med.set_ms, med.take_ms,
-               med.total_ms, med.total_ms * 1000.0 / sizes[s], sizes[s] / (med.total_ms / 1000.0),
-               med.bytes / (size_t)sizes[s]);
+        printf("%8s %9s %13s %13s %11s %12s %14s %11s\n", "nodes", "watches", "set_snap ms", "take ms", "total ms",
+               "us/response", "responses/s", "resp bytes");
+        for (s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            struct result rs[100], med;
+            int i;
+            for (i = 0; i < reps; i++) {
+                run(sizes[s], own, &rs[i]);
+            }
+            qsort(rs, (size_t)reps, sizeof rs[0], by_total);
+            med = rs[reps / 2];
+            printf("%8d %9d %13.2f %13.2f %11.2f %12.2f %14.0f %11zu\n", sizes[s], sizes[s], med.set_ms, med.take_ms,
+                   med.total_ms, med.total_ms * 1000.0 / sizes[s], sizes[s] / (med.total_ms / 1000.0),
+                   med.bytes / (size_t)sizes[s]);
+        }
     }
     if (getenv("CACHE_BENCH_SOTW_ONLY") == NULL) {
         delta_table();

@@ -1297,6 +1297,14 @@ int mr_cache_watch_fd(const struct mr_cache_watch_h *w);
 int mr_cache_watch_dropped(const struct mr_cache_watch_h *w);
 
 /*
+ 1 while the watch waits for its answer (`mr_cache_watch_next` with
+ timeout 0 would return MR_WOULD_BLOCK), 0 once it has one or has ended
+ (also for NULL). Sets no error: a cheap check right after
+ `mr_cache_watch` of whether it was answered at once.
+ */
+int mr_cache_watch_pending(const struct mr_cache_watch_h *w);
+
+/*
  Cancels the watch (go-control-plane's cancel func): it leaves the cache,
  a blocked `mr_cache_watch_next` returns MR_CLOSED, an undelivered
  response is dropped. Idempotent (closing twice is MR_OK); any thread.

@@ -162,7 +162,10 @@ func main() {
 	nodesFlag := flag.String("nodes", "1000,10000", "comma-separated node counts")
 	rounds := flag.Int("rounds", 5, "update rounds per measurement (median reported)")
 	nEndpoints := flag.Int("endpoints", 8, "endpoints in each node's ClusterLoadAssignment")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the meshring runs here")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
+	only := flag.String("only", "", "run only this cache (meshring or gcp), for profiling")
+	memprofile := flag.String("memprofile", "", "write an allocation profile here")
+	mode := flag.String("mode", "", "run only own (a snapshot per node) or fleet (one for all), for profiling")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -172,9 +175,23 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	if *memprofile != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				panic(err)
+			}
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
+	}
 
 	fmt.Printf("cgo crossing: %v per call. Calls per operation: SetSnapshot 1, CreateWatch 1 (opens and takes an immediate answer), answers 2 per batch of up to 256 (take + release).\n\n", cgoCallCost())
 	for _, shared := range []bool{false, true} {
+		if (*mode == "own" && shared) || (*mode == "fleet" && !shared) {
+			continue
+		}
 		if shared {
 			fmt.Printf("\nSame, but one snapshot value per round set for every node (a fleet-wide configuration).\n")
 		} else {
@@ -187,10 +204,15 @@ func main() {
 				fmt.Fprintf(os.Stderr, "bad node count %q\n", f)
 				os.Exit(2)
 			}
-			gcp := run("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), n, *rounds, *nEndpoints, shared)
-			ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
-			mr := run("meshring", ours, n, *rounds, *nEndpoints, shared)
-			ours.(*xds.Cache).Close()
+			var gcp, mr result
+			if *only != "meshring" {
+				gcp = run("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), n, *rounds, *nEndpoints, shared)
+			}
+			if *only != "gcp" {
+				ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
+				mr = run("meshring", ours, n, *rounds, *nEndpoints, shared)
+				ours.(*xds.Cache).Close()
+			}
 			fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "go-control-plane", gcp.latency.Round(time.Microsecond), gcp.perSec, gcp.bytesPer)
 			fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "meshring/xds", mr.latency.Round(time.Microsecond), mr.perSec, mr.bytesPer)
 			fmt.Printf("%-7d %-16s %11.2fx %13.2fx %15.2fx\n", n, "ratio (ours/gcp)",

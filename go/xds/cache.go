@@ -108,6 +108,8 @@ type Cache struct {
 	// dispatch takes the answers of open watches from the library's
 	// ready queue and hands them to their channels.
 	dispatch dispatcher
+	// Answers shared by many watches, decoded once.
+	wires sharedWires
 
 	ads  bool
 	hash cache.NodeHash
@@ -222,6 +224,7 @@ func (c *Cache) Close() error {
 		C.mr_cache_free(c.h)
 		c.h = nil
 	}
+	c.wires.close()
 	return nil
 }
 
@@ -422,8 +425,8 @@ func (c *Cache) SetSnapshot(ctx context.Context, node string, snap cache.Resourc
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	evs := eventsPool.Get().(*[setBatch]C.mr_cache_ready)
-	defer eventsPool.Put(evs)
+	evs := getEvents()
+	defer putEvents(evs)
 	l := c.nodeLock(node)
 	l.Lock() // the library and c.snaps agree on the last snapshot
 	n, err := c.setLocked(node, snap, evs)
@@ -510,7 +513,7 @@ func (c *Cache) deliverSet(ctx context.Context, node string, snap cache.Resource
 			if !ok || ev.status != C.MR_OK {
 				continue // cancelled, or ended unanswered
 			}
-			wr, err := decodeResponse(C.GoBytes(unsafe.Pointer(ev.response.ptr), C.int(ev.response.len)))
+			wr, err := c.wires.decode(&ev.response)
 			if err != nil {
 				c.log.Errorf("meshring/xds: %v", err)
 				continue
@@ -540,8 +543,6 @@ func (c *Cache) deliverSet(ctx context.Context, node string, snap cache.Resource
 // setBatch is how many answers SetSnapshot takes back from its own call
 // (more go through the dispatcher): a node watches at most a few types.
 const setBatch = 64
-
-var eventsPool = sync.Pool{New: func() any { return new([setBatch]C.mr_cache_ready) }}
 
 func (c *Cache) addStalled(node string, w answerer) {
 	c.metaMu.Lock()
@@ -590,8 +591,8 @@ func (c *Cache) noteType(node, typeURL string) {
 	if !ok || ns.extras >= need {
 		return
 	}
-	evs := eventsPool.Get().(*[setBatch]C.mr_cache_ready)
-	defer eventsPool.Put(evs)
+	evs := getEvents()
+	defer putEvents(evs)
 	l := c.nodeLock(node)
 	l.Lock()
 	c.metaMu.Lock()

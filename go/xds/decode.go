@@ -3,6 +3,12 @@ package xds
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/proto"
@@ -22,6 +28,8 @@ type wireResource struct {
 }
 
 // wireResponse is a decoded mr_cache_watch_next / mr_cache_fetch response.
+// A SOTW one may be shared by the responses of many watches (see
+// sharedWires): read-only, its resources wrapped as Any once.
 type wireResponse struct {
 	heartbeat bool
 	version   string
@@ -29,6 +37,40 @@ type wireResponse struct {
 	resources []wireResource
 	removed   []string
 	nextState map[string]string
+
+	anysOnce sync.Once
+	anys     []*anypb.Any
+	anysErr  error
+}
+
+// sotwAnys wraps the resources as a SOTW DiscoveryResponse carries them:
+// TTL'd ones inside a discovery.Resource with the TTL (without the
+// resource itself in a heartbeat), as go-control-plane's RawResponse does.
+// Built once; the slice and its messages are shared by every response of
+// this answer (gRPC only reads them).
+func (w *wireResponse) sotwAnys() ([]*anypb.Any, error) {
+	w.anysOnce.Do(func() {
+		anys := make([]*anypb.Any, len(w.resources))
+		for i := range w.resources {
+			res := &w.resources[i]
+			a := &anypb.Any{TypeUrl: w.typeURL, Value: res.value}
+			if res.ttlMs >= 0 {
+				wrapped := &discovery.Resource{Name: res.name, Ttl: durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)}
+				if !w.heartbeat {
+					wrapped.Resource = a
+				}
+				b, err := cache.MarshalResource(wrapped)
+				if err != nil {
+					w.anysErr = err
+					return
+				}
+				a = &anypb.Any{TypeUrl: resourceTypeURL, Value: b}
+			}
+			anys[i] = a
+		}
+		w.anys = anys
+	})
+	return w.anys, w.anysErr
 }
 
 var errMalformed = errors.New("meshring/xds: malformed response from the library")

@@ -123,7 +123,7 @@ func (d *dispatcher) hand(evs []C.mr_cache_ready, release []*C.mr_cache_watch_h,
 		var wr *wireResponse
 		if ev.status == C.MR_OK {
 			var err error
-			if wr, err = decodeResponse(C.GoBytes(unsafe.Pointer(ev.response.ptr), C.int(ev.response.len))); err != nil {
+			if wr, err = c.wires.decode(&ev.response); err != nil {
 				c.log.Errorf("meshring/xds: %v", err)
 			}
 		}

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -9,7 +10,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Response is a SOTW answer: go-control-plane's cache.Response, built from
@@ -29,6 +29,9 @@ type Response struct {
 	once sync.Once
 	dr   *discovery.DiscoveryResponse
 	err  error
+
+	retOnce  sync.Once
+	returned map[string]string
 }
 
 var _ cache.Response = (*Response)(nil)
@@ -40,31 +43,19 @@ func newResponse(ctx context.Context, req *cache.Request, w *wireResponse, snap 
 	return &Response{req: req, ctx: ctx, wire: w, snap: snap}
 }
 
-// GetDiscoveryResponse wraps the stored bytes as Any; TTL'd resources are
-// wrapped in a discovery.Resource carrying the TTL (without the resource
-// itself in a heartbeat), as go-control-plane's RawResponse does.
+// GetDiscoveryResponse returns the response as go-control-plane's
+// RawResponse does: made on first use, then the same message. Its
+// resources are shared with the other responses of the same answer (see
+// wireResponse.sotwAnys); the message itself is this response's own (the
+// server sets its nonce).
 func (r *Response) GetDiscoveryResponse() (*discovery.DiscoveryResponse, error) {
 	r.once.Do(func() {
-		w := r.wire
-		anys := make([]*anypb.Any, len(w.resources))
-		for i := range w.resources {
-			res := &w.resources[i]
-			a := &anypb.Any{TypeUrl: w.typeURL, Value: res.value}
-			if res.ttlMs >= 0 {
-				wrapped := &discovery.Resource{Name: res.name, Ttl: durationpb.New(time.Duration(res.ttlMs) * time.Millisecond)}
-				if !w.heartbeat {
-					wrapped.Resource = a
-				}
-				b, err := cache.MarshalResource(wrapped)
-				if err != nil {
-					r.err = err
-					return
-				}
-				a = &anypb.Any{TypeUrl: resourceTypeURL, Value: b}
-			}
-			anys[i] = a
+		anys, err := r.wire.sotwAnys()
+		if err != nil {
+			r.err = err
+			return
 		}
-		r.dr = &discovery.DiscoveryResponse{VersionInfo: w.version, TypeUrl: w.typeURL, Resources: anys}
+		r.dr = &discovery.DiscoveryResponse{VersionInfo: r.wire.version, TypeUrl: r.wire.typeURL, Resources: anys}
 	})
 	return r.dr, r.err
 }
@@ -75,8 +66,13 @@ func (r *Response) GetResponseVersion() string              { return r.wire.vers
 func (r *Response) GetContext() context.Context             { return r.ctx }
 
 // GetReturnedResources is the state to feed back into the next watch: each
-// name returned, at the type's version (as go-control-plane's).
-func (r *Response) GetReturnedResources() map[string]string { return r.wire.nextState }
+// name returned, at the type's version (as go-control-plane's). The map is
+// this response's own (the stream's subscription edits it), made on first
+// use.
+func (r *Response) GetReturnedResources() map[string]string {
+	r.retOnce.Do(func() { r.returned = maps.Clone(r.wire.nextState) })
+	return r.returned
+}
 
 // IsHeartbeat reports whether the response is a TTL heartbeat.
 func (r *Response) IsHeartbeat() bool { return r.wire.heartbeat }

@@ -150,10 +150,10 @@ mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, uin
 	if (st != MR_OK) {
 		return capture(st, err);
 	}
-	st = mr_cache_watch_next(*out, 0, answer);
-	if (st == MR_WOULD_BLOCK) {
+	if (mr_cache_watch_pending(*out)) {
 		return MR_OK; /* parked: the ready queue reports it */
 	}
+	st = mr_cache_watch_next(*out, 0, answer);
 	if (st == MR_CLOSED && mr_cache_watch_dropped(*out)) {
 		/* ADS rule: dropped unanswered, as go-control-plane drops it.
 		 * MR_OK with neither handle nor answer. */

@@ -125,7 +125,8 @@ func (c *Cache) openAt(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache
 	if ans.ptr == nil {
 		return nil, nil, nil // dropped under the ADS rule: never answered
 	}
-	wr, err := decodeResponse(takeBytes(&ans))
+	wr, err := c.wires.decode(&ans)
+	C.mr_bytes_free(&ans) // unless the table kept it
 	return nil, wr, err
 }
 

@@ -39,8 +39,8 @@ pub struct WatchRequest {
 /// The normalized request, shared by the parked watch and its evaluation.
 #[derive(Debug)]
 pub(crate) struct Req {
-    pub node: String,
-    pub type_url: String,
+    pub node: Arc<str>,
+    pub type_url: Arc<str>,
     pub version_info: String,
     pub names: BTreeSet<String>,
     pub wildcard: bool,
@@ -54,7 +54,15 @@ impl Req {
         let mut names: BTreeSet<String> = r.names.into_iter().collect();
         let star = names.remove("*");
         let wildcard = r.wildcard || star || (!delta && !r.explicit && names.is_empty());
-        Req { node: r.node, type_url: r.type_url, version_info: r.version_info, names, wildcard, known: r.known, first: r.first }
+        Req {
+            node: Arc::from(r.node),
+            type_url: Arc::from(r.type_url),
+            version_info: r.version_info,
+            names,
+            wildcard,
+            known: r.known,
+            first: r.first,
+        }
     }
 
     /// The snapshot's resources this request covers, sorted by name.
@@ -96,6 +104,24 @@ pub(crate) enum Outcome {
 /// state names each at the type's version. With ADS a watch whose names
 /// leave out a resource of the type is dropped.
 pub(crate) fn sotw(req: &Req, view: &TypeView, ads: bool, at_open: bool) -> Outcome {
+    match sotw_decide(req, view, ads, at_open) {
+        Decision::Answer => Outcome::Answer(view.shared_answer(req, false, || sotw_response(req, view, req.scope(view).into_iter().cloned().collect(), false))),
+        Decision::Park => Outcome::Park,
+        Decision::Drop => Outcome::Drop,
+    }
+}
+
+/// What `sotw` decides, without building the answer (cheap: done under
+/// the cache lock when a watch opens, so a watch that parks is parked in
+/// one step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Answer,
+    Park,
+    Drop,
+}
+
+pub(crate) fn sotw_decide(req: &Req, view: &TypeView, ads: bool, at_open: bool) -> Decision {
     if *req.version_info == *view.version {
         let unreturned = at_open
             && if req.wildcard {
@@ -104,20 +130,20 @@ pub(crate) fn sotw(req: &Req, view: &TypeView, ads: bool, at_open: bool) -> Outc
                 req.names.iter().any(|n| !req.known.contains_key(n.as_str()) && view.get(n).is_some())
             };
         if !unreturned {
-            return Outcome::Park;
+            return Decision::Park;
         }
     }
     if ads && req.ads_blocked(view.resources().map(|(n, _)| n)) {
-        return Outcome::Drop;
+        return Decision::Drop;
     }
-    Outcome::Answer(view.shared_answer(req, false, || sotw_response(req, view, req.scope(view).into_iter().cloned().collect(), false)))
+    Decision::Answer
 }
 
 /// A SOTW response of `resources`, its next state naming each at the
 /// type's version (go-control-plane's returned resources).
 fn sotw_response(req: &Req, view: &TypeView, resources: Vec<Arc<Resource>>, heartbeat: bool) -> Response {
     let next_state = resources.iter().map(|r| (r.shared_name().clone(), view.version.clone())).collect();
-    Response::new(ResponseKind::Sotw, heartbeat, view.version.to_string(), req.type_url.clone(), resources, Vec::new(), next_state)
+    Response::new(ResponseKind::Sotw, heartbeat, view.version.to_string(), req.type_url.to_string(), resources, Vec::new(), next_state)
 }
 
 /// A heartbeat round (go-control-plane's sendHeartbeats): every SOTW watch
@@ -142,7 +168,7 @@ pub(crate) fn heartbeat(req: &Req, view: &TypeView, ads: bool) -> Option<Outcome
 pub(crate) fn fetch(req: &Req, view: &TypeView) -> Response {
     let resources: Vec<_> = req.scope(view).into_iter().cloned().collect();
     let next_state = resources.iter().map(|r| (r.shared_name().clone(), r.version().clone())).collect();
-    Response::new(ResponseKind::Sotw, false, view.version.to_string(), req.type_url.clone(), resources, Vec::new(), next_state)
+    Response::new(ResponseKind::Sotw, false, view.version.to_string(), req.type_url.to_string(), resources, Vec::new(), next_state)
 }
 
 /// Delta: resources whose version differs from the stream's, and removals
@@ -196,5 +222,5 @@ pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
     if resources.is_empty() && removed.is_empty() && !(req.wildcard && req.first) {
         return None;
     }
-    Some(Response::new(ResponseKind::Delta, false, view.version.to_string(), req.type_url.clone(), resources, removed, next_state))
+    Some(Response::new(ResponseKind::Delta, false, view.version.to_string(), req.type_url.to_string(), resources, removed, next_state))
 }

@@ -347,7 +347,7 @@ impl TypeView {
     pub fn shared_answer(&self, req: &Req, heartbeat: bool, build: impl FnOnce() -> Response) -> Arc<Response> {
         let Some(set) = &self.set else { return Arc::new(build()) };
         let same = |r: &Response| {
-            r.heartbeat == heartbeat && r.version == *self.version && r.type_url == req.type_url && r.scope_matches(req)
+            r.heartbeat == heartbeat && r.version == *self.version && *r.type_url == *req.type_url && r.scope_matches(req)
         };
         if let Some(r) = set.answers.lock().entries.iter().find(|r| same(r)) {
             return r.clone();

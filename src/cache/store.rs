@@ -128,7 +128,7 @@ struct Status {
     last_watch: Option<SystemTime>,
     last_delta_watch: Option<SystemTime>,
     /// Parked watches by type URL: a SetSnapshot visits only changed types.
-    watches: HashMap<String, TypeWatches>,
+    watches: HashMap<Arc<str>, TypeWatches>,
     n_sotw: usize,
     n_delta: usize,
 }
@@ -164,7 +164,7 @@ impl Status {
     }
 
     fn take_all(&mut self) -> Vec<Parked> {
-        let types: Vec<String> = self.watches.keys().cloned().collect();
+        let types: Vec<Arc<str>> = self.watches.keys().cloned().collect();
         types.iter().flat_map(|t| self.take_type(t)).collect()
     }
 }
@@ -272,7 +272,7 @@ impl Shared {
                     p.slot.close(CACHE_CLOSED);
                     continue;
                 }
-                let Some(node) = core.nodes.get_mut(&p.req.node).filter(|n| n.generation == p.node_generation) else {
+                let Some(node) = core.nodes.get_mut(&*p.req.node).filter(|n| n.generation == p.node_generation) else {
                     p.slot.close(NODE_CLEARED);
                     continue;
                 };
@@ -303,7 +303,7 @@ impl Shared {
 
     pub(crate) fn cancel(&self, w: &CacheWatch) {
         let mut core = self.lock();
-        if let Some(status) = core.nodes.get_mut(&w.node).and_then(|n| n.status.as_mut()) {
+        if let Some(status) = core.nodes.get_mut(&*w.node).and_then(|n| n.status.as_mut()) {
             status.unpark(&w.type_url, w.kind, w.id);
         }
         // Under the cache lock, so `settle` cannot park it afterwards.
@@ -344,13 +344,13 @@ impl Shared {
         let mut core = self.lock();
         for node in core.nodes.values_mut() {
             let (Some(snapshot), Some(status)) = (node.snapshot.as_ref(), node.status.as_mut()) else { continue };
-            let types: Vec<String> = status.watches.iter().filter(|(_, tw)| !tw.sotw.is_empty()).map(|(t, _)| t.clone()).collect();
+            let types: Vec<Arc<str>> = status.watches.iter().filter(|(_, tw)| !tw.sotw.is_empty()).map(|(t, _)| t.clone()).collect();
             for type_url in types {
                 let view = snapshot.view(&type_url);
                 if view.ttl_count() == 0 {
                     continue;
                 }
-                let ids: Vec<(u64, Outcome)> = status.watches[&type_url]
+                let ids: Vec<(u64, Outcome)> = status.watches[&*type_url]
                     .sotw
                     .values()
                     .filter_map(|p| eval::heartbeat(&p.req, &view, self.config.ads).map(|o| (p.id, o)))
@@ -605,17 +605,36 @@ impl Cache {
             id,
             kind,
         };
-        let parked = Parked { slot, req, kind, id, node_generation };
-        match node.snapshot.as_ref().map(|s| s.view(&parked.req.type_url)) {
-            None => {
-                status.park(parked);
-                drop(core);
-            }
-            Some(view) => {
-                drop(core);
-                self.shared.settle(vec![(parked, view)], &mut Collected::with_room(0), true);
+        let mut parked = Parked { slot, req, kind, id, node_generation };
+        let Some(view) = node.snapshot.as_ref().map(|s| s.view(&parked.req.type_url)) else {
+            status.park(parked);
+            drop(core);
+            watch.slot.opened();
+            return Ok(watch);
+        };
+        if kind == WatchKind::Sotw {
+            // Deciding is cheap: a watch that waits parks in this one step.
+            match eval::sotw_decide(&parked.req, &view, self.shared.config.ads, true) {
+                eval::Decision::Park => {
+                    // Read only while opening: freed below, outside the lock.
+                    let known = Arc::get_mut(&mut parked.req).map(|r| std::mem::take(&mut r.known));
+                    status.park(parked);
+                    drop(core);
+                    drop(known);
+                    watch.slot.opened();
+                    return Ok(watch);
+                }
+                eval::Decision::Drop => {
+                    drop(core);
+                    parked.slot.close(ADS_DROPPED);
+                    watch.slot.opened();
+                    return Ok(watch);
+                }
+                eval::Decision::Answer => {}
             }
         }
+        drop(core);
+        self.shared.settle(vec![(parked, view)], &mut Collected::with_room(0), true);
         watch.slot.opened();
         Ok(watch)
     }
@@ -632,7 +651,7 @@ impl Cache {
             if core.closed {
                 return Err(self.shared.closed_error());
             }
-            core.nodes.get(&req.node).and_then(|n| n.snapshot.clone())
+            core.nodes.get(&*req.node).and_then(|n| n.snapshot.clone())
         }
         .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("missing snapshot for node {:?}", req.node)))?;
         let view = snapshot.view(&req.type_url);

@@ -171,8 +171,8 @@ impl Slot {
 pub struct CacheWatch {
     pub(crate) slot: Arc<Slot>,
     pub(crate) shared: Weak<Shared>,
-    pub(crate) node: String,
-    pub(crate) type_url: String,
+    pub(crate) node: Arc<str>,
+    pub(crate) type_url: Arc<str>,
     pub(crate) id: u64,
     pub(crate) kind: WatchKind,
 }
@@ -242,7 +242,8 @@ impl CacheWatch {
         matches!(self.slot.lock().state, State::Closed(ADS_DROPPED))
     }
 
-    /// Whether the watch is still parked in the cache (no response yet).
+    /// Whether the watch is still parked in the cache (no response yet,
+    /// not closed).
     pub fn is_waiting(&self) -> bool {
         matches!(self.slot.lock().state, State::Waiting)
     }

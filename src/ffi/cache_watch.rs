@@ -68,6 +68,15 @@ pub extern "C" fn mr_cache_watch_dropped(w: *const mr_cache_watch_h) -> c_int {
     super::panic::boundary("mr_cache_watch_dropped", || try_ref(w).map(|w| w.is_dropped() as c_int).unwrap_or(0))
 }
 
+/// 1 while the watch waits for its answer (`mr_cache_watch_next` with
+/// timeout 0 would return MR_WOULD_BLOCK), 0 once it has one or has ended
+/// (also for NULL). Sets no error: a cheap check right after
+/// `mr_cache_watch` of whether it was answered at once.
+#[no_mangle]
+pub extern "C" fn mr_cache_watch_pending(w: *const mr_cache_watch_h) -> c_int {
+    super::panic::boundary("mr_cache_watch_pending", || try_ref(w).map(|w| w.is_waiting() as c_int).unwrap_or(0))
+}
+
 /// Cancels the watch (go-control-plane's cancel func): it leaves the cache,
 /// a blocked `mr_cache_watch_next` returns MR_CLOSED, an undelivered
 /// response is dropped. Idempotent (closing twice is MR_OK); any thread.
