@@ -12,7 +12,7 @@ CFLAGS_C := -std=c99 -O2 -Wall -Wextra -Werror -pedantic -Iinclude
 LDLIBS   := -lpthread -ldl -lm
 BUILD    := build
 
-.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns test-repl test-fuzz fuzz examples demo bench install clean help
+.PHONY: all lib header header-check test test-rust test-c test-go test-swift test-netns test-repl test-fuzz fuzz examples demo bench install clean help gtk test-gui bench-gui
 
 all: lib examples
 
@@ -60,7 +60,7 @@ demo: examples
 	./examples/c/bin/ha_pair
 	./examples/c/bin/routes
 
-test: header-check test-rust test-c test-go examples test-swift test-netns test-repl test-fuzz
+test: header-check test-rust test-c test-go examples test-swift test-netns test-repl test-fuzz test-gui
 	@echo "make test: all suites passed"
 
 test-rust:
@@ -117,6 +117,19 @@ bench: lib examples
 	bash bench/run.sh
 	bash bench/tunnel.sh
 	cd bench/xds && $(GO) run .
+	$(MAKE) --no-print-directory bench-gui
+
+# The GTK 4 desktop window (examples/gtk): needs libgtk-4-dev and libjson-glib-dev.
+gtk: lib
+	$(MAKE) -C examples/gtk
+
+# The window under Xvfb: scripted sessions checked against the library's own view.
+test-gui: lib
+	bash tests/gui/gui_test.sh
+
+# Longest main-loop stall at 10k peers and 20k deltas/s (goal: one frame, 16 ms).
+bench-gui: lib
+	bash tests/gui/gui_bench.sh 10
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/meshring $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -129,3 +142,4 @@ install: lib
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD) examples/c/bin c-tests/bin bench/bin
+	$(MAKE) -C examples/gtk clean
