@@ -76,6 +76,8 @@ test-go: lib
 	cd go/tailscale && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 	bash go/tailscale/conformance/run.sh
 	cd go/tailscale && CGO_ENABLED=1 $(GO) run ./examples/tsgui -demo -for 1s | grep -q "^done: following the bus" && echo "tsgui: status and bus read through Tailscale's LocalAPI client"
+	cd go/wgbind && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	RACE=1 bash go/wgbind/upstream/run.sh
 
 # Coverage-guided fuzzing (fuzz/): every parser that takes host or network
 # input. `make test` runs a short smoke pass so the targets keep building and
