@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/log"
 	rsrc "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshring/meshring/go/xds"
 )
@@ -158,11 +161,91 @@ func run(name string, c cache.SnapshotCache, nodes, rounds, nEndpoints int, shar
 	return result{latency: med, perSec: float64(nodes) / med.Seconds(), bytesPer: bytes[len(bytes)/2]}
 }
 
+// bigEndpoints is a ClusterLoadAssignment of about 400 bytes.
+func bigEndpoints(name string, round int) *endpoint.ClusterLoadAssignment {
+	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
+	loc := &endpoint.LocalityLbEndpoints{Locality: &core.Locality{Region: "region-1", Zone: "zone-" + name}}
+	for i := 0; i < 16; i++ {
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpoint.LbEndpoint{
+			HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
+				Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+					Address:       fmt.Sprintf("10.%d.%d.%d", round%250, i, len(name)),
+					PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(8000 + i)},
+				}}},
+			}},
+		})
+	}
+	cla.Endpoints = []*endpoint.LocalityLbEndpoints{loc}
+	return cla
+}
+
+// runDelta measures one delta stream as go-control-plane's delta server
+// drives a cache: a wildcard delta watch on a type of n resources; each
+// update is a new snapshot (cache.NewSnapshot) in which one resource is a
+// new value and the rest are the previous snapshot's values; timed from
+// SetSnapshot until the response is built and the watch re-opened with the
+// stream's next version map (as the server re-opens it).
+func runDelta(name string, c cache.SnapshotCache, n, updates int) (time.Duration, int) {
+	ctx := context.Background()
+	res := make([]types.Resource, n)
+	for i := range res {
+		res[i] = bigEndpoints(fmt.Sprintf("cla-%05d", i), 0)
+	}
+	size := proto.Size(res[0].(proto.Message))
+	node := &core.Node{Id: "delta-node"}
+	set := func(v int) {
+		s, err := cache.NewSnapshot(fmt.Sprintf("v%d", v), map[rsrc.Type][]types.Resource{rsrc.EndpointType: slices.Clone(res)})
+		if err != nil {
+			panic(err)
+		}
+		if err := c.SetSnapshot(ctx, node.Id, s); err != nil {
+			panic(err)
+		}
+	}
+	set(0)
+	ch := make(chan cache.DeltaResponse, 1)
+	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	req := &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: rsrc.EndpointType}
+	if _, err := c.CreateDeltaWatch(req, sub, ch); err != nil {
+		panic(err)
+	}
+	first := <-ch
+	sub.SetReturnedResources(first.GetNextVersionMap())
+	req = &discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: rsrc.EndpointType, ResponseNonce: "1"}
+	if _, err := c.CreateDeltaWatch(req, sub, ch); err != nil {
+		panic(err)
+	}
+	var lat []time.Duration
+	for u := 1; u <= updates; u++ {
+		res[u%n] = bigEndpoints(fmt.Sprintf("cla-%05d", u%n), u)
+		runtime.GC()
+		start := time.Now()
+		set(u)
+		r := <-ch
+		dr, err := r.GetDeltaDiscoveryResponse()
+		if err != nil {
+			panic(err)
+		}
+		if len(dr.GetResources()) != 1 {
+			panic(fmt.Sprintf("%s: %d resources in a delta of one change", name, len(dr.GetResources())))
+		}
+		sub.SetReturnedResources(r.GetNextVersionMap())
+		if _, err := c.CreateDeltaWatch(req, sub, ch); err != nil {
+			panic(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2], size
+}
+
 func main() {
 	nodesFlag := flag.String("nodes", "1000,10000", "comma-separated node counts")
 	rounds := flag.Int("rounds", 5, "update rounds per measurement (median reported)")
 	nEndpoints := flag.Int("endpoints", 8, "endpoints in each node's ClusterLoadAssignment")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
+	deltaN := flag.Int("delta-resources", 10000, "resources of the delta stream's type (0: skip the delta table)")
+	deltaUpdates := flag.Int("delta-updates", 9, "delta updates (median reported)")
 	only := flag.String("only", "", "run only this cache (meshring or gcp), for profiling")
 	memprofile := flag.String("memprofile", "", "write an allocation profile here")
 	mode := flag.String("mode", "", "run only own (a snapshot per node) or fleet (one for all), for profiling")
@@ -188,7 +271,31 @@ func main() {
 	}
 
 	fmt.Printf("cgo crossing: %v per call. Calls per operation: SetSnapshot 1, CreateWatch 1 (opens and takes an immediate answer), answers 2 per batch of up to 256 (take + release).\n\n", cgoCallCost())
+	if *deltaN > 0 && (*mode == "" || *mode == "delta") {
+		defer func() {
+			var g, m time.Duration
+			var size int
+			if *only != "meshring" {
+				g, size = runDelta("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), *deltaN, *deltaUpdates)
+			}
+			if *only != "gcp" {
+				ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
+				m, size = runDelta("meshring", ours, *deltaN, *deltaUpdates)
+				ours.(*xds.Cache).Close()
+			}
+			fmt.Printf("\nDelta: one wildcard delta stream, a type of %d resources (%d B each); each update a new snapshot\n", *deltaN, size)
+			fmt.Printf("in which one resource is a new value; SetSnapshot until the response is built and the watch re-opened\n")
+			fmt.Printf("with the next version map (as go-control-plane's delta server does). Median of %d updates.\n", *deltaUpdates)
+			fmt.Printf("%-16s %14s\n", "cache", "per update")
+			fmt.Printf("%-16s %14v\n", "go-control-plane", g.Round(time.Microsecond))
+			fmt.Printf("%-16s %14v\n", "meshring/xds", m.Round(time.Microsecond))
+			fmt.Printf("%-16s %13.2fx faster\n", "ratio (gcp/ours)", float64(g)/float64(m))
+		}()
+	}
 	for _, shared := range []bool{false, true} {
+		if *mode == "delta" {
+			break
+		}
 		if (*mode == "own" && shared) || (*mode == "fleet" && !shared) {
 			continue
 		}

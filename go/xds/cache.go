@@ -138,6 +138,9 @@ type Cache struct {
 type nodeSnapshot struct {
 	snap   cache.ResourceSnapshot
 	extras int
+	// The bytes its resources were marshalled to: the node's next
+	// snapshot marshals only the resources that are new values.
+	marshalled *marshalled
 }
 
 var (
@@ -310,9 +313,6 @@ func snapshotTypeURLs(snap cache.ResourceSnapshot) ([]string, int) {
 	return urls, len(extras)
 }
 
-// packPool recycles the buffers SetSnapshot packs snapshots into.
-var packPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
 func appendU32(b []byte, v int) []byte { return binary.LittleEndian.AppendUint32(b, uint32(v)) }
@@ -324,8 +324,10 @@ func appendStr(b []byte, s string) []byte { return append(appendU32(b, len(s)), 
 // (deterministic, as cache.MarshalResource) straight into the buffer, and
 // its version where it differs from the returned default version (the
 // most common one, usually shared by every type), so types without
-// resources at the default version cost the library nothing.
-func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, int, error) {
+// resources at the default version cost the library nothing. A resource
+// that is the very value prev marshalled is not marshalled again. The
+// returned marshalled state aliases the returned buffer.
+func packSnapshot(b []byte, snap cache.ResourceSnapshot, prev *marshalled) ([]byte, string, int, *marshalled, error) {
 	urls, nExtras := snapshotTypeURLs(snap)
 	extra := make([]bool, len(urls))
 	extraTypes.mu.RLock()
@@ -338,6 +340,7 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, int, e
 		versions[i] = snap.GetVersion(u)
 	}
 	def := mostCommon(versions)
+	next := newMarshalled(prev)
 	b = append(b, "MRS1"...)
 	typesAt := len(b)
 	b = appendU32(b, 0)
@@ -376,17 +379,23 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot) ([]byte, string, int, e
 			b = binary.LittleEndian.AppendUint64(b, uint64(ttl))
 			lenAt := len(b)
 			b = appendU32(b, 0)
-			var err error
-			if b, err = deterministic.MarshalAppend(b, res.Resource); err != nil {
-				return b, "", 0, fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
+			if old, ok := prev.lookup(typeURL, name, res.Resource); ok {
+				b = append(b, old...)
+			} else {
+				var err error
+				if b, err = deterministic.MarshalAppend(b, res.Resource); err != nil {
+					return b, "", 0, nil, fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
+				}
 			}
 			binary.LittleEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
+			next.add(typeURL, name, res.Resource, lenAt+4, len(b))
 			count++
 		}
 		binary.LittleEndian.PutUint32(b[countAt:], uint32(count))
 	}
 	binary.LittleEndian.PutUint32(b[typesAt:], uint32(nTypes))
-	return b, def, nExtras, nil
+	next.seal(b)
+	return b, def, nExtras, next, nil
 }
 
 // mostCommon returns the most frequent string of vs ("" for none); ties
@@ -443,25 +452,26 @@ func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBat
 	var n C.size_t
 	var set func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status
 	var extras int
+	var m *marshalled
+	c.metaMu.Lock()
+	prev := c.snaps[node].marshalled
+	c.metaMu.Unlock()
 	if s, ok := snap.(*cache.Snapshot); ok && s != nil {
-		h, nExtras, release, err := built.acquire(s)
+		h, nExtras, sm, release, err := built.acquire(s, prev)
 		if err != nil {
 			return 0, err
 		}
 		defer release() // h stays valid (and s reachable) until the call returned
-		extras = nExtras
+		extras, m = nExtras, sm
 		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
 			return C.mrxds_set_snapshot(ch, cnode, h, &evs[0], setBatch, &n, cerr)
 		}
 	} else {
-		bp := packPool.Get().(*[]byte)
-		defer packPool.Put(bp)
-		buf, version, nExtras, err := packSnapshot((*bp)[:0], snap)
-		*bp = buf[:0]
+		buf, version, nExtras, next, err := packSnapshot(prev.bufFor(), snap, prev)
 		if err != nil {
 			return 0, err
 		}
-		extras = nExtras
+		extras, m = nExtras, next
 		cversion := cstr(version)
 		set = func(ch *C.mr_cache, cnode *C.char, cerr *C.mrxds_err) C.mr_status {
 			return C.mrxds_set_packed(ch, cnode, cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), &evs[0], setBatch, &n, cerr)
@@ -473,7 +483,7 @@ func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBat
 	switch {
 	case st == C.MR_OK:
 		c.metaMu.Lock()
-		c.snaps[node] = nodeSnapshot{snap: snap, extras: extras}
+		c.snaps[node] = nodeSnapshot{snap: snap, extras: extras, marshalled: m}
 		c.metaMu.Unlock()
 		return n, nil
 	case st == C.MR_CLOSED && cerr.msg[0] == 0:

@@ -14,6 +14,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	rsrc "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 func deltaReq(typ, nonce string) *discovery.DeltaDiscoveryRequest {
@@ -239,4 +240,49 @@ func TestSnapshotCacheDeltaWatchCancel(t *testing.T) {
 	}
 	time.Sleep(waitShort)
 	noneWaiting(t, chans, testTypes, "cancelled delta watch answered")
+}
+
+// A node's next snapshot reuses the bytes of the resources that are the
+// very same values and marshals the rest: a delta stream gets exactly the
+// new value, SOTW every resource as it now is.
+func TestUnchangedValuesKeepTheirBytes(t *testing.T) {
+	c := newCache(t, false)
+	a, b1, b2 := makeEndpoint("a", "10.0.0.1", 1), makeEndpoint("b", "10.0.0.2", 2), makeEndpoint("b", "10.0.0.3", 3)
+	set := func(v string, res ...types.Resource) {
+		t.Helper()
+		s, err := cache.NewSnapshot(v, map[rsrc.Type][]types.Resource{rsrc.EndpointType: res})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetSnapshot(context.Background(), nodeKey, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("1", a, b1)
+	ch := make(chan cache.DeltaResponse, 1)
+	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	if _, err := c.CreateDeltaWatch(deltaReq(rsrc.EndpointType, ""), sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	first := decodeDelta(t, recv(t, ch, "first delta"))
+	sub.SetReturnedResources(first.next)
+	if _, err := c.CreateDeltaWatch(deltaReq(rsrc.EndpointType, "1"), sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	set("2", a, b2) // a: the same value; b: a new one
+	got := decodeDelta(t, recv(t, ch, "delta of the change"))
+	if len(got.res) != 1 || !proto.Equal(got.res["b"], b2) {
+		t.Fatalf("delta %v, want just the new b", keys(got.res))
+	}
+	if got.next["a"] != first.next["a"] || got.next["b"] == first.next["b"] {
+		t.Fatalf("versions: a %q -> %q (want kept), b %q -> %q (want new)", first.next["a"], got.next["a"], first.next["b"], got.next["b"])
+	}
+	r, err := c.Fetch(context.Background(), &discovery.DiscoveryRequest{Node: &core.Node{Id: nodeKey}, TypeUrl: rsrc.EndpointType})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sotw := decodeSotw(t, r)
+	if !proto.Equal(sotw.res["a"], a) || !proto.Equal(sotw.res["b"], b2) {
+		t.Fatalf("fetch serves %v, want a as set and the new b", sotw.res)
+	}
 }

@@ -29,17 +29,20 @@ type builtSnapshots struct {
 type builtSnapshot struct {
 	// mu is read-held while a SetSnapshot uses h, write-held to replace
 	// it, so a replaced handle is freed at once (no readers can hold it).
-	mu       sync.RWMutex
-	versions []string
-	extras   int // registered extra types it was packed with
-	h        *C.mr_snapshot
+	mu         sync.RWMutex
+	versions   []string
+	extras     int // registered extra types it was packed with
+	h          *C.mr_snapshot
+	marshalled *marshalled
 }
 
 var built builtSnapshots
 
 // acquire returns the library snapshot for s, building it if needed, and
 // the function that ends its use (call it once the cgo call returned).
-func (b *builtSnapshots) acquire(s *cache.Snapshot) (*C.mr_snapshot, int, func(), error) {
+// prev is what the setting node's last snapshot was marshalled to (its
+// unchanged resource values are not marshalled again).
+func (b *builtSnapshots) acquire(s *cache.Snapshot, prev *marshalled) (*C.mr_snapshot, int, *marshalled, func(), error) {
 	urls, nExtras := snapshotTypeURLs(s)
 	versions := make([]string, len(urls))
 	for i, u := range urls {
@@ -48,33 +51,30 @@ func (b *builtSnapshots) acquire(s *cache.Snapshot) (*C.mr_snapshot, int, func()
 	e := b.entry(s)
 	e.mu.RLock()
 	if e.h != nil && slices.Equal(e.versions, versions) {
-		return e.h, e.extras, e.mu.RUnlock, nil
+		return e.h, e.extras, e.marshalled, e.mu.RUnlock, nil
 	}
 	e.mu.RUnlock()
 
-	bp := packPool.Get().(*[]byte)
-	defer packPool.Put(bp)
-	buf, version, packedExtras, err := packSnapshot((*bp)[:0], s)
-	*bp = buf[:0]
+	buf, version, packedExtras, m, err := packSnapshot(prev.bufFor(), s, prev)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, nil, err
 	}
 	nExtras = packedExtras
 	cversion := cstr(version)
 	var h *C.mr_snapshot
 	var cerr C.mrxds_err
 	if st := C.mrxds_snapshot_packed(cptr(cversion), bytesPtr(buf), C.size_t(len(buf)), &h, &cerr); st != C.MR_OK {
-		return nil, 0, nil, errFromC(st, "set snapshot", &cerr)
+		return nil, 0, nil, nil, errFromC(st, "set snapshot", &cerr)
 	}
 	e.mu.Lock()
 	old := e.h
-	e.versions, e.h, e.extras = versions, h, nExtras
+	e.versions, e.h, e.extras, e.marshalled = versions, h, nExtras, m
 	e.mu.Unlock()
 	if old != nil {
 		C.mr_snapshot_free(old) // no reader: they hold e.mu
 	}
 	e.mu.RLock()
-	return e.h, e.extras, e.mu.RUnlock, nil
+	return e.h, e.extras, e.marshalled, e.mu.RUnlock, nil
 }
 
 // entry finds or makes the entry of s; a new one is forgotten once s is
