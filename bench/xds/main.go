@@ -244,12 +244,20 @@ func main() {
 	rounds := flag.Int("rounds", 5, "update rounds per measurement (median reported)")
 	nEndpoints := flag.Int("endpoints", 8, "endpoints in each node's ClusterLoadAssignment")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
+	e2eCounts := flag.String("e2e", "1000,5000", "stream counts of the end-to-end gRPC table (empty: skip it)")
+	e2ePushes := flag.Int("e2e-pushes", 5, "config pushes per end-to-end measurement (median reported)")
+	e2eClientAddr := flag.String("e2e-client", "", "internal: run as the end-to-end client process against this address")
+	e2eStreams := flag.Int("e2e-streams", 0, "internal: streams of the end-to-end client process")
 	deltaN := flag.Int("delta-resources", 10000, "resources of the delta stream's type (0: skip the delta table)")
 	deltaUpdates := flag.Int("delta-updates", 9, "delta updates (median reported)")
 	only := flag.String("only", "", "run only this cache (meshring or gcp), for profiling")
 	memprofile := flag.String("memprofile", "", "write an allocation profile here")
 	mode := flag.String("mode", "", "run only own (a snapshot per node) or fleet (one for all), for profiling")
 	flag.Parse()
+	if *e2eClientAddr != "" {
+		e2eClient(*e2eClientAddr, *e2eStreams)
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -271,6 +279,18 @@ func main() {
 	}
 
 	fmt.Printf("cgo crossing: %v per call. Calls per operation: SetSnapshot 1, CreateWatch 1 (opens and takes an immediate answer), answers 2 per batch of up to 256 (take + release).\n\n", cgoCallCost())
+	if *e2eCounts != "" && (*mode == "" || *mode == "e2e") {
+		var counts []int
+		for _, f := range strings.Split(*e2eCounts, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				fmt.Fprintf(os.Stderr, "bad stream count %q\n", f)
+				os.Exit(2)
+			}
+			counts = append(counts, n)
+		}
+		defer e2eTable(counts, *e2ePushes, *nEndpoints, *only)
+	}
 	if *deltaN > 0 && (*mode == "" || *mode == "delta") {
 		defer func() {
 			var g, m time.Duration
@@ -293,7 +313,7 @@ func main() {
 		}()
 	}
 	for _, shared := range []bool{false, true} {
-		if *mode == "delta" {
+		if *mode == "delta" || *mode == "e2e" {
 			break
 		}
 		if (*mode == "own" && shared) || (*mode == "fleet" && !shared) {
