@@ -19,7 +19,7 @@ all: lib examples
 help:
 	@echo "make demo          build and run the demos: UDP echo (backend, verified echo, throughput), notify bus (examples/c/watch --demo), lifecycle runtime (examples/c/routes), HA pair with failover (examples/c/ha_pair)"
 	@echo "make test          everything CI runs: header drift, cargo test, C tests (ASan/UBSan, valgrind), Go -race, examples, Swift module, netns tunnel, replication fault tests"
-	@echo "make test-repl     replication: kill -9 of a sync primary (REPL_KILL_REPS=20) and a netns link cut with resync (root)"
+	@echo "make test-repl     replication: kill -9 of a sync/durable primary (REPL_KILL_REPS=20), kill -9 and restart of a durable secondary, a netns link cut with resync (root)"
 	@echo "make bench         side-by-side benchmarks with ratios"
 	@echo "make fuzz          every fuzz target for FUZZ_SECONDS (600) each, from the committed seed corpus"
 	@echo "make install PREFIX=/usr/local   library, header, modulemap, meshring.pc"
@@ -94,8 +94,11 @@ test-netns: examples
 	bash tests/netns/tunnel_test.sh
 
 # Replication fault tests: a primary killed with SIGKILL mid-stream of sync
-# writes must lose no acknowledged write (REPL_KILL_REPS repetitions, 20),
-# and a netns link cut must end in a reconnect, a dirty-only resync and
+# or durable writes must lose no acknowledged write, on the secondary nor in
+# its own file (REPL_KILL_REPS repetitions per mode, 20); a secondary killed
+# mid-burst of durable writes must hold every acknowledged write in its
+# file, and restarted from its files must resync to an identical volume;
+# a netns link cut must end in a reconnect, a dirty-only resync and
 # identical volumes (root; skips with a reason otherwise).
 $(BUILD)/repl_node: tests/repl/repl_node.c include/meshring.h $(LIB_A)
 	@mkdir -p $(BUILD)
@@ -104,6 +107,7 @@ $(BUILD)/repl_node: tests/repl/repl_node.c include/meshring.h $(LIB_A)
 test-repl: lib
 	$(MAKE) --no-print-directory $(BUILD)/repl_node
 	bash tests/repl/kill_test.sh
+	bash tests/repl/secondary_kill_test.sh
 	bash tests/repl/netns_cut_test.sh
 
 # The Swift module map, checked with clang's module support (Swift imports the same map).

@@ -170,6 +170,8 @@ static void pair(const char *tag, uint32_t ack, uint64_t blocks, mr_repl **p, mr
     pv = open_volume(pname, MR_BACKEND_AUTO, blocks);
     sv = open_volume(sname, MR_BACKEND_AUTO, blocks);
     check("mr_repl_config_init", mr_repl_config_init(&cfg));
+    cfg.key = (const uint8_t *)"repl_bench key, 32 bytes long!!";
+    cfg.key_len = 32;
     cfg.mode = MR_REPL_SECONDARY;
     cfg.peer_timeout_ms = 30000;
     check("start secondary", mr_repl_start(sv, "127.0.0.1:0", &cfg, s));

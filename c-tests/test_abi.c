@@ -6,9 +6,9 @@
 
 static void test_status_str(void)
 {
-    const char *s[14];
+    const char *s[15];
     int i, j;
-    for (i = 0; i <= 13; i++) {
+    for (i = 0; i <= 14; i++) {
         s[i] = mr_status_str(i);
         CHECK(s[i] != NULL, "mr_status_str(%d) returned NULL", i);
         if (s[i] != NULL) {
@@ -18,8 +18,8 @@ static void test_status_str(void)
             }
         }
     }
-    for (i = 0; i <= 13; i++) {
-        for (j = i + 1; j <= 13; j++) {
+    for (i = 0; i <= 14; i++) {
+        for (j = i + 1; j <= 14; j++) {
             if (s[i] != NULL && s[j] != NULL) {
                 CHECK(strcmp(s[i], s[j]) != 0, "mr_status_str(%d) == mr_status_str(%d): \"%s\"",
                       i, j, s[i]);
@@ -31,15 +31,17 @@ static void test_status_str(void)
     CHECK(s[3] != NULL && strstr(s[3], "MR_TIMEOUT") != NULL, "got \"%s\"", s[3] ? s[3] : "");
     CHECK(s[13] != NULL && strstr(s[13], "MR_NO_MEMORY") != NULL, "got \"%s\"",
           s[13] ? s[13] : "");
+    CHECK(s[14] != NULL && strstr(s[14], "MR_AUTH") != NULL, "got \"%s\"",
+          s[14] ? s[14] : "");
     {
         const char *u = mr_status_str(999);
         const char *m = mr_status_str(-1);
-        const char *k = mr_status_str(14);
+        const char *k = mr_status_str(15);
         CHECK(u != NULL && strstr(u, "unknown") != NULL, "mr_status_str(999) = \"%s\"",
               u ? u : "(null)");
         CHECK(m != NULL && strstr(m, "unknown") != NULL, "mr_status_str(-1) = \"%s\"",
               m ? m : "(null)");
-        CHECK(k != NULL && strstr(k, "unknown") != NULL, "mr_status_str(14) = \"%s\"",
+        CHECK(k != NULL && strstr(k, "unknown") != NULL, "mr_status_str(15) = \"%s\"",
               k ? k : "(null)");
     }
     /* Static: the same pointer/contents every time. */

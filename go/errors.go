@@ -29,6 +29,7 @@ const (
 	StatusUpToDate        Status = 11
 	StatusPanic           Status = 12
 	StatusNoMemory        Status = 13
+	StatusAuth            Status = 14
 )
 
 // Sentinel errors, one per failure status; match them with errors.Is.
@@ -49,6 +50,7 @@ var (
 	ErrUpToDate        error = StatusUpToDate
 	ErrPanic           error = StatusPanic
 	ErrNoMemory        error = StatusNoMemory
+	ErrAuth            error = StatusAuth
 )
 
 var statusNames = [...]string{
@@ -66,6 +68,7 @@ var statusNames = [...]string{
 	StatusUpToDate:        "up to date",
 	StatusPanic:           "internal error (panic in meshring)",
 	StatusNoMemory:        "out of memory",
+	StatusAuth:            "authentication failed",
 }
 
 // String returns a short description of s.

@@ -276,6 +276,18 @@
 #define MR_TUN_OFFLOAD 4
 
 /*
+ `mr_tun_gro` / `mr_tun_disable_gro` bit: TCP segments of one flow are
+ coalesced on write (needs MR_TUN_OFFLOAD).
+ */
+#define MR_TUN_GRO_TCP 1
+
+/*
+ `mr_tun_gro` / `mr_tun_disable_gro` bit: UDP datagrams of one flow are
+ coalesced on write (needs MR_TUN_OFFLOAD and a kernel with USO, 6.2+).
+ */
+#define MR_TUN_GRO_UDP 2
+
+/*
  `mr_udp_config.flags`: send with UDP GSO (`mr_datagram.segment_size`).
  */
 #define MR_UDP_GSO 1
@@ -332,6 +344,15 @@
 #define MR_VOLUME_CREATE 1
 
 /*
+ `mr_volume_config.flags`: open the file with O_DIRECT (no page cache;
+ every write goes to the device). Unaligned caller buffers are copied
+ through an aligned one; batches (`mr_volume_write_batch`,
+ `mr_repl_write_batch`) keep up to 32 writes in flight on io_uring.
+ MR_UNSUPPORTED if the file system refuses O_DIRECT.
+ */
+#define MR_VOLUME_DIRECT 2
+
+/*
  The result of every fallible call. Values are fixed and never renumbered;
  new codes are only appended.
  */
@@ -350,6 +371,7 @@ typedef enum mr_status {
   MR_UP_TO_DATE = 11,
   MR_PANIC = 12,
   MR_NO_MEMORY = 13,
+  MR_AUTH = 14,
 } mr_status;
 
 /*
@@ -433,9 +455,17 @@ typedef enum mr_repl_ack {
    */
   MR_REPL_ASYNC = 0,
   /*
-   After the secondary acknowledged applying the write (DRBD protocol C).
+   After the secondary acknowledged applying the write (DRBD protocol C
+   without flushes: the write is in both sides' page caches).
    */
   MR_REPL_SYNC = 1,
+  /*
+   After the write is on stable storage on both sides (DRBD protocol C
+   with flushes): the primary runs fdatasync while the secondary applies
+   the write, runs its own fdatasync and only then acknowledges.
+   Concurrent writers share each fdatasync on both sides (group commit).
+   */
+  MR_REPL_DURABLE = 2,
 } mr_repl_ack;
 
 /*
@@ -653,7 +683,26 @@ typedef struct mr_repl_config {
    value: the secondary drops a primary silent for its own timeout.
    */
   int32_t peer_timeout_ms;
+  /*
+   The pre-shared key: `key_len` (16 to 64) random bytes that both
+   sides are given; required. Borrowed for the duration of
+   mr_repl_start (copied). Both sides prove they hold it over fresh
+   nonces, and every frame carries a MAC under a per-session key.
+   */
+  const uint8_t *key;
+  size_t key_len;
 } mr_repl_config;
+
+/*
+ One write of a batch (`mr_volume_write_batch`, `mr_repl_write_batch`):
+ `len` bytes of whole blocks from `buf` (borrowed for the call) to the
+ blocks starting at `block`.
+ */
+typedef struct mr_block_write {
+  uint64_t block;
+  const uint8_t *buf;
+  size_t len;
+} mr_block_write;
 
 /*
  Counters and link state of a replication, filled by `mr_repl_stats`.
@@ -703,6 +752,17 @@ typedef struct mr_repl_counters {
    Secondary: blocks in the hidden layer (old contents kept for the view).
    */
   uint64_t hidden_blocks;
+  /*
+   fdatasync calls made for MR_REPL_DURABLE writes (primary: local group
+   commits; secondary: before acknowledgements). Fewer than the writes
+   when concurrent writers shared them.
+   */
+  uint64_t flushes;
+  /*
+   Secondary: connections refused (failed authentication, a second
+   primary while one is connected, malformed handshakes).
+   */
+  uint64_t refused;
 } mr_repl_counters;
 
 /*
@@ -1393,19 +1453,30 @@ enum mr_status mr_proto_withdraw(struct mr_runtime *rt, const char *proto, const
 
 /*
  Fills `*cfg` with the defaults: primary, MR_REPL_SYNC, 1000 ms connect
- timeout, 5000 ms peer timeout.
+ timeout, 5000 ms peer timeout, no key (set `key` and `key_len`).
  */
 enum mr_status mr_repl_config_init(struct mr_repl_config *cfg);
 
 /*
  Starts replicating volume `v` (stage RUNNING). `cfg` is required (the
- mode). Primary: `addr` ("127.0.0.1:7000", "[::1]:7000") is the secondary;
- the call returns at once and connects in the background, retrying while
- the secondary is absent; writes meanwhile are applied locally and marked
- dirty, and a connecting secondary is resynced with exactly those blocks
- (`mr_repl_wait_synced` waits for that). Secondary: `addr` is where to
- listen (port 0 picks one: see `mr_repl_local_addr`); the volume is the
- base and must have the primary's block size and count.
+ mode and the key). Primary: `addr` ("127.0.0.1:7000", "[::1]:7000") is
+ the secondary; the call returns at once and connects in the background,
+ retrying while the secondary is absent; writes meanwhile are applied
+ locally and marked dirty, and a connecting secondary is resynced with
+ exactly those blocks (`mr_repl_wait_synced` waits for that). Secondary:
+ `addr` is where to listen (port 0 picks one: see `mr_repl_local_addr`);
+ the volume is the base and must have the primary's block size and
+ count; its active and hidden layers are kept in files beside the
+ volume's (`<path>.active`, `<path>.hidden`, created empty, removed by
+ mr_repl_free). `addr` NULL: no connecting or listening of its own; the
+ host hands over connected sockets with `mr_repl_add_connection`.
+
+ Every connection is authenticated with `cfg.key` (see mr_repl_config);
+ a peer that fails is refused and the reason stored for
+ `mr_repl_get_error` (MR_AUTH). A secondary serves one primary at a
+ time: while one is connected, another is refused (MR_STATE in
+ `mr_repl_get_error`) until the first one's connection closes or stays
+ silent for the peer timeout.
 
  The replication keeps its own reference to the volume: the caller may
  `mr_volume_free` it at any time. While the replication runs,
@@ -1446,6 +1517,31 @@ enum mr_status mr_repl_read(struct mr_repl *r, uint64_t block, uint8_t *buf, siz
  a failover). After DONE: straight to the volume.
  */
 enum mr_status mr_repl_write(struct mr_repl *r, uint64_t block, const uint8_t *buf, size_t len);
+
+/*
+ Writes `n` extents as one batch (see `mr_block_write`; buffers borrowed
+ for the call; extents inside the volume and not overlapping, else
+ MR_INVALID_ARGUMENT and nothing written). Primary while running: every
+ extent is framed into one send, applied locally as one batch (io_uring
+ keeps them in flight together where that measured faster) and, with
+ MR_REPL_SYNC or MR_REPL_DURABLE, the call waits once, for the last
+ acknowledgement (one fdatasync per side in durable mode); otherwise as
+ `mr_repl_write`. Secondary while running: each extent into the active
+ layer. After DONE: one batch to the volume. `n` = 0 is a no-op.
+ */
+enum mr_status mr_repl_write_batch(struct mr_repl *r, const struct mr_block_write *writes, size_t n);
+
+/*
+ Hands a connected stream socket (TCP or a unix socketpair, e.g. one the
+ host carries inside its own tunnel) to a replication started with a NULL
+ address. On MR_OK the library owns `fd` and closes it; on failure the
+ caller still owns it. Primary: the handshake runs on it when no link is
+ up (queued otherwise); when that link ends, hand over another.
+ Secondary: handshake and takeover rule as for an accepted connection.
+ MR_INVALID_ARGUMENT if `fd` is not a stream socket, MR_STATE on a
+ primary that connects by itself or a secondary that is not running.
+ */
+enum mr_status mr_repl_add_connection(struct mr_repl *r, int fd);
 
 /*
  A checkpoint. Primary: flushes the local volume, then sends a barrier
@@ -1784,6 +1880,37 @@ enum mr_status mr_tun_read(struct mr_tun *t, struct mr_packet *pkts, size_t n, i
 enum mr_status mr_tun_write(struct mr_tun *t, const struct mr_packet *pkts, size_t n, int32_t timeout_ms, size_t *written);
 
 /*
+ Writes every packet of `pkts[0..n]` (each `len` bytes of `buf`, one IP
+ packet); a packet the kernel refuses does not stop the others. With
+ MR_TUN_OFFLOAD, TCP and UDP packets of one flow anywhere in the batch
+ are coalesced by wireguard-go's rules (addresses, ports, TCP ack and
+ sequence numbers, equal IP header fields, verified checksums; at most
+ 64 KiB) and written as one super-packet with `writev` straight from the
+ caller's buffers, which are only read, never modified or kept. Output
+ order is the order in which each output packet's first member appears.
+ Sets `*written` to how many packets were written. MR_OK if all were;
+ otherwise the status of the first failure after trying every packet:
+ MR_IO (errno in mr_last_os_error: EINVAL from a super-packet means the
+ kernel refuses coalesced packets, see `mr_tun_disable_gro`),
+ MR_INVALID_ARGUMENT for a packet that is not IPv4/IPv6, MR_CLOSED.
+ */
+enum mr_status mr_tun_write_batch(struct mr_tun *t, const struct mr_packet *pkts, size_t n, size_t *written);
+
+/*
+ The MR_TUN_GRO_* bits `mr_tun_write_batch` coalesces with now (0 without
+ MR_TUN_OFFLOAD; no MR_TUN_GRO_UDP where the kernel lacks USO).
+ */
+enum mr_status mr_tun_gro(const struct mr_tun *t, uint32_t *bits);
+
+/*
+ Stops coalescing the given MR_TUN_GRO_* bits on write for the rest of
+ the handle's life (wireguard-go's DisableTCPGRO / DisableUDPGRO, for
+ kernels whose coalesced packets misbehave). Unknown bits are
+ MR_INVALID_ARGUMENT.
+ */
+enum mr_status mr_tun_disable_gro(struct mr_tun *t, uint32_t bits);
+
+/*
  Copies the device name, NUL-terminated, into `buf` of `cap` bytes;
  `*len` gets its length (16 bytes always suffice).
  */
@@ -1979,6 +2106,18 @@ enum mr_status mr_volume_read(struct mr_volume *v, uint64_t block, uint8_t *buf,
  replication runs on the volume: write through `mr_repl_write` then.
  */
 enum mr_status mr_volume_write(struct mr_volume *v, uint64_t block, const uint8_t *buf, size_t len);
+
+/*
+ Writes `n` extents (`writes[i].len` bytes of whole blocks each, the
+ buffers borrowed for the call) as one batch: with io_uring up to 32
+ writes in flight from one submit (MR_BACKEND_AUTO measures this against
+ a pwrite loop and keeps the faster), else one pwrite each. The extents
+ must be inside the volume and must not overlap (MR_INVALID_ARGUMENT,
+ nothing written). `n` = 0 is a no-op. On an I/O error some extents may
+ have been written. MR_STATE while a replication runs on the volume
+ (use `mr_repl_write_batch`).
+ */
+enum mr_status mr_volume_write_batch(struct mr_volume *v, const struct mr_block_write *writes, size_t n);
 
 /*
  fdatasync: every write that returned before this call is on stable storage.

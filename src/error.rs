@@ -20,6 +20,9 @@ pub enum ErrorKind {
     NoMemory,
     /// A library thread panicked (a bug); the handle is shut down.
     Panic,
+    /// A peer failed authentication (wrong or missing key, a frame that
+    /// does not verify, a replayed frame).
+    Auth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

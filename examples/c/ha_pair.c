@@ -57,6 +57,21 @@ static int open_volume(const char *dir, const char *name, mr_volume **out)
     return 0;
 }
 
+/* `len` random bytes from the kernel, for the pre-shared key. */
+static int random_key(uint8_t *key, size_t len)
+{
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f != NULL ? fread(key, 1, len, f) : 0;
+    if (f != NULL) {
+        fclose(f);
+    }
+    if (got != len) {
+        fprintf(stderr, "ha_pair: cannot read /dev/urandom for the key\n");
+        return 1;
+    }
+    return 0;
+}
+
 static const char *stage_name(mr_repl *r)
 {
     static const char *names[] = {"NONE", "RUNNING", "FAILOVER", "FAILOVER_FAILED", "DONE"};
@@ -74,6 +89,7 @@ static int run(const char *dir)
     mr_addr addr;
     char text[MR_ADDR_TEXT_MAX];
     unsigned i, bad = 0;
+    uint8_t key[32];
 
     if (open_volume(dir, "primary.vol", &pv) || open_volume(dir, "secondary.vol", &sv)) {
         return 1;
@@ -81,7 +97,13 @@ static int run(const char *dir)
     printf("volumes: %u blocks of %u bytes (%s I/O)\n", (unsigned)mr_volume_block_count(pv),
            (unsigned)mr_volume_block_size(pv), mr_volume_backend(pv) == MR_BACKEND_URING ? "io_uring" : "pread/pwrite");
 
+    /* Both sides hold the same pre-shared key; here both live in this process. */
+    if (random_key(key, sizeof key) != 0) {
+        return 1;
+    }
     TRY("mr_repl_config_init", mr_repl_config_init(&cfg));
+    cfg.key = key;
+    cfg.key_len = sizeof key;
     cfg.mode = MR_REPL_SECONDARY;
     TRY("start secondary", mr_repl_start(sv, "127.0.0.1:0", &cfg, &secondary));
     TRY("mr_repl_local_addr", mr_repl_local_addr(secondary, &addr));

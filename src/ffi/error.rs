@@ -25,6 +25,7 @@ pub enum mr_status {
     MR_UP_TO_DATE = 11,
     MR_PANIC = 12,
     MR_NO_MEMORY = 13,
+    MR_AUTH = 14,
 }
 
 /// The deepest nesting of arrays and objects a JSON input may have (the
@@ -35,7 +36,7 @@ pub enum mr_status {
 pub const MR_JSON_MAX_DEPTH: u32 = 64;
 const _: () = assert!(MR_JSON_MAX_DEPTH as usize == crate::json::MAX_DEPTH);
 
-const STATUS_NAMES: [&str; 14] = [
+const STATUS_NAMES: [&str; 15] = [
     "MR_OK: success\0",
     "MR_INVALID_ARGUMENT: an argument is NULL, out of range or malformed\0",
     "MR_CLOSED: the handle is closed\0",
@@ -50,6 +51,7 @@ const STATUS_NAMES: [&str; 14] = [
     "MR_UP_TO_DATE: nothing newer than what the caller has\0",
     "MR_PANIC: internal error inside meshring (a bug; see the log)\0",
     "MR_NO_MEMORY: out of memory\0",
+    "MR_AUTH: a peer failed authentication (key, frame MAC or replay)\0",
 ];
 
 impl From<ErrorKind> for mr_status {
@@ -68,6 +70,7 @@ impl From<ErrorKind> for mr_status {
             ErrorKind::UpToDate => mr_status::MR_UP_TO_DATE,
             ErrorKind::NoMemory => mr_status::MR_NO_MEMORY,
             ErrorKind::Panic => mr_status::MR_PANIC,
+            ErrorKind::Auth => mr_status::MR_AUTH,
         }
     }
 }

@@ -3,11 +3,12 @@
 use super::addr::mr_addr;
 use super::error::mr_status;
 use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
-use super::volume::mr_volume;
+use super::volume::{batch_extents, mr_block_write, mr_volume};
 use crate::error::{Error, Result};
-use crate::replication::{AckMode, Mode, ReplConfig, Replication, Stage};
+use crate::replication::{AckMode, Mode, Psk, ReplConfig, Replication, Stage};
 use crate::sync::Wait;
-use std::os::raw::c_char;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::raw::{c_char, c_int};
 use std::time::Duration;
 
 /// A replication handle. Thread-safe: writes, reads, checkpoints and
@@ -38,8 +39,14 @@ pub enum mr_repl_ack {
     /// After the local write (DRBD protocol A); frames are sent by a sender
     /// thread from a bounded queue (a full queue makes writes wait).
     MR_REPL_ASYNC = 0,
-    /// After the secondary acknowledged applying the write (DRBD protocol C).
+    /// After the secondary acknowledged applying the write (DRBD protocol C
+    /// without flushes: the write is in both sides' page caches).
     MR_REPL_SYNC = 1,
+    /// After the write is on stable storage on both sides (DRBD protocol C
+    /// with flushes): the primary runs fdatasync while the secondary applies
+    /// the write, runs its own fdatasync and only then acknowledges.
+    /// Concurrent writers share each fdatasync on both sides (group commit).
+    MR_REPL_DURABLE = 2,
 }
 
 /// Replication stages (QEMU's block replication stages).
@@ -88,6 +95,12 @@ pub struct mr_repl_config {
     /// at most this long for its acknowledgement. Give both sides the same
     /// value: the secondary drops a primary silent for its own timeout.
     pub peer_timeout_ms: i32,
+    /// The pre-shared key: `key_len` (16 to 64) random bytes that both
+    /// sides are given; required. Borrowed for the duration of
+    /// mr_repl_start (copied). Both sides prove they hold it over fresh
+    /// nonces, and every frame carries a MAC under a per-session key.
+    pub key: *const u8,
+    pub key_len: usize,
 }
 
 /// Counters and link state of a replication, filled by `mr_repl_stats`.
@@ -116,10 +129,17 @@ pub struct mr_repl_counters {
     pub active_blocks: u64,
     /// Secondary: blocks in the hidden layer (old contents kept for the view).
     pub hidden_blocks: u64,
+    /// fdatasync calls made for MR_REPL_DURABLE writes (primary: local group
+    /// commits; secondary: before acknowledgements). Fewer than the writes
+    /// when concurrent writers shared them.
+    pub flushes: u64,
+    /// Secondary: connections refused (failed authentication, a second
+    /// primary while one is connected, malformed handshakes).
+    pub refused: u64,
 }
 
 /// Fills `*cfg` with the defaults: primary, MR_REPL_SYNC, 1000 ms connect
-/// timeout, 5000 ms peer timeout.
+/// timeout, 5000 ms peer timeout, no key (set `key` and `key_len`).
 #[no_mangle]
 pub extern "C" fn mr_repl_config_init(cfg: *mut mr_repl_config) -> mr_status {
     ffi_status!("mr_repl_config_init", {
@@ -129,6 +149,8 @@ pub extern "C" fn mr_repl_config_init(cfg: *mut mr_repl_config) -> mr_status {
             ack: mr_repl_ack::MR_REPL_SYNC as u32,
             connect_timeout_ms: 1000,
             peer_timeout_ms: 5000,
+            key: std::ptr::null(),
+            key_len: 0,
         };
         Ok(())
     })
@@ -152,24 +174,41 @@ fn to_config(cfg: *const mr_repl_config) -> Result<ReplConfig> {
     let ack = match c.ack {
         0 => AckMode::Async,
         1 => AckMode::Sync,
+        2 => AckMode::Durable,
         other => return Err(Error::invalid(format!("cfg.ack {other} is not an mr_repl_ack"))),
     };
+    if c.key.is_null() || c.key_len == 0 {
+        return Err(Error::invalid("cfg.key is required: 16 to 64 random bytes shared by both sides"));
+    }
+    let psk = Psk::new(try_slice(c.key, c.key_len, "cfg.key")?)?;
     Ok(ReplConfig {
         mode,
         ack,
         connect_timeout: positive_ms(c.connect_timeout_ms, "connect_timeout_ms")?,
         peer_timeout: positive_ms(c.peer_timeout_ms, "peer_timeout_ms")?,
+        psk: Some(psk),
     })
 }
 
 /// Starts replicating volume `v` (stage RUNNING). `cfg` is required (the
-/// mode). Primary: `addr` ("127.0.0.1:7000", "[::1]:7000") is the secondary;
-/// the call returns at once and connects in the background, retrying while
-/// the secondary is absent; writes meanwhile are applied locally and marked
-/// dirty, and a connecting secondary is resynced with exactly those blocks
-/// (`mr_repl_wait_synced` waits for that). Secondary: `addr` is where to
-/// listen (port 0 picks one: see `mr_repl_local_addr`); the volume is the
-/// base and must have the primary's block size and count.
+/// mode and the key). Primary: `addr` ("127.0.0.1:7000", "[::1]:7000") is
+/// the secondary; the call returns at once and connects in the background,
+/// retrying while the secondary is absent; writes meanwhile are applied
+/// locally and marked dirty, and a connecting secondary is resynced with
+/// exactly those blocks (`mr_repl_wait_synced` waits for that). Secondary:
+/// `addr` is where to listen (port 0 picks one: see `mr_repl_local_addr`);
+/// the volume is the base and must have the primary's block size and
+/// count; its active and hidden layers are kept in files beside the
+/// volume's (`<path>.active`, `<path>.hidden`, created empty, removed by
+/// mr_repl_free). `addr` NULL: no connecting or listening of its own; the
+/// host hands over connected sockets with `mr_repl_add_connection`.
+///
+/// Every connection is authenticated with `cfg.key` (see mr_repl_config);
+/// a peer that fails is refused and the reason stored for
+/// `mr_repl_get_error` (MR_AUTH). A secondary serves one primary at a
+/// time: while one is connected, another is refused (MR_STATE in
+/// `mr_repl_get_error`) until the first one's connection closes or stays
+/// silent for the peer timeout.
 ///
 /// The replication keeps its own reference to the volume: the caller may
 /// `mr_volume_free` it at any time. While the replication runs,
@@ -183,7 +222,7 @@ pub extern "C" fn mr_repl_start(v: *mut mr_volume, addr: *const c_char, cfg: *co
         let out = try_out(out, "out")?;
         *out = std::ptr::null_mut();
         let vol = try_ref(v)?.clone();
-        let addr = crate::addr::parse(try_str(addr, "addr")?)?;
+        let addr = if addr.is_null() { None } else { Some(crate::addr::parse(try_str(addr, "addr")?)?) };
         let cfg = to_config(cfg)?;
         *out = into_handle::<mr_repl>(Replication::start(vol, addr, cfg)?);
         Ok(())
@@ -226,6 +265,55 @@ pub extern "C" fn mr_repl_write(r: *mut mr_repl, block: u64, buf: *const u8, len
     ffi_status!("mr_repl_write", {
         let r = try_ref(r)?;
         r.write(block, try_slice(buf, len, "buf")?)
+    })
+}
+
+/// Writes `n` extents as one batch (see `mr_block_write`; buffers borrowed
+/// for the call; extents inside the volume and not overlapping, else
+/// MR_INVALID_ARGUMENT and nothing written). Primary while running: every
+/// extent is framed into one send, applied locally as one batch (io_uring
+/// keeps them in flight together where that measured faster) and, with
+/// MR_REPL_SYNC or MR_REPL_DURABLE, the call waits once, for the last
+/// acknowledgement (one fdatasync per side in durable mode); otherwise as
+/// `mr_repl_write`. Secondary while running: each extent into the active
+/// layer. After DONE: one batch to the volume. `n` = 0 is a no-op.
+#[no_mangle]
+pub extern "C" fn mr_repl_write_batch(r: *mut mr_repl, writes: *const mr_block_write, n: usize) -> mr_status {
+    ffi_status!("mr_repl_write_batch", {
+        let r = try_ref(r)?;
+        r.write_batch(&batch_extents(writes, n)?)
+    })
+}
+
+/// Hands a connected stream socket (TCP or a unix socketpair, e.g. one the
+/// host carries inside its own tunnel) to a replication started with a NULL
+/// address. On MR_OK the library owns `fd` and closes it; on failure the
+/// caller still owns it. Primary: the handshake runs on it when no link is
+/// up (queued otherwise); when that link ends, hand over another.
+/// Secondary: handshake and takeover rule as for an accepted connection.
+/// MR_INVALID_ARGUMENT if `fd` is not a stream socket, MR_STATE on a
+/// primary that connects by itself or a secondary that is not running.
+#[no_mangle]
+pub extern "C" fn mr_repl_add_connection(r: *mut mr_repl, fd: c_int) -> mr_status {
+    ffi_status!("mr_repl_add_connection", {
+        let r = try_ref(r)?;
+        if fd < 0 {
+            return Err(Error::invalid(format!("fd {fd} is not a file descriptor")));
+        }
+        let kind = crate::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE, "getsockopt(SO_TYPE)")
+            .map_err(|e| Error::invalid(format!("fd {fd} is not a socket: {}", e.message)))?;
+        if kind != libc::SOCK_STREAM {
+            return Err(Error::invalid(format!("fd {fd} is not a stream socket")));
+        }
+        // SAFETY: the caller hands over ownership of `fd`, an open stream
+        // socket (checked above); from here only the OwnedFd closes it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let stream = std::net::TcpStream::from(owned);
+        r.add_connection(stream).map_err(|(e, stream)| {
+            // Refused: the caller keeps its fd.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(stream);
+            e
+        })
     })
 }
 
@@ -312,6 +400,8 @@ pub extern "C" fn mr_repl_stats(r: *const mr_repl, out: *mut mr_repl_counters) -
             checkpoints: s.checkpoints,
             active_blocks: s.active_blocks,
             hidden_blocks: s.hidden_blocks,
+            flushes: s.flushes,
+            refused: s.refused,
         };
         Ok(())
     })

@@ -4,11 +4,12 @@
 pub struct DirtyMap {
     words: Vec<u64>,
     count: u64,
+    blocks: u64,
 }
 
 impl DirtyMap {
     pub fn new(blocks: u64) -> Self {
-        DirtyMap { words: vec![0; blocks.div_ceil(64) as usize], count: 0 }
+        DirtyMap { words: vec![0; blocks.div_ceil(64) as usize], count: 0, blocks }
     }
 
     pub fn set(&mut self, block: u64) {
@@ -31,8 +32,37 @@ impl DirtyMap {
         self.words[(block / 64) as usize] & (1u64 << (block % 64)) != 0
     }
 
+    /// The blocks the map covers.
+    pub fn capacity(&self) -> u64 {
+        self.blocks
+    }
+
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Up to `max` set blocks from `from` on, in order.
+    pub fn blocks_from(&self, from: u64, max: usize) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut i = (from / 64) as usize;
+        let mut w = match self.words.get(i) {
+            Some(&w) => w & (!0u64 << (from % 64)),
+            None => return out,
+        };
+        loop {
+            while w != 0 {
+                if out.len() == max {
+                    return out;
+                }
+                out.push(i as u64 * 64 + w.trailing_zeros() as u64);
+                w &= w - 1;
+            }
+            i += 1;
+            match self.words.get(i) {
+                Some(&next) => w = next,
+                None => return out,
+            }
+        }
     }
 
     /// Every dirty block, in order.
@@ -65,5 +95,9 @@ mod tests {
         d.clear(63);
         assert!(!d.contains(63) && d.contains(129));
         assert_eq!(d.count(), 3);
+        assert_eq!(d.blocks_from(1, 10), vec![64, 129]);
+        assert_eq!(d.blocks_from(0, 2), vec![0, 64]);
+        assert_eq!(d.blocks_from(65, 10), vec![129]);
+        assert_eq!(d.blocks_from(130, 10), Vec::<u64>::new());
     }
 }

@@ -4,6 +4,7 @@
 //! Modes, stages, layering and error reporting follow QEMU's block
 //! replication filter; see `stage`, `layers`, `primary`, `secondary`.
 
+mod auth;
 mod chooser;
 mod dirty;
 mod layers;
@@ -13,17 +14,19 @@ mod stage;
 mod volume;
 mod wire;
 
+pub use auth::{Psk, MAX_KEY_LEN, MIN_KEY_LEN};
 pub use dirty::DirtyMap;
 pub use layers::{BlockMap, Layers};
 pub use primary::Primary;
 pub use secondary::Secondary;
 pub use stage::{AckMode, Mode, Stage, Status};
 pub use volume::{Volume, VolumeConfig, DEFAULT_BLOCK_SIZE};
-pub use wire::{encode, read_msg, Msg};
+pub use wire::{encode, read_handshake_msg, read_msg, Direction, Msg};
+pub use auth::FrameKey;
 
 use crate::error::Result;
 use crate::sync::Wait;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +39,8 @@ pub struct ReplConfig {
     /// Silence after which a connection is declared dead; keepalives go
     /// every quarter of it, and a sync write waits at most this long.
     pub peer_timeout: Duration,
+    /// The pre-shared key both sides hold; required.
+    pub psk: Option<Psk>,
 }
 
 impl Default for ReplConfig {
@@ -45,6 +50,7 @@ impl Default for ReplConfig {
             ack: AckMode::Sync,
             connect_timeout: Duration::from_secs(1),
             peer_timeout: Duration::from_secs(5),
+            psk: None,
         }
     }
 }
@@ -66,6 +72,12 @@ pub struct ReplStats {
     pub checkpoints: u64,
     pub active_blocks: u64,
     pub hidden_blocks: u64,
+    /// fdatasync calls made for durable writes (primary: local group
+    /// commits; secondary: before acknowledgements).
+    pub flushes: u64,
+    /// Secondary: connections refused (authentication failures, a second
+    /// primary, malformed handshakes).
+    pub refused: u64,
 }
 
 /// One side of a replication, over a shared volume.
@@ -76,8 +88,9 @@ pub enum Replication {
 
 impl Replication {
     /// Primary: `addr` is the secondary to connect to (retried in the
-    /// background). Secondary: `addr` is where to listen.
-    pub fn start(vol: Arc<Volume>, addr: SocketAddr, cfg: ReplConfig) -> Result<Self> {
+    /// background). Secondary: `addr` is where to listen. None: the host
+    /// hands over connected sockets with `add_connection` instead.
+    pub fn start(vol: Arc<Volume>, addr: Option<SocketAddr>, cfg: ReplConfig) -> Result<Self> {
         Ok(match cfg.mode {
             Mode::Primary => Replication::Primary(Primary::start(vol, addr, cfg)?),
             Mode::Secondary => Replication::Secondary(Secondary::start(vol, addr, cfg)?),
@@ -114,6 +127,26 @@ impl Replication {
         match self {
             Replication::Primary(p) => p.write(block, data),
             Replication::Secondary(s) => s.write(block, data),
+        }
+    }
+
+    /// Several writes at once (extents must not overlap). Primary: sent
+    /// together, applied locally as one batch, acknowledged together.
+    pub fn write_batch(&self, extents: &[(u64, &[u8])]) -> Result<()> {
+        match self {
+            Replication::Primary(p) => p.write_batch(extents),
+            Replication::Secondary(s) => s.write_batch(extents),
+        }
+    }
+
+    /// A connected stream socket the host established (e.g. inside its own
+    /// tunnel) for a replication started without an address. The handshake
+    /// and every rule of a TCP connection apply to it.
+    /// On failure the stream is handed back, untouched.
+    pub fn add_connection(&self, stream: TcpStream) -> std::result::Result<(), (crate::error::Error, TcpStream)> {
+        match self {
+            Replication::Primary(p) => p.add_connection(stream),
+            Replication::Secondary(s) => s.add_connection(stream),
         }
     }
 
@@ -166,11 +199,12 @@ impl Replication {
         })
     }
 
-    /// The secondary's listening address; None on a primary.
+    /// The secondary's listening address; None on a primary or a
+    /// secondary without a listener.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Replication::Primary(_) => None,
-            Replication::Secondary(s) => Some(s.local_addr()),
+            Replication::Secondary(s) => s.local_addr(),
         }
     }
 

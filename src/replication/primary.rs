@@ -1,45 +1,60 @@
 //! The primary: writes land on the local volume and are streamed to the
-//! secondary. A connection manager thread connects (and reconnects) to the
-//! secondary and resyncs it from the dirty map; a reader thread per
-//! connection takes acknowledgements. Replication trouble never fails a
-//! write: it is stored for `get_error` and the blocks stay dirty.
+//! secondary over an authenticated link (see `auth`). A connection manager
+//! thread connects (and reconnects) to the secondary, or takes the
+//! connections the host hands over, runs the handshake, resyncs the
+//! secondary from the dirty map and keeps the link alive. Replication
+//! trouble never fails a write: it is stored for `get_error` and the blocks
+//! stay dirty.
 //!
-//! Sync mode writes each frame to the socket on the caller's thread (the
-//! caller waits for the acknowledgement anyway). Async mode appends frames
-//! to a send queue under the send lock and a sender thread writes whatever
-//! has accumulated in one `write` — the caller pays a memcpy, not a
-//! syscall. Everything else (resync blocks, barriers, keepalives) goes
-//! through the same queue in async mode, so a checkpoint's barrier cannot
-//! overtake queued writes. The queue is bounded by `SEND_QUEUE_BYTES`:
-//! a write finding it full waits (back-pressure) until the sender thread
-//! has taken it; a stuck connection ends after the peer timeout (the
-//! socket's send timeout), its queue is dropped, the blocks stay dirty for
-//! the resync and the waiting writer continues.
+//! Sync and durable modes write each frame to the socket on the caller's
+//! thread, then apply it locally (the order on the volume is the order on
+//! the wire: both under the send lock), and the caller then reads the
+//! acknowledgements itself: whichever waiting thread finds nobody reading
+//! becomes the reader until its own acknowledgement is in, so a lone writer
+//! is woken by the socket, not by another thread. Durable mode also makes
+//! the local write durable while the secondary works (group commit: one
+//! thread runs fdatasync for every write done before it started; writers
+//! arriving meanwhile wait for the next one).
+//!
+//! Async mode appends frames to a send queue under the send lock and a
+//! sender thread writes whatever has accumulated in one `write`; a reader
+//! thread takes acknowledgements. Everything else (resync blocks, barriers,
+//! keepalives) goes through the same queue in async mode, so a
+//! checkpoint's barrier cannot overtake queued writes. The queue is bounded
+//! by `SEND_QUEUE_BYTES`: a write finding it full waits (back-pressure)
+//! until the sender thread has taken it; a stuck connection ends after the
+//! peer timeout (the socket's send timeout), its queue is dropped, the
+//! blocks stay dirty for the resync and the waiting writer continues.
 
+use super::auth::{self, Psk};
 use super::dirty::DirtyMap;
 use super::stage::{lock, wait_for, AckMode, Stage, Status};
 use super::volume::Volume;
-use super::wire::{self, Msg, MAX_WRITE_DATA};
+use super::wire::{self, Direction, Msg, MAX_WRITE_DATA};
 use super::{ReplConfig, ReplStats};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys::{self, PollResult};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Async mode: queued frame bytes at which `write` waits for the sender
 /// thread. Up to twice this can be held: the queue plus the batch being
 /// written.
 /// cbindgen:ignore
 pub const SEND_QUEUE_BYTES: usize = 4 << 20;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-/// The write side: held while a write is applied locally and framed, so
-/// the order on the wire is the order on the volume.
+/// The write side: held while a write is framed, sent and applied locally,
+/// so the order on the wire is the order on the volume.
 struct Sender {
     link: Option<Arc<TcpStream>>,
+    /// The session's primary -> secondary direction (with `link`).
+    seal: Option<Direction>,
     next_seq: u64,
     next_barrier: u64,
     frame: Vec<u8>,
@@ -75,11 +90,38 @@ struct State {
     /// Bumped whenever a link comes up or goes down.
     generation: u64,
     counters: Counters,
+    /// A thread is reading the link (sync/durable: a waiting caller; async:
+    /// the reader thread).
+    reader_busy: bool,
+    /// Threads waiting on `changed` (notify only when there are some).
+    waiters: usize,
+    /// Frames received on the current link, and when the last came in.
+    rx_frames: u64,
+    last_rx: Instant,
+}
+
+/// The read side of the current link, used by one thread at a time
+/// (`State::reader_busy`).
+struct Rx {
+    reader: BufReader<TcpStream>,
+    open: Direction,
+    generation: u64,
+}
+
+/// Group commit of the local volume (durable mode).
+#[derive(Default)]
+struct FlushState {
+    /// Local writes covered by the last completed fdatasync.
+    flushed: u64,
+    running: bool,
+    flushes: u64,
 }
 
 pub(super) struct Shared {
     vol: Arc<Volume>,
-    peer: SocketAddr,
+    /// None: the host hands over connections (`add_connection`).
+    peer: Option<SocketAddr>,
+    psk: Psk,
     cfg: ReplConfig,
     pub(super) status: Status,
     send: Mutex<Sender>,
@@ -88,16 +130,23 @@ pub(super) struct Shared {
     /// With `send`: the async queue was taken (writers wait for room).
     room: Condvar,
     state: Mutex<State>,
-    /// With `state`: acknowledgements, link up/down, stop.
+    /// With `state`: acknowledgements, link up/down, stop, the reader role freed.
     changed: Condvar,
-    /// With `state`: link up/down and stop only. The manager's keepalive
-    /// loop waits here, so an acknowledgement (notify on `changed`) does
-    /// not wake it: one wake-up less per sync write.
+    /// With `state`: link up/down, host connections and stop only. The
+    /// manager's keepalive loop waits here, so an acknowledgement does not
+    /// wake it.
     link_changed: Condvar,
+    rx: Mutex<Option<Rx>>,
+    /// Host-supplied connections not yet taken by the manager.
+    pending: Mutex<VecDeque<TcpStream>>,
     stop: AtomicBool,
     /// `State::acked`, readable without the lock: a sync writer whose
-    /// acknowledgement is already in skips the lock (see `wait_acked`).
+    /// acknowledgement is already in skips the lock.
     acked_hint: AtomicU64,
+    /// Local writes done (durable mode's group commit counts against it).
+    local_writes: AtomicU64,
+    flush: Mutex<FlushState>,
+    flushed: Condvar,
     /// This handle still holds the volume's write path; cleared exactly once
     /// (see `detach`), so a later replication's hold is never released by us.
     attached: AtomicBool,
@@ -114,7 +163,8 @@ pub struct Primary {
 }
 
 impl Primary {
-    pub fn start(vol: Arc<Volume>, peer: SocketAddr, cfg: ReplConfig) -> Result<Self> {
+    pub fn start(vol: Arc<Volume>, peer: Option<SocketAddr>, cfg: ReplConfig) -> Result<Self> {
+        let psk = cfg.psk.clone().ok_or_else(|| Error::invalid("a replication needs a pre-shared key (cfg.key)"))?;
         vol.attach()?;
         let state = State {
             dirty: DirtyMap::new(vol.block_count()),
@@ -126,14 +176,20 @@ impl Primary {
             resynced: false,
             generation: 0,
             counters: Counters::default(),
+            reader_busy: false,
+            waiters: 0,
+            rx_frames: 0,
+            last_rx: Instant::now(),
         };
         let shared = Arc::new(Shared {
             vol,
             peer,
+            psk,
             cfg,
             status: Status::new(),
             send: Mutex::new(Sender {
                 link: None,
+                seal: None,
                 next_seq: 1,
                 next_barrier: 1,
                 frame: Vec::new(),
@@ -147,15 +203,20 @@ impl Primary {
             state: Mutex::new(state),
             changed: Condvar::new(),
             link_changed: Condvar::new(),
+            rx: Mutex::new(None),
+            pending: Mutex::new(VecDeque::new()),
             stop: AtomicBool::new(false),
             acked_hint: AtomicU64::new(0),
+            local_writes: AtomicU64::new(0),
+            flush: Mutex::new(FlushState::default()),
+            flushed: Condvar::new(),
             attached: AtomicBool::new(true),
             #[cfg(test)]
             panic_on_ack: AtomicBool::new(false),
         });
         shared.status.set_stage(Stage::Running);
         let sender = match shared.cfg.ack {
-            AckMode::Sync => None,
+            AckMode::Sync | AckMode::Durable => None,
             AckMode::Async => {
                 let worker = shared.clone();
                 let spawned = std::thread::Builder::new().name("mr-repl-send".into()).spawn(move || worker.guarded("sender", |w| w.send_loop()));
@@ -189,26 +250,60 @@ impl Primary {
         self.shared.vol.read(block, buf)
     }
 
-    /// Applies locally, then replicates (while RUNNING). Only a local
-    /// failure fails the call, and in sync mode a close that overtakes the
-    /// write before its acknowledgement came in: Closed (it was applied
+    /// A host-supplied connection to the secondary (a primary started
+    /// without an address): the manager runs the handshake on it when no
+    /// link is up.
+    pub fn add_connection(&self, stream: TcpStream) -> std::result::Result<(), (Error, TcpStream)> {
+        let s = &self.shared;
+        if let Err(e) = s.status.check_open() {
+            return Err((e, stream));
+        }
+        if s.peer.is_some() {
+            return Err((Error::new(ErrorKind::State, "this primary connects to its secondary itself (it was started with an address)"), stream));
+        }
+        lock(&s.pending).push_back(stream);
+        let _st = lock(&s.state);
+        s.link_changed.notify_all();
+        Ok(())
+    }
+
+    /// Applies locally and replicates (while RUNNING). Only a local failure
+    /// fails the call, and in sync or durable mode a close that overtakes
+    /// the write before its acknowledgement came in: Closed (it was applied
     /// locally; the secondary may or may not have it).
     pub fn write(&self, block: u64, data: &[u8]) -> Result<()> {
+        self.write_batch(&[(block, data)])
+    }
+
+    /// Several writes kept in flight together: framed into one send,
+    /// applied locally as one batch (io_uring keeps them in flight where it
+    /// is the faster path), acknowledged once. Extents must not overlap.
+    pub fn write_batch(&self, extents: &[(u64, &[u8])]) -> Result<()> {
         let s = &self.shared;
         s.status.check_open()?;
-        s.vol.check_range(block, data.len())?;
+        check_extents(&s.vol, extents)?;
+        if extents.is_empty() {
+            return Ok(());
+        }
         let mut tx = lock(&s.send);
         if s.cfg.ack == AckMode::Async {
             tx = s.wait_for_room(tx);
         }
-        s.vol.write_raw(block, data)?;
         if s.status.stage() != Stage::Running {
-            return Ok(());
+            return write_local(&s.vol, extents);
         }
-        let sent = s.replicate(&mut tx, block, data);
+        let sent = s.replicate(&mut tx, extents);
+        if let Err(e) = write_local(&s.vol, extents) {
+            drop(tx);
+            s.forget_inflight(extents);
+            return Err(e);
+        }
+        let ticket = s.local_writes.fetch_add(1, Ordering::AcqRel) + 1;
         drop(tx);
-        if s.cfg.ack == AckMode::Async {
-            return Ok(());
+        match s.cfg.ack {
+            AckMode::Async => return Ok(()),
+            AckMode::Durable => s.group_flush(ticket)?,
+            AckMode::Sync => {}
         }
         let acked = match sent {
             Some((seq, generation)) => s.wait_acked(seq, generation),
@@ -226,9 +321,10 @@ impl Primary {
         }
         if sent.is_none() {
             // A sync caller learns from get_error that this write is not on the secondary.
+            let first = extents[0].0;
             s.status.record(Error::new(
                 ErrorKind::Io,
-                format!("write to block {block} not replicated: the secondary {} is not connected; kept for resync", s.peer),
+                format!("write to block {first} not replicated: the secondary {} is not connected; kept for resync", s.peer_name()),
             ));
         }
         Ok(())
@@ -265,8 +361,30 @@ impl Primary {
         if s.status.stage() != Stage::Running {
             return Err(s.status.wrong_stage("wait_synced"));
         }
-        let st = s.wait_until(deadline, |st| st.connected && st.dirty.count() == 0);
-        if st.connected && st.dirty.count() == 0 {
+        let synced = |st: &State| st.connected && st.dirty.count() == 0;
+        loop {
+            let st = lock(&s.state);
+            if synced(&st) || s.stopping() {
+                break;
+            }
+            let generation = st.generation;
+            let connected = st.connected;
+            drop(st);
+            if connected && s.cfg.ack != AckMode::Async {
+                // Acknowledgements come in only if someone reads them.
+                let st = s.progress(generation, deadline, synced);
+                if synced(&st) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                continue;
+            }
+            let st = s.wait_until(deadline, |st| synced(st) || st.generation != generation);
+            if synced(&st) || deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        let st = lock(&s.state);
+        if synced(&st) {
             return Ok(());
         }
         drop(st);
@@ -275,7 +393,9 @@ impl Primary {
     }
 
     pub fn stats(&self) -> ReplStats {
-        let st = lock(&self.shared.state);
+        let s = &self.shared;
+        let flushes = lock(&s.flush).flushes;
+        let st = lock(&s.state);
         ReplStats {
             connected: st.connected,
             dirty_blocks: st.dirty.count(),
@@ -284,6 +404,7 @@ impl Primary {
             resync_blocks: st.counters.resync_blocks,
             reconnects: st.counters.reconnects,
             checkpoints: st.counters.checkpoints,
+            flushes,
             ..ReplStats::default()
         }
     }
@@ -291,20 +412,14 @@ impl Primary {
     /// Ends the manager and reader threads and frees the volume's write path.
     fn shutdown(&self) {
         let s = &self.shared;
-        s.stop.store(true, Ordering::Release);
-        if let Some(link) = lock(&s.send).link.take() {
-            let _ = link.shutdown(Shutdown::Both);
-        }
-        s.changed.notify_all();
-        s.link_changed.notify_all();
-        s.queued.notify_all();
-        s.room.notify_all();
+        s.halt();
         if let Some(handle) = lock(&self.manager).take() {
             let _ = handle.join();
         }
         if let Some(handle) = lock(&self.sender).take() {
             let _ = handle.join();
         }
+        lock(&s.pending).clear();
         s.detach();
     }
 
@@ -313,6 +428,7 @@ impl Primary {
             self.shutdown();
             self.shared.changed.notify_all();
             self.shared.link_changed.notify_all();
+            self.shared.flushed.notify_all();
         }
     }
 }
@@ -320,6 +436,40 @@ impl Primary {
 impl Drop for Primary {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Extents inside the volume, whole blocks, not overlapping.
+pub(super) fn check_extents(vol: &Volume, extents: &[(u64, &[u8])]) -> Result<()> {
+    let mut ranges = Vec::with_capacity(extents.len());
+    for (block, data) in extents {
+        let n = vol.check_range(*block, data.len())?;
+        ranges.push((*block, *block + n));
+    }
+    if ranges.len() > 1 {
+        ranges.sort_unstable();
+        if let Some(w) = ranges.windows(2).find(|w| w[1].0 < w[0].1) {
+            return Err(Error::invalid(format!("the batch's writes overlap at block {}", w[1].0)));
+        }
+    }
+    Ok(())
+}
+
+fn write_local(vol: &Volume, extents: &[(u64, &[u8])]) -> Result<()> {
+    match extents {
+        [(block, data)] => vol.write_raw(*block, data),
+        _ => vol.write_batch_raw(extents),
+    }
+}
+
+/// Unwinding only: frees the reader role (see `Shared::progress`).
+struct ReaderRole<'a>(&'a Shared);
+
+impl Drop for ReaderRole<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.state);
+        st.reader_busy = false;
+        self.0.changed.notify_all();
     }
 }
 
@@ -337,6 +487,13 @@ impl Shared {
         self.stop.load(Ordering::Acquire)
     }
 
+    fn peer_name(&self) -> String {
+        match self.peer {
+            Some(p) => p.to_string(),
+            None => "(host connection)".into(),
+        }
+    }
+
     /// Runs a replication thread's body; a panic there (a bug) halts the
     /// replication as a stop would, minus the joins (close does those), and
     /// every later call returns Panic with the reason. The local volume
@@ -351,44 +508,171 @@ impl Shared {
         if let Some(link) = lock(&self.send).link.take() {
             let _ = link.shutdown(Shutdown::Both);
         }
+        for conn in lock(&self.pending).iter() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
         self.changed.notify_all();
         self.link_changed.notify_all();
         self.queued.notify_all();
         self.room.notify_all();
+        self.flushed.notify_all();
+    }
+
+    fn notify_changed(&self, st: &State) {
+        if st.waiters > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits on `changed` at most until `deadline` (1 s slices without one).
+    fn wait_changed<'a>(&'a self, mut st: MutexGuard<'a, State>, deadline: Option<Instant>) -> MutexGuard<'a, State> {
+        let left = match deadline {
+            None => Duration::from_secs(1),
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        if left.is_zero() {
+            return st;
+        }
+        st.waiters += 1;
+        st = self.changed.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+        st.waiters -= 1;
+        st
     }
 
     /// Waits on the state until `done` holds, the deadline passes or the
     /// handle stops; returns the state as last seen.
     fn wait_until(&self, deadline: Option<Instant>, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
-        wait_for(&self.changed, lock(&self.state), deadline, |st| done(st) || self.stopping())
+        let mut st = lock(&self.state);
+        while !(done(&st) || self.stopping()) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            st = self.wait_changed(st, deadline);
+        }
+        st
     }
 
-    /// Marks the blocks dirty and, with a link up, frames them onto it.
-    /// Returns the last sequence number and the link generation if sent.
-    fn replicate(&self, tx: &mut Sender, block: u64, data: &[u8]) -> Option<(u64, u64)> {
-        let bs = self.vol.block_size() as usize;
+    /// Sync and durable modes: waits until `done` holds, the link of
+    /// `generation` ends, the deadline passes or the handle stops, reading
+    /// the link itself whenever no other thread is.
+    fn progress(&self, generation: u64, deadline: Option<Instant>, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
         let mut st = lock(&self.state);
-        let n = (data.len() / bs) as u64;
-        for b in block..block + n {
-            st.dirty.set(b);
+        loop {
+            if done(&st) || st.generation != generation || !st.connected || self.stopping() {
+                return st;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return st;
+            }
+            if st.reader_busy {
+                st = self.wait_changed(st, deadline);
+                continue;
+            }
+            st.reader_busy = true;
+            drop(st);
+            // Gives the reader role back even if reading panics (a bug, on
+            // the caller's thread): other waiters must not wait for it.
+            let role = ReaderRole(self);
+            let read = self.read_one(generation, deadline);
+            std::mem::forget(role);
+            st = lock(&self.state);
+            st.reader_busy = false;
+            // Someone else may be waiting to take the reader role.
+            self.notify_changed(&st);
+            if let Err(e) = read {
+                drop(st);
+                self.link_down(generation, e);
+                st = lock(&self.state);
+            }
+        }
+    }
+
+    /// Reads and handles one frame of the link of `generation` (the caller
+    /// holds the reader role). Waits at most until `deadline` for it to
+    /// start, and declares the link dead after the peer timeout of silence.
+    fn read_one(&self, generation: u64, deadline: Option<Instant>) -> Result<()> {
+        let mut rx = lock(&self.rx);
+        let Some(rx) = rx.as_mut().filter(|rx| rx.generation == generation) else {
+            return Ok(());
+        };
+        if rx.reader.buffer().is_empty() {
+            let last_rx = lock(&self.state).last_rx;
+            let silent_until = last_rx + self.cfg.peer_timeout;
+            let until = deadline.map_or(silent_until, |d| d.min(silent_until));
+            match sys::wait_readable_or_woken(rx.reader.get_ref().as_raw_fd(), -1, Some(until)) {
+                Ok(PollResult::TimedOut) => {
+                    if Instant::now() >= silent_until {
+                        return Err(Error::new(ErrorKind::Timeout, format!("secondary {}: silent for the peer timeout", self.peer_name())));
+                    }
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let msg = wire::read_msg(&mut rx.reader, &mut rx.open)
+            .map_err(|e| Error { message: format!("secondary {}: {}", self.peer_name(), e.message).into(), ..e })?;
+        self.handle(msg)
+    }
+
+    /// Handles one frame from the secondary.
+    fn handle(&self, msg: Msg) -> Result<()> {
+        match msg {
+            Msg::Ack { seq } => {
+                #[cfg(test)]
+                if self.panic_on_ack.load(Ordering::Acquire) {
+                    panic!("test panic on acknowledgement {seq}");
+                }
+                self.acked(seq);
+                Ok(())
+            }
+            Msg::BarrierAck { id } => {
+                let mut st = lock(&self.state);
+                st.barrier_acked = st.barrier_acked.max(id);
+                st.rx_frames += 1;
+                st.last_rx = Instant::now();
+                self.notify_changed(&st);
+                Ok(())
+            }
+            Msg::Error { text } => Err(Error::new(ErrorKind::Io, format!("secondary reported: {text}"))),
+            other => {
+                Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: unexpected {} from the secondary", other.name())))
+            }
+        }
+    }
+
+    /// Marks the extents' blocks dirty and, with a link up, frames them onto
+    /// it. Returns the last sequence number and the link generation if sent.
+    fn replicate(&self, tx: &mut Sender, extents: &[(u64, &[u8])]) -> Option<(u64, u64)> {
+        let bs = self.vol.block_size() as usize;
+        let durable = self.cfg.ack == AckMode::Durable;
+        let mut st = lock(&self.state);
+        for (block, data) in extents {
+            for b in *block..*block + (data.len() / bs) as u64 {
+                st.dirty.set(b);
+            }
         }
         if tx.link.is_none() || !st.connected {
             return None;
         }
         let generation = st.generation;
-        tx.frame.clear();
+        let Sender { seal, frame, next_seq, .. } = tx;
+        let seal = seal.as_mut()?;
+        frame.clear();
         let mut seq = 0;
-        for (i, chunk) in data.chunks(MAX_WRITE_DATA).enumerate() {
-            seq = tx.next_seq;
-            tx.next_seq += 1;
-            let first = block + (i * MAX_WRITE_DATA / bs) as u64;
-            let count = (chunk.len() / bs) as u64;
-            st.inflight.push_back((seq, first, count));
-            for b in first..first + count {
-                st.newest.insert(b, seq);
+        for (block, data) in extents {
+            for (i, chunk) in data.chunks(MAX_WRITE_DATA).enumerate() {
+                seq = *next_seq;
+                *next_seq += 1;
+                let first = block + (i * MAX_WRITE_DATA / bs) as u64;
+                let count = (chunk.len() / bs) as u64;
+                st.inflight.push_back((seq, first, count));
+                for b in first..first + count {
+                    st.newest.insert(b, seq);
+                }
+                st.counters.writes_sent += 1;
+                wire::encode_write(seal, seq, first, durable, chunk, frame);
             }
-            st.counters.writes_sent += 1;
-            wire::encode_write(seq, first, chunk, &mut tx.frame);
         }
         drop(st);
         match self.send_frame(tx) {
@@ -400,15 +684,42 @@ impl Shared {
         }
     }
 
-    /// Sync mode: writes `tx.frame` to the link. Async mode: moves it to the
-    /// send queue for the sender thread (errors then surface from there).
+    /// A local write failed after its frames went out: its blocks stay
+    /// dirty whatever the acknowledgement says, so the resync sends the
+    /// primary's content.
+    fn forget_inflight(&self, extents: &[(u64, &[u8])]) {
+        let bs = self.vol.block_size() as u64;
+        let mut st = lock(&self.state);
+        for (block, data) in extents {
+            for b in *block..*block + data.len() as u64 / bs {
+                st.newest.remove(&b);
+            }
+        }
+    }
+
+    /// Seals `msg` into `tx.frame` (cleared first); false without a session.
+    fn seal_msg(tx: &mut Sender, msg: &Msg) -> bool {
+        let Sender { seal, frame, .. } = tx;
+        frame.clear();
+        match seal.as_mut() {
+            Some(seal) => {
+                wire::encode(msg, seal, frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sync and durable modes: writes `tx.frame` to the link. Async mode:
+    /// moves it to the send queue for the sender thread (errors then
+    /// surface from there).
     fn send_frame(&self, tx: &mut Sender) -> Result<()> {
         let Sender { link, frame, queue, sender_idle, .. } = tx;
         let Some(stream) = link.as_ref() else {
             return Err(Error::new(ErrorKind::Io, "no connection to the secondary"));
         };
         match self.cfg.ack {
-            AckMode::Sync => (&**stream).write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
+            AckMode::Sync | AckMode::Durable => (&**stream).write_all(frame).map_err(|e| Error::from_io("replication send", &e)),
             AckMode::Async => {
                 if queue.is_empty() {
                     std::mem::swap(queue, frame);
@@ -471,6 +782,38 @@ impl Shared {
         }
     }
 
+    /// Durable mode: returns once local write number `ticket` is on stable
+    /// storage. One thread at a time runs fdatasync for every write done
+    /// before it started; the others wait for it and return without their
+    /// own if it covered them.
+    fn group_flush(&self, ticket: u64) -> Result<()> {
+        let mut f = lock(&self.flush);
+        loop {
+            if f.flushed >= ticket {
+                return Ok(());
+            }
+            if self.stopping() && self.status.is_closed() {
+                return Err(Error::closed("closed before the write was made durable (it was applied locally)"));
+            }
+            if !f.running {
+                f.running = true;
+                drop(f);
+                let target = self.local_writes.load(Ordering::Acquire);
+                let result = self.vol.flush();
+                f = lock(&self.flush);
+                f.running = false;
+                f.flushes += 1;
+                if result.is_ok() {
+                    f.flushed = f.flushed.max(target);
+                }
+                self.flushed.notify_all();
+                result?;
+                continue;
+            }
+            f = self.flushed.wait(f).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// Forgets the link of `generation` (if still current): in-flight writes
     /// stay dirty for the next resync.
     fn link_down(&self, generation: u64, error: Error) {
@@ -493,21 +836,21 @@ impl Shared {
     /// Whether write `seq` was acknowledged; if not (and the handle is not
     /// stopping), why is recorded for get_error.
     fn wait_acked(&self, seq: u64, generation: u64) -> bool {
-        // No spinning: a writer waiting for its acknowledgement sleeps (the
-        // library never busy-waits); an acknowledgement that already came
-        // in skips the lock.
+        // No spinning: a writer waiting for its acknowledgement sleeps in
+        // the socket read or on the condvar; one that already came in skips
+        // the lock.
         if self.acked_hint.load(Ordering::Acquire) >= seq {
             return true;
         }
         let deadline = Instant::now() + self.cfg.peer_timeout;
-        let st = self.wait_until(Some(deadline), |st| st.acked >= seq || st.generation != generation);
+        let st = self.progress(generation, Some(deadline), |st| st.acked >= seq);
         if st.acked >= seq {
             return true;
         }
         if self.stopping() {
             return false;
         }
-        let lost = st.generation != generation;
+        let lost = st.generation != generation || !st.connected;
         drop(st);
         self.status.record(if lost {
             Error::new(ErrorKind::Io, format!("connection lost before the secondary acknowledged write {seq}; kept for resync"))
@@ -532,72 +875,109 @@ impl Shared {
             let mut tx = lock(&self.send);
             let id = tx.next_barrier;
             tx.next_barrier += 1;
-            tx.frame.clear();
-            wire::encode(&Msg::Barrier { id }, &mut tx.frame);
+            if !Self::seal_msg(&mut tx, &Msg::Barrier { id }) {
+                drop(tx);
+                self.link_down(generation, Error::new(ErrorKind::Io, "no connection to the secondary"));
+                continue;
+            }
             if let Err(e) = self.send_frame(&mut tx) {
                 drop(tx);
                 self.link_down(generation, e);
                 continue;
             }
             drop(tx);
-            let mut st = self.wait_until(deadline, |st| st.barrier_acked >= id || st.generation != generation);
+            let done = |st: &State| st.barrier_acked >= id;
+            let mut st = match self.cfg.ack {
+                AckMode::Async => self.wait_until(deadline, |st| done(st) || st.generation != generation),
+                AckMode::Sync | AckMode::Durable => self.progress(generation, deadline, done),
+            };
             if st.barrier_acked >= id {
                 st.counters.checkpoints += 1;
                 return Ok(());
             }
-            if st.generation == generation {
+            if st.generation == generation && st.connected {
                 drop(st);
                 self.status.check_open()?;
                 return Err(Error::new(ErrorKind::Timeout, "the secondary did not acknowledge the checkpoint in time"));
             }
+            drop(st);
+            self.status.check_open()?;
             // The link changed under the barrier: resend it on the new one.
         }
     }
 
-    /// Connection manager: connect, handshake, resync, keep alive; repeat.
+    /// Connection manager: connect (or take a host connection), handshake,
+    /// resync, keep alive; repeat.
     fn manage(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(20);
         while !self.stopping() {
-            match self.connect() {
-                Ok(stream) => {
+            let Some(attempt) = self.next_connection() else { break };
+            match attempt.and_then(|stream| self.handshake(stream)) {
+                Ok((stream, session)) => {
                     // Only a link that proved itself resets the backoff: one
                     // that dies right after the handshake must not make us
                     // reconnect in a tight loop.
                     let up = Instant::now();
-                    if self.run_link(stream) || up.elapsed() >= self.cfg.peer_timeout {
+                    if self.run_link(stream, session) || up.elapsed() >= self.cfg.peer_timeout {
                         backoff = Duration::from_millis(20);
                     }
                 }
-                Err(e) => self.status.record(e),
+                Err(e) => {
+                    if !self.stopping() {
+                        self.status.record(e)
+                    }
+                }
             }
-            let st = lock(&self.state);
-            let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            if self.peer.is_some() {
+                let st = lock(&self.state);
+                let _unused = self.link_changed.wait_timeout_while(st, backoff, |_| !self.stopping());
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
         }
     }
 
-    fn connect(&self) -> Result<TcpStream> {
-        let peer = self.peer;
-        let mut stream = TcpStream::connect_timeout(&peer, self.cfg.connect_timeout)
-            .map_err(|e| Error::from_io(&format!("connect to secondary {peer}"), &e))?;
+    /// The next connection to try: a TCP connect to the secondary, or the
+    /// next host-supplied one (waiting for it). None when stopping.
+    fn next_connection(&self) -> Option<Result<TcpStream>> {
+        let Some(peer) = self.peer else {
+            let mut st = lock(&self.state);
+            loop {
+                if self.stopping() {
+                    return None;
+                }
+                if let Some(stream) = lock(&self.pending).pop_front() {
+                    return Some(Ok(stream));
+                }
+                st = self.link_changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        Some(
+            TcpStream::connect_timeout(&peer, self.cfg.connect_timeout)
+                .map_err(|e| Error::from_io(&format!("connect to secondary {peer}"), &e)),
+        )
+    }
+
+    fn handshake(&self, mut stream: TcpStream) -> Result<(TcpStream, auth::Session)> {
         let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
-        stream.set_nodelay(true).map_err(setup)?;
+        // A host connection may be a unix stream socket: no TCP_NODELAY there.
+        let _ = stream.set_nodelay(true);
         stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
         stream.set_write_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
-        let mut hello = Vec::new();
-        wire::encode(&Msg::Hello { block_size: self.vol.block_size(), block_count: self.vol.block_count() }, &mut hello);
-        stream.write_all(&hello).map_err(|e| Error::from_io("replication handshake send", &e))?;
-        match wire::read_msg(&mut stream)? {
-            Msg::Welcome => Ok(stream),
-            Msg::Error { text } => Err(Error::new(ErrorKind::InvalidArgument, format!("secondary {peer} refused: {text}"))),
-            other => Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: expected WELCOME, got {}", other.name()))),
-        }
+        let session = auth::primary_handshake(&mut stream, &self.psk, self.vol.block_size(), self.vol.block_count())
+            .map_err(|e| Error { message: format!("secondary {}: {}", self.peer_name(), e.message).into(), ..e })?;
+        Ok((stream, session))
     }
 
     /// Serves one connected link until it goes down; true if it got as far
     /// as sending the whole resync.
-    fn run_link(self: &Arc<Self>, stream: TcpStream) -> bool {
-        let read_half = stream.try_clone();
+    fn run_link(self: &Arc<Self>, stream: TcpStream, session: auth::Session) -> bool {
+        let read_half = match stream.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                self.status.record(Error::from_io("replication link: duplicating the socket", &e));
+                return false;
+            }
+        };
         let generation = {
             let mut tx = lock(&self.send);
             let mut st = lock(&self.state);
@@ -605,25 +985,31 @@ impl Shared {
             st.resynced = false;
             st.generation += 1;
             st.counters.reconnects += 1;
+            st.rx_frames = 0;
+            st.last_rx = Instant::now();
             tx.link = Some(Arc::new(stream));
+            tx.seal = Some(session.p2s);
             // Frames of an earlier link are covered by this link's resync.
             tx.queue.clear();
             tx.queue_generation = st.generation;
+            *lock(&self.rx) = Some(Rx { reader: BufReader::with_capacity(64 << 10, read_half), open: session.s2p, generation: st.generation });
             st.generation
         };
         self.changed.notify_all();
-        let reader = read_half.map_err(|e| Error::from_io("replication link: duplicating the socket", &e)).and_then(|read_half| {
-            let me = self.clone();
-            std::thread::Builder::new()
-                .name("mr-repl-acks".into())
-                .spawn(move || me.guarded("acknowledgement reader", |w| w.read_acks(read_half, generation)))
-                .map_err(|e| Error::from_io("replication link: spawning the acknowledgement reader", &e))
-        });
-        let reader = match reader {
-            Ok(reader) => reader,
-            Err(e) => {
-                self.end_link(generation, e);
-                return false;
+        let reader = match self.cfg.ack {
+            AckMode::Sync | AckMode::Durable => None,
+            AckMode::Async => {
+                let me = self.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("mr-repl-acks".into())
+                    .spawn(move || me.guarded("acknowledgement reader", |w| w.read_acks(generation)));
+                match spawned {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        self.end_link(generation, Error::from_io("replication link: spawning the acknowledgement reader", &e));
+                        return false;
+                    }
+                }
             }
         };
         let mut resynced = false;
@@ -639,23 +1025,35 @@ impl Shared {
         let ping_every = self.cfg.peer_timeout / 4;
         loop {
             let deadline = Some(Instant::now() + ping_every);
-            let st = wait_for(&self.link_changed, lock(&self.state), deadline, |st| {
-                st.generation != generation || self.stopping()
-            });
+            let st = wait_for(&self.link_changed, lock(&self.state), deadline, |st| st.generation != generation || self.stopping());
             if st.generation != generation || self.stopping() {
                 break;
             }
+            let (heard, last_rx) = (st.rx_frames, st.last_rx);
             drop(st);
+            if last_rx.elapsed() < ping_every {
+                continue; // traffic shows the link is alive
+            }
             let mut tx = lock(&self.send);
-            tx.frame.clear();
-            wire::encode(&Msg::Ping, &mut tx.frame);
+            if !Self::seal_msg(&mut tx, &Msg::Ping) {
+                break;
+            }
             if let Err(e) = self.send_frame(&mut tx) {
                 drop(tx);
                 self.link_down(generation, e);
+                break;
+            }
+            drop(tx);
+            if self.cfg.ack != AckMode::Async {
+                // Nobody else may be reading: take the answer ourselves.
+                drop(self.progress(generation, Some(Instant::now() + self.cfg.peer_timeout), |st| st.rx_frames > heard));
             }
         }
         self.end_link(generation, Error::new(ErrorKind::Io, "replication link closed"));
-        let _ = reader.join();
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+        *lock(&self.rx) = None;
         resynced
     }
 
@@ -666,6 +1064,7 @@ impl Shared {
         if let Some(link) = tx.link.take() {
             let _ = link.shutdown(Shutdown::Both);
         }
+        tx.seal = None;
         tx.queue.clear();
         drop(tx);
         self.room.notify_all();
@@ -677,7 +1076,9 @@ impl Shared {
     /// True when every block went out on this link.
     fn resync(&self, generation: u64) -> bool {
         let blocks = lock(&self.state).dirty.blocks();
+        let durable = self.cfg.ack == AckMode::Durable;
         let mut buf = vec![0u8; self.vol.block_size() as usize];
+        let mut last = None;
         for block in blocks {
             let mut tx = lock(&self.send);
             if self.cfg.ack == AckMode::Async {
@@ -702,46 +1103,67 @@ impl Shared {
             st.newest.insert(block, seq);
             st.counters.resync_blocks += 1;
             drop(st);
-            tx.frame.clear();
-            wire::encode_write(seq, block, &buf, &mut tx.frame);
+            let Sender { seal, frame, .. } = &mut *tx;
+            let Some(seal) = seal.as_mut() else { return false };
+            frame.clear();
+            wire::encode_write(seal, seq, block, durable, &buf, frame);
             if let Err(e) = self.send_frame(&mut tx) {
                 drop(tx);
                 self.link_down(generation, e);
                 return false;
             }
+            last = Some(seq);
+            // Sync and durable modes: someone must read the acknowledgements
+            // or the secondary's replies would fill the socket; keep at most
+            // a window of resync writes unacknowledged.
+            drop(tx);
+            if self.cfg.ack != AckMode::Async && seq % 64 == 0 {
+                let st = self.progress(generation, Some(Instant::now() + self.cfg.peer_timeout), |st| st.acked + 256 >= seq);
+                if st.generation != generation || !st.connected {
+                    return false;
+                }
+            }
+        }
+        if let (Some(seq), true) = (last, self.cfg.ack != AckMode::Async) {
+            let st = self.progress(generation, Some(Instant::now() + self.cfg.peer_timeout), |st| st.acked >= seq);
+            return st.generation == generation && st.connected;
         }
         true
     }
 
-    /// Reader thread: acknowledgements until the link fails.
-    fn read_acks(&self, stream: TcpStream, generation: u64) {
-        let mut reader = BufReader::new(&stream);
+    /// Async mode's reader thread: acknowledgements until the link fails.
+    fn read_acks(&self, generation: u64) {
+        {
+            let mut st = lock(&self.state);
+            if st.generation != generation {
+                return;
+            }
+            st.reader_busy = true;
+        }
         let error = loop {
-            match wire::read_msg(&mut reader) {
-                Ok(Msg::Ack { seq }) => {
-                    #[cfg(test)]
-                    if self.panic_on_ack.load(Ordering::Acquire) {
-                        panic!("test panic on acknowledgement {seq}");
-                    }
-                    self.acked(seq)
-                }
-                Ok(Msg::BarrierAck { id }) => {
-                    let mut st = lock(&self.state);
-                    st.barrier_acked = st.barrier_acked.max(id);
-                    drop(st);
-                    self.changed.notify_all();
-                }
-                Ok(Msg::Error { text }) => break Error::new(ErrorKind::Io, format!("secondary reported: {text}")),
-                Ok(other) => break Error::new(ErrorKind::Parse, format!("corrupt replication stream: unexpected {} from the secondary", other.name())),
-                Err(e) => break Error { message: format!("secondary {}: {}", self.peer, e.message).into(), ..e },
+            if self.stopping() {
+                break Error::new(ErrorKind::Io, "replication link closed");
+            }
+            if lock(&self.state).generation != generation {
+                break Error::new(ErrorKind::Io, "replication link closed");
+            }
+            if let Err(e) = self.read_one(generation, None) {
+                break e;
             }
         };
-        let _ = stream.shutdown(Shutdown::Both);
+        let mut st = lock(&self.state);
+        st.reader_busy = false;
+        drop(st);
+        if let Some(rx) = lock(&self.rx).as_ref().filter(|rx| rx.generation == generation) {
+            let _ = rx.reader.get_ref().shutdown(Shutdown::Both);
+        }
         self.link_down(generation, error);
     }
 
     fn acked(&self, seq: u64) {
         let mut st = lock(&self.state);
+        st.rx_frames += 1;
+        st.last_rx = Instant::now();
         st.acked = st.acked.max(seq);
         self.acked_hint.store(st.acked, Ordering::Release);
         while let Some(&(s, first, count)) = st.inflight.front() {
@@ -756,7 +1178,6 @@ impl Shared {
                 }
             }
         }
-        drop(st);
-        self.changed.notify_all();
+        self.notify_changed(&st);
     }
 }

@@ -1,15 +1,31 @@
-//! The secondary: listens for the primary, applies its writes to the base
-//! volume (copying the old contents the speculative view still needs into
-//! the hidden layer), keeps its own writes in the active layer, empties both
-//! at a checkpoint and commits the active layer at failover.
+//! The secondary: listens for the primary (or takes connections the host
+//! hands over), authenticates it (see `auth`), applies its writes to the
+//! base volume (copying the old contents the speculative view still needs
+//! into the hidden layer), keeps its own writes in the active layer,
+//! empties both at a checkpoint and commits the active layer at failover.
+//!
+//! Takeover rule: one primary at a time. While an authenticated primary is
+//! connected, another one that completes the handshake is refused (told
+//! why, and the refusal is stored for `get_error`). The connected primary
+//! keeps its place until its connection ends: it closes it, it sends a
+//! frame that does not verify, or it is silent for the peer timeout (a
+//! live primary pings every quarter of it). A restarted primary therefore
+//! takes over within one peer timeout of the old connection's last frame,
+//! at once if the old process died (the kernel closes its socket).
+//!
+//! Each connection runs its handshake on its own thread; at most
+//! `MAX_HANDSHAKES` at once (more are closed at once and counted as
+//! refused), each bounded by the peer timeout.
 
+use super::auth::{self, Psk};
 use super::layers::Layers;
 use super::stage::{lock, wait_for, Stage, Status};
 use super::volume::Volume;
-use super::wire::{self, Msg};
+use super::wire::{self, Direction, Msg};
 use super::{ReplConfig, ReplStats};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::{self, EventFd, PollResult};
+use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -18,20 +34,32 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+/// Connections in their handshake at once, at most.
+/// cbindgen:ignore
+pub const MAX_HANDSHAKES: usize = 8;
+
 #[derive(Default)]
 struct Link {
-    /// The connection being served and its thread.
-    current: Option<(TcpStream, JoinHandle<()>)>,
+    /// The authenticated primary's connection (a handle for shutdown).
+    current: Option<TcpStream>,
     /// A primary finished the handshake and is connected.
     connected: bool,
+    /// Connections in their handshake, by id (handles for shutdown).
+    handshaking: HashMap<u64, TcpStream>,
+    next_id: u64,
+    /// Every connection thread (finished ones are joined as new ones start).
+    threads: Vec<JoinHandle<()>>,
     connections: u64,
     writes_applied: u64,
     checkpoints: u64,
+    refused: u64,
+    flushes: u64,
 }
 
 struct Shared {
     vol: Arc<Volume>,
     cfg: ReplConfig,
+    psk: Psk,
     status: Status,
     layers: Mutex<Layers>,
     link: Mutex<Link>,
@@ -54,23 +82,35 @@ const ACCEPT_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis
 pub struct Secondary {
     shared: Arc<Shared>,
     acceptor: Mutex<Option<JoinHandle<()>>>,
-    local: SocketAddr,
+    local: Option<SocketAddr>,
 }
 
 impl Secondary {
-    pub fn start(vol: Arc<Volume>, listen: SocketAddr, cfg: ReplConfig) -> Result<Self> {
-        let listener = TcpListener::bind(listen).map_err(|e| Error::from_io(&format!("listen on {listen}"), &e))?;
-        listener.set_nonblocking(true).map_err(|e| Error::from_io("listener setup", &e))?;
-        let local = listener.local_addr().map_err(|e| Error::from_io("getsockname", &e))?;
+    pub fn start(vol: Arc<Volume>, listen: Option<SocketAddr>, cfg: ReplConfig) -> Result<Self> {
+        let psk = cfg.psk.clone().ok_or_else(|| Error::invalid("a replication needs a pre-shared key (cfg.key)"))?;
+        let listener = match listen {
+            Some(listen) => {
+                let listener = TcpListener::bind(listen).map_err(|e| Error::from_io(&format!("listen on {listen}"), &e))?;
+                listener.set_nonblocking(true).map_err(|e| Error::from_io("listener setup", &e))?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let local = match &listener {
+            Some(l) => Some(l.local_addr().map_err(|e| Error::from_io("getsockname", &e))?),
+            None => None,
+        };
         let wake = new_wake()?;
+        let layers = Layers::create(&vol)?;
         // Attach after every fallible setup step: an error above must not
         // leave the volume attached with no handle to detach it.
         vol.attach()?;
         let shared = Arc::new(Shared {
             vol,
             cfg,
+            psk,
             status: Status::new(),
-            layers: Mutex::new(Layers::default()),
+            layers: Mutex::new(layers),
             link: Mutex::new(Link::default()),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -82,18 +122,21 @@ impl Secondary {
             accept_attempts: Default::default(),
         });
         shared.status.set_stage(Stage::Running);
-        let worker = shared.clone();
-        let acceptor = std::thread::Builder::new()
-            .name("mr-repl-secondary".into())
-            .spawn(move || {
-                let me = worker.clone();
-                crate::sync::fault::guard("replication acceptor thread", &me.status.fault, || me.halt(), || worker.accept_loop(listener));
-            })
-            .map_err(|e| {
-                shared.detach();
-                Error::from_io("spawn replication thread", &e)
-            })?;
-        Ok(Secondary { shared, acceptor: Mutex::new(Some(acceptor)), local })
+        let acceptor = match listener {
+            None => None,
+            Some(listener) => {
+                let worker = shared.clone();
+                let spawned = std::thread::Builder::new().name("mr-repl-secondary".into()).spawn(move || {
+                    let me = worker.clone();
+                    crate::sync::fault::guard("replication acceptor thread", &me.status.fault, || me.halt(), || worker.accept_loop(listener));
+                });
+                Some(spawned.map_err(|e| {
+                    shared.detach();
+                    Error::from_io("spawn replication thread", &e)
+                })?)
+            }
+        };
+        Ok(Secondary { shared, acceptor: Mutex::new(acceptor), local })
     }
 
     pub(super) fn status(&self) -> &Status {
@@ -107,8 +150,22 @@ impl Secondary {
         self.shared.accept_attempts.load(Ordering::Relaxed)
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local
+    }
+
+    /// A connection the host accepted (or made) for this secondary: it gets
+    /// the same handshake and takeover rule as an accepted one.
+    pub fn add_connection(&self, stream: TcpStream) -> std::result::Result<(), (Error, TcpStream)> {
+        let s = &self.shared;
+        if let Err(e) = s.status.check_open() {
+            return Err((e, stream));
+        }
+        if s.status.stage() != Stage::Running || s.stop.load(Ordering::Acquire) {
+            return Err((s.status.wrong_stage("add_connection"), stream));
+        }
+        s.clone().spawn_connection(stream);
+        Ok(())
     }
 
     /// The speculative view while replicating (active -> hidden -> base),
@@ -124,12 +181,17 @@ impl Secondary {
     }
 
     pub fn write(&self, block: u64, data: &[u8]) -> Result<()> {
+        self.write_batch(&[(block, data)])
+    }
+
+    pub fn write_batch(&self, extents: &[(u64, &[u8])]) -> Result<()> {
         let s = &self.shared;
         s.status.check_open()?;
+        super::primary::check_extents(&s.vol, extents)?;
         let mut layers = lock(&s.layers);
         match s.status.stage() {
-            Stage::Done => s.vol.write_raw(block, data),
-            _ => layers.write_active(&s.vol, block, data),
+            Stage::Done => s.vol.write_batch_raw(extents),
+            _ => extents.iter().try_for_each(|(block, data)| layers.write_active(&s.vol, *block, data)),
         }
     }
 
@@ -141,7 +203,7 @@ impl Secondary {
             return Ok(());
         }
         s.vol.flush()?;
-        layers.make_empty();
+        layers.make_empty()?;
         lock(&s.link).checkpoints += 1;
         Ok(())
     }
@@ -154,12 +216,12 @@ impl Secondary {
             return Ok(());
         }
         self.shutdown_network();
-        lock(&s.layers).make_empty();
+        let emptied = lock(&s.layers).make_empty();
         s.status.set_stage(Stage::Done);
         // As Primary::stop and a successful failover: a clean stop leaves no error.
         s.status.clear_error();
         s.detach();
-        Ok(())
+        emptied
     }
 
     /// Takes over: no more primary writes, the active layer is committed into
@@ -221,19 +283,23 @@ impl Secondary {
             checkpoints: link.checkpoints,
             active_blocks: active,
             hidden_blocks: hidden,
+            refused: link.refused,
+            flushes: link.flushes,
             ..ReplStats::default()
         }
     }
 
-    /// Stops accepting and ends the current connection, joining both threads.
+    /// Stops accepting and ends every connection, joining their threads.
     fn shutdown_network(&self) {
         let s = &self.shared;
-        s.stop.store(true, Ordering::Release);
-        s.wake.signal();
+        s.halt();
         if let Some(handle) = lock(&self.acceptor).take() {
             let _ = handle.join();
         }
-        s.end_current();
+        let threads = std::mem::take(&mut lock(&s.link).threads);
+        for t in threads {
+            let _ = t.join();
+        }
         s.changed.notify_all();
     }
 
@@ -265,6 +331,10 @@ fn new_wake() -> Result<EventFd> {
     EventFd::new()
 }
 
+fn peer_of(stream: &TcpStream) -> String {
+    stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "(host connection)".into())
+}
+
 impl Shared {
     /// Frees the volume's write path if this handle still holds it. Stop,
     /// failover and close all end here; only the first call detaches, so
@@ -276,12 +346,23 @@ impl Shared {
         }
     }
 
-    fn end_current(&self) {
-        let current = lock(&self.link).current.take();
-        if let Some((stream, handle)) = current {
-            let _ = stream.shutdown(Shutdown::Both);
-            let _ = handle.join();
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Stops the acceptor and shuts every connection (their threads end).
+    fn halt(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.signal();
+        let link = lock(&self.link);
+        if let Some(current) = link.current.as_ref() {
+            let _ = current.shutdown(Shutdown::Both);
         }
+        for conn in link.handshaking.values() {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        drop(link);
+        self.changed.notify_all();
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -313,41 +394,11 @@ impl Shared {
                     }
                 }
             };
-            // A new primary connection replaces the old one (which may be
-            // half-open after a network cut); the old one is drained first so
-            // writes apply in order.
-            self.end_current();
-            if self.stop.load(Ordering::Acquire) {
+            if self.stopping() {
                 return;
             }
-            let control = match stream.try_clone() {
-                Ok(control) => control,
-                Err(e) => {
-                    self.status.record(Error::from_io("replication connection dropped: duplicating its socket", &e));
-                    continue;
-                }
-            };
-            let me = self.clone();
-            let spawned = std::thread::Builder::new().name("mr-repl-apply".into()).spawn(move || {
-                let halt = me.clone();
-                crate::sync::fault::guard("replication apply thread", &me.status.fault, || halt.halt(), || me.serve(stream));
-            });
-            match spawned {
-                Ok(handle) => lock(&self.link).current = Some((control, handle)),
-                Err(e) => self.status.record(Error::from_io("replication connection dropped: spawning its thread", &e)),
-            }
+            self.clone().spawn_connection(stream);
         }
-    }
-
-    /// After a thread panic (see `sync::fault`): the acceptor ends and the
-    /// current connection is dropped (close joins and frees as usual).
-    fn halt(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.wake.signal();
-        if let Some((control, _)) = lock(&self.link).current.as_ref() {
-            let _ = control.shutdown(Shutdown::Both);
-        }
-        self.changed.notify_all();
     }
 
     fn accept(&self, listener: &TcpListener) -> std::io::Result<TcpStream> {
@@ -361,106 +412,214 @@ impl Shared {
         listener.accept().map(|(stream, _)| stream)
     }
 
-    fn set_connected(&self, connected: bool) {
+    /// Starts the handshake of a new connection on its own thread (at most
+    /// `MAX_HANDSHAKES` at once).
+    fn spawn_connection(self: Arc<Self>, stream: TcpStream) {
         let mut link = lock(&self.link);
-        link.connected = connected;
-        if connected {
-            link.connections += 1;
+        // Join the threads of connections that ended.
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut link.threads).into_iter().partition(|t| t.is_finished());
+        link.threads = running;
+        for t in done {
+            let _ = t.join();
         }
-        drop(link);
-        self.changed.notify_all();
+        let peer = peer_of(&stream);
+        if link.handshaking.len() >= MAX_HANDSHAKES {
+            link.refused += 1;
+            drop(link);
+            let _ = stream.shutdown(Shutdown::Both);
+            self.status.record(Error::new(
+                ErrorKind::State,
+                format!("refused a connection from {peer}: {MAX_HANDSHAKES} handshakes are already under way"),
+            ));
+            return;
+        }
+        let control = match stream.try_clone() {
+            Ok(control) => control,
+            Err(e) => {
+                drop(link);
+                self.status.record(Error::from_io("replication connection dropped: duplicating its socket", &e));
+                return;
+            }
+        };
+        let id = link.next_id;
+        link.next_id += 1;
+        link.handshaking.insert(id, control);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new().name("mr-repl-conn".into()).spawn(move || {
+            let halt = me.clone();
+            crate::sync::fault::guard("replication connection thread", &me.status.fault, || halt.halt(), || me.connection(id, stream, peer));
+        });
+        match spawned {
+            Ok(handle) => link.threads.push(handle),
+            Err(e) => {
+                link.handshaking.remove(&id);
+                drop(link);
+                self.status.record(Error::from_io("replication connection dropped: spawning its thread", &e));
+            }
+        }
     }
 
-    fn serve(&self, stream: TcpStream) {
-        let result = self.serve_inner(&stream);
-        self.set_connected(false);
-        if let Err(e) = result {
-            if !self.stop.load(Ordering::Acquire) {
-                if e.kind == ErrorKind::Parse || e.kind == ErrorKind::InvalidArgument {
-                    let mut frame = Vec::new();
-                    wire::encode(&Msg::Error { text: e.message.to_string() }, &mut frame);
-                    let _ = (&stream).write_all(&frame);
+    /// One connection: handshake, takeover rule, then serve it.
+    fn connection(&self, id: u64, mut stream: TcpStream, peer: String) {
+        let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
+        let prepared = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_read_timeout(Some(self.cfg.peer_timeout)))
+            .and_then(|()| stream.set_write_timeout(Some(self.cfg.peer_timeout)))
+            .map_err(setup);
+        // A host connection may be a unix stream socket: no TCP_NODELAY there.
+        let _ = stream.set_nodelay(true);
+        let handshake = prepared.and_then(|()| auth::secondary_handshake(&mut stream, &self.psk, self.vol.block_size(), self.vol.block_count()));
+        let mut link = lock(&self.link);
+        link.handshaking.remove(&id);
+        let mut session = match handshake {
+            Ok(session) => session,
+            Err(e) => {
+                let stopping = self.stopping();
+                if !stopping {
+                    link.refused += 1;
                 }
-                let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+                drop(link);
+                if !stopping {
+                    self.status.record(Error { message: format!("refused primary {peer}: {}", e.message).into(), ..e });
+                }
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        if self.stopping() || self.status.stage() != Stage::Running {
+            return;
+        }
+        if link.connected {
+            link.refused += 1;
+            drop(link);
+            let why = "another primary is connected; it keeps its place until its connection closes or is silent for the peer timeout";
+            let _ = send(&stream, &mut session.s2p, Msg::Error { text: why.into() });
+            let _ = stream.shutdown(Shutdown::Both);
+            self.status.record(Error::new(ErrorKind::State, format!("refused a second primary {peer}: {why}")));
+            return;
+        }
+        let control = match stream.try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                drop(link);
+                self.status.record(Error::from_io("replication connection dropped: duplicating its socket", &e));
+                return;
+            }
+        };
+        link.current = Some(control);
+        link.connected = true;
+        link.connections += 1;
+        drop(link);
+        self.changed.notify_all();
+        let result = send(&stream, &mut session.s2p, Msg::Welcome).and_then(|()| self.serve(&stream, session));
+        let mut link = lock(&self.link);
+        link.connected = false;
+        link.current = None;
+        drop(link);
+        self.changed.notify_all();
+        if let Err(e) = result {
+            if !self.stopping() {
                 self.status.record(Error { message: format!("primary {peer}: {}", e.message).into(), ..e });
             }
         }
         let _ = stream.shutdown(Shutdown::Both);
     }
 
-    fn serve_inner(&self, stream: &TcpStream) -> Result<()> {
-        let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
-        stream.set_nonblocking(false).map_err(setup)?;
-        stream.set_nodelay(true).map_err(setup)?;
-        stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
-        stream.set_write_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
+    /// Applies the authenticated primary's frames until the connection ends.
+    fn serve(&self, stream: &TcpStream, session: auth::Session) -> Result<()> {
+        let auth::Session { p2s: mut open, s2p: mut seal } = session;
         let mut reader = BufReader::with_capacity(256 << 10, stream);
         let mut out = Vec::new();
-        let send = |out: &mut Vec<u8>, msg: Msg| -> Result<()> {
-            out.clear();
-            wire::encode(&msg, out);
-            let mut w = stream;
-            w.write_all(out).map_err(|e| Error::from_io("replication send", &e))
-        };
-        match wire::read_msg(&mut reader)? {
-            Msg::Hello { block_size, block_count } => {
-                let (bs, count) = (self.vol.block_size(), self.vol.block_count());
-                if (block_size, block_count) != (bs, count) {
-                    return Err(Error::invalid(format!(
-                        "volume geometry differs: primary has {block_count} blocks of {block_size} bytes, secondary {count} of {bs}"
-                    )));
-                }
-            }
-            other => return Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: expected HELLO, got {}", other.name()))),
-        }
-        send(&mut out, Msg::Welcome)?;
-        self.set_connected(true);
         let mut applied = 0u64;
         let mut last_seq: Option<u64> = None;
-        loop {
-            let msg = wire::read_msg(&mut reader)?;
-            if self.status.stage() != Stage::Running || self.stop.load(Ordering::Acquire) {
+        // Durable writes applied since the last fdatasync.
+        let mut unflushed = false;
+        let result = loop {
+            let msg = match wire::read_msg(&mut reader, &mut open) {
+                Ok(msg) => msg,
+                Err(e) => break Err(e),
+            };
+            if self.status.stage() != Stage::Running || self.stopping() {
                 return Ok(());
             }
             match msg {
-                Msg::Write { seq, block, data } => {
+                Msg::Write { seq, block, durable, data } => {
                     if last_seq.is_some_and(|last| seq != last + 1) {
-                        return Err(Error::new(
+                        break Err(Error::new(
                             ErrorKind::Parse,
                             format!("corrupt replication stream: write {seq} after write {}", last_seq.unwrap_or(0)),
                         ));
                     }
                     last_seq = Some(seq);
-                    self.vol.check_range(block, data.len()).map_err(|e| {
-                        Error::new(ErrorKind::Parse, format!("corrupt replication stream: write {seq}: {}", e.message))
-                    })?;
-                    lock(&self.layers).apply_primary(&self.vol, block, &data)?;
+                    if let Err(e) = self.vol.check_range(block, data.len()) {
+                        break Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: write {seq}: {}", e.message)));
+                    }
+                    if let Err(e) = lock(&self.layers).apply_primary(&self.vol, block, &data) {
+                        break Err(e);
+                    }
                     applied = seq;
+                    unflushed |= durable;
                     lock(&self.link).writes_applied += 1;
                     if reader.buffer().is_empty() {
-                        send(&mut out, Msg::Ack { seq: applied })?;
+                        // Group commit: one fdatasync for every durable write read so far.
+                        if unflushed {
+                            if let Err(e) = self.vol.flush() {
+                                break Err(e);
+                            }
+                            unflushed = false;
+                            lock(&self.link).flushes += 1;
+                        }
+                        if let Err(e) = send(stream, &mut seal, Msg::Ack { seq: applied }) {
+                            break Err(e);
+                        }
                     }
                 }
                 Msg::Barrier { id } => {
-                    {
+                    let done = {
                         let mut layers = lock(&self.layers);
-                        self.vol.flush()?;
-                        layers.make_empty();
+                        self.vol.flush().and_then(|()| layers.make_empty())
+                    };
+                    if let Err(e) = done {
+                        break Err(e);
                     }
+                    unflushed = false;
                     lock(&self.link).checkpoints += 1;
                     // Both in one write: one wake-up of the primary's reader.
                     out.clear();
-                    wire::encode(&Msg::Ack { seq: applied }, &mut out);
-                    wire::encode(&Msg::BarrierAck { id }, &mut out);
+                    wire::encode(&Msg::Ack { seq: applied }, &mut seal, &mut out);
+                    wire::encode(&Msg::BarrierAck { id }, &mut seal, &mut out);
                     let mut w = stream;
-                    w.write_all(&out).map_err(|e| Error::from_io("replication send", &e))?;
+                    if let Err(e) = w.write_all(&out) {
+                        break Err(Error::from_io("replication send", &e));
+                    }
                 }
-                Msg::Ping => send(&mut out, Msg::Ack { seq: applied })?,
-                Msg::Error { text } => return Err(Error::new(ErrorKind::Io, format!("primary reported: {text}"))),
+                Msg::Ping => {
+                    if let Err(e) = send(stream, &mut seal, Msg::Ack { seq: applied }) {
+                        break Err(e);
+                    }
+                }
+                Msg::Error { text } => break Err(Error::new(ErrorKind::Io, format!("primary reported: {text}"))),
                 other => {
-                    return Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: unexpected {} from the primary", other.name())))
+                    break Err(Error::new(
+                        ErrorKind::Parse,
+                        format!("corrupt replication stream: unexpected {} from the primary", other.name()),
+                    ))
                 }
             }
+        };
+        if let Err(e) = &result {
+            if matches!(e.kind, ErrorKind::Parse | ErrorKind::Auth | ErrorKind::InvalidArgument) && !self.stopping() {
+                let _ = send(stream, &mut seal, Msg::Error { text: e.message.to_string() });
+            }
         }
+        result
     }
+}
+
+fn send(stream: &TcpStream, seal: &mut Direction, msg: Msg) -> Result<()> {
+    let mut out = Vec::new();
+    wire::encode(&msg, seal, &mut out);
+    let mut w = stream;
+    w.write_all(&out).map_err(|e| Error::from_io("replication send", &e))
 }

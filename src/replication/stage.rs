@@ -20,8 +20,13 @@ pub enum AckMode {
     /// After the local write (DRBD protocol A); a sender thread sends from a
     /// bounded queue (`primary::SEND_QUEUE_BYTES`; a full queue makes writes wait).
     Async,
-    /// After the secondary acknowledged applying it (DRBD protocol C).
+    /// After the secondary acknowledged applying it (DRBD protocol C
+    /// without flushes: in both page caches).
     Sync,
+    /// After the write is on stable storage on both sides (DRBD protocol C
+    /// with flushes): fdatasync locally and on the secondary before its
+    /// acknowledgement, each shared by concurrent writers (group commit).
+    Durable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

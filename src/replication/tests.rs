@@ -1,19 +1,52 @@
 //! Behaviours of QEMU's tests/unit/test-replication.c on our API, plus
-//! resync, sync acknowledgement and corrupt peers, over loopback.
+//! resync, sync and durable acknowledgement, batches, corrupt and hostile
+//! peers (no key, wrong key, replayed handshakes and frames, changed bits,
+//! a second primary), over loopback.
 
 use super::*;
 use crate::error::{Error, ErrorKind};
 use crate::replication::volume::tests::temp_volume;
 use crate::udp::BackendChoice;
 use std::io::{Read, Write};
+use super::auth;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 const BLOCKS: u64 = 16;
 const BS: usize = 512;
 
+const KEY: &[u8] = b"meshring test key: 32 bytes long";
+
+fn psk() -> Psk {
+    Psk::new(KEY).unwrap()
+}
+
 fn cfg(mode: Mode, ack: AckMode) -> ReplConfig {
-    ReplConfig { mode, ack, connect_timeout: Duration::from_millis(500), peer_timeout: Duration::from_secs(2) }
+    ReplConfig { mode, ack, connect_timeout: Duration::from_millis(500), peer_timeout: Duration::from_secs(2), psk: Some(psk()) }
+}
+
+/// Plays a secondary by hand: accepts, authenticates, welcomes; returns the
+/// stream and the session (for frames the test sends or checks).
+fn fake_secondary(listener: &TcpListener) -> (TcpStream, auth::Session) {
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut session = auth::secondary_handshake(&mut conn, &psk(), BS as u32, BLOCKS).unwrap();
+    let mut out = Vec::new();
+    encode(&Msg::Welcome, &mut session.s2p, &mut out);
+    conn.write_all(&out).unwrap();
+    (conn, session)
+}
+
+/// Waits until `get_error` reports `kind` (other errors are skipped).
+fn wait_error(r: &Replication, kind: ErrorKind) -> Error {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match r.take_error() {
+            Err(e) if e.kind == kind => return e,
+            _ if std::time::Instant::now() > deadline => panic!("no {kind:?} error reported"),
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
 
 struct Pair {
@@ -40,14 +73,14 @@ fn volume(tag: &str) -> (Arc<Volume>, std::path::PathBuf) {
 }
 
 fn secondary_on_loopback(svol: &Arc<Volume>) -> Replication {
-    Replication::start(svol.clone(), "127.0.0.1:0".parse().unwrap(), cfg(Mode::Secondary, AckMode::Sync)).unwrap()
+    Replication::start(svol.clone(), Some("127.0.0.1:0".parse().unwrap()), cfg(Mode::Secondary, AckMode::Sync)).unwrap()
 }
 
 fn pair(ack: AckMode) -> Pair {
     let (pvol, pp) = volume("p");
     let (svol, sp) = volume("s");
     let secondary = secondary_on_loopback(&svol);
-    let primary = Replication::start(pvol.clone(), secondary.local_addr().unwrap(), cfg(Mode::Primary, ack)).unwrap();
+    let primary = Replication::start(pvol.clone(), secondary.local_addr(), cfg(Mode::Primary, ack)).unwrap();
     primary.wait_synced(Wait::from_ms(5000)).unwrap();
     Pair { primary, secondary, pvol, svol, paths: vec![pp, sp] }
 }
@@ -176,13 +209,13 @@ fn late_secondary_is_resynced_from_the_dirty_map() {
     let (pvol, pp) = volume("late-p");
     let (svol, sp) = volume("late-s");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let primary = Replication::start(pvol.clone(), port, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let primary = Replication::start(pvol.clone(), Some(port), cfg(Mode::Primary, AckMode::Sync)).unwrap();
     primary.write(3, &fill(4, 1)).unwrap();
     primary.write(9, &fill(5, 2)).unwrap();
     assert_eq!(primary.take_error().unwrap_err().kind, ErrorKind::Io, "connect refused is reported");
     assert_eq!(primary.stats().unwrap().dirty_blocks, 3);
     assert_eq!(primary.checkpoint(Wait::from_ms(50)).unwrap_err().kind, ErrorKind::Timeout);
-    let secondary = Replication::start(svol.clone(), port, cfg(Mode::Secondary, AckMode::Sync)).unwrap();
+    let secondary = Replication::start(svol.clone(), Some(port), cfg(Mode::Secondary, AckMode::Sync)).unwrap();
     primary.wait_synced(Wait::from_ms(5000)).unwrap();
     primary.checkpoint(Wait::from_ms(5000)).unwrap();
     assert_eq!(read(&secondary, 0, BLOCKS as usize), read(&primary, 0, BLOCKS as usize));
@@ -195,7 +228,7 @@ fn late_secondary_is_resynced_from_the_dirty_map() {
 #[test]
 fn second_replication_on_a_volume_is_refused() {
     let p = pair(AckMode::Sync);
-    let again = Replication::start(p.pvol.clone(), "127.0.0.1:9".parse().unwrap(), cfg(Mode::Primary, AckMode::Sync));
+    let again = Replication::start(p.pvol.clone(), Some("127.0.0.1:9".parse().unwrap()), cfg(Mode::Primary, AckMode::Sync));
     assert_eq!(again.err().unwrap().kind, ErrorKind::State);
     assert_eq!(p.pvol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State);
 }
@@ -208,9 +241,9 @@ fn restart_then_close_old(mode: Mode, tag: &str) {
         Mode::Primary => TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(),
         Mode::Secondary => "127.0.0.1:0".parse().unwrap(),
     };
-    let r1 = Replication::start(vol.clone(), addr, cfg(mode, AckMode::Sync)).unwrap();
+    let r1 = Replication::start(vol.clone(), Some(addr), cfg(mode, AckMode::Sync)).unwrap();
     r1.stop().unwrap();
-    let r2 = Replication::start(vol.clone(), addr, cfg(mode, AckMode::Sync)).unwrap();
+    let r2 = Replication::start(vol.clone(), Some(addr), cfg(mode, AckMode::Sync)).unwrap();
     r1.close();
     drop(r1);
     assert_eq!(vol.write(0, &fill(1, 1)).unwrap_err().kind, ErrorKind::State, "{mode:?}: r2 still owns the volume");
@@ -242,7 +275,7 @@ fn closing_a_failed_over_secondary_keeps_the_next_replications_hold() {
 fn secondary_start_failing_after_listen_leaves_the_volume_free() {
     let (vol, path) = volume("evfd");
     secondary::FAIL_EVENTFD.with(|f| f.set(true));
-    let err = Replication::start(vol.clone(), "127.0.0.1:0".parse().unwrap(), cfg(Mode::Secondary, AckMode::Sync));
+    let err = Replication::start(vol.clone(), Some("127.0.0.1:0".parse().unwrap()), cfg(Mode::Secondary, AckMode::Sync));
     assert!(err.is_err());
     vol.write(0, &fill(1, 1)).unwrap();
     let r = secondary_on_loopback(&vol);
@@ -285,13 +318,15 @@ fn a_link_dying_after_the_handshake_is_retried_with_backoff() {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = read_msg(&mut stream);
-            let mut out = Vec::new();
-            encode(&Msg::Welcome, &mut out);
-            let _ = stream.write_all(&out);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            if let Ok(mut session) = auth::secondary_handshake(&mut stream, &psk(), BS as u32, BLOCKS) {
+                let mut out = Vec::new();
+                encode(&Msg::Welcome, &mut session.s2p, &mut out);
+                let _ = stream.write_all(&out);
+            }
         }
     });
-    let primary = Replication::start(pvol.clone(), addr, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let primary = Replication::start(pvol.clone(), Some(addr), cfg(Mode::Primary, AckMode::Sync)).unwrap();
     std::thread::sleep(Duration::from_millis(600));
     primary.close();
     let n = conns.load(std::sync::atomic::Ordering::Relaxed);
@@ -308,7 +343,7 @@ fn a_clean_stop_clears_the_stored_error_on_both_sides() {
     s.accept_fault(true);
     let _client = TcpStream::connect(secondary.local_addr().unwrap()).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let primary = Replication::start(pvol.clone(), port, cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let primary = Replication::start(pvol.clone(), Some(port), cfg(Mode::Primary, AckMode::Sync)).unwrap();
     primary.write(0, &fill(1, 1)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     for r in [&primary, &secondary] {
@@ -329,7 +364,9 @@ fn corrupt_primary_is_reported_by_the_secondary() {
     let _ = fake.read_to_end(&mut reply);
     let err = secondary.take_error().unwrap_err();
     assert_eq!(err.kind, ErrorKind::Parse, "{err}");
-    assert!(matches!(read_msg(&mut &reply[..]), Ok(Msg::Error { .. })), "the fake peer is told why");
+    let mut hs = Direction::new(psk().handshake_key());
+    assert!(matches!(read_handshake_msg(&mut &reply[..], &mut hs), Ok((Msg::Error { .. }, true))), "the fake peer is told why");
+    assert_eq!(secondary.stats().unwrap().refused, 1);
     assert_eq!(secondary.stage().unwrap(), Stage::Running);
     secondary.close();
     let _ = std::fs::remove_file(sp);
@@ -339,9 +376,9 @@ fn corrupt_primary_is_reported_by_the_secondary() {
 fn corrupt_secondary_is_reported_by_the_primary() {
     let (pvol, pp) = volume("fake-s");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let primary = Replication::start(pvol.clone(), listener.local_addr().unwrap(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let primary = Replication::start(pvol.clone(), listener.local_addr().ok(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
     let (mut conn, _) = listener.accept().unwrap();
-    let mut hello = [0u8; 36];
+    let mut hello = [0u8; 80];
     conn.read_exact(&mut hello).unwrap();
     conn.write_all(&[0xAB; 40]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -363,7 +400,7 @@ fn geometry_mismatch_is_refused() {
     let (pvol, pp) = volume("geo-p");
     let (small, sp) = temp_volume("geo-s", BLOCKS / 2, BackendChoice::Batch);
     let secondary = secondary_on_loopback(&Arc::new(small));
-    let primary = Replication::start(pvol, secondary.local_addr().unwrap(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let primary = Replication::start(pvol, secondary.local_addr(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
     assert_eq!(primary.wait_synced(Wait::from_ms(300)).unwrap_err().kind, ErrorKind::Timeout);
     let err = primary.take_error().unwrap_err();
     assert!(err.message.contains("geometry"), "{err}");
@@ -407,13 +444,8 @@ fn close_ends_a_sync_write_waiting_for_its_ack() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = cfg(Mode::Primary, AckMode::Sync);
     config.peer_timeout = Duration::from_secs(30);
-    let primary = Arc::new(Replication::start(pvol, listener.local_addr().unwrap(), config).unwrap());
-    let (mut conn, _) = listener.accept().unwrap();
-    let mut hello = [0u8; 36];
-    conn.read_exact(&mut hello).unwrap();
-    let mut welcome = Vec::new();
-    encode(&Msg::Welcome, &mut welcome);
-    conn.write_all(&welcome).unwrap();
+    let primary = Arc::new(Replication::start(pvol, listener.local_addr().ok(), config).unwrap());
+    let (_conn, _session) = fake_secondary(&listener);
     primary.wait_synced(Wait::from_ms(5000)).unwrap();
     let writer = {
         let primary = primary.clone();
@@ -459,13 +491,8 @@ fn async_back_pressure_then_a_stuck_link_is_dropped_and_resynced() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut config = cfg(Mode::Primary, AckMode::Async);
     config.peer_timeout = Duration::from_millis(800);
-    let primary = Replication::start(pvol, listener.local_addr().unwrap(), config).unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
-    let mut hello = [0u8; 36];
-    conn.read_exact(&mut hello).unwrap();
-    let mut welcome = Vec::new();
-    encode(&Msg::Welcome, &mut welcome);
-    conn.write_all(&welcome).unwrap();
+    let primary = Replication::start(pvol, listener.local_addr().ok(), config).unwrap();
+    let (conn, _session) = fake_secondary(&listener);
     primary.wait_synced(Wait::from_ms(5000)).unwrap();
     let started = std::time::Instant::now();
     let mut slowest = Duration::ZERO;
@@ -485,8 +512,7 @@ fn async_back_pressure_then_a_stuck_link_is_dropped_and_resynced() {
     let (svol, sp) = volume("stuck-s");
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let secondary =
-        Replication::start(svol.clone(), addr, cfg(Mode::Secondary, AckMode::Sync)).unwrap();
+    let secondary = Replication::start(svol.clone(), Some(addr), cfg(Mode::Secondary, AckMode::Sync)).unwrap();
     primary.wait_synced(Wait::from_ms(10000)).unwrap();
     primary.checkpoint(Wait::from_ms(5000)).unwrap();
     assert_eq!(read(&secondary, 0, BLOCKS as usize), read(&primary, 0, BLOCKS as usize));
@@ -543,20 +569,325 @@ fn a_sync_write_racing_close_is_ok_only_when_the_secondary_has_it() {
 
 #[test]
 fn a_replication_thread_panic_is_reported_as_panic() {
-    let p = pair(AckMode::Sync);
+    // Async mode: acknowledgements are read on the library's reader thread.
+    let p = pair(AckMode::Async);
     let Replication::Primary(primary) = &p.primary else { unreachable!() };
     primary.shared.panic_on_ack.store(true, std::sync::atomic::Ordering::Release);
-    // The write was applied locally; its acknowledgement killed the reader.
-    let e = p.primary.write(1, &fill(5, 1)).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Panic, "{e}");
+    // The write is applied locally; its acknowledgement kills the reader.
+    p.primary.write(1, &fill(5, 1)).unwrap();
+    let e = wait_error(&p.primary, ErrorKind::Panic);
     assert!(e.message.contains("replication acknowledgement reader thread panicked: test panic on acknowledgement"), "{e}");
-    assert_eq!(p.pvol.read(1, &mut vec![0; BS]).map(drop), Ok(()));
     assert_eq!(raw(&p.pvol, 1), fill(5, 1));
     for e in [p.primary.take_error().unwrap_err(), p.primary.write(2, &fill(6, 1)).unwrap_err(), p.primary.stats().unwrap_err()] {
         assert_eq!(e.kind, ErrorKind::Panic, "{e}");
     }
     // Close still frees: the volume takes a new replication.
     p.primary.close();
-    let again = Replication::start(p.pvol.clone(), p.secondary.local_addr().unwrap(), cfg(Mode::Primary, AckMode::Async)).unwrap();
+    let again = Replication::start(p.pvol.clone(), p.secondary.local_addr(), cfg(Mode::Primary, AckMode::Async)).unwrap();
     again.close();
+}
+
+/// The real primary still replicates: a sync write is on the secondary's
+/// base when it returns, with no error stored.
+fn still_replicating(p: &Pair, block: u64, byte: u8) {
+    p.primary.write(block, &fill(byte, 1)).unwrap();
+    p.primary.take_error().unwrap();
+    assert_eq!(raw(&p.svol, block), fill(byte, 1), "the real primary's write reached the secondary");
+    assert!(p.primary.stats().unwrap().connected);
+}
+
+#[test]
+fn peers_without_the_key_are_refused_and_the_primary_keeps_replicating() {
+    let p = pair(AckMode::Sync);
+    let addr = p.secondary.local_addr().unwrap();
+    // No key: a HELLO tagged with an empty key.
+    let mut fake = TcpStream::connect(addr).unwrap();
+    let mut hello = Vec::new();
+    encode(&Msg::Hello { block_size: BS as u32, block_count: BLOCKS, nonce: [1; 32] }, &mut Direction::new(FrameKey::new(b"")), &mut hello);
+    fake.write_all(&hello).unwrap();
+    let e = wait_error(&p.secondary, ErrorKind::Auth);
+    assert!(e.message.contains("HELLO does not verify"), "{e}");
+    still_replicating(&p, 1, 11);
+    // The previous protocol (no MAC at all): refused as malformed.
+    let mut old = TcpStream::connect(addr).unwrap();
+    let mut v1 = hello.clone();
+    v1[4] = 1;
+    old.write_all(&v1).unwrap();
+    let e = wait_error(&p.secondary, ErrorKind::Parse);
+    assert!(e.message.contains("version 1"), "{e}");
+    still_replicating(&p, 2, 12);
+    // A wrong key: a real primary with another key.
+    let (wvol, wpath) = volume("wrong-key");
+    let mut c = cfg(Mode::Primary, AckMode::Sync);
+    c.psk = Some(Psk::new(b"a different key of 32 bytes long").unwrap());
+    let wrong = Replication::start(wvol, Some(addr), c).unwrap();
+    let e = wait_error(&p.secondary, ErrorKind::Auth);
+    assert!(e.message.contains("refused primary"), "{e}");
+    let e = wait_error(&wrong, ErrorKind::Auth);
+    assert!(e.message.contains("pre-shared keys"), "{e}");
+    wrong.close();
+    still_replicating(&p, 3, 13);
+    assert!(p.secondary.stats().unwrap().refused >= 3);
+    let _ = std::fs::remove_file(wpath);
+}
+
+#[test]
+fn a_second_primary_with_the_key_is_refused_while_one_is_connected() {
+    let p = pair(AckMode::Sync);
+    let (hvol, hpath) = volume("hijack");
+    let hijacker = Replication::start(hvol.clone(), p.secondary.local_addr(), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let e = wait_error(&p.secondary, ErrorKind::State);
+    assert!(e.message.contains("another primary is connected"), "{e}");
+    let e = wait_error(&hijacker, ErrorKind::State);
+    assert!(e.message.contains("another primary"), "{e}");
+    // The hijacker's writes never reach the secondary; the real primary's do.
+    hijacker.write(4, &fill(66, 1)).unwrap();
+    still_replicating(&p, 5, 15);
+    assert_eq!(raw(&p.svol, 4), fill(0, 1));
+    // Takeover rule: once the real primary's connection ends, the other one gets in.
+    p.primary.close();
+    hijacker.wait_synced(Wait::from_ms(10000)).unwrap();
+    assert_eq!(raw(&p.svol, 4), fill(66, 1), "resynced by the new primary");
+    hijacker.close();
+    let _ = std::fs::remove_file(hpath);
+}
+
+/// Bytes a stream wrote, for replaying them.
+struct Recorder<'a> {
+    inner: &'a mut TcpStream,
+    sent: Vec<u8>,
+}
+
+impl Read for Recorder<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Recorder<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sent.extend_from_slice(buf);
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_replayed_handshake_is_refused() {
+    let (svol, sp) = volume("replay-hs");
+    let secondary = secondary_on_loopback(&svol);
+    let addr = secondary.local_addr().unwrap();
+    // A genuine handshake, recorded.
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rec = Recorder { inner: &mut conn, sent: Vec::new() };
+    auth::primary_handshake(&mut rec, &psk(), BS as u32, BLOCKS).unwrap();
+    let recorded = rec.sent;
+    drop(conn);
+    secondary.wait_synced(Wait::from_ms(5000)).unwrap_or(());
+    // Replayed on a new connection: HELLO passes, AUTH was for another nonce.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while secondary.stats().unwrap().connected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut replay = TcpStream::connect(addr).unwrap();
+    replay.write_all(&recorded).unwrap();
+    let e = wait_error(&secondary, ErrorKind::Auth);
+    assert!(e.message.contains("could not prove"), "{e}");
+    assert_eq!(secondary.stats().unwrap().reconnects, 1, "only the genuine handshake was accepted");
+    secondary.close();
+    let _ = std::fs::remove_file(sp);
+}
+
+/// What the man in the middle does to the next WRITE frame from the primary.
+const PASS: u8 = 0;
+const FLIP: u8 = 1;
+const REPLAY: u8 = 2;
+
+/// A TCP proxy between primary and secondary that can flip a bit in, or
+/// send twice, the next WRITE frame going to the secondary.
+fn mitm(upstream: SocketAddr, mode: Arc<std::sync::atomic::AtomicU8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for down in listener.incoming() {
+            let Ok(mut down) = down else { return };
+            let Ok(mut up) = TcpStream::connect(upstream) else { return };
+            let (mut up_r, mut down_w) = (up.try_clone().unwrap(), down.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut up_r, &mut down_w);
+                let _ = down_w.shutdown(std::net::Shutdown::Both);
+            });
+            let mode = mode.clone();
+            std::thread::spawn(move || {
+                // Frame by frame: header, payload + tag.
+                loop {
+                    let mut h = [0u8; wire::HEADER_LEN];
+                    if down.read_exact(&mut h).is_err() {
+                        break;
+                    }
+                    let len = u32::from_le_bytes(h[16..20].try_into().unwrap()) as usize;
+                    let mut rest = vec![0u8; len + auth::TAG_LEN];
+                    if down.read_exact(&mut rest).is_err() {
+                        break;
+                    }
+                    let mut frame = h.to_vec();
+                    frame.extend_from_slice(&rest);
+                    if h[5] == 3 {
+                        match mode.swap(PASS, std::sync::atomic::Ordering::AcqRel) {
+                            FLIP => frame[wire::HEADER_LEN + 8 + 100] ^= 0x04,
+                            REPLAY => {
+                                let again = frame.clone();
+                                frame.extend_from_slice(&again);
+                            }
+                            _ => {}
+                        }
+                    }
+                    if up.write_all(&frame).is_err() {
+                        break;
+                    }
+                }
+                let _ = up.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_changed_or_replayed_frame_drops_the_link_and_the_primary_resyncs() {
+    let (pvol, pp) = volume("mitm-p");
+    let (svol, sp) = volume("mitm-s");
+    let secondary = secondary_on_loopback(&svol);
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+    let proxy = mitm(secondary.local_addr().unwrap(), mode.clone());
+    let primary = Replication::start(pvol.clone(), Some(proxy), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    for (round, what) in [(1u8, FLIP), (2, REPLAY)] {
+        mode.store(what, std::sync::atomic::Ordering::Release);
+        primary.write(round as u64, &fill(round * 10, 1)).unwrap();
+        let e = wait_error(&secondary, ErrorKind::Auth);
+        assert!(e.message.contains("does not verify"), "round {round}: {e}");
+        // The link was dropped; the primary reconnects and resyncs the block.
+        primary.wait_synced(Wait::from_ms(10000)).unwrap();
+        primary.checkpoint(Wait::from_ms(5000)).unwrap();
+        assert_eq!(raw(&svol, round as u64), fill(round * 10, 1), "round {round}");
+    }
+    // A changed frame never reached the volume: what is there is the primary's.
+    assert_eq!(read(&secondary, 0, BLOCKS as usize), read(&primary, 0, BLOCKS as usize));
+    assert!(primary.stats().unwrap().reconnects >= 3);
+    primary.close();
+    secondary.close();
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp));
+}
+
+fn socketpair() -> (TcpStream, TcpStream) {
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    (TcpStream::from(std::os::fd::OwnedFd::from(a)), TcpStream::from(std::os::fd::OwnedFd::from(b)))
+}
+
+#[test]
+fn host_supplied_connections_replicate_and_reconnect() {
+    let (pvol, pp) = volume("host-p");
+    let (svol, sp) = volume("host-s");
+    let secondary = Replication::start(svol.clone(), None, cfg(Mode::Secondary, AckMode::Sync)).unwrap();
+    let primary = Replication::start(pvol.clone(), None, cfg(Mode::Primary, AckMode::Durable)).unwrap();
+    assert_eq!(secondary.local_addr(), None);
+    primary.write(1, &fill(1, 1)).unwrap(); // not connected yet: dirty
+    let (a, b) = socketpair();
+    primary.add_connection(a).map_err(|(e, _)| e).unwrap();
+    secondary.add_connection(b).map_err(|(e, _)| e).unwrap();
+    primary.wait_synced(Wait::from_ms(5000)).unwrap();
+    primary.write(2, &fill(2, 1)).unwrap();
+    assert_eq!((raw(&svol, 1), raw(&svol, 2)), (fill(1, 1), fill(2, 1)));
+    // The host's link breaks (the secondary restarts); the host hands over
+    // a new one; the primary resyncs what it wrote meanwhile.
+    secondary.close();
+    drop(secondary);
+    primary.write(3, &fill(3, 1)).unwrap();
+    let secondary = Replication::start(svol.clone(), None, cfg(Mode::Secondary, AckMode::Sync)).unwrap();
+    let (a, b) = socketpair();
+    primary.add_connection(a).map_err(|(e, _)| e).unwrap();
+    secondary.add_connection(b).map_err(|(e, _)| e).unwrap();
+    primary.wait_synced(Wait::from_ms(10000)).unwrap();
+    assert_eq!(raw(&svol, 3), fill(3, 1));
+    assert_eq!(primary.stats().unwrap().reconnects, 2);
+    // A primary that connects by itself takes no host connections, and the
+    // caller gets the socket back.
+    let (c, _d) = socketpair();
+    let (pv2, pp2) = volume("host-p2");
+    let own = Replication::start(pv2, Some("127.0.0.1:9".parse().unwrap()), cfg(Mode::Primary, AckMode::Sync)).unwrap();
+    let (e, back) = own.add_connection(c).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::State);
+    assert!(back.take_error().is_ok(), "the stream came back usable");
+    own.close();
+    primary.close();
+    secondary.close();
+    let _ = (std::fs::remove_file(pp), std::fs::remove_file(sp), std::fs::remove_file(pp2));
+}
+
+#[test]
+fn durable_writes_share_fdatasyncs_on_both_sides() {
+    let p = Arc::new(pair(AckMode::Durable));
+    const THREADS: u64 = 8;
+    const WRITES: u64 = 25;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let p = p.clone();
+            s.spawn(move || {
+                for i in 0..WRITES {
+                    let block = t * 2 + i % 2;
+                    let byte = (t * 30 + i) as u8;
+                    p.primary.write(block, &fill(byte, 1)).unwrap();
+                    // Only this thread writes this block: the secondary has it now.
+                    assert_eq!(raw(&p.svol, block), fill(byte, 1));
+                }
+            });
+        }
+    });
+    p.primary.take_error().unwrap();
+    let (ps, ss) = (p.primary.stats().unwrap(), p.secondary.stats().unwrap());
+    let writes = THREADS * WRITES;
+    assert_eq!(ss.writes_applied, writes);
+    assert!(ps.flushes >= 1 && ps.flushes < writes, "primary: {} fdatasyncs for {writes} writes", ps.flushes);
+    assert!(ss.flushes >= 1 && ss.flushes < writes, "secondary: {} fdatasyncs for {writes} writes", ss.flushes);
+}
+
+#[test]
+fn a_batch_goes_out_together_and_overlaps_are_refused() {
+    for ack in [AckMode::Sync, AckMode::Durable, AckMode::Async] {
+        let p = pair(ack);
+        let (a, b, c) = (fill(1, 2), fill(2, 1), fill(3, 3));
+        p.primary.write_batch(&[(0, &a[..]), (5, &b[..]), (9, &c[..])]).unwrap();
+        if ack != AckMode::Async {
+            assert_eq!((raw(&p.svol, 1), raw(&p.svol, 5), raw(&p.svol, 11)), (fill(1, 1), fill(2, 1), fill(3, 1)), "{ack:?}");
+        }
+        p.primary.wait_synced(Wait::from_ms(5000)).unwrap();
+        assert_eq!(p.primary.stats().unwrap().writes_sent, 3);
+        assert_eq!(read(&p.primary, 0, BLOCKS as usize), [fill(1, 2), fill(0, 3), fill(2, 1), fill(0, 3), fill(3, 3), fill(0, 4)].concat());
+        let e = p.primary.write_batch(&[(0, &a[..]), (1, &b[..])]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{ack:?}: {e}");
+        // The secondary's own batch goes to its active layer.
+        p.secondary.write_batch(&[(14, &b[..]), (12, &b[..])]).unwrap();
+        assert_eq!(p.secondary.stats().unwrap().active_blocks, 2);
+        assert_eq!(raw(&p.svol, 14), fill(0, 1));
+    }
+}
+
+#[test]
+fn the_overlays_live_beside_the_volume_and_go_with_the_handle() {
+    let p = pair(AckMode::Sync);
+    let active = format!("{}.active", p.paths[1].display());
+    let hidden = format!("{}.hidden", p.paths[1].display());
+    p.primary.write(0, &fill(4, 1)).unwrap();
+    p.secondary.write(3, &fill(5, 1)).unwrap();
+    assert!(std::path::Path::new(&active).exists() && std::path::Path::new(&hidden).exists());
+    assert_eq!(std::fs::read(&active).unwrap()[3 * BS..4 * BS], fill(5, 1)[..]);
+    let Pair { primary, secondary, .. } = &p;
+    primary.close();
+    secondary.close();
+    drop(p);
+    assert!(!std::path::Path::new(&active).exists() && !std::path::Path::new(&hidden).exists());
 }

@@ -1,21 +1,34 @@
-//! The replication stream on TCP: framed messages, each a 24-byte header
-//! (magic "MRRP", version, kind, sequence number, payload length, CRC-32C
-//! over header and payload) and a payload. Anything that does not parse
-//! exactly is a Parse error naming what was wrong; the connection is then
-//! dropped, never trusted.
+//! The replication stream: framed messages, each a 20-byte header (magic
+//! "MRRP", version, kind, flags, a reserved zero byte, a sequence number,
+//! the payload length), the payload, and a 16-byte tag: HMAC-SHA256,
+//! truncated, over the frame's position in its direction of the session
+//! (a counter both ends keep; it is never sent), the header and the payload.
+//! The header is checked (magic, version, kind, a length bounded per kind)
+//! before any payload is read or allocated; the tag is checked before the
+//! payload is interpreted. A frame that fails either check ends the
+//! connection: Parse for a malformed frame, Auth for one that does not
+//! verify (another key, a changed byte, a replayed, dropped or reordered
+//! frame: the counter under the MAC differs).
+//!
+//! Keys: a handshake key derived from the pre-shared key tags HELLO,
+//! CHALLENGE and AUTH; each session then has one key per direction, derived
+//! from the pre-shared key and both sides' nonces (see `auth`).
 
+use super::auth::{FrameKey, NONCE_LEN, PROOF_LEN, TAG_LEN};
 use crate::error::{Error, ErrorKind, Result};
 use std::io::{ErrorKind as IoKind, Read};
 
 const MAGIC: [u8; 4] = *b"MRRP";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// cbindgen:ignore
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 20;
 /// Data bytes in one WRITE frame at most; larger writes are split.
 /// cbindgen:ignore
 pub const MAX_WRITE_DATA: usize = 1 << 20;
 const MAX_PAYLOAD: usize = 8 + MAX_WRITE_DATA;
 const MAX_ERROR_TEXT: usize = 1024;
+/// WRITE flag: make this write durable (fdatasync) before acknowledging it.
+const FLAG_DURABLE: u8 = 1;
 
 mod kind {
     pub(super) const HELLO: u8 = 1;
@@ -26,19 +39,29 @@ mod kind {
     pub(super) const BARRIER_ACK: u8 = 6;
     pub(super) const PING: u8 = 7;
     pub(super) const ERROR: u8 = 8;
+    pub(super) const CHALLENGE: u8 = 9;
+    pub(super) const AUTH: u8 = 10;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
-    /// Primary -> secondary, first frame: the volume geometry to match.
-    Hello { block_size: u32, block_count: u64 },
-    /// Secondary -> primary: geometry accepted.
+    /// Primary -> secondary, first frame: the volume geometry to match and
+    /// the primary's nonce.
+    Hello { block_size: u32, block_count: u64, nonce: [u8; NONCE_LEN] },
+    /// Secondary -> primary: the secondary's nonce and its proof of the
+    /// key over both nonces.
+    Challenge { nonce: [u8; NONCE_LEN], proof: [u8; PROOF_LEN] },
+    /// Primary -> secondary: the primary's proof of the key over both nonces.
+    Auth { proof: [u8; PROOF_LEN] },
+    /// Secondary -> primary, first frame under the session keys: accepted.
     Welcome,
-    /// Primary -> secondary: whole blocks from `block`; `seq` grows by one per write.
-    Write { seq: u64, block: u64, data: Vec<u8> },
+    /// Primary -> secondary: whole blocks from `block`; `seq` grows by one
+    /// per write; `durable`: on stable storage before the acknowledgement.
+    Write { seq: u64, block: u64, durable: bool, data: Vec<u8> },
     /// Primary -> secondary: checkpoint `id` after every earlier write.
     Barrier { id: u64 },
-    /// Secondary -> primary: every write up to `seq` is applied.
+    /// Secondary -> primary: every write up to `seq` is applied (and durable
+    /// if it asked to be).
     Ack { seq: u64 },
     /// Secondary -> primary: checkpoint `id` is done.
     BarrierAck { id: u64 },
@@ -53,6 +76,8 @@ impl Msg {
     pub fn name(&self) -> &'static str {
         match self {
             Msg::Hello { .. } => "HELLO",
+            Msg::Challenge { .. } => "CHALLENGE",
+            Msg::Auth { .. } => "AUTH",
             Msg::Welcome => "WELCOME",
             Msg::Write { .. } => "WRITE",
             Msg::Barrier { .. } => "BARRIER",
@@ -64,48 +89,67 @@ impl Msg {
     }
 }
 
-/// Appends the encoded frame for `msg` to `out`.
-pub fn encode(msg: &Msg, out: &mut Vec<u8>) {
+/// One direction of a session: the key and the number of frames sealed or
+/// opened so far (the counter under each frame's MAC).
+#[derive(Clone)]
+pub struct Direction {
+    key: FrameKey,
+    counter: u64,
+}
+
+impl Direction {
+    pub fn new(key: FrameKey) -> Self {
+        Direction { key, counter: 0 }
+    }
+
+    /// Frames sealed or opened in this direction.
+    pub fn frames(&self) -> u64 {
+        self.counter
+    }
+}
+
+/// Appends the sealed frame for `msg` to `out`.
+pub fn encode(msg: &Msg, dir: &mut Direction, out: &mut Vec<u8>) {
     match msg {
-        Msg::Hello { block_size, block_count } => {
-            let mut p = block_size.to_le_bytes().to_vec();
-            p.extend_from_slice(&block_count.to_le_bytes());
-            frame(kind::HELLO, 0, &[&p], out)
+        Msg::Hello { block_size, block_count, nonce } => {
+            frame(dir, kind::HELLO, 0, 0, &[&block_size.to_le_bytes(), &block_count.to_le_bytes(), nonce], out)
         }
-        Msg::Welcome => frame(kind::WELCOME, 0, &[], out),
-        Msg::Write { seq, block, data } => encode_write(*seq, *block, data, out),
-        Msg::Barrier { id } => frame(kind::BARRIER, *id, &[], out),
-        Msg::Ack { seq } => frame(kind::ACK, *seq, &[], out),
-        Msg::BarrierAck { id } => frame(kind::BARRIER_ACK, *id, &[], out),
-        Msg::Ping => frame(kind::PING, 0, &[], out),
+        Msg::Challenge { nonce, proof } => frame(dir, kind::CHALLENGE, 0, 0, &[nonce, proof], out),
+        Msg::Auth { proof } => frame(dir, kind::AUTH, 0, 0, &[proof], out),
+        Msg::Welcome => frame(dir, kind::WELCOME, 0, 0, &[], out),
+        Msg::Write { seq, block, durable, data } => encode_write(dir, *seq, *block, *durable, data, out),
+        Msg::Barrier { id } => frame(dir, kind::BARRIER, 0, *id, &[], out),
+        Msg::Ack { seq } => frame(dir, kind::ACK, 0, *seq, &[], out),
+        Msg::BarrierAck { id } => frame(dir, kind::BARRIER_ACK, 0, *id, &[], out),
+        Msg::Ping => frame(dir, kind::PING, 0, 0, &[], out),
         Msg::Error { text } => {
             let cut = text.char_indices().map(|(i, c)| i + c.len_utf8()).take_while(|&end| end <= MAX_ERROR_TEXT).last();
-            frame(kind::ERROR, 0, &[&text.as_bytes()[..cut.unwrap_or(0)]], out)
+            frame(dir, kind::ERROR, 0, 0, &[&text.as_bytes()[..cut.unwrap_or(0)]], out)
         }
     }
 }
 
 /// A WRITE frame without first copying `data` into a `Msg`.
-pub fn encode_write(seq: u64, block: u64, data: &[u8], out: &mut Vec<u8>) {
+pub fn encode_write(dir: &mut Direction, seq: u64, block: u64, durable: bool, data: &[u8], out: &mut Vec<u8>) {
     debug_assert!(data.len() <= MAX_WRITE_DATA);
-    frame(kind::WRITE, seq, &[&block.to_le_bytes(), data], out)
+    let flags = if durable { FLAG_DURABLE } else { 0 };
+    frame(dir, kind::WRITE, flags, seq, &[&block.to_le_bytes(), data], out)
 }
 
-fn frame(kind: u8, seq: u64, parts: &[&[u8]], out: &mut Vec<u8>) {
+fn frame(dir: &mut Direction, kind: u8, flags: u8, seq: u64, parts: &[&[u8]], out: &mut Vec<u8>) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(HEADER_LEN + len + TAG_LEN);
     let start = out.len();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, kind, 0, 0]);
+    out.extend_from_slice(&[VERSION, kind, flags, 0]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&(len as u32).to_le_bytes());
-    let mut crc = crc32c::update(!0, &out[start..start + 20]);
-    for p in parts {
-        crc = crc32c::update(crc, p);
-    }
-    out.extend_from_slice(&(!crc).to_le_bytes());
     for p in parts {
         out.extend_from_slice(p);
     }
+    let tag = dir.key.tag(dir.counter, &out[start..]);
+    dir.counter += 1;
+    out.extend_from_slice(&tag);
 }
 
 fn corrupt(what: String) -> Error {
@@ -129,8 +173,17 @@ fn read_full(r: &mut impl Read, buf: &mut [u8], at_start: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reads and validates one frame.
-pub fn read_msg(r: &mut impl Read) -> Result<Msg> {
+/// A frame whose header and tag were checked, not yet interpreted.
+struct Frame {
+    kind: u8,
+    flags: u8,
+    seq: u64,
+    payload: Vec<u8>,
+}
+
+/// Reads one frame and checks its header (before reading the payload).
+/// Returns the frame with the tag check's outcome: `Err` is an Auth error.
+fn read_frame(r: &mut impl Read, dir: &mut Direction) -> Result<(Frame, Result<()>)> {
     let mut h = [0u8; HEADER_LEN];
     read_full(r, &mut h, true)?;
     if h[0..4] != MAGIC {
@@ -139,15 +192,16 @@ pub fn read_msg(r: &mut impl Read) -> Result<Msg> {
     if h[4] != VERSION {
         return Err(corrupt(format!("protocol version {} (this library speaks {VERSION})", h[4])));
     }
-    if h[6] != 0 || h[7] != 0 {
-        return Err(corrupt("reserved header bytes are not zero".into()));
+    if h[7] != 0 {
+        return Err(corrupt("reserved header byte is not zero".into()));
     }
-    let kind = h[5];
+    let (kind, flags) = (h[5], h[6]);
     let seq = u64::from_le_bytes(h[8..16].try_into().unwrap());
     let len = u32::from_le_bytes(h[16..20].try_into().unwrap()) as usize;
-    let want_crc = u32::from_le_bytes(h[20..24].try_into().unwrap());
     let allowed = match kind {
-        kind::HELLO => 12..=12,
+        kind::HELLO => 12 + NONCE_LEN..=12 + NONCE_LEN,
+        kind::CHALLENGE => NONCE_LEN + PROOF_LEN..=NONCE_LEN + PROOF_LEN,
+        kind::AUTH => PROOF_LEN..=PROOF_LEN,
         kind::WRITE => 9..=MAX_PAYLOAD,
         kind::ERROR => 0..=MAX_ERROR_TEXT,
         kind::WELCOME | kind::BARRIER | kind::ACK | kind::BARRIER_ACK | kind::PING => 0..=0,
@@ -156,118 +210,118 @@ pub fn read_msg(r: &mut impl Read) -> Result<Msg> {
     if !allowed.contains(&len) {
         return Err(corrupt(format!("message kind {kind} with a payload of {len} bytes")));
     }
-    let mut payload = vec![0u8; len];
-    read_full(r, &mut payload, false)?;
-    let crc = !crc32c::update(crc32c::update(!0, &h[..20]), &payload);
-    if crc != want_crc {
-        return Err(corrupt(format!("checksum mismatch (frame says {want_crc:#010x}, content gives {crc:#010x})")));
+    let known_flags = if kind == kind::WRITE { FLAG_DURABLE } else { 0 };
+    if flags & !known_flags != 0 {
+        return Err(corrupt(format!("message kind {kind} with unknown flags {flags:#04x}")));
     }
+    let mut rest = vec![0u8; len + TAG_LEN];
+    read_full(r, &mut rest, false)?;
+    let tag: [u8; TAG_LEN] = rest[len..].try_into().unwrap();
+    rest.truncate(len);
+    let verified = dir.key.verify(dir.counter, &[&h, &rest], &tag).map_err(|()| {
+        Error::new(
+            ErrorKind::Auth,
+            format!(
+                "frame {} ({}) does not verify: another key, a changed byte, or a replayed or reordered frame",
+                dir.counter,
+                kind_name(kind)
+            ),
+        )
+    });
+    dir.counter += 1;
+    Ok((Frame { kind, flags, seq, payload: rest }, verified))
+}
+
+fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        kind::HELLO => "HELLO",
+        kind::CHALLENGE => "CHALLENGE",
+        kind::AUTH => "AUTH",
+        kind::WELCOME => "WELCOME",
+        kind::WRITE => "WRITE",
+        kind::BARRIER => "BARRIER",
+        kind::ACK => "ACK",
+        kind::BARRIER_ACK => "BARRIER_ACK",
+        kind::PING => "PING",
+        _ => "ERROR",
+    }
+}
+
+fn interpret(f: Frame) -> Result<Msg> {
+    let Frame { kind, flags, seq, mut payload } = f;
     Ok(match kind {
         kind::HELLO => Msg::Hello {
             block_size: u32::from_le_bytes(payload[0..4].try_into().unwrap()),
             block_count: u64::from_le_bytes(payload[4..12].try_into().unwrap()),
+            nonce: payload[12..12 + NONCE_LEN].try_into().unwrap(),
         },
+        kind::CHALLENGE => Msg::Challenge {
+            nonce: payload[..NONCE_LEN].try_into().unwrap(),
+            proof: payload[NONCE_LEN..].try_into().unwrap(),
+        },
+        kind::AUTH => Msg::Auth { proof: payload[..].try_into().unwrap() },
         kind::WELCOME => Msg::Welcome,
         kind::WRITE => {
             let block = u64::from_le_bytes(payload[0..8].try_into().unwrap());
             payload.drain(..8);
-            Msg::Write { seq, block, data: payload }
+            Msg::Write { seq, block, durable: flags & FLAG_DURABLE != 0, data: payload }
         }
         kind::BARRIER => Msg::Barrier { id: seq },
         kind::ACK => Msg::Ack { seq },
         kind::BARRIER_ACK => Msg::BarrierAck { id: seq },
         kind::PING => Msg::Ping,
-        _ => Msg::Error { text: String::from_utf8_lossy(&payload).into_owned() },
+        _ => Msg::Error { text: String::from_utf8(payload).map_err(|_| corrupt("an ERROR text that is not UTF-8".into()))? },
     })
 }
 
-/// CRC-32C (Castagnoli), slicing by 8, tables built at compile time.
-mod crc32c {
-    const POLY: u32 = 0x82f6_3b78;
+/// Reads, checks and verifies one frame.
+pub fn read_msg(r: &mut impl Read, dir: &mut Direction) -> Result<Msg> {
+    let (frame, verified) = read_frame(r, dir)?;
+    verified?;
+    interpret(frame)
+}
 
-    const fn tables() -> [[u32; 256]; 8] {
-        let mut t = [[0u32; 256]; 8];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-                k += 1;
-            }
-            t[0][i] = c;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 256 {
-            let mut s = 1;
-            while s < 8 {
-                let prev = t[s - 1][i];
-                t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-                s += 1;
-            }
-            i += 1;
-        }
-        t
-    }
-
-    static T: [[u32; 256]; 8] = tables();
-
-    /// Continues a CRC (pre-inverted state in, pre-inverted state out): the
-    /// CPU's CRC32C instruction where there is one, else the tables.
-    pub fn update(crc: u32, data: &[u8]) -> u32 {
-        crate::sys::crc32c_hw(crc, data).unwrap_or_else(|| update_table(crc, data))
-    }
-
-    pub fn update_table(mut crc: u32, data: &[u8]) -> u32 {
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-            let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-            crc = T[7][(lo & 0xff) as usize]
-                ^ T[6][((lo >> 8) & 0xff) as usize]
-                ^ T[5][((lo >> 16) & 0xff) as usize]
-                ^ T[4][(lo >> 24) as usize]
-                ^ T[3][(hi & 0xff) as usize]
-                ^ T[2][((hi >> 8) & 0xff) as usize]
-                ^ T[1][((hi >> 16) & 0xff) as usize]
-                ^ T[0][(hi >> 24) as usize];
-        }
-        for &b in chunks.remainder() {
-            crc = (crc >> 8) ^ T[0][((crc ^ b as u32) & 0xff) as usize];
-        }
-        crc
+/// During a handshake: like `read_msg`, but an ERROR frame that does not
+/// verify is still returned, marked unverified (a peer with another key
+/// can only tell us why in a frame we cannot verify). Anything else that
+/// does not verify is an Auth error.
+pub fn read_handshake_msg(r: &mut impl Read, dir: &mut Direction) -> Result<(Msg, bool)> {
+    let (frame, verified) = read_frame(r, dir)?;
+    match verified {
+        Ok(()) => Ok((interpret(frame)?, true)),
+        Err(_) if frame.kind == kind::ERROR => Ok((interpret(frame)?, false)),
+        Err(e) => Err(e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::auth::FrameKey;
 
-    fn roundtrip(msg: Msg) {
-        let mut buf = Vec::new();
-        encode(&msg, &mut buf);
-        assert_eq!(read_msg(&mut &buf[..]).unwrap(), msg);
+    fn dir() -> Direction {
+        Direction::new(FrameKey::new(b"0123456789abcdef-test-key"))
     }
 
-    #[test]
-    fn crc32c_known_value() {
-        assert_eq!(!crc32c::update(!0, b"123456789"), 0xe306_9283);
-        assert_eq!(!crc32c::update_table(!0, b"123456789"), 0xe306_9283);
-        // The instruction and the tables agree on every length and alignment.
-        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-        for (start, len) in [(0, 0), (0, 1), (1, 7), (3, 8), (5, 4096), (0, 5000), (7, 4093)] {
-            let part = &data[start..start + len];
-            assert_eq!(crc32c::update(!0, part), crc32c::update_table(!0, part), "{start}+{len}");
-            assert_eq!(crc32c::update(0x1234_5678, part), crc32c::update_table(0x1234_5678, part), "{start}+{len}");
-        }
+    fn roundtrip(msg: Msg) {
+        let (mut tx, mut rx) = (dir(), dir());
+        let mut buf = Vec::new();
+        encode(&msg, &mut tx, &mut buf);
+        encode(&msg, &mut tx, &mut buf);
+        let mut input = &buf[..];
+        assert_eq!(read_msg(&mut input, &mut rx).unwrap(), msg);
+        assert_eq!(read_msg(&mut input, &mut rx).unwrap(), msg);
+        assert_eq!((tx.frames(), rx.frames()), (2, 2));
     }
 
     #[test]
     fn every_message_roundtrips() {
-        roundtrip(Msg::Hello { block_size: 4096, block_count: 77 });
+        roundtrip(Msg::Hello { block_size: 4096, block_count: 77, nonce: [3; NONCE_LEN] });
+        roundtrip(Msg::Challenge { nonce: [4; NONCE_LEN], proof: [5; PROOF_LEN] });
+        roundtrip(Msg::Auth { proof: [6; PROOF_LEN] });
         roundtrip(Msg::Welcome);
-        roundtrip(Msg::Write { seq: 9, block: 3, data: vec![7; 1024] });
+        roundtrip(Msg::Write { seq: 9, block: 3, durable: false, data: vec![7; 1024] });
+        roundtrip(Msg::Write { seq: 10, block: 3, durable: true, data: vec![8; 512] });
         roundtrip(Msg::Barrier { id: 4 });
         roundtrip(Msg::Ack { seq: 12 });
         roundtrip(Msg::BarrierAck { id: 4 });
@@ -276,20 +330,93 @@ mod tests {
     }
 
     #[test]
-    fn every_corruption_is_a_parse_error() {
+    fn every_changed_byte_is_refused() {
         let mut good = Vec::new();
-        encode(&Msg::Write { seq: 1, block: 2, data: vec![5; 512] }, &mut good);
+        encode(&Msg::Write { seq: 1, block: 2, durable: false, data: vec![5; 512] }, &mut dir(), &mut good);
         for i in 0..good.len() {
-            let mut bad = good.clone();
-            bad[i] ^= 0x40;
-            let err = read_msg(&mut &bad[..]).unwrap_err();
-            assert_eq!(err.kind, ErrorKind::Parse, "flipping byte {i}: {err}");
+            for bit in [0x01u8, 0x40] {
+                let mut bad = good.clone();
+                bad[i] ^= bit;
+                let err = read_msg(&mut &bad[..], &mut dir()).unwrap_err();
+                assert!(matches!(err.kind, ErrorKind::Parse | ErrorKind::Auth), "flipping byte {i}: {err}");
+                if i >= HEADER_LEN {
+                    assert_eq!(err.kind, ErrorKind::Auth, "payload or tag byte {i}: {err}");
+                }
+            }
         }
-        let err = read_msg(&mut &good[..good.len() - 1]).unwrap_err();
+        let err = read_msg(&mut &good[..good.len() - 1], &mut dir()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Parse);
-        assert_eq!(read_msg(&mut &good[..0]).unwrap_err().kind, ErrorKind::Io);
+        assert_eq!(read_msg(&mut &good[..0], &mut dir()).unwrap_err().kind, ErrorKind::Io);
         let mut huge = good.clone();
         huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(read_msg(&mut &huge[..]).unwrap_err().message.contains("payload"));
+        assert!(read_msg(&mut &huge[..], &mut dir()).unwrap_err().message.contains("payload"));
+    }
+
+    #[test]
+    fn replayed_reordered_and_foreign_frames_are_refused() {
+        let mut tx = dir();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode(&Msg::Ack { seq: 1 }, &mut tx, &mut a);
+        encode(&Msg::Ack { seq: 2 }, &mut tx, &mut b);
+        // Replay: the same frame twice.
+        let mut rx = dir();
+        read_msg(&mut &a[..], &mut rx).unwrap();
+        assert_eq!(read_msg(&mut &a[..], &mut rx).unwrap_err().kind, ErrorKind::Auth);
+        // Reorder: the second frame first.
+        assert_eq!(read_msg(&mut &b[..], &mut dir()).unwrap_err().kind, ErrorKind::Auth);
+        // Another key.
+        let mut other = Direction::new(FrameKey::new(b"another key, 16+ bytes long"));
+        assert_eq!(read_msg(&mut &a[..], &mut other).unwrap_err().kind, ErrorKind::Auth);
+        // An unverifiable ERROR is surfaced during the handshake, marked.
+        let mut e = Vec::new();
+        encode(&Msg::Error { text: "nope".into() }, &mut Direction::new(FrameKey::new(b"another key, 16+ bytes long")), &mut e);
+        let (msg, verified) = read_handshake_msg(&mut &e[..], &mut dir()).unwrap();
+        assert_eq!((msg, verified), (Msg::Error { text: "nope".into() }, false));
+        assert_eq!(read_handshake_msg(&mut &a[..], &mut other).unwrap_err().kind, ErrorKind::Auth);
+    }
+
+    /// Not a test: writes the fuzz target's seed corpus (frames sealed with
+    /// the target's key, after its mode byte) into $MR_FUZZ_SEED_DIR.
+    /// `MR_FUZZ_SEED_DIR=fuzz/corpus/repl_wire cargo test --release -- --ignored write_fuzz_seeds`
+    #[test]
+    #[ignore]
+    fn write_fuzz_seeds() {
+        let Ok(dir) = std::env::var("MR_FUZZ_SEED_DIR") else { return };
+        let key = b"meshring fuzz session key, 32 B!";
+        let seeds = [
+            ("hello", Msg::Hello { block_size: 4096, block_count: 1024, nonce: [7; NONCE_LEN] }),
+            ("challenge", Msg::Challenge { nonce: [8; NONCE_LEN], proof: [9; PROOF_LEN] }),
+            ("auth", Msg::Auth { proof: [10; PROOF_LEN] }),
+            ("welcome", Msg::Welcome),
+            ("write", Msg::Write { seq: 1, block: 3, durable: false, data: vec![0xab; 512] }),
+            ("write_durable", Msg::Write { seq: 2, block: 4, durable: true, data: vec![0xcd; 4096] }),
+            ("barrier", Msg::Barrier { id: 1 }),
+            ("ack", Msg::Ack { seq: 9 }),
+            ("barrier_ack", Msg::BarrierAck { id: 1 }),
+            ("ping", Msg::Ping),
+            ("error", Msg::Error { text: "volume geometry differs".into() }),
+        ];
+        for (name, msg) in &seeds {
+            // Mode 1 (re-tagged by the target) and mode 0 (tagged here, as sent).
+            for (mode, suffix) in [(1u8, ""), (0u8, "_raw")] {
+                let mut out = vec![mode];
+                let mut d = Direction::new(FrameKey::new(key));
+                encode(msg, &mut d, &mut out);
+                encode(&Msg::Ping, &mut d, &mut out);
+                std::fs::write(format!("{dir}/{name}{suffix}"), out).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_flags_and_reserved_bytes_are_parse_errors() {
+        let mut good = Vec::new();
+        encode(&Msg::Ping, &mut dir(), &mut good);
+        let mut bad = good.clone();
+        bad[6] = FLAG_DURABLE;
+        assert!(read_msg(&mut &bad[..], &mut dir()).unwrap_err().message.contains("flags"));
+        let mut bad = good.clone();
+        bad[7] = 1;
+        assert!(read_msg(&mut &bad[..], &mut dir()).unwrap_err().message.contains("reserved"));
     }
 }

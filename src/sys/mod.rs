@@ -6,6 +6,7 @@ mod crc32c;
 mod eventfd;
 mod mmsg;
 mod poll;
+mod random;
 mod sockaddr;
 mod socket;
 mod tun;
@@ -14,10 +15,11 @@ pub use crc32c::crc32c_hw;
 pub use cmsg::{gro_segment_size, parse as parse_control, Control, ControlBuf, LocalInfo, CONTROL_SPACE, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
 pub use eventfd::EventFd;
 pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Payload, Received};
+pub use random::fill_random;
 pub use poll::{is_readable, wait_readable_or_woken, wait_writable_or_woken, PollResult};
 pub use sockaddr::{sockaddr_from_bytes, RawSockAddr};
 pub use socket::*;
-pub use tun::{control_socket, enable_offloads, enter_new_netns, interface_mtu, open_tun, read_packet, set_interface_mtu, set_nonblocking, tun_info, write_packet};
+pub use tun::{control_socket, enable_offloads, enter_new_netns, interface_mtu, open_tun, read_packet, set_interface_mtu, set_nonblocking, tun_info, write_packet, write_parts};
 
 /// The calling thread's errno.
 pub fn errno() -> i32 {

@@ -7,7 +7,7 @@
  *         failover LOG   fail over, then check every write listed in LOG
  *                        (written by a primary) is present byte-exact; exit 0 if so
  *         stop           stop replicating (DONE) and exit 0
- *   repl_node primary VOL PEER sync|async LOG|- COUNT [PEER_TIMEOUT_MS [PACE_US]]
+ *   repl_node primary VOL PEER sync|async|durable LOG|- COUNT [PEER_TIMEOUT_MS [PACE_US]]
  *       Writes COUNT blocks (0 = until killed), each write's content unique
  *       (sequence number + pattern). After a write returns MR_OK and
  *       mr_repl_get_error says MR_OK, its sequence number is appended to
@@ -15,8 +15,14 @@
  *       then waits until the secondary is in sync, checkpoints, prints its
  *       counters and stops.
  *
- * Volumes are VOLUME_BLOCKS blocks of 4 KiB. Addresses: loopback or the
- * test's own network namespaces.
+ *   repl_node verify VOL LOG [LINES]
+ *       Checks a volume file (say, a killed node's) against the first LINES
+ *       lines of LOG (all without LINES): every block holds its last
+ *       acknowledged write or a later one; exit 0 if so.
+ *
+ * Volumes are VOLUME_BLOCKS blocks of 4 KiB. Both sides take the pre-shared
+ * key from REPL_KEY (16 to 64 bytes; a fixed test key without it).
+ * Addresses: loopback or the test's own network namespaces.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +38,7 @@
 #define BS 4096u
 
 static uint64_t g_blocks = 256;
+static const char *g_key = "repl_node test key, not a secret";
 
 static void die(const char *what, mr_status st)
 {
@@ -87,6 +94,8 @@ static mr_repl *start(mr_volume *v, const char *addr, uint32_t mode, uint32_t ac
     cfg.mode = mode;
     cfg.ack = ack;
     cfg.connect_timeout_ms = 500;
+    cfg.key = (const uint8_t *)g_key;
+    cfg.key_len = strlen(g_key);
     if (peer_timeout_ms > 0) {
         cfg.peer_timeout_ms = peer_timeout_ms;
     }
@@ -94,8 +103,21 @@ static mr_repl *start(mr_volume *v, const char *addr, uint32_t mode, uint32_t ac
     return r;
 }
 
-/* Checks the failed-over volume against the log of acknowledged writes. */
-static int verify(mr_repl *r, const char *log_path)
+typedef mr_status (*read_fn)(void *h, uint64_t block, uint8_t *buf, size_t len);
+
+static mr_status read_repl(void *h, uint64_t block, uint8_t *buf, size_t len)
+{
+    return mr_repl_read((mr_repl *)h, block, buf, len);
+}
+
+static mr_status read_volume(void *h, uint64_t block, uint8_t *buf, size_t len)
+{
+    return mr_volume_read((mr_volume *)h, block, buf, len);
+}
+
+/* Checks a volume (read with `fn`) against the first `max_lines` lines of
+ * the log of acknowledged writes. */
+static int verify(read_fn fn, void *h, const char *log_path, uint64_t max_lines)
 {
     static uint8_t got[BS], want[BS];
     uint64_t *last = calloc(g_blocks, sizeof *last);
@@ -106,7 +128,7 @@ static int verify(mr_repl *r, const char *log_path)
         fprintf(stderr, "verify: cannot read %s\n", log_path);
         return 1;
     }
-    while (fgets(line, sizeof line, f) != NULL) {
+    while (acked < max_lines && fgets(line, sizeof line, f) != NULL) {
         if (strchr(line, '\n') == NULL) {
             break; /* a line cut by the kill */
         }
@@ -121,8 +143,8 @@ static int verify(mr_repl *r, const char *log_path)
     }
     fclose(f);
     for (b = 0; b < g_blocks; b++) {
-        if (mr_repl_read(r, b, got, BS) != MR_OK) {
-            die("read after failover", MR_IO);
+        if (fn(h, b, got, BS) != MR_OK) {
+            die("read for verification", MR_IO);
         }
         memcpy(&seq, got, 8);
         if (last[b] == 0 && seq == 0) {
@@ -159,7 +181,7 @@ static int secondary(const char *vol, const char *listen, int peer_timeout_ms)
         cmd[strcspn(cmd, "\n")] = '\0';
         if (strncmp(cmd, "failover ", 9) == 0) {
             TRY("mr_repl_failover", mr_repl_failover(r));
-            rc = verify(r, cmd + 9);
+            rc = verify(read_repl, r, cmd + 9, UINT64_MAX);
             break;
         }
         if (strcmp(cmd, "stop") == 0) {
@@ -182,7 +204,7 @@ static int primary(const char *vol, const char *peer, const char *mode, const ch
 {
     static uint8_t buf[BS];
     mr_volume *v = open_volume(vol);
-    uint32_t ack = strcmp(mode, "sync") == 0 ? MR_REPL_SYNC : MR_REPL_ASYNC;
+    uint32_t ack = strcmp(mode, "sync") == 0 ? MR_REPL_SYNC : strcmp(mode, "durable") == 0 ? MR_REPL_DURABLE : MR_REPL_ASYNC;
     mr_repl *r = start(v, peer, MR_REPL_PRIMARY, ack, peer_timeout_ms);
     mr_repl_counters c;
     uint64_t seq, unacked = 0;
@@ -236,9 +258,19 @@ static int primary(const char *vol, const char *peer, const char *mode, const ch
 int main(int argc, char **argv)
 {
     const char *blocks = getenv("VOLUME_BLOCKS");
+    const char *key = getenv("REPL_KEY");
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (blocks != NULL) {
         g_blocks = strtoull(blocks, NULL, 10);
+    }
+    if (key != NULL) {
+        g_key = key;
+    }
+    if (argc >= 4 && strcmp(argv[1], "verify") == 0) {
+        mr_volume *v = open_volume(argv[2]);
+        int rc = verify(read_volume, v, argv[3], argc > 4 ? strtoull(argv[4], NULL, 10) : UINT64_MAX);
+        mr_volume_free(v);
+        return rc;
     }
     if (argc >= 4 && strcmp(argv[1], "secondary") == 0) {
         return secondary(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0);
@@ -248,6 +280,7 @@ int main(int argc, char **argv)
                        argc > 8 ? atol(argv[8]) : 0);
     }
     fprintf(stderr, "usage: repl_node secondary VOL LISTEN [PEER_TIMEOUT_MS]\n"
-                    "       repl_node primary VOL PEER sync|async LOG|- COUNT [PEER_TIMEOUT_MS [PACE_US]]\n");
+                    "       repl_node primary VOL PEER sync|async|durable LOG|- COUNT [PEER_TIMEOUT_MS [PACE_US]]\n"
+                    "       repl_node verify VOL LOG [LINES]\n");
     return 2;
 }
