@@ -3,9 +3,14 @@
  * namespace (unshare), so every device it makes exists only there and
  * disappears with it. Covers create/close cycles, bad names, bad fds, wrong
  * MTU, short buffers, read timeouts, close while blocked, and a round trip:
- * an ICMP echo request written into the device comes back as a reply.
+ * an ICMP echo request written into the device comes back as a reply; and
+ * mr_tun_write_batch with offloads: UDP datagrams of two interleaved flows
+ * are coalesced by flow and reach a kernel socket whole and in order, a
+ * bad packet in the batch does not stop the rest.
  */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
 
@@ -116,6 +121,134 @@ static void round_trip(uint32_t backend, uint32_t flags)
     }
     CHECK_EQ_U(replies, 4);
     CHECK_ST(mr_tun_close(t), MR_OK);
+    mr_tun_free(t);
+}
+
+/* A UDP/IPv4 datagram 198.18.6.2:sport -> 198.18.6.1:dport with a valid
+   checksum; payload byte j is (seed + j). */
+static size_t udp_packet(uint8_t *p, uint16_t sport, uint16_t dport, size_t payload, uint8_t seed)
+{
+    size_t total = 20 + 8 + payload, j;
+    uint32_t sum = 0;
+    uint16_t c;
+    memset(p, 0, 28);
+    p[0] = 0x45;
+    p[2] = (uint8_t)(total >> 8), p[3] = (uint8_t)total;
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 17;
+    p[12] = 198, p[13] = 18, p[14] = 6, p[15] = 2;
+    p[16] = 198, p[17] = 18, p[18] = 6, p[19] = 1;
+    c = csum(p, 20);
+    p[10] = (uint8_t)(c >> 8), p[11] = (uint8_t)c;
+    p[20] = (uint8_t)(sport >> 8), p[21] = (uint8_t)sport;
+    p[22] = (uint8_t)(dport >> 8), p[23] = (uint8_t)dport;
+    p[24] = (uint8_t)((total - 20) >> 8), p[25] = (uint8_t)(total - 20);
+    for (j = 0; j < payload; j++) {
+        p[28 + j] = (uint8_t)(seed + j);
+    }
+    /* Pseudo header + UDP header + payload. */
+    for (j = 12; j < 20; j += 2) {
+        sum += (uint32_t)(p[j] << 8 | p[j + 1]);
+    }
+    sum += 17 + (uint32_t)(total - 20);
+    for (j = 20; j + 1 < total; j += 2) {
+        sum += (uint32_t)(p[j] << 8 | p[j + 1]);
+    }
+    if ((total - 20) & 1) {
+        sum += (uint32_t)p[total - 1] << 8;
+    }
+    while (sum >> 16) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    c = (uint16_t)~sum;
+    if (c == 0) {
+        c = 0xffff;
+    }
+    p[26] = (uint8_t)(c >> 8), p[27] = (uint8_t)c;
+    return total;
+}
+
+/*
+ * mr_tun_write_batch on an offloading device: 2 x 20 datagrams of two
+ * flows, interleaved, plus one non-IP packet, go to two kernel UDP sockets
+ * of this namespace. Each socket must receive its 20 datagrams whole and in
+ * order (the kernel verifies every checksum after cutting the coalesced
+ * super-packets back up), the bad packet is refused alone.
+ */
+static void write_batch_test(uint32_t backend)
+{
+    enum { PER_FLOW = 20, N = 2 * PER_FLOW + 1, PAYLOAD = 1000 };
+    static uint8_t bufs[N][2048], rx[2048];
+    mr_packet w[N];
+    char name[32], cmd[160];
+    int socks[2];
+    uint16_t ports[2];
+    size_t i, written = 99, got[2] = {0, 0};
+    uint32_t bits = 0;
+    int order_ok = 1;
+    double deadline;
+    mr_tun *t;
+
+    printf("-- write batch %s\n", backend_name(backend));
+    t = create("mrw%d", backend, MR_TUN_OFFLOAD, 1500);
+    if (t == NULL) {
+        return;
+    }
+    CHECK_ST(mr_tun_name(t, name, sizeof name, NULL), MR_OK);
+    snprintf(cmd, sizeof cmd, "ip addr add 198.18.6.1/24 dev %s && ip link set %s up", name, name);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    CHECK_ST(mr_tun_gro(t, &bits), MR_OK);
+    printf("     write GRO bits %u\n", (unsigned)bits);
+    CHECK(bits & MR_TUN_GRO_TCP, "TCP coalescing on with MR_TUN_OFFLOAD");
+    for (i = 0; i < 2; i++) {
+        struct sockaddr_in a;
+        socklen_t alen = sizeof a;
+        socks[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(0xC6120601); /* 198.18.6.1 */
+        CHECK(bind(socks[i], (struct sockaddr *)&a, sizeof a) == 0, "bind: %s", strerror(errno));
+        getsockname(socks[i], (struct sockaddr *)&a, &alen);
+        ports[i] = ntohs(a.sin_port);
+    }
+    for (i = 0; i < N; i++) {
+        size_t k = i / 2, flow = i % 2;
+        if (i == PER_FLOW) { /* a non-IP packet in the middle */
+            memset(bufs[i], 0, 40);
+            w[i] = (mr_packet){.buf = bufs[i], .cap = sizeof bufs[i], .len = 40};
+            continue;
+        }
+        if (i > PER_FLOW) {
+            k = (i - 1) / 2, flow = (i - 1) % 2;
+        }
+        w[i] = (mr_packet){.buf = bufs[i], .cap = sizeof bufs[i],
+                           .len = udp_packet(bufs[i], (uint16_t)(5000 + flow), ports[flow], PAYLOAD, (uint8_t)(k * 7))};
+    }
+    CHECK_FAIL(mr_tun_write_batch(t, w, N, &written), MR_INVALID_ARGUMENT);
+    CHECK_EQ_U(written, N - 1);
+    deadline = now_ms() + within_ms(3000);
+    while ((got[0] < PER_FLOW || got[1] < PER_FLOW) && now_ms() < deadline) {
+        for (i = 0; i < 2; i++) {
+            ssize_t n = recv(socks[i], rx, sizeof rx, MSG_DONTWAIT);
+            if (n < 0) {
+                continue;
+            }
+            if (n != PAYLOAD || rx[0] != (uint8_t)(got[i] * 7) || rx[PAYLOAD - 1] != (uint8_t)(got[i] * 7 + PAYLOAD - 1)) {
+                order_ok = 0;
+            }
+            got[i]++;
+        }
+    }
+    CHECK(got[0] == PER_FLOW && got[1] == PER_FLOW, "received %zu and %zu of %d datagrams", got[0], got[1], PER_FLOW);
+    CHECK(order_ok, "a datagram arrived out of order or altered");
+    CHECK_ST(mr_tun_disable_gro(t, MR_TUN_GRO_UDP), MR_OK);
+    CHECK_ST(mr_tun_gro(t, &bits), MR_OK);
+    CHECK(!(bits & MR_TUN_GRO_UDP), "UDP coalescing still on after disabling it");
+    CHECK_FAIL(mr_tun_disable_gro(t, 8), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_tun_write_batch(t, w, 0, &written), MR_INVALID_ARGUMENT);
+    close(socks[0]);
+    close(socks[1]);
     mr_tun_free(t);
 }
 
@@ -274,6 +407,7 @@ int main(int argc, char **argv)
         round_trip(k_backends[b], 0);
         round_trip(k_backends[b], MR_TUN_PACKET_INFO);
         timeouts_and_close(k_backends[b]);
+        write_batch_test(k_backends[b]);
         cycles(k_backends[b], g_valgrind ? 50 : 200);
     }
     return test_finish("test_tun");

@@ -276,6 +276,18 @@
 #define MR_TUN_OFFLOAD 4
 
 /*
+ `mr_tun_gro` / `mr_tun_disable_gro` bit: TCP segments of one flow are
+ coalesced on write (needs MR_TUN_OFFLOAD).
+ */
+#define MR_TUN_GRO_TCP 1
+
+/*
+ `mr_tun_gro` / `mr_tun_disable_gro` bit: UDP datagrams of one flow are
+ coalesced on write (needs MR_TUN_OFFLOAD and a kernel with USO, 6.2+).
+ */
+#define MR_TUN_GRO_UDP 2
+
+/*
  `mr_udp_config.flags`: send with UDP GSO (`mr_datagram.segment_size`).
  */
 #define MR_UDP_GSO 1
@@ -1866,6 +1878,37 @@ enum mr_status mr_tun_read(struct mr_tun *t, struct mr_packet *pkts, size_t n, i
  backends; pass -1.
  */
 enum mr_status mr_tun_write(struct mr_tun *t, const struct mr_packet *pkts, size_t n, int32_t timeout_ms, size_t *written);
+
+/*
+ Writes every packet of `pkts[0..n]` (each `len` bytes of `buf`, one IP
+ packet); a packet the kernel refuses does not stop the others. With
+ MR_TUN_OFFLOAD, TCP and UDP packets of one flow anywhere in the batch
+ are coalesced by wireguard-go's rules (addresses, ports, TCP ack and
+ sequence numbers, equal IP header fields, verified checksums; at most
+ 64 KiB) and written as one super-packet with `writev` straight from the
+ caller's buffers, which are only read, never modified or kept. Output
+ order is the order in which each output packet's first member appears.
+ Sets `*written` to how many packets were written. MR_OK if all were;
+ otherwise the status of the first failure after trying every packet:
+ MR_IO (errno in mr_last_os_error: EINVAL from a super-packet means the
+ kernel refuses coalesced packets, see `mr_tun_disable_gro`),
+ MR_INVALID_ARGUMENT for a packet that is not IPv4/IPv6, MR_CLOSED.
+ */
+enum mr_status mr_tun_write_batch(struct mr_tun *t, const struct mr_packet *pkts, size_t n, size_t *written);
+
+/*
+ The MR_TUN_GRO_* bits `mr_tun_write_batch` coalesces with now (0 without
+ MR_TUN_OFFLOAD; no MR_TUN_GRO_UDP where the kernel lacks USO).
+ */
+enum mr_status mr_tun_gro(const struct mr_tun *t, uint32_t *bits);
+
+/*
+ Stops coalescing the given MR_TUN_GRO_* bits on write for the rest of
+ the handle's life (wireguard-go's DisableTCPGRO / DisableUDPGRO, for
+ kernels whose coalesced packets misbehave). Unknown bits are
+ MR_INVALID_ARGUMENT.
+ */
+enum mr_status mr_tun_disable_gro(struct mr_tun *t, uint32_t bits);
 
 /*
  Copies the device name, NUL-terminated, into `buf` of `cap` bytes;

@@ -117,7 +117,7 @@ static void *tun_to_udp(void *arg) {
 
 /* UDP -> TUN: datagrams from the peer are written back as IP packets. With
    offloads a GRO datagram holds several packets, cut at its segment size;
-   the TUN write then coalesces TCP runs back into super-packets. */
+   the TUN write then coalesces each TCP/UDP flow back into super-packets. */
 static void *udp_to_tun(void *arg) {
     static uint8_t bufs[GRO_DATAGRAMS][GRO_SLOT];
     mr_datagram in[BATCH]; /* BATCH >= GRO_DATAGRAMS */
@@ -138,16 +138,15 @@ static void *udp_to_tun(void *arg) {
                 pkts[n++] = (mr_packet){.buf = in[i].buf + off, .cap = len, .len = len};
             }
         }
-        /* A packet the kernel refuses (malformed, queue full) is dropped, like
-           any router would; the rest of the batch is still written. */
-        for (size_t done = 0; done < n; done += written + 1) {
-            st = mr_tun_write(tun, pkts + done, n - done, -1, &written);
-            if (st == MR_CLOSED) return NULL;
-            from_peer += written;
-            if (st == MR_OK) break;
-            if (st != MR_INVALID_ARGUMENT && st != MR_IO) fail("mr_tun_write", st);
-            dropped++;
-        }
+        /* Packets of one flow anywhere in the batch are written coalesced
+           (with offloads); a packet the kernel refuses (malformed, queue
+           full) is dropped, like any router would, and the rest still go. */
+        if (n == 0) continue;
+        st = mr_tun_write_batch(tun, pkts, n, &written);
+        if (st == MR_CLOSED) return NULL;
+        from_peer += written;
+        dropped += n - written;
+        if (st != MR_OK && st != MR_INVALID_ARGUMENT && st != MR_IO) fail("mr_tun_write_batch", st);
     }
 }
 

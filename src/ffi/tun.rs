@@ -201,6 +201,76 @@ pub extern "C" fn mr_tun_write(t: *mut mr_tun, pkts: *const mr_packet, n: usize,
     })
 }
 
+/// `mr_tun_gro` / `mr_tun_disable_gro` bit: TCP segments of one flow are
+/// coalesced on write (needs MR_TUN_OFFLOAD).
+pub const MR_TUN_GRO_TCP: u32 = 1;
+/// `mr_tun_gro` / `mr_tun_disable_gro` bit: UDP datagrams of one flow are
+/// coalesced on write (needs MR_TUN_OFFLOAD and a kernel with USO, 6.2+).
+pub const MR_TUN_GRO_UDP: u32 = 2;
+
+/// Writes every packet of `pkts[0..n]` (each `len` bytes of `buf`, one IP
+/// packet); a packet the kernel refuses does not stop the others. With
+/// MR_TUN_OFFLOAD, TCP and UDP packets of one flow anywhere in the batch
+/// are coalesced by wireguard-go's rules (addresses, ports, TCP ack and
+/// sequence numbers, equal IP header fields, verified checksums; at most
+/// 64 KiB) and written as one super-packet with `writev` straight from the
+/// caller's buffers, which are only read, never modified or kept. Output
+/// order is the order in which each output packet's first member appears.
+/// Sets `*written` to how many packets were written. MR_OK if all were;
+/// otherwise the status of the first failure after trying every packet:
+/// MR_IO (errno in mr_last_os_error: EINVAL from a super-packet means the
+/// kernel refuses coalesced packets, see `mr_tun_disable_gro`),
+/// MR_INVALID_ARGUMENT for a packet that is not IPv4/IPv6, MR_CLOSED.
+#[no_mangle]
+pub extern "C" fn mr_tun_write_batch(t: *mut mr_tun, pkts: *const mr_packet, n: usize, written: *mut usize) -> mr_status {
+    ffi_status!("mr_tun_write_batch", {
+        let written = try_out(written, "written")?;
+        *written = 0;
+        let t = try_ref(t)?;
+        if n == 0 {
+            return Err(Error::invalid("n is 0"));
+        }
+        let pkts = try_slice(pkts, n, "pkts")?;
+        for (i, p) in pkts.iter().enumerate() {
+            if p.buf.is_null() || p.len == 0 {
+                return Err(Error::invalid(format!("pkts[{i}] is empty (buf NULL or len 0)")));
+            }
+        }
+        // SAFETY: CheckedPacket is a transparent wrapper; checked above.
+        let slots = unsafe { &*(pkts as *const [mr_packet] as *const [CheckedPacket]) };
+        let (count, error) = t.write_batch(slots);
+        *written = count;
+        error.map_or(Ok(()), Err)
+    })
+}
+
+/// The MR_TUN_GRO_* bits `mr_tun_write_batch` coalesces with now (0 without
+/// MR_TUN_OFFLOAD; no MR_TUN_GRO_UDP where the kernel lacks USO).
+#[no_mangle]
+pub extern "C" fn mr_tun_gro(t: *const mr_tun, bits: *mut u32) -> mr_status {
+    ffi_status!("mr_tun_gro", {
+        let bits = try_out(bits, "bits")?;
+        *bits = try_ref(t)?.gro();
+        Ok(())
+    })
+}
+
+/// Stops coalescing the given MR_TUN_GRO_* bits on write for the rest of
+/// the handle's life (wireguard-go's DisableTCPGRO / DisableUDPGRO, for
+/// kernels whose coalesced packets misbehave). Unknown bits are
+/// MR_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn mr_tun_disable_gro(t: *mut mr_tun, bits: u32) -> mr_status {
+    ffi_status!("mr_tun_disable_gro", {
+        let t = try_ref(t)?;
+        if bits & !(MR_TUN_GRO_TCP | MR_TUN_GRO_UDP) != 0 {
+            return Err(Error::invalid(format!("bits {bits:#x} has unknown MR_TUN_GRO_* bits")));
+        }
+        t.disable_gro(bits);
+        Ok(())
+    })
+}
+
 /// Copies the device name, NUL-terminated, into `buf` of `cap` bytes;
 /// `*len` gets its length (16 bytes always suffice).
 #[no_mangle]

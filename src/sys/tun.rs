@@ -54,7 +54,7 @@ fn ioctl(fd: RawFd, request: libc::c_ulong, req: &mut IfReq, what: &str) -> Resu
 
 /// Opens a TUN device; `name` may be a pattern like "mr%d" (or empty).
 /// Returns the fd (non-blocking) and the name the kernel chose.
-pub fn open_tun(name: &str, packet_info: bool, multi_queue: bool, vnet_hdr: bool) -> Result<(OwnedFd, String)> {
+pub fn open_tun(name: &str, packet_info: bool, multi_queue: bool, vnet_hdr: bool) -> Result<(OwnedFd, String, bool)> {
     let mut req = IfReq::named(name)?;
     let mut flags = libc::IFF_TUN;
     if vnet_hdr {
@@ -83,15 +83,13 @@ pub fn open_tun(name: &str, packet_info: bool, multi_queue: bool, vnet_hdr: bool
             e
         }
     })?;
-    if vnet_hdr {
-        enable_offloads(fd.as_raw_fd())?;
-    }
-    Ok((fd, req.name()))
+    let uso = if vnet_hdr { enable_offloads(fd.as_raw_fd())? } else { false };
+    Ok((fd, req.name(), uso))
 }
 
 /// Sets the 10-byte virtio-net header and asks for checksum, TSO and (where
-/// the kernel has it, 6.2+) USO offloads.
-pub fn enable_offloads(fd: RawFd) -> Result<()> {
+/// the kernel has it, 6.2+) USO offloads. Returns whether USO was accepted.
+pub fn enable_offloads(fd: RawFd) -> Result<bool> {
     let hdr_len: libc::c_int = 10;
     // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer.
     if unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &hdr_len as *const libc::c_int) } < 0 {
@@ -102,10 +100,10 @@ pub fn enable_offloads(fd: RawFd) -> Result<()> {
     const TSO6: libc::c_ulong = 0x04;
     const USO4: libc::c_ulong = 0x20;
     const USO6: libc::c_ulong = 0x40;
-    for offloads in [CSUM | TSO4 | TSO6 | USO4 | USO6, CSUM | TSO4 | TSO6] {
+    for (offloads, uso) in [(CSUM | TSO4 | TSO6 | USO4 | USO6, true), (CSUM | TSO4 | TSO6, false)] {
         // SAFETY: TUNSETOFFLOAD takes the flags by value.
         if unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, offloads) } == 0 {
-            return Ok(());
+            return Ok(uso);
         }
     }
     Err(Error::os("TUNSETOFFLOAD", errno()).with_kind(ErrorKind::Unsupported))
@@ -183,6 +181,17 @@ pub fn write_packet(fd: RawFd, head: &[u8], body: &[u8]) -> std::result::Result<
     let (ptr, count) = if head.is_empty() { (iov[1..].as_ptr(), 1) } else { (iov.as_ptr(), 2) };
     // SAFETY: the iovecs point at live slices; writev only reads them.
     let n = unsafe { libc::writev(fd, ptr, count) };
+    if n < 0 {
+        return Err(errno());
+    }
+    Ok(n as usize)
+}
+
+/// Writes one packet gathered from `parts` (writev; at most IOV_MAX parts).
+pub fn write_parts(fd: RawFd, parts: &[std::io::IoSlice<'_>]) -> std::result::Result<usize, i32> {
+    // SAFETY: IoSlice is ABI-compatible with struct iovec; the slices are
+    // live for the call and writev only reads them.
+    let n = unsafe { libc::writev(fd, parts.as_ptr().cast(), parts.len() as libc::c_int) };
     if n < 0 {
         return Err(errno());
     }

@@ -12,6 +12,7 @@ use crate::sys::{self, EventFd};
 use crate::udp::{Backend, BackendChoice};
 use crate::uring::{self, PollWaiter};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use super::gro::{Gro, GRO_TCP, GRO_UDP};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Size of the packet-information header (flags u16, proto u16).
@@ -74,6 +75,11 @@ pub struct Tun {
     vnet_hdr: bool,
     /// Where a coalesced super-packet is built; writers take turns.
     coalesce_buf: std::sync::Mutex<Vec<u8>>,
+    /// `write_batch`'s planning state; writers take turns.
+    gro_plan: std::sync::Mutex<Gro>,
+    /// GRO_TCP | GRO_UDP bits `write_batch` coalesces with (UDP only where
+    /// the kernel took USO); `disable_gro` clears bits for good.
+    gro: AtomicU32,
     mtu: AtomicU32,
     backend: Backend,
     closed: AtomicBool,
@@ -85,8 +91,8 @@ impl Tun {
         if cfg.offload && cfg.packet_info {
             return Err(Error::invalid("offloads and the packet-information header cannot be combined"));
         }
-        let (fd, name) = sys::open_tun(name, cfg.packet_info, cfg.multi_queue, cfg.offload)?;
-        let tun = Self::open(fd, name, cfg.packet_info, cfg.offload, cfg).map_err(|(e, _fd)| e)?;
+        let (fd, name, uso) = sys::open_tun(name, cfg.packet_info, cfg.multi_queue, cfg.offload)?;
+        let tun = Self::open(fd, name, cfg.packet_info, cfg.offload, uso, cfg).map_err(|(e, _fd)| e)?;
         if cfg.mtu != 0 {
             tun.set_mtu(cfg.mtu)?;
         }
@@ -106,16 +112,14 @@ impl Tun {
         sys::set_nonblocking(fd)?;
         let packet_info = flags & libc::IFF_NO_PI == 0;
         let offload = flags & libc::IFF_VNET_HDR != 0;
-        if offload {
-            sys::enable_offloads(fd)?;
-        }
-        Self::open(sys::adopt_fd(fd), name, packet_info, offload, cfg).map_err(|(e, fd)| {
+        let uso = if offload { sys::enable_offloads(fd)? } else { false };
+        Self::open(sys::adopt_fd(fd), name, packet_info, offload, uso, cfg).map_err(|(e, fd)| {
             let _still_the_callers = fd.into_raw_fd();
             e
         })
     }
 
-    fn open(fd: OwnedFd, name: String, packet_info: bool, offload: bool, cfg: &TunConfig) -> std::result::Result<Self, (Error, OwnedFd)> {
+    fn open(fd: OwnedFd, name: String, packet_info: bool, offload: bool, uso: bool, cfg: &TunConfig) -> std::result::Result<Self, (Error, OwnedFd)> {
         let parts = (|| {
             let ctl = sys::control_socket()?;
             let mtu = sys::interface_mtu(&ctl, &name)?;
@@ -148,6 +152,12 @@ impl Tun {
                 packet_info,
                 vnet_hdr: offload,
                 coalesce_buf: std::sync::Mutex::new(if offload { vec![0; VNET_HDR_LEN + 65535] } else { Vec::new() }),
+                gro_plan: std::sync::Mutex::new(Gro::default()),
+                gro: AtomicU32::new(match (offload, uso) {
+                    (false, _) => 0,
+                    (true, false) => GRO_TCP,
+                    (true, true) => GRO_TCP | GRO_UDP,
+                }),
                 mtu: AtomicU32::new(mtu),
                 backend,
                 closed: AtomicBool::new(false),
@@ -417,6 +427,85 @@ impl Tun {
         let len = super::offload::coalesce::build(&views[..run], &mut buf);
         write_all(fd, &[], &buf[..len], 0)?;
         Ok(run)
+    }
+
+    /// The GRO_TCP / GRO_UDP bits `write_batch` coalesces with now.
+    pub fn gro(&self) -> u32 {
+        self.gro.load(Ordering::Relaxed)
+    }
+
+    /// Stops coalescing the given GRO_TCP / GRO_UDP bits for good (as
+    /// wireguard-go's DisableTCPGRO / DisableUDPGRO; for kernels whose
+    /// coalesced packets misbehave).
+    pub fn disable_gro(&self, bits: u32) {
+        self.gro.fetch_and(!bits, Ordering::Relaxed);
+    }
+
+    /// Writes every packet of `packets`; one the kernel refuses does not
+    /// stop the rest. With offloads, TCP and UDP packets of one flow
+    /// anywhere in the batch leave as one super-packet (see `gro`), written
+    /// with `writev` from the callers' buffers. Returns how many packets
+    /// were written and the first failure, if any.
+    pub fn write_batch<P: OutPacket>(&self, packets: &[P]) -> (usize, Option<Error>) {
+        if packets.is_empty() {
+            return (0, Some(Error::invalid("no packets to write (n == 0)")));
+        }
+        if let Err(e) = self.check_open() {
+            return (0, Some(e));
+        }
+        let fd = self.fd.as_raw_fd();
+        let mut first_error: Option<Error> = None;
+        let mut written = 0;
+        let views: Vec<&[u8]> = packets.iter().map(OutPacket::packet).collect();
+        if !self.vnet_hdr {
+            for (i, p) in views.iter().enumerate() {
+                let proto = ip_proto(p);
+                let result = if proto == 0 {
+                    Err(Error::invalid(format!("packet {i} is not an IPv4/IPv6 packet")))
+                } else if self.packet_info {
+                    let [hi, lo] = proto.to_be_bytes();
+                    write_all(fd, &[0, 0, hi, lo], p, i)
+                } else {
+                    write_all(fd, &[], p, i)
+                };
+                match result {
+                    Ok(()) => written += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            return (written, first_error);
+        }
+        if let Some(i) = views.iter().position(|p| ip_proto(p) == 0) {
+            // Refuse only that one; the rest still go.
+            first_error = Some(Error::invalid(format!("packet {i} is not an IPv4/IPv6 packet")));
+        }
+        let gro = self.gro.load(Ordering::Relaxed);
+        let mut plan = self.gro_plan.lock().unwrap_or_else(|p| p.into_inner());
+        plan.plan(&views, gro);
+        let failures = plan.emit(&views, |parts, first, count| {
+            if ip_proto(views[first]) == 0 {
+                return Err(None);
+            }
+            loop {
+                match sys::write_parts(fd, parts) {
+                    Ok(_) => {
+                        written += count;
+                        return Ok(());
+                    }
+                    Err(libc::EINTR) => {}
+                    Err(errno) => return Err(Some(Error::os(&format!("TUN write of packet {first} ({count} coalesced)"), errno))),
+                }
+            }
+        });
+        drop(plan);
+        for (_, _, e) in failures {
+            if let (None, Some(e)) = (&first_error, e) {
+                first_error = Some(e);
+            }
+        }
+        (written, first_error)
     }
 
     /// Idempotent, any thread: a blocked read returns Closed promptly.

@@ -2,6 +2,7 @@
 //! `poll(2)`), prompt close, optional packet-information header.
 
 mod device;
+pub mod gro;
 pub mod offload;
 
 pub use device::{Tun, TunConfig};
