@@ -46,3 +46,19 @@ mr_status mrgo_udp_set_mark(mr_udp *u, uint32_t mark, mrgo_err *err) {
 mr_status mrgo_udp_sockopt(const mr_udp *u, int level, int name, int *value, mrgo_err *err) {
 	return msg_capture(mr_udp_sockopt(u, level, name, value), err);
 }
+
+mr_status mrgo_tun_write_batch(mr_tun *t, mrgo_tun_call *c, size_t n) {
+	if (n > MRGO_BATCH) {
+		n = MRGO_BATCH;
+	}
+	c->count = 0;
+	return msg_capture(mr_tun_write_batch(t, c->pkts, n, &c->count), &c->err);
+}
+
+mr_status mrgo_tun_gro(const mr_tun *t, uint32_t *bits, mrgo_err *err) {
+	return msg_capture(mr_tun_gro(t, bits), err);
+}
+
+mr_status mrgo_tun_disable_gro(mr_tun *t, uint32_t bits, mrgo_err *err) {
+	return msg_capture(mr_tun_disable_gro(t, bits), err);
+}

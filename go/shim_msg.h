@@ -7,6 +7,7 @@
 #define MESHRING_GO_SHIM_MSG_H
 
 #include "shim.h"
+#include "shim_tun.h"
 
 /* Gather buffers per call: every packet buffer of a full batch appears once
    in a wireguard-go GSO send, and a few more cover odd callers. */
@@ -28,5 +29,10 @@ mr_status mrgo_udp_recvmsg(mr_udp *u, mrgo_msg_call *c, size_t n, int32_t timeou
 mr_status mrgo_udp_sendmsg(mr_udp *u, mrgo_msg_call *c, size_t off, size_t n, int32_t timeout_ms);
 mr_status mrgo_udp_set_mark(mr_udp *u, uint32_t mark, mrgo_err *err);
 mr_status mrgo_udp_sockopt(const mr_udp *u, int level, int name, int *value, mrgo_err *err);
+
+/* TUN: mr_tun_write_batch on an mrgo_tun_call, GRO bits. */
+mr_status mrgo_tun_write_batch(mr_tun *t, mrgo_tun_call *c, size_t n);
+mr_status mrgo_tun_gro(const mr_tun *t, uint32_t *bits, mrgo_err *err);
+mr_status mrgo_tun_disable_gro(mr_tun *t, uint32_t bits, mrgo_err *err);
 
 #endif

@@ -1,0 +1,89 @@
+package meshring
+
+/*
+#include "shim_msg.h"
+*/
+import "C"
+
+import "runtime"
+
+// GRO bits of a TUN with Offload: which flows WriteBatch coalesces.
+const (
+	GROTCP = C.MR_TUN_GRO_TCP // TCP segments of one flow
+	GROUDP = C.MR_TUN_GRO_UDP // UDP datagrams of one flow (kernels with USO, 6.2+)
+)
+
+// WriteBatch writes every bufs[i][offset:] as one IP packet; a packet the
+// kernel refuses does not stop the others. With Offload, TCP and UDP
+// packets of one flow anywhere in the batch are coalesced by wireguard-go's
+// rules and handed to the kernel as one super-packet straight from bufs
+// (which are only read). It returns how many packets were written and, if
+// not all, the first failure (an *Error; its Errno says why the kernel
+// refused, e.g. EINVAL for a coalesced packet a buggy kernel rejects).
+func (t *TUN) WriteBatch(bufs [][]byte, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	if err := checkOffset("write", bufs, offset); err != nil {
+		return 0, err
+	}
+	h, err := t.acquire("write")
+	if err != nil {
+		return 0, err
+	}
+	defer t.mu.RUnlock()
+	defer runtime.KeepAlive(t)
+	cl := t.getCall()
+	defer t.putCall(cl, 0)
+	done := 0
+	var first error
+	for start := 0; start < len(bufs); start += BatchSize {
+		n := min(len(bufs)-start, BatchSize)
+		for i := 0; i < n; i++ {
+			cl.set(i, bufs[start+i][offset:], true)
+		}
+		st := Status(C.mrgo_tun_write_batch(h, cl.c, C.size_t(n)))
+		done += min(int(cl.c.count), n)
+		cl.reset(n)
+		if st != StatusOK && first == nil {
+			first = errFromC(st, "write", &cl.c.err)
+			if st == StatusClosed {
+				return done, first
+			}
+		}
+	}
+	return done, first
+}
+
+// GRO returns the GROTCP / GROUDP bits WriteBatch coalesces with now (0
+// without Offload).
+func (t *TUN) GRO() (uint32, error) {
+	h, err := t.acquire("gro")
+	if err != nil {
+		return 0, err
+	}
+	defer t.mu.RUnlock()
+	defer runtime.KeepAlive(t)
+	var bits C.uint32_t
+	var cerr C.mrgo_err
+	if st := Status(C.mrgo_tun_gro(h, &bits, &cerr)); st != StatusOK {
+		return 0, errFromC(st, "gro", &cerr)
+	}
+	return uint32(bits), nil
+}
+
+// DisableGRO stops coalescing the given GROTCP / GROUDP bits for good
+// (wireguard-go's DisableTCPGRO / DisableUDPGRO).
+func (t *TUN) DisableGRO(bits uint32) error {
+	h, err := t.acquire("disable gro")
+	if err != nil {
+		return err
+	}
+	defer t.mu.RUnlock()
+	defer runtime.KeepAlive(t)
+	var cerr C.mrgo_err
+	if st := Status(C.mrgo_tun_disable_gro(h, C.uint32_t(bits), &cerr)); st != StatusOK {
+		return errFromC(st, "disable gro", &cerr)
+	}
+	return nil
+}
