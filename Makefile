@@ -122,6 +122,7 @@ test-swift: lib
 bench: lib examples
 	bash bench/run.sh
 	bash bench/tunnel.sh
+	bash bench/wireguard.sh
 	cd bench/xds && $(GO) run .
 	$(MAKE) --no-print-directory bench-gui
 
