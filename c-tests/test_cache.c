@@ -1384,10 +1384,86 @@ static void shared_answers(void)
     mr_bytes_free(&m[2]); /* released already: a no-op */
 }
 
+/* A delta stream that continues in the library: each watch opened after the
+ * previous one, with no versions passed in or encoded out. */
+static void delta_after(void)
+{
+    mr_cache *c;
+    mr_cache_watch_h *w = NULL, *w2 = NULL, *w3 = NULL, *sotw = NULL;
+    mr_watch_request req;
+    mr_bytes m = {NULL, 0};
+    struct resp r;
+    mr_snapshot *s;
+    const char *names[1] = {"a"};
+    const char *versions[1] = {"x"};
+    printf("-- delta watches opened after the previous one (state kept in the library)\n");
+    if ((c = new_cache(0)) == NULL) {
+        return;
+    }
+    s = snap_with("v1", "eb");
+    CHECK_ST(mr_cache_set_snapshot(c, "n", s), MR_OK);
+    req_for(&req, "n", T_EP, NULL);
+    req.flags = MR_WATCH_WILDCARD | MR_WATCH_FIRST;
+    CHECK_ST(mr_cache_delta_watch(c, &req, &w), MR_OK);
+    /* Not taken yet: nothing to continue from. */
+    req.flags = MR_WATCH_WILDCARD;
+    CHECK_FAIL(mr_cache_delta_watch_after(c, w, &req, &w2), MR_INVALID_ARGUMENT);
+    CHECK(w2 == NULL, "no handle on failure");
+    if (take(w, 0, &r, &m)) {
+        CHECK(r.n_res == 2 && r.n_next == 2 && (r.flags & 2) == 0, "first answer: both, with its next state");
+    }
+    mr_bytes_free(&m);
+    /* Bad continuations. */
+    CHECK_FAIL(mr_cache_delta_watch_after(c, NULL, &req, &w2), MR_INVALID_ARGUMENT);
+    CHECK_FAIL(mr_cache_delta_watch_after(NULL, w, &req, &w2), MR_INVALID_ARGUMENT);
+    req.known_names = names;
+    req.known_versions = versions;
+    req.n_known = 1;
+    CHECK_FAIL(mr_cache_delta_watch_after(c, w, &req, &w2), MR_INVALID_ARGUMENT);
+    req.known_names = NULL;
+    req.known_versions = NULL;
+    req.n_known = 0;
+    req.type_url = T_CL;
+    CHECK_FAIL(mr_cache_delta_watch_after(c, w, &req, &w2), MR_INVALID_ARGUMENT);
+    req.type_url = T_EP;
+    CHECK_ST(mr_cache_watch(c, &req, &sotw), MR_OK);
+    CHECK_FAIL(mr_cache_delta_watch_after(c, sotw, &req, &w2), MR_INVALID_ARGUMENT);
+    mr_cache_watch_free(sotw);
+
+    /* The continuation parks (nothing changed); the previous handle can go. */
+    CHECK_ST(mr_cache_delta_watch_after(c, w, &req, &w2), MR_OK);
+    mr_cache_watch_free(w);
+    CHECK(mr_cache_watch_pending(w2) == 1, "parked: nothing changed");
+    CHECK_ST(mr_snapshot_remove_resource(s, T_EP, "b"), MR_OK);
+    CHECK_ST(add(s, T_EP, "b", "eb2"), MR_OK);
+    CHECK_ST(mr_snapshot_remove_resource(s, T_EP, "a"), MR_OK);
+    CHECK_ST(mr_cache_set_snapshot(c, "n", s), MR_OK);
+    if (take(w2, 0, &r, &m)) {
+        CHECK(r.n_res == 1 && res_is(&r, "b", "eb2"), "only the changed resource");
+        CHECK(r.n_removed == 1 && strcmp(r.removed[0], "a") == 0, "and the removed one");
+        CHECK(r.n_next == 0 && (r.flags & 2) != 0, "no next state encoded: kept in the library (flags %#x)", r.flags);
+    }
+    mr_bytes_free(&m);
+    /* And again after that one. */
+    CHECK_ST(mr_cache_delta_watch_after(c, w2, &req, &w3), MR_OK);
+    mr_cache_watch_free(w2);
+    CHECK(mr_cache_watch_pending(w3) == 1, "parked again");
+    CHECK_ST(add(s, T_EP, "a", "ea3"), MR_OK);
+    CHECK_ST(mr_cache_set_snapshot(c, "n", s), MR_OK);
+    if (take(w3, 0, &r, &m)) {
+        CHECK(r.n_res == 1 && res_is(&r, "a", "ea3") && r.n_removed == 0, "the re-added resource alone");
+    }
+    mr_bytes_free(&m);
+    mr_cache_watch_free(w3);
+    mr_snapshot_free(s);
+    mr_cache_free(c);
+}
+
 int main(int argc, char **argv)
 {
     test_init(argc, argv);
     shared_answers();
+    delta_after();
     ready_queue();
     packed_snapshot();
     snapshots();

@@ -1271,6 +1271,22 @@ enum mr_status mr_cache_watch(struct mr_cache *cache, const struct mr_watch_requ
 enum mr_status mr_cache_delta_watch(struct mr_cache *cache, const struct mr_watch_request *req, struct mr_cache_watch_h **out);
 
 /*
+ Opens the next delta watch of a stream after `previous` (a delta watch of
+ the same node and type whose response the caller took with
+ `mr_cache_watch_next` or `mr_cache_take_ready`): the stream's versions
+ are that response's next state, which the library kept, so
+ `req->known_*` must be empty (`n_known` 0). Asking what `previous` asked
+ (the same names or wildcard), the answer costs what changed since that
+ response, not the type's size, and its encoding carries no next state
+ (flags bit 1 set, next-state count 0): the library keeps it for the
+ watch after this one. `previous` is only read: the caller still frees
+ it (it may be freed right after this returns). MR_INVALID_ARGUMENT when
+ `previous` is not such a watch. Ownership and other errors as
+ `mr_cache_watch`.
+ */
+enum mr_status mr_cache_delta_watch_after(struct mr_cache *cache, const struct mr_cache_watch_h *previous, const struct mr_watch_request *req, struct mr_cache_watch_h **out);
+
+/*
  Fetch (REST xDS): the covered resources of `req->type_url` for
  `req->node`, encoded as in mr_cache_watch_next, in `*response` (released
  with `mr_bytes_free`). MR_UP_TO_DATE when `req->version_info` equals the
@@ -1326,7 +1342,9 @@ void mr_cache_free(struct mr_cache *cache);
  Encoding (little-endian; u32 lengths; str = u32 length + UTF-8 bytes, no
  NUL; blob = u32 length + bytes):
    magic "MRX1" (4 bytes); kind u8 (1 = SOTW/fetch, 2 = delta);
-   flags u8 (bit 0 = heartbeat); reserved u16 (0);
+   flags u8 (bit 0 = heartbeat; bit 1 = next state kept in the library,
+   see `mr_cache_delta_watch_after`: the next-state count is then 0);
+   reserved u16 (0);
    version str (SOTW: version_info; delta: system_version_info);
    type_url str;
    u32 count, then per resource (sorted by name): name str,
@@ -1335,7 +1353,11 @@ void mr_cache_free(struct mr_cache *cache);
    u32 count, then next-state entries (sorted): name str, version str.
  The next state is what the stream passes as `known` in its next watch:
  SOTW = resources returned so far (go-control-plane ReturnedResources),
- delta = the next version map.
+ delta = the next version map. The bytes are read-only and may be shared
+ with other watches' `mr_bytes` (the same answer to the same question);
+ release them with `mr_bytes_free` as always. The watch keeps the
+ response it gave until `mr_cache_watch_free`, for
+ `mr_cache_delta_watch_after`.
  */
 enum mr_status mr_cache_watch_next(struct mr_cache_watch_h *w, int32_t timeout_ms, struct mr_bytes *response);
 

@@ -2,9 +2,9 @@
 //! functions of a request and a `TypeView`, run outside the cache lock.
 
 use super::resource::Resource;
-use super::response::{Response, ResponseKind};
+use super::response::{NextState, Response, ResponseKind};
 use super::snapshot::TypeView;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A watch or fetch request as the cache keeps it.
@@ -45,8 +45,51 @@ pub(crate) struct Req {
     pub names: BTreeSet<String>,
     pub wildcard: bool,
     /// SOTW: needed only while the watch is opened (dropped when it parks).
-    pub known: HashMap<String, String>,
+    pub known: Known,
     pub first: bool,
+    pub queue_token: Option<u64>,
+}
+
+/// What a stream already has: versions the host passed in, or (a delta
+/// watch opened after the stream's previous one) that watch's answer,
+/// whose next state the library kept.
+#[derive(Debug)]
+pub(crate) enum Known {
+    Passed(HashMap<String, String>),
+    After(Arc<Response>),
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Known::Passed(HashMap::new())
+    }
+}
+
+impl Known {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match self {
+            Known::Passed(m) => m.get(name).map(String::as_str),
+            Known::After(r) => r.next_state.get(name).map(|v| &**v),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Known::Passed(m) => m.len(),
+            Known::After(r) => r.next_state.len(),
+        }
+    }
+
+    fn names(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Known::Passed(m) => Box::new(m.keys().map(String::as_str)),
+            Known::After(r) => Box::new(r.next_state.keys().map(|k| &**k)),
+        }
+    }
 }
 
 impl Req {
@@ -60,9 +103,16 @@ impl Req {
             version_info: r.version_info,
             names,
             wildcard,
-            known: r.known,
+            known: Known::Passed(r.known),
             first: r.first,
+            queue_token: r.queue_token,
         }
+    }
+
+    /// The subscription a delta answer is computed for (stored in it, so a
+    /// watch opened after it can tell whether it asks the same).
+    pub fn same_subscription(&self, wildcard: bool, names: &BTreeSet<String>) -> bool {
+        self.wildcard == wildcard && (wildcard || self.names == *names)
     }
 
     /// The snapshot's resources this request covers, sorted by name.
@@ -72,14 +122,14 @@ impl Req {
         } else if self.names.len() <= view.len() {
             self.names.iter().filter_map(|n| view.get(n)).collect()
         } else {
-            view.resources().filter(|(n, _)| self.names.contains(*n)).map(|(_, r)| r).collect()
+            view.resources().filter(|(n, _)| self.names.contains(&***n)).map(|(_, r)| r).collect()
         }
     }
 
     /// The ADS rule: with explicit names, answer only when every resource
     /// of the type in the snapshot is named.
-    fn ads_blocked<'a>(&self, mut names_in_snapshot: impl Iterator<Item = &'a String>) -> bool {
-        !self.wildcard && names_in_snapshot.any(|n| !self.names.contains(n))
+    fn ads_blocked<'a>(&self, mut names_in_snapshot: impl Iterator<Item = &'a Arc<str>>) -> bool {
+        !self.wildcard && names_in_snapshot.any(|n| !self.names.contains(&**n))
     }
 }
 
@@ -125,9 +175,9 @@ pub(crate) fn sotw_decide(req: &Req, view: &TypeView, ads: bool, at_open: bool) 
     if *req.version_info == *view.version {
         let unreturned = at_open
             && if req.wildcard {
-                view.resources().any(|(n, _)| !req.known.contains_key(n))
+                view.resources().any(|(n, _)| !req.known.contains(n))
             } else {
-                req.names.iter().any(|n| !req.known.contains_key(n.as_str()) && view.get(n).is_some())
+                req.names.iter().any(|n| !req.known.contains(n) && view.get(n).is_some())
             };
         if !unreturned {
             return Decision::Park;
@@ -176,35 +226,90 @@ pub(crate) fn fetch(req: &Req, view: &TypeView) -> Response {
 /// known names no longer in it). Answered only when either is non-empty, or
 /// for the first wildcard request. `next_state` is the version map the
 /// stream keeps (unsubscribed names drop out of it).
+///
+/// A watch opened after the stream's previous answer, asking the same, on
+/// a set edited from the one that answer was computed against (see
+/// `TypeSet::edits_since`) looks at the edited names only: its cost
+/// follows what changed, not the type's size.
 pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
+    if let Known::After(prev) = &req.known {
+        if let (Some((basis, wildcard, names)), Some(set)) = (prev.delta_basis(), &view.set) {
+            if req.same_subscription(wildcard, names) {
+                if let Some(edits) = set.edits_since(basis) {
+                    return delta_edits(req, view, prev, edits);
+                }
+            }
+        }
+    }
+    delta_full(req, view)
+}
+
+fn answer(req: &Req, view: &TypeView, resources: Vec<Arc<Resource>>, removed: Vec<String>, next_state: NextState) -> Option<Response> {
+    if resources.is_empty() && removed.is_empty() && !(req.wildcard && req.first) {
+        return None;
+    }
+    let r = Response::new(ResponseKind::Delta, false, view.version.to_string(), req.type_url.to_string(), resources, removed, next_state);
+    Some(r.with_delta_basis(req, view.set.clone(), matches!(req.known, Known::After(_))))
+}
+
+/// The fast path of `delta`: the previous answer's next state, updated by
+/// the edited names alone.
+fn delta_edits(req: &Req, view: &TypeView, prev: &Response, edits: &[Arc<str>]) -> Option<Response> {
+    #[cfg(test)]
+    EDIT_PATH_USED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut names: Vec<&Arc<str>> = edits.iter().filter(|n| req.wildcard || req.names.contains(&***n)).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut next = prev.next_state.clone();
+    let (mut resources, mut removed) = (Vec::new(), Vec::new());
+    for name in names {
+        match view.get(name) {
+            Some(r) => {
+                if next.get(&**name).is_none_or(|v| **v != **r.version()) {
+                    next.insert(r.shared_name().clone(), r.version().clone());
+                    resources.push(r.clone());
+                }
+            }
+            None => {
+                if next.remove(&**name).is_some() {
+                    removed.push(name.to_string());
+                }
+            }
+        }
+    }
+    answer(req, view, resources, removed, next)
+}
+
+/// How often `delta_edits` ran (tests check the fast path is taken).
+#[cfg(test)]
+pub(crate) static EDIT_PATH_USED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `delta` by a walk of every covered resource.
+fn delta_full(req: &Req, view: &TypeView) -> Option<Response> {
     let mut resources = Vec::new();
     let mut removed = Vec::new();
-    let next_state: BTreeMap<Arc<str>, Arc<str>>;
+    let mut next = NextState::new();
     if req.wildcard {
-        // One pass in name order; the next state is built in bulk from it.
-        let mut next = Vec::with_capacity(view.len());
         let mut known_seen = 0;
-        for (_, r) in view.resources() {
-            match req.known.get(r.name()) {
+        for (name, r) in view.resources() {
+            match req.known.get(name) {
                 Some(v) => {
                     known_seen += 1;
-                    if **v != **r.version() {
+                    if *v != **r.version() {
                         resources.push(r.clone());
                     }
                 }
                 None => resources.push(r.clone()),
             }
-            next.push((r.shared_name().clone(), r.version().clone()));
+            next.insert(name.clone(), r.version().clone());
         }
-        next_state = next.into_iter().collect();
         // Only when some known name was not seen is any of them gone.
         if known_seen < req.known.len() {
-            removed.extend(req.known.keys().filter(|n| view.get(n).is_none()).map(|n| n.to_string()));
+            removed.extend(req.known.names().filter(|n| view.get(n).is_none()).map(str::to_string));
             removed.sort();
         }
     } else {
-        let mut next = BTreeMap::new();
-        let changed = |r: &Arc<Resource>| req.known.get(r.name()).is_none_or(|v| **v != **r.version());
+        let changed = |r: &Arc<Resource>| req.known.get(r.name()).is_none_or(|v| *v != **r.version());
         for name in &req.names {
             match view.get(name) {
                 Some(r) => {
@@ -213,14 +318,10 @@ pub(crate) fn delta(req: &Req, view: &TypeView) -> Option<Response> {
                         resources.push(r.clone());
                     }
                 }
-                None if req.known.contains_key(name.as_str()) => removed.push(name.clone()),
+                None if req.known.contains(name) => removed.push(name.clone()),
                 None => {}
             }
         }
-        next_state = next;
     }
-    if resources.is_empty() && removed.is_empty() && !(req.wildcard && req.first) {
-        return None;
-    }
-    Some(Response::new(ResponseKind::Delta, false, view.version.to_string(), req.type_url.to_string(), resources, removed, next_state))
+    answer(req, view, resources, removed, next)
 }

@@ -44,6 +44,11 @@
 //!   map; answered when a subscribed resource is new or changed, or a known
 //!   one was removed, or for the first wildcard request even if empty.
 //!   Unsubscribing is leaving a name out of `names` and `known`.
+//! * **Delta, continued** (`delta_watch_after`): the stream's next watch
+//!   opened after its previous one, whose answer (and so the stream's
+//!   version map) the library kept: the host passes no versions in and
+//!   gets none encoded out. Asking the same names, on a snapshot edited
+//!   from the one that answer saw, only the edited names are looked at.
 //! * A watch on a node without a snapshot (never set, or cleared) parks,
 //!   as in go-control-plane. `clear_snapshot` ends the node's open watches
 //!   (Closed). Closing the cache ends all of them.
@@ -52,6 +57,18 @@
 //!   resources with just those, flagged as a heartbeat.
 //!
 //! # Cost
+//!
+//! A type's resources are a persistent ordered map (`imbl::OrdMap`):
+//! editing a node's snapshot copies the map in O(1) and changes it in
+//! O(log n), and the copy remembers which names changed since the sets it
+//! came from (up to 4 generations back). A delta stream continued in the
+//! library therefore costs what changed: one changed resource among 10,000
+//! is a few microseconds from edit to encoded answer, where passing the
+//! stream's 10,000 versions back and forth costs milliseconds. A SOTW
+//! answer is built once per (type state, version, names) and shared, with
+//! its encoding, by every watch that asks it (an `mr_bytes` is a reference
+//! to the shared bytes, not a copy); a snapshot set for a whole fleet is
+//! compared with the previous one once.
 //!
 //! The cache lock only guards bookkeeping. `set_snapshot` visits only the
 //! watches of types whose version or resources changed (watches are indexed
@@ -69,7 +86,8 @@
 //! ```text
 //! magic     4 bytes "MRX1"
 //! kind      u8   1 = SOTW (watch, fetch), 2 = delta
-//! flags     u8   bit 0 = heartbeat
+//! flags     u8   bit 0 = heartbeat; bit 1 = next state kept in the library
+//!                (a continued delta watch): the next-state count is 0
 //! reserved  u16  0
 //! version   str  SOTW: version_info; delta: system_version_info
 //! type_url  str

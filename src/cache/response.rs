@@ -4,6 +4,7 @@
 use super::eval::Req;
 use super::reader::Reader;
 use super::resource::Resource;
+use super::snapshot::TypeSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -33,15 +34,24 @@ pub struct Response {
     /// Delta only: names the stream must drop, sorted.
     pub removed: Vec<String>,
     /// The state the stream keeps for its next watch: SOTW = returned
-    /// resources (name -> version), delta = next version map.
-    pub next_state: BTreeMap<Arc<str>, Arc<str>>,
+    /// resources (name -> version), delta = next version map. Persistent:
+    /// the next answer of a stream derives its own in O(changes).
+    pub next_state: NextState,
     /// Unique per built response: two answers with the same id are the
     /// same response (the same bytes).
     id: u64,
     /// What a shared SOTW answer was built for: (wildcard, names).
     scope: Option<(bool, BTreeSet<String>)>,
+    /// Delta: the set it was computed against, with the subscription.
+    basis: Option<(Arc<TypeSet>, bool, BTreeSet<String>)>,
+    /// Delta, opened after the stream's previous watch: the library keeps
+    /// the next state, so the encoding leaves it out.
+    state_kept: bool,
     encoded: OnceLock<Arc<[u8]>>,
 }
+
+/// A stream's resource versions by name.
+pub type NextState = imbl::OrdMap<Arc<str>, Arc<str>>;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -49,6 +59,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub const MAGIC: [u8; 4] = *b"MRX1";
 /// cbindgen:ignore
 pub const FLAG_HEARTBEAT: u8 = 1;
+/// cbindgen:ignore
+pub const FLAG_STATE_KEPT: u8 = 2;
 
 fn str_len(s: &str) -> usize {
     4 + s.len()
@@ -72,10 +84,42 @@ impl Response {
         type_url: String,
         resources: Vec<Arc<Resource>>,
         removed: Vec<String>,
-        next_state: BTreeMap<Arc<str>, Arc<str>>,
+        next_state: NextState,
     ) -> Response {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Response { kind, heartbeat, version, type_url, resources, removed, next_state, id, scope: None, encoded: OnceLock::new() }
+        Response {
+            kind,
+            heartbeat,
+            version,
+            type_url,
+            resources,
+            removed,
+            next_state,
+            id,
+            scope: None,
+            basis: None,
+            state_kept: false,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// Marks a delta answer with what it was computed against (`set`, for
+    /// `req`'s subscription); `kept`: its watch was opened after the
+    /// stream's previous one, so the next state stays in the library.
+    pub(crate) fn with_delta_basis(mut self, req: &Req, set: Option<Arc<TypeSet>>, kept: bool) -> Response {
+        self.basis = set.map(|s| (s, req.wildcard, req.names.clone()));
+        self.state_kept = kept;
+        self
+    }
+
+    pub(crate) fn delta_basis(&self) -> Option<(&Arc<TypeSet>, bool, &BTreeSet<String>)> {
+        self.basis.as_ref().map(|(s, w, n)| (s, *w, n))
+    }
+
+    /// Whether the encoding leaves the next state out (kept in the library
+    /// for the stream's next watch).
+    pub fn state_kept(&self) -> bool {
+        self.state_kept
     }
 
     /// Equal for the same response handed to several watches.
@@ -110,7 +154,9 @@ impl Response {
             n += str_len(r.name()) + str_len(r.version()) + 8 + 4 + r.bytes().len();
         }
         n += self.removed.iter().map(|s| str_len(s)).sum::<usize>();
-        n += self.next_state.iter().map(|(k, v)| str_len(k) + str_len(v)).sum::<usize>();
+        if !self.state_kept {
+            n += self.next_state.iter().map(|(k, v)| str_len(k) + str_len(v)).sum::<usize>();
+        }
         n
     }
 
@@ -120,7 +166,7 @@ impl Response {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(&MAGIC);
         out.push(self.kind as u8);
-        out.push(if self.heartbeat { FLAG_HEARTBEAT } else { 0 });
+        out.push(if self.heartbeat { FLAG_HEARTBEAT } else { 0 } | if self.state_kept { FLAG_STATE_KEPT } else { 0 });
         out.extend_from_slice(&[0, 0]);
         put_str(&mut out, self.version.as_bytes());
         put_str(&mut out, self.type_url.as_bytes());
@@ -136,10 +182,14 @@ impl Response {
         for name in &self.removed {
             put_str(&mut out, name.as_bytes());
         }
-        put_u32(&mut out, self.next_state.len());
-        for (name, version) in &self.next_state {
-            put_str(&mut out, name.as_bytes());
-            put_str(&mut out, version.as_bytes());
+        if self.state_kept {
+            put_u32(&mut out, 0);
+        } else {
+            put_u32(&mut out, self.next_state.len());
+            for (name, version) in self.next_state.iter() {
+                put_str(&mut out, name.as_bytes());
+                put_str(&mut out, version.as_bytes());
+            }
         }
         debug_assert_eq!(out.len(), self.encoded_len());
         out
@@ -151,6 +201,7 @@ impl Response {
 pub struct Decoded {
     pub kind: u8,
     pub heartbeat: bool,
+    pub state_kept: bool,
     pub version: String,
     pub type_url: String,
     /// (name, version, ttl_ms or -1, bytes)
@@ -170,7 +221,7 @@ fn decode_checked(b: &[u8]) -> Result<Decoded, String> {
     if head[..4] != MAGIC {
         return Err("bad magic".into());
     }
-    let mut d = Decoded { kind: head[4], heartbeat: head[5] & FLAG_HEARTBEAT != 0, ..Default::default() };
+    let mut d = Decoded { kind: head[4], heartbeat: head[5] & FLAG_HEARTBEAT != 0, state_kept: head[5] & FLAG_STATE_KEPT != 0, ..Default::default() };
     d.version = r.text("version")?.to_string();
     d.type_url = r.text("type URL")?.to_string();
     for _ in 0..r.u32("resource count")? {

@@ -9,6 +9,51 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// One type's resources by name: a persistent ordered map, so copying a
+/// set to edit it costs O(1) and an edit O(log n), however many resources
+/// the type has.
+pub type Resources = imbl::OrdMap<Arc<str>, Arc<Resource>>;
+
+/// How many ancestors an edited set remembers (see `Lineage`).
+const LINEAGE_DEPTH: usize = 4;
+/// Past this many edits since an ancestor, comparing whole sets is as
+/// cheap: the ancestor is forgotten.
+const LINEAGE_MAX_EDITS: usize = 4096;
+
+/// Where an edited set came from: the sets it was copied from (nearest
+/// first) and the names added, removed or replaced since each. A delta
+/// stream that last saw an ancestor, and a SetSnapshot that replaces one,
+/// then look at just those names instead of every resource. The
+/// ancestors are weak: a set nobody holds any more is not kept alive.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lineage {
+    ancestors: Vec<(Weak<TypeSet>, Vec<Arc<str>>)>,
+}
+
+impl Lineage {
+    /// The lineage of a copy of `parent` about to be edited.
+    fn descend(parent: &Arc<TypeSet>) -> Lineage {
+        let mut ancestors = Vec::with_capacity(LINEAGE_DEPTH);
+        ancestors.push((Arc::downgrade(parent), Vec::new()));
+        for (a, names) in &parent.lineage.ancestors {
+            if ancestors.len() == LINEAGE_DEPTH {
+                break;
+            }
+            if a.strong_count() > 0 {
+                ancestors.push((a.clone(), names.clone()));
+            }
+        }
+        Lineage { ancestors }
+    }
+
+    fn record(&mut self, name: &Arc<str>) {
+        for (_, names) in &mut self.ancestors {
+            names.push(name.clone());
+        }
+        self.ancestors.retain(|(_, names)| names.len() <= LINEAGE_MAX_EDITS);
+    }
+}
+
 /// Derived data kept beside a value (a memo): shared by the threads that
 /// read the value, never copied with it (a clone, made to edit, starts
 /// empty, as the edit may change what was derived).
@@ -46,21 +91,33 @@ pub(crate) struct Answers {
 }
 
 /// The resources of one type. Shared (`Arc`) between snapshots and the
-/// watches answered from it; a host edit after sharing copies the map (the
-/// resources themselves stay shared).
-#[derive(Debug, Clone, Default)]
+/// watches answered from it; a host edit after sharing copies it (O(1):
+/// the map is persistent, the resources stay shared) and remembers what
+/// it came from (`Lineage`).
+#[derive(Debug, Default)]
 pub struct TypeSet {
     /// Overrides the snapshot's default version for this type.
     pub(crate) version: Option<Arc<str>>,
-    pub(crate) resources: BTreeMap<String, Arc<Resource>>,
+    pub(crate) resources: Resources,
     /// Resources with a TTL (for heartbeats), kept in step with `resources`.
     pub(crate) ttl_count: usize,
     answers: Memo<Answers>,
+    lineage: Lineage,
 }
 
 impl TypeSet {
-    pub fn resources(&self) -> &BTreeMap<String, Arc<Resource>> {
+    pub fn resources(&self) -> &Resources {
         &self.resources
+    }
+
+    /// The names edited since `ancestor`, if this set descends from it
+    /// (recently enough to remember); empty for the set itself.
+    pub(crate) fn edits_since(&self, ancestor: &Arc<TypeSet>) -> Option<&[Arc<str>]> {
+        if std::ptr::eq(self, Arc::as_ptr(ancestor)) {
+            return Some(&[]);
+        }
+        let at = Arc::as_ptr(ancestor);
+        self.lineage.ancestors.iter().find(|(a, _)| std::ptr::eq(a.as_ptr(), at)).map(|(_, names)| names.as_slice())
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
@@ -77,7 +134,27 @@ impl TypeSet {
 
     fn same_content(&self, other: &TypeSet) -> bool {
         self.resources.len() == other.resources.len()
-            && self.resources.iter().zip(&other.resources).all(|((n1, r1), (n2, r2))| n1 == n2 && (Arc::ptr_eq(r1, r2) || r1.same_as(r2)))
+            && self.resources.iter().zip(other.resources.iter()).all(|((n1, r1), (n2, r2))| n1 == n2 && (Arc::ptr_eq(r1, r2) || r1.same_as(r2)))
+    }
+
+    /// Same resources as `other`: by lineage when one was edited from the
+    /// other (only the edited names are compared), else by a full walk.
+    fn same_resources(self: &Arc<Self>, other: &Arc<TypeSet>) -> bool {
+        if Arc::ptr_eq(self, other) {
+            return true;
+        }
+        let edits = self.edits_since(other).map(|e| (e, self, other)).or_else(|| other.edits_since(self).map(|e| (e, other, self)));
+        match edits {
+            Some((names, new, old)) => {
+                new.resources.len() == old.resources.len()
+                    && names.iter().all(|n| match (new.resources.get(&**n), old.resources.get(&**n)) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.same_as(b),
+                        (None, None) => true,
+                        _ => false,
+                    })
+            }
+            None => self.same_content(other),
+        }
     }
 }
 
@@ -144,13 +221,35 @@ impl Snapshot {
         if resource.name().is_empty() {
             return Err(Error::invalid("resource name is empty"));
         }
-        let set = Arc::make_mut(self.types.entry(type_url.to_string()).or_default());
-        if set.resources.contains_key(resource.name()) {
+        if self.types.get(type_url).is_some_and(|t| t.resources.contains_key(resource.name())) {
             return Err(Error::invalid(format!("duplicate resource {:?} of type {type_url}", resource.name())));
         }
+        let set = self.edit_set(type_url);
         set.ttl_count += usize::from(resource.ttl().is_some());
-        set.resources.insert(resource.name().to_string(), resource);
+        let name = resource.shared_name().clone();
+        set.lineage.record(&name);
+        set.resources.insert(name, resource);
         Ok(())
+    }
+
+    /// The type's set, made this snapshot's own to edit: a set shared with
+    /// another snapshot (or a cache) is copied first, remembering it.
+    fn edit_set(&mut self, type_url: &str) -> &mut TypeSet {
+        if !self.types.contains_key(type_url) {
+            self.types.insert(type_url.to_string(), Arc::default());
+        }
+        let entry = self.types.get_mut(type_url).expect("inserted above");
+        if Arc::get_mut(entry).is_none() {
+            let parent = entry.clone();
+            *entry = Arc::new(TypeSet {
+                version: parent.version.clone(),
+                resources: parent.resources.clone(),
+                ttl_count: parent.ttl_count,
+                answers: Memo::default(),
+                lineage: Lineage::descend(&parent),
+            });
+        }
+        Arc::get_mut(entry).expect("unique after the copy")
     }
 
     /// Removes a resource (to replace it: remove, then add). NotFound if
@@ -160,9 +259,10 @@ impl Snapshot {
         if !self.types.get(type_url).is_some_and(|t| t.resources.contains_key(name)) {
             return Err(missing());
         }
-        let set = Arc::make_mut(self.types.get_mut(type_url).ok_or_else(missing)?);
+        let set = self.edit_set(type_url);
         if let Some(r) = set.resources.remove(name) {
             set.ttl_count -= usize::from(r.ttl().is_some());
+            set.lineage.record(r.shared_name());
         }
         Ok(())
     }
@@ -172,7 +272,7 @@ impl Snapshot {
         if type_url.is_empty() {
             return Err(Error::invalid("type URL is empty"));
         }
-        Arc::make_mut(self.types.entry(type_url.to_string()).or_default()).version = Some(Arc::from(version));
+        self.edit_set(type_url).version = Some(Arc::from(version));
         Ok(())
     }
 
@@ -282,9 +382,20 @@ impl Snapshot {
             if Arc::ptr_eq(set, old) {
                 continue;
             }
+            if let Some(names) = set.edits_since(old) {
+                // Edited from the old set: only the edited names can differ.
+                for n in names {
+                    if let (Some(r), Some(o)) = (set.resources.get(&**n), old.resources.get(&**n)) {
+                        if !Arc::ptr_eq(r, o) {
+                            r.inherit_version(o);
+                        }
+                    }
+                }
+                continue;
+            }
             // Both maps are in name order: one merged pass, no lookups.
             let mut olds = old.resources.iter().peekable();
-            for (name, r) in &set.resources {
+            for (name, r) in set.resources.iter() {
                 while olds.next_if(|(o, _)| *o < name).is_some() {}
                 if let Some((_, o)) = olds.next_if(|(o, _)| *o == name) {
                     if !Arc::ptr_eq(r, o) {
@@ -310,7 +421,7 @@ impl TypeView {
         self.version == other.version
             && match (&self.set, &other.set) {
                 (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.same_content(b),
+                (Some(a), Some(b)) => a.same_resources(b),
                 (Some(a), None) | (None, Some(a)) => a.is_empty(),
             }
     }
@@ -325,7 +436,7 @@ impl TypeView {
             }
     }
 
-    pub fn resources(&self) -> impl Iterator<Item = (&String, &Arc<Resource>)> {
+    pub fn resources(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Resource>)> {
         self.set.iter().flat_map(|s| s.resources.iter())
     }
 

@@ -289,7 +289,7 @@ impl Shared {
                             // Only an opening SOTW watch reads its returned
                             // state: free it now, not when the watch answers.
                             if let Some(req) = Arc::get_mut(&mut p.req) {
-                                req.known = HashMap::new();
+                                req.known = eval::Known::default();
                             }
                         }
                         status.park(p)
@@ -576,12 +576,42 @@ impl Cache {
         self.open(request, WatchKind::Delta)
     }
 
+    /// A delta watch that continues the stream of `previous` (a delta watch
+    /// of the same node and type whose response was taken): the stream's
+    /// versions are that response's next state, kept in the library, so
+    /// `request.known` must be empty and the host passes nothing back.
+    /// Asking the same as `previous` (same names or wildcard), its answer
+    /// costs what changed since that response, not the type's size, and
+    /// its encoding leaves the next state out (the library keeps it for the
+    /// watch after this one). InvalidArgument otherwise.
+    pub fn delta_watch_after(&self, previous: &CacheWatch, request: WatchRequest) -> Result<CacheWatch> {
+        if previous.kind != WatchKind::Delta {
+            return Err(Error::invalid("the previous watch is not a delta watch"));
+        }
+        if *previous.node != *request.node || *previous.type_url != *request.type_url {
+            return Err(Error::invalid("the previous watch is of another node or type"));
+        }
+        if !request.known.is_empty() {
+            return Err(Error::invalid("a watch opened after another takes the stream's state from it: pass no known versions"));
+        }
+        let Some(prev) = previous.taken_response() else {
+            return Err(Error::invalid("the previous watch has no taken response to continue from"));
+        };
+        let mut req = Req::new(request, true);
+        req.known = eval::Known::After(prev);
+        self.open_req(req, WatchKind::Delta)
+    }
+
     fn open(&self, request: WatchRequest, kind: WatchKind) -> Result<CacheWatch> {
         if request.type_url.is_empty() {
             return Err(Error::invalid("type URL is empty"));
         }
-        let queue = request.queue_token.map(|token| (Arc::downgrade(&self.shared.ready), token));
-        let req = Arc::new(Req::new(request, kind == WatchKind::Delta));
+        self.open_req(Req::new(request, kind == WatchKind::Delta), kind)
+    }
+
+    fn open_req(&self, req: Req, kind: WatchKind) -> Result<CacheWatch> {
+        let queue = req.queue_token.map(|token| (Arc::downgrade(&self.shared.ready), token));
+        let req = Arc::new(req);
         let slot = Arc::new(Slot::new(queue));
         let mut core = self.shared.lock();
         if core.closed {

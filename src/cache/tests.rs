@@ -1048,3 +1048,124 @@ fn a_fleet_wide_snapshot_is_compared_once_per_previous_snapshot() {
     assert!(got(&we).is_none(), "endpoints unchanged");
     assert_eq!(got(&wr).unwrap().version, V2);
 }
+
+// ---- delta streams that continue in the library ---------------------------
+
+/// A small deterministic generator (no dependency) for the random streams.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn answer_of(r: &Response) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    (r.resources.iter().map(|x| (x.name().to_string(), x.bytes().to_vec())).collect(), r.removed.clone())
+}
+
+/// Two streams on the same node and type see the same random history of
+/// copy-on-write edits: one passes its versions back with every watch
+/// (the full walk), the other opens each watch after the previous one (the
+/// state kept in the library, edits only). Every answer, and the state
+/// after it, must be the same; the continued answers carry no next state
+/// in their encoding.
+#[test]
+fn a_continued_delta_stream_answers_as_one_that_passes_its_state() {
+    let fast_before = eval::EDIT_PATH_USED.load(std::sync::atomic::Ordering::Relaxed);
+    for seed in 1..=40u64 {
+        let mut g = Lcg(seed);
+        let c = cache();
+        let wildcard = seed % 3 != 0;
+        let names: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+        let sub: Vec<&str> = if wildcard { vec![] } else { names.iter().step_by(2).map(String::as_str).collect() };
+        let mut s = Snapshot::new("v0");
+        for n in &names[..6] {
+            s.add(ENDPOINT_TYPE, n, format!("{n}:0").into_bytes(), None).unwrap();
+        }
+        c.set_snapshot("n", Arc::new(s)).unwrap();
+        let passed = c.delta_watch(dreq("n", ENDPOINT_TYPE, wildcard, &sub, HashMap::new(), true)).unwrap();
+        let kept = c.delta_watch(dreq("n", ENDPOINT_TYPE, wildcard, &sub, HashMap::new(), true)).unwrap();
+        let (mut rp, mut rk) = (got(&passed).unwrap(), got(&kept).unwrap());
+        assert_eq!(answer_of(&rp), answer_of(&rk));
+        let mut kept_prev = kept;
+        let mut pending: Option<(CacheWatch, CacheWatch)> = None;
+        let mut version = 0;
+        for step in 0..60 {
+            let (wp, wk) = match pending.take() {
+                Some(p) => p,
+                None => {
+                    let wp = c.delta_watch(dreq("n", ENDPOINT_TYPE, wildcard, &sub, known(&rp), false)).unwrap();
+                    let wk = c.delta_watch_after(&kept_prev, dreq("n", ENDPOINT_TYPE, wildcard, &sub, HashMap::new(), false)).unwrap();
+                    (wp, wk)
+                }
+            };
+            // 1-3 snapshots before the streams look again (a parked watch
+            // sees several generations of edits).
+            for _ in 0..=g.below(3) {
+                let mut next = (*c.get_snapshot("n").unwrap()).clone();
+                for _ in 0..=g.below(3) {
+                    let n = &names[g.below(names.len() as u64) as usize];
+                    let present = next.type_set(ENDPOINT_TYPE).is_some_and(|t| t.get(n).is_some());
+                    match (present, g.below(4)) {
+                        (true, 0) => next.remove(ENDPOINT_TYPE, n).unwrap(),
+                        (true, 1) => {
+                            // Replaced by equal bytes: no change to send.
+                            let old = next.type_set(ENDPOINT_TYPE).unwrap().get(n).unwrap().bytes().clone();
+                            next.remove(ENDPOINT_TYPE, n).unwrap();
+                            next.add(ENDPOINT_TYPE, n, old.to_vec(), None).unwrap();
+                        }
+                        (true, _) => {
+                            next.remove(ENDPOINT_TYPE, n).unwrap();
+                            next.add(ENDPOINT_TYPE, n, format!("{n}:{step}:{}", g.next()).into_bytes(), None).unwrap();
+                        }
+                        (false, _) => next.add(ENDPOINT_TYPE, n, format!("{n}:{step}").into_bytes(), None).unwrap(),
+                    }
+                }
+                version += 1;
+                next.set_version(ENDPOINT_TYPE, &format!("v{version}")).unwrap();
+                c.set_snapshot("n", Arc::new(next)).unwrap();
+            }
+            match (got(&wp), got(&wk)) {
+                (None, None) => pending = Some((wp, wk)), // both parked: they look again
+                (Some(a), Some(b)) => {
+                    rp = a;
+                    rk = b;
+                    assert_eq!(answer_of(&rp), answer_of(&rk), "seed {seed} step {step}");
+                    assert_eq!(known(&rp), known(&rk), "seed {seed} step {step}: the kept state");
+                    assert!(rk.state_kept() && !rp.state_kept());
+                    assert!(decode(rk.encoded()).unwrap().next_state.is_empty());
+                    kept_prev = wk;
+                }
+                (a, b) => panic!("seed {seed} step {step}: passed {:?} vs kept {:?}", a.map(|r| answer_of(&r)), b.map(|r| answer_of(&r))),
+            }
+        }
+    }
+    // Other tests may run the fast path too; this one must have, often.
+    let fast = eval::EDIT_PATH_USED.load(std::sync::atomic::Ordering::Relaxed) - fast_before;
+    assert!(fast > 1000, "the edits-only path ran {fast} times");
+}
+
+#[test]
+fn a_delta_watch_continues_only_a_taken_delta_answer_of_its_stream() {
+    let c = cache();
+    c.set_snapshot("n", Arc::new(fixture(V1))).unwrap();
+    let sotw = c.watch(req("n", ENDPOINT_TYPE, "", &["c0"])).unwrap();
+    let e = c.delta_watch_after(&sotw, dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), false)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument, "{e}");
+    let d = c.delta_watch(dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), true)).unwrap();
+    let other_type = c.delta_watch_after(&d, dreq("n", CLUSTER_TYPE, true, &[], HashMap::new(), false)).unwrap_err();
+    assert_eq!(other_type.kind, ErrorKind::InvalidArgument);
+    // Not taken yet: nothing to continue from.
+    let e = c.delta_watch_after(&d, dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), false)).unwrap_err();
+    assert!(e.message.contains("taken"), "{e}");
+    let r = got(&d).unwrap();
+    let with_known = c.delta_watch_after(&d, dreq("n", ENDPOINT_TYPE, true, &[], known(&r), false)).unwrap_err();
+    assert_eq!(with_known.kind, ErrorKind::InvalidArgument);
+    let next = c.delta_watch_after(&d, dreq("n", ENDPOINT_TYPE, true, &[], HashMap::new(), false)).unwrap();
+    assert!(got(&next).is_none(), "nothing changed: parked");
+}

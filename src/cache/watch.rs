@@ -22,7 +22,9 @@ pub enum WatchKind {
 enum State {
     Waiting,
     Ready(Arc<Response>),
-    Taken,
+    /// The response was taken; kept (the stream's state, for a delta watch
+    /// opened after this one) until the watch is freed.
+    Taken(Option<Arc<Response>>),
     Closed(&'static str),
 }
 
@@ -115,7 +117,7 @@ impl Slot {
             return self.deliver(response);
         }
         if matches!(s.state, State::Waiting) {
-            s.state = State::Taken;
+            s.state = State::Taken(Some(response.clone()));
             // A thread blocked in `next` or polling the fd learns it is over.
             self.finish(s, false);
             collect.events.push(ReadyEvent { token: *token, outcome: Ok(response) });
@@ -141,8 +143,11 @@ impl Slot {
     /// ended; None when the host took or cancelled it meanwhile.
     pub fn take_queued(&self) -> Option<std::result::Result<Arc<Response>, &'static str>> {
         let mut s = self.lock();
-        match std::mem::replace(&mut s.state, State::Taken) {
-            State::Ready(r) => Some(Ok(r)),
+        match std::mem::replace(&mut s.state, State::Taken(None)) {
+            State::Ready(r) => {
+                s.state = State::Taken(Some(r.clone()));
+                Some(Ok(r))
+            }
             State::Closed(why) => {
                 s.state = State::Closed(why);
                 (why != CANCELLED).then_some(Err(why))
@@ -201,9 +206,15 @@ impl CacheWatch {
         let deadline = wait.deadline();
         let mut s = self.slot.lock();
         loop {
-            match std::mem::replace(&mut s.state, State::Taken) {
-                State::Ready(r) => return Ok(r),
-                State::Taken => return Err(Error::closed(TAKEN)),
+            match std::mem::replace(&mut s.state, State::Taken(None)) {
+                State::Ready(r) => {
+                    s.state = State::Taken(Some(r.clone()));
+                    return Ok(r);
+                }
+                State::Taken(r) => {
+                    s.state = State::Taken(r);
+                    return Err(Error::closed(TAKEN));
+                }
                 State::Closed(why) => {
                     s.state = State::Closed(why);
                     return Err(Error::closed(why));
@@ -240,6 +251,15 @@ impl CacheWatch {
     /// does: the client is expected to ask again.
     pub fn is_dropped(&self) -> bool {
         matches!(self.slot.lock().state, State::Closed(ADS_DROPPED))
+    }
+
+    /// The response this watch gave, once taken (None before, or if it
+    /// ended without one).
+    pub fn taken_response(&self) -> Option<Arc<Response>> {
+        match &self.slot.lock().state {
+            State::Taken(r) => r.clone(),
+            _ => None,
+        }
     }
 
     /// Whether the watch is still parked in the cache (no response yet,

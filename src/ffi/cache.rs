@@ -386,6 +386,35 @@ pub extern "C" fn mr_cache_delta_watch(
     })
 }
 
+/// Opens the next delta watch of a stream after `previous` (a delta watch of
+/// the same node and type whose response the caller took with
+/// `mr_cache_watch_next` or `mr_cache_take_ready`): the stream's versions
+/// are that response's next state, which the library kept, so
+/// `req->known_*` must be empty (`n_known` 0). Asking what `previous` asked
+/// (the same names or wildcard), the answer costs what changed since that
+/// response, not the type's size, and its encoding carries no next state
+/// (flags bit 1 set, next-state count 0): the library keeps it for the
+/// watch after this one. `previous` is only read: the caller still frees
+/// it (it may be freed right after this returns). MR_INVALID_ARGUMENT when
+/// `previous` is not such a watch. Ownership and other errors as
+/// `mr_cache_watch`.
+#[no_mangle]
+pub extern "C" fn mr_cache_delta_watch_after(
+    cache: *mut mr_cache,
+    previous: *const mr_cache_watch_h,
+    req: *const mr_watch_request,
+    out: *mut *mut mr_cache_watch_h,
+) -> mr_status {
+    ffi_status!("mr_cache_delta_watch_after", {
+        let out = try_out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let previous = try_ref(previous)?;
+        let watch = try_ref(cache)?.delta_watch_after(previous, to_request(req, true)?)?;
+        *out = into_handle::<mr_cache_watch_h>(watch);
+        Ok(())
+    })
+}
+
 /// Fetch (REST xDS): the covered resources of `req->type_url` for
 /// `req->node`, encoded as in mr_cache_watch_next, in `*response` (released
 /// with `mr_bytes_free`). MR_UP_TO_DATE when `req->version_info` equals the

@@ -29,7 +29,9 @@ impl Castable for mr_cache_watch_h {
 /// Encoding (little-endian; u32 lengths; str = u32 length + UTF-8 bytes, no
 /// NUL; blob = u32 length + bytes):
 ///   magic "MRX1" (4 bytes); kind u8 (1 = SOTW/fetch, 2 = delta);
-///   flags u8 (bit 0 = heartbeat); reserved u16 (0);
+///   flags u8 (bit 0 = heartbeat; bit 1 = next state kept in the library,
+///   see `mr_cache_delta_watch_after`: the next-state count is then 0);
+///   reserved u16 (0);
 ///   version str (SOTW: version_info; delta: system_version_info);
 ///   type_url str;
 ///   u32 count, then per resource (sorted by name): name str,
@@ -38,7 +40,11 @@ impl Castable for mr_cache_watch_h {
 ///   u32 count, then next-state entries (sorted): name str, version str.
 /// The next state is what the stream passes as `known` in its next watch:
 /// SOTW = resources returned so far (go-control-plane ReturnedResources),
-/// delta = the next version map.
+/// delta = the next version map. The bytes are read-only and may be shared
+/// with other watches' `mr_bytes` (the same answer to the same question);
+/// release them with `mr_bytes_free` as always. The watch keeps the
+/// response it gave until `mr_cache_watch_free`, for
+/// `mr_cache_delta_watch_after`.
 #[no_mangle]
 pub extern "C" fn mr_cache_watch_next(w: *mut mr_cache_watch_h, timeout_ms: i32, response: *mut mr_bytes) -> mr_status {
     ffi_status!("mr_cache_watch_next", {
