@@ -13,7 +13,7 @@ fn contents(s: &Snapshot) -> Vec<(String, String, Vec<(String, Vec<u8>)>)> {
         .map(|t| {
             let set = s.type_set(t);
             let resources = set
-                .map(|set| set.resources().iter().map(|(n, r)| (n.clone(), r.bytes().to_vec())).collect())
+                .map(|set| set.resources().iter().map(|(n, r)| (n.to_string(), r.bytes().to_vec())).collect())
                 .unwrap_or_default();
             (t.to_string(), s.version(t).to_string(), resources)
         })
