@@ -281,7 +281,10 @@ impl Primary {
     pub fn write_batch(&self, extents: &[(u64, &[u8])]) -> Result<()> {
         let s = &self.shared;
         s.status.check_open()?;
-        check_extents(&s.vol, extents)?;
+        match extents {
+            [(block, data)] => drop(s.vol.check_range(*block, data.len())?),
+            _ => check_extents(&s.vol, extents)?,
+        }
         if extents.is_empty() {
             return Ok(());
         }
@@ -556,6 +559,19 @@ impl Shared {
     /// `generation` ends, the deadline passes or the handle stops, reading
     /// the link itself whenever no other thread is.
     fn progress(&self, generation: u64, deadline: Option<Instant>, done: impl Fn(&State) -> bool) -> MutexGuard<'_, State> {
+        self.progress_with(generation, deadline, false, done)
+    }
+
+    /// `progress`; `blocking`: the caller waits as long as the peer timeout
+    /// anyway (a sync writer), so the reader reads straight from the socket
+    /// (its receive timeout is the peer timeout) instead of polling first.
+    fn progress_with(
+        &self,
+        generation: u64,
+        deadline: Option<Instant>,
+        blocking: bool,
+        done: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'_, State> {
         let mut st = lock(&self.state);
         loop {
             if done(&st) || st.generation != generation || !st.connected || self.stopping() {
@@ -573,7 +589,7 @@ impl Shared {
             // Gives the reader role back even if reading panics (a bug, on
             // the caller's thread): other waiters must not wait for it.
             let role = ReaderRole(self);
-            let read = self.read_one(generation, deadline);
+            let read = self.read_one(generation, deadline, blocking);
             std::mem::forget(role);
             st = lock(&self.state);
             st.reader_busy = false;
@@ -590,12 +606,12 @@ impl Shared {
     /// Reads and handles one frame of the link of `generation` (the caller
     /// holds the reader role). Waits at most until `deadline` for it to
     /// start, and declares the link dead after the peer timeout of silence.
-    fn read_one(&self, generation: u64, deadline: Option<Instant>) -> Result<()> {
+    fn read_one(&self, generation: u64, deadline: Option<Instant>, blocking: bool) -> Result<()> {
         let mut rx = lock(&self.rx);
         let Some(rx) = rx.as_mut().filter(|rx| rx.generation == generation) else {
             return Ok(());
         };
-        if rx.reader.buffer().is_empty() {
+        if rx.reader.buffer().is_empty() && !blocking {
             let last_rx = lock(&self.state).last_rx;
             let silent_until = last_rx + self.cfg.peer_timeout;
             let until = deadline.map_or(silent_until, |d| d.min(silent_until));
@@ -843,7 +859,7 @@ impl Shared {
             return true;
         }
         let deadline = Instant::now() + self.cfg.peer_timeout;
-        let st = self.progress(generation, Some(deadline), |st| st.acked >= seq);
+        let st = self.progress_with(generation, Some(deadline), true, |st| st.acked >= seq);
         if st.acked >= seq {
             return true;
         }
@@ -959,7 +975,8 @@ impl Shared {
 
     fn handshake(&self, mut stream: TcpStream) -> Result<(TcpStream, auth::Session)> {
         let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
-        // A host connection may be a unix stream socket: no TCP_NODELAY there.
+        // A host connection may be non-blocking, or a unix stream socket (no TCP_NODELAY there).
+        stream.set_nonblocking(false).map_err(setup)?;
         let _ = stream.set_nodelay(true);
         stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
         stream.set_write_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
@@ -1147,7 +1164,7 @@ impl Shared {
             if lock(&self.state).generation != generation {
                 break Error::new(ErrorKind::Io, "replication link closed");
             }
-            if let Err(e) = self.read_one(generation, None) {
+            if let Err(e) = self.read_one(generation, None, false) {
                 break e;
             }
         };

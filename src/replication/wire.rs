@@ -173,12 +173,34 @@ fn read_full(r: &mut impl Read, buf: &mut [u8], at_start: bool) -> Result<()> {
     Ok(())
 }
 
-/// A frame whose header and tag were checked, not yet interpreted.
+/// A frame whose header and tag were checked, not yet interpreted. A
+/// WRITE's first 8 payload bytes (the block number) are kept apart, so its
+/// data lands in its own buffer without being moved.
 struct Frame {
     kind: u8,
     flags: u8,
     seq: u64,
+    prefix: [u8; 8],
     payload: Vec<u8>,
+}
+
+/// Reads exactly `len` bytes into a new vector (no zero-filling first).
+fn read_vec(r: &mut impl Read, len: usize) -> Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(len);
+    loop {
+        match r.by_ref().take((len - v.len()) as u64).read_to_end(&mut v) {
+            Ok(_) => break,
+            Err(e) if e.kind() == IoKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
+                return Err(Error::new(ErrorKind::Timeout, "peer sent nothing within the peer timeout"))
+            }
+            Err(e) => return Err(Error::from_io("replication read", &e)),
+        }
+    }
+    if v.len() < len {
+        return Err(corrupt(format!("connection ended inside a frame ({} of {len} payload bytes)", v.len())));
+    }
+    Ok(v)
 }
 
 /// Reads one frame and checks its header (before reading the payload).
@@ -214,11 +236,13 @@ fn read_frame(r: &mut impl Read, dir: &mut Direction) -> Result<(Frame, Result<(
     if flags & !known_flags != 0 {
         return Err(corrupt(format!("message kind {kind} with unknown flags {flags:#04x}")));
     }
-    let mut rest = vec![0u8; len + TAG_LEN];
-    read_full(r, &mut rest, false)?;
-    let tag: [u8; TAG_LEN] = rest[len..].try_into().unwrap();
-    rest.truncate(len);
-    let verified = dir.key.verify(dir.counter, &[&h, &rest], &tag).map_err(|()| {
+    let mut prefix = [0u8; 8];
+    let prefix_len = if kind == kind::WRITE { 8 } else { 0 };
+    read_full(r, &mut prefix[..prefix_len], false)?;
+    let rest = read_vec(r, len - prefix_len)?;
+    let mut tag = [0u8; TAG_LEN];
+    read_full(r, &mut tag, false)?;
+    let verified = dir.key.verify(dir.counter, &[&h, &prefix[..prefix_len], &rest], &tag).map_err(|()| {
         Error::new(
             ErrorKind::Auth,
             format!(
@@ -229,7 +253,7 @@ fn read_frame(r: &mut impl Read, dir: &mut Direction) -> Result<(Frame, Result<(
         )
     });
     dir.counter += 1;
-    Ok((Frame { kind, flags, seq, payload: rest }, verified))
+    Ok((Frame { kind, flags, seq, prefix, payload: rest }, verified))
 }
 
 fn kind_name(kind: u8) -> &'static str {
@@ -248,7 +272,7 @@ fn kind_name(kind: u8) -> &'static str {
 }
 
 fn interpret(f: Frame) -> Result<Msg> {
-    let Frame { kind, flags, seq, mut payload } = f;
+    let Frame { kind, flags, seq, prefix, payload } = f;
     Ok(match kind {
         kind::HELLO => Msg::Hello {
             block_size: u32::from_le_bytes(payload[0..4].try_into().unwrap()),
@@ -261,11 +285,7 @@ fn interpret(f: Frame) -> Result<Msg> {
         },
         kind::AUTH => Msg::Auth { proof: payload[..].try_into().unwrap() },
         kind::WELCOME => Msg::Welcome,
-        kind::WRITE => {
-            let block = u64::from_le_bytes(payload[0..8].try_into().unwrap());
-            payload.drain(..8);
-            Msg::Write { seq, block, durable: flags & FLAG_DURABLE != 0, data: payload }
-        }
+        kind::WRITE => Msg::Write { seq, block: u64::from_le_bytes(prefix), durable: flags & FLAG_DURABLE != 0, data: payload },
         kind::BARRIER => Msg::Barrier { id: seq },
         kind::ACK => Msg::Ack { seq },
         kind::BARRIER_ACK => Msg::BarrierAck { id: seq },
