@@ -9,7 +9,10 @@
 // bus: a network-map store fed with tailcfg.MapResponse JSON, watched by
 // [Watcher]s that receive ipn.Notify-shaped JSON. [Runtime] is the lifecycle
 // runtime: BIRD-style protocol instances over route tables, with protocol
-// kinds written in Go ([ProtocolKind]). Errors are [*Error]
+// kinds written in Go ([ProtocolKind]). [Volume] is a file of fixed-size
+// blocks and [Replication] one side of its authenticated primary/secondary
+// replication (async, sync or durable acknowledgement, checkpoints,
+// failover). Errors are [*Error]
 // values that match the Err* sentinels (and net.ErrClosed, os.ErrClosed,
 // os.ErrDeadlineExceeded) with [errors.Is].
 package meshring
