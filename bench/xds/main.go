@@ -82,83 +82,136 @@ type result struct {
 	bytesPer uint64
 }
 
-// run measures one implementation; every node gets its own snapshot value
-// per round (built before the clock starts).
-func run(name string, c cache.SnapshotCache, nodes, rounds, nEndpoints int, shared bool) result {
-	ctx := context.Background()
-	ids := make([]string, nodes)
-	reqs := make([]*cache.Request, nodes)
-	subs := make([]stream.Subscription, nodes)
-	for i := range ids {
-		ids[i] = "node-" + strconv.Itoa(i)
-		reqs[i] = &discovery.DiscoveryRequest{Node: &core.Node{Id: ids[i]}, TypeUrl: rsrc.EndpointType, ResourceNames: []string{clusterName}}
-		subs[i] = stream.NewSotwSubscription(reqs[i].ResourceNames, true)
+// sotwRun is one implementation's side of the SOTW workload: n nodes,
+// each with a SOTW endpoints watch open at the current version.
+type sotwRun struct {
+	name      string
+	c         cache.SnapshotCache
+	ids       []string
+	reqs      []*cache.Request
+	subs      []stream.Subscription
+	responses chan cache.Response
+	lat       []time.Duration
+	bytes     []uint64
+}
+
+func newSotwRun(name string, c cache.SnapshotCache, nodes, nEndpoints int) *sotwRun {
+	r := &sotwRun{name: name, c: c, ids: make([]string, nodes), reqs: make([]*cache.Request, nodes),
+		subs: make([]stream.Subscription, nodes), responses: make(chan cache.Response, nodes)}
+	for i := range r.ids {
+		r.ids[i] = "node-" + strconv.Itoa(i)
+		r.reqs[i] = &discovery.DiscoveryRequest{Node: &core.Node{Id: r.ids[i]}, TypeUrl: rsrc.EndpointType, ResourceNames: []string{clusterName}}
+		r.subs[i] = stream.NewSotwSubscription(r.reqs[i].ResourceNames, true)
 	}
-	responses := make(chan cache.Response, nodes)
 	// Round 0 sets the first snapshots and takes the first answers.
-	open := func() {
-		for i := range ids {
-			if _, err := c.CreateWatch(reqs[i], subs[i], responses); err != nil {
-				panic(err)
-			}
-		}
-	}
-	collect := func() {
-		for i := 0; i < nodes; i++ {
-			r := <-responses
-			if _, err := r.GetDiscoveryResponse(); err != nil {
-				panic(err)
-			}
-			node := r.GetRequest().GetNode().GetId()
-			idx, _ := strconv.Atoi(strings.TrimPrefix(node, "node-"))
-			subs[idx].SetReturnedResources(r.GetReturnedResources())
-			reqs[idx] = &discovery.DiscoveryRequest{Node: reqs[idx].Node, TypeUrl: rsrc.EndpointType,
-				ResourceNames: reqs[idx].ResourceNames, VersionInfo: r.GetResponseVersion()}
-		}
-	}
 	first := snapshot(0, nEndpoints)
-	for _, id := range ids {
-		if err := c.SetSnapshot(ctx, id, first); err != nil {
+	for _, id := range r.ids {
+		if err := c.SetSnapshot(context.Background(), id, first); err != nil {
 			panic(err)
 		}
 	}
-	open()
-	collect()
+	r.open()
+	r.collect()
+	return r
+}
 
-	var lat []time.Duration
-	var bytes []uint64
-	for round := 1; round <= rounds; round++ {
-		open() // parked: every node is up to date
-		snaps := make([]*cache.Snapshot, nodes)
-		one := snapshot(round, nEndpoints)
-		for i := range snaps {
-			if shared {
-				snaps[i] = one
-			} else {
-				snaps[i] = snapshot(round, nEndpoints)
-			}
+func (r *sotwRun) open() {
+	for i := range r.ids {
+		if _, err := r.c.CreateWatch(r.reqs[i], r.subs[i], r.responses); err != nil {
+			panic(err)
 		}
-		runtime.GC()
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		start := time.Now()
-		done := make(chan struct{})
-		go func() { collect(); close(done) }()
-		for i, id := range ids {
-			if err := c.SetSnapshot(ctx, id, snaps[i]); err != nil {
-				panic(err)
-			}
-		}
-		<-done
-		lat = append(lat, time.Since(start))
-		runtime.ReadMemStats(&m1)
-		bytes = append(bytes, m1.TotalAlloc-m0.TotalAlloc)
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	sort.Slice(bytes, func(i, j int) bool { return bytes[i] < bytes[j] })
+}
+
+// collect takes every node's answer as a stream would: builds the
+// DiscoveryResponse and keeps the returned state for the next watch.
+func (r *sotwRun) collect() {
+	for i := 0; i < len(r.ids); i++ {
+		resp := <-r.responses
+		if _, err := resp.GetDiscoveryResponse(); err != nil {
+			panic(err)
+		}
+		node := resp.GetRequest().GetNode().GetId()
+		idx, _ := strconv.Atoi(strings.TrimPrefix(node, "node-"))
+		r.subs[idx].SetReturnedResources(resp.GetReturnedResources())
+		r.reqs[idx] = &discovery.DiscoveryRequest{Node: r.reqs[idx].Node, TypeUrl: rsrc.EndpointType,
+			ResourceNames: r.reqs[idx].ResourceNames, VersionInfo: resp.GetResponseVersion()}
+	}
+}
+
+// round: every watch parked, then SetSnapshot for every node (snapshot
+// values built before the clock starts) until every watch answered.
+func (r *sotwRun) round(round, nEndpoints int, shared bool) {
+	ctx := context.Background()
+	r.open() // parked: every node is up to date
+	snaps := make([]*cache.Snapshot, len(r.ids))
+	one := snapshot(round, nEndpoints)
+	for i := range snaps {
+		if shared {
+			snaps[i] = one
+		} else {
+			snaps[i] = snapshot(round, nEndpoints)
+		}
+	}
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { r.collect(); close(done) }()
+	for i, id := range r.ids {
+		if err := r.c.SetSnapshot(ctx, id, snaps[i]); err != nil {
+			panic(err)
+		}
+	}
+	<-done
+	r.lat = append(r.lat, time.Since(start))
+	runtime.ReadMemStats(&m1)
+	r.bytes = append(r.bytes, m1.TotalAlloc-m0.TotalAlloc)
+}
+
+func (r *sotwRun) result() result {
+	if len(r.lat) == 0 {
+		return result{}
+	}
+	lat, bytes := slices.Clone(r.lat), slices.Clone(r.bytes)
+	slices.Sort(lat)
+	slices.Sort(bytes)
 	med := lat[len(lat)/2]
-	fmt.Fprintf(os.Stderr, "%s nodes=%d latencies=%v\n", name, nodes, lat)
-	return result{latency: med, perSec: float64(nodes) / med.Seconds(), bytesPer: bytes[len(bytes)/2]}
+	fmt.Fprintf(os.Stderr, "%s nodes=%d latencies=%v\n", r.name, len(r.ids), lat)
+	return result{latency: med, perSec: float64(len(r.ids)) / med.Seconds(), bytesPer: bytes[len(bytes)/2]}
+}
+
+// runBoth measures both caches on the same workload with their rounds
+// interleaved (alternating which goes first), so a busy moment of the
+// machine falls on both alike.
+func runBoth(nodes, rounds, nEndpoints int, shared bool, only string) (gcp, mr result) {
+	var runs []*sotwRun
+	var ours *xds.Cache
+	if only != "meshring" {
+		runs = append(runs, newSotwRun("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), nodes, nEndpoints))
+	}
+	if only != "gcp" {
+		c := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
+		ours = c.(*xds.Cache)
+		runs = append(runs, newSotwRun("meshring", c, nodes, nEndpoints))
+	}
+	for round := 1; round <= rounds; round++ {
+		for i := range runs {
+			runs[(i+round)%len(runs)].round(round, nEndpoints, shared)
+		}
+	}
+	for _, r := range runs {
+		if r.name == "meshring" {
+			mr = r.result()
+		} else {
+			gcp = r.result()
+		}
+	}
+	if ours != nil {
+		ours.Close()
+	}
+	return gcp, mr
 }
 
 // bigEndpoints is a ClusterLoadAssignment of about 400 bytes.
@@ -322,7 +375,7 @@ func main() {
 		if shared {
 			fmt.Printf("\nSame, but one snapshot value per round set for every node (a fleet-wide configuration).\n")
 		} else {
-			fmt.Printf("SOTW: one endpoints watch per node; each round SetSnapshot(new endpoints) for every node until every watch answered. Median of %d rounds, %d endpoints per CLA; every node gets its own snapshot value.\n", *rounds, *nEndpoints)
+			fmt.Printf("SOTW: one endpoints watch per node; each round SetSnapshot(new endpoints) for every node until every watch answered. Median of %d rounds (the two caches' rounds interleaved), %d endpoints per CLA; every node gets its own snapshot value.\n", *rounds, *nEndpoints)
 		}
 		fmt.Printf("%-7s %-16s %12s %14s %16s\n", "nodes", "cache", "latency", "responses/s", "Go bytes/round")
 		for _, f := range strings.Split(*nodesFlag, ",") {
@@ -331,15 +384,7 @@ func main() {
 				fmt.Fprintf(os.Stderr, "bad node count %q\n", f)
 				os.Exit(2)
 			}
-			var gcp, mr result
-			if *only != "meshring" {
-				gcp = run("go-control-plane", cache.NewSnapshotCache(false, cache.IDHash{}, quiet{}), n, *rounds, *nEndpoints, shared)
-			}
-			if *only != "gcp" {
-				ours := xds.NewSnapshotCache(false, cache.IDHash{}, quiet{})
-				mr = run("meshring", ours, n, *rounds, *nEndpoints, shared)
-				ours.(*xds.Cache).Close()
-			}
+			gcp, mr := runBoth(n, *rounds, *nEndpoints, shared, *only)
 			fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "go-control-plane", gcp.latency.Round(time.Microsecond), gcp.perSec, gcp.bytesPer)
 			fmt.Printf("%-7d %-16s %12v %14.0f %16d\n", n, "meshring/xds", mr.latency.Round(time.Microsecond), mr.perSec, mr.bytesPer)
 			fmt.Printf("%-7d %-16s %11.2fx %13.2fx %15.2fx\n", n, "ratio (ours/gcp)",

@@ -456,7 +456,7 @@ func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBat
 	c.metaMu.Lock()
 	prev := c.snaps[node].marshalled
 	c.metaMu.Unlock()
-	if s, ok := snap.(*cache.Snapshot); ok && s != nil {
+	if s, ok := snap.(*cache.Snapshot); ok && s != nil && sharedValue(s) {
 		h, nExtras, sm, release, err := built.acquire(s, prev)
 		if err != nil {
 			return 0, err

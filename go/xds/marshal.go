@@ -16,20 +16,29 @@ import (
 // whose snapshots marshal each resource once, a value must not be modified
 // after it was given to a snapshot.
 type marshalled struct {
-	buf   []byte // the packed snapshot; every entry aliases it
-	types map[string]map[string]memoRes
-	size  int // bytes of buf, for the next buffer's capacity
+	buf []byte // the packed snapshot; every entry aliases it
+	// entries in packing order; indexed by (type, name) once there are
+	// more than a few (most node snapshots hold a handful of resources).
+	entries []memoRes
+	index   map[memoKey]int
+	size    int // bytes of buf, for the next buffer's capacity
 }
 
+type memoKey struct{ typeURL, name string }
+
 type memoRes struct {
+	key        memoKey
 	res        types.Resource
 	start, end int // its bytes in buf
 }
 
+// memoIndexFrom is the entry count from which lookups use a map.
+const memoIndexFrom = 16
+
 func newMarshalled(prev *marshalled) *marshalled {
-	m := &marshalled{types: make(map[string]map[string]memoRes, 1)}
+	m := &marshalled{}
 	if prev != nil {
-		m.types = make(map[string]map[string]memoRes, len(prev.types))
+		m.entries = make([]memoRes, 0, len(prev.entries))
 	}
 	return m
 }
@@ -48,25 +57,40 @@ func (m *marshalled) lookup(typeURL, name string, res types.Resource) ([]byte, b
 	if m == nil {
 		return nil, false
 	}
-	e, ok := m.types[typeURL][name]
-	if !ok || !sameValue(e.res, res) {
+	k := memoKey{typeURL, name}
+	i := -1
+	if m.index != nil {
+		if j, ok := m.index[k]; ok {
+			i = j
+		}
+	} else {
+		for j := range m.entries {
+			if m.entries[j].key == k {
+				i = j
+				break
+			}
+		}
+	}
+	if i < 0 || !sameValue(m.entries[i].res, res) {
 		return nil, false
 	}
+	e := &m.entries[i]
 	return m.buf[e.start:e.end:e.end], true
 }
 
 func (m *marshalled) add(typeURL, name string, res types.Resource, start, end int) {
-	t := m.types[typeURL]
-	if t == nil {
-		t = make(map[string]memoRes)
-		m.types[typeURL] = t
-	}
-	t[name] = memoRes{res: res, start: start, end: end}
+	m.entries = append(m.entries, memoRes{key: memoKey{typeURL, name}, res: res, start: start, end: end})
 }
 
 func (m *marshalled) seal(buf []byte) {
 	m.buf = buf
 	m.size = len(buf)
+	if len(m.entries) >= memoIndexFrom {
+		m.index = make(map[memoKey]int, len(m.entries))
+		for i := range m.entries {
+			m.index[m.entries[i].key] = i
+		}
+	}
 }
 
 // sameValue reports whether a and b are the same value: the same dynamic

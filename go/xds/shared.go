@@ -38,6 +38,37 @@ type builtSnapshot struct {
 
 var built builtSnapshots
 
+// recentCap is how many recently set *cache.Snapshot values are
+// remembered to tell a fleet-wide snapshot (set for many nodes) from a
+// node's own.
+const recentCap = 64
+
+// recent remembers the last snapshot values set (strong references, at
+// most recentCap): a value set for a second node is worth building once
+// in the library and sharing; a value set for one node only is packed
+// straight into that node's SetSnapshot (one cgo call, no handle, no
+// weak-pointer bookkeeping).
+var recent struct {
+	mu   sync.Mutex
+	ring [recentCap]*cache.Snapshot
+	next int
+}
+
+// sharedValue reports whether s was set recently (for another node):
+// then it is built once and shared.
+func sharedValue(s *cache.Snapshot) bool {
+	recent.mu.Lock()
+	defer recent.mu.Unlock()
+	for _, r := range recent.ring {
+		if r == s {
+			return true
+		}
+	}
+	recent.ring[recent.next] = s
+	recent.next = (recent.next + 1) % recentCap
+	return false
+}
+
 // acquire returns the library snapshot for s, building it if needed, and
 // the function that ends its use (call it once the cgo call returned).
 // prev is what the setting node's last snapshot was marshalled to (its
