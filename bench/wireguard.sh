@@ -17,6 +17,7 @@
 #   bash bench/wireguard.sh          SECONDS_PER_RUN=5 REPS=3
 #   PROFILE=dir bash bench/wireguard.sh   also writes pprof CPU profiles
 #                                          and `perf record` of each config
+#   ONLY="wgbind-offload stock-offload"   runs only those configurations
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECONDS_PER_RUN:-5}
@@ -60,6 +61,7 @@ HZ=$(getconf CLK_TCK)
 
 run_config() { # name bind tun offload(true|false)
   local name=$1 bind=$2 tun=$3 off=$4
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then echo "$name 0 0 0"; return; fi
   local feat=on
   [ "$off" = true ] || feat=off
   ip netns exec "$A" ethtool -K "$VA" tx "$feat" >/dev/null 2>&1

@@ -29,8 +29,9 @@ type call struct {
 const maxIdleCalls = 8
 
 func newCall() *call {
-	// C.malloc never returns nil: cgo aborts on allocation failure.
-	return &call{c: (*C.mrgo_call)(C.malloc(C.sizeof_mrgo_call))}
+	// calloc: zeroed, so a first store never overwrites a stale pointer.
+	// C.calloc never returns nil: cgo aborts on allocation failure.
+	return &call{c: (*C.mrgo_call)(C.calloc(1, C.sizeof_mrgo_call))}
 }
 
 func (cl *call) destroy() {

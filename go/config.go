@@ -49,6 +49,11 @@ type Config struct {
 	// PktInfo sets IP_PKTINFO / IPV6_RECVPKTINFO: ReadMsgs then reports
 	// the local address each datagram was sent to (Msg.Local, Ifindex).
 	PktInfo bool
+	// NetPoll makes ReadMsgs wait in Go's netpoller (on the socket's
+	// readiness fd) instead of in a blocking library call, so a waiting
+	// reader holds no thread: what a program with many goroutines, such as
+	// wireguard-go, wants. Deadlines then take effect at once.
+	NetPoll bool
 	// RecvBuffers is the number of io_uring receive buffers the kernel can
 	// fill ahead of the reader; 0 means the default (1024).
 	RecvBuffers int

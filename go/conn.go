@@ -34,6 +34,7 @@ type UDPConn struct {
 	local   *net.UDPAddr
 
 	rdl, wdl deadline
+	np       *netPoller // Config.NetPoll: waits for reads in Go's netpoller
 
 	calls    chan *call    // idle call states, all C memory freed with h
 	msgCalls chan *msgCall // idle ReadMsgs/WriteMsgs states, freed with h
@@ -81,14 +82,22 @@ func ListenUDPConfig(network, addr string, cfg Config) (*UDPConn, error) {
 		return nil, errFromC(st, "listen", &cerr)
 	}
 	c := &UDPConn{
-		h:       h,
-		backend: Backend(C.mr_udp_backend(h)),
-		local:   net.UDPAddrFromAddrPort(addrFromC(&local)),
+		h:        h,
+		backend:  Backend(C.mr_udp_backend(h)),
+		local:    net.UDPAddrFromAddrPort(addrFromC(&local)),
 		calls:    make(chan *call, maxIdleCalls),
 		msgCalls: make(chan *msgCall, maxIdleCalls),
 	}
 	c.rdl.init()
 	c.wdl.init()
+	if cfg.NetPoll {
+		np, err := newNetPoller(int(C.mr_udp_fd(h)))
+		if err != nil {
+			C.mr_udp_free(h)
+			return nil, newError(StatusIO, "listen", "readiness fd for the netpoller: "+err.Error())
+		}
+		c.np = np
+	}
 	runtime.SetFinalizer(c, (*UDPConn).finalize)
 	return c, nil
 }
@@ -179,6 +188,9 @@ func (c *UDPConn) Close() error {
 		st = Status(C.mr_udp_close(c.h))
 	}
 	c.mu.RUnlock()
+	if c.np != nil {
+		c.np.close() // wakes reads waiting in the netpoller
+	}
 	c.mu.Lock()
 	c.free()
 	c.mu.Unlock()
@@ -209,6 +221,9 @@ func (c *UDPConn) free() {
 	}
 	C.mr_udp_free(c.h)
 	c.h = nil
+	if c.np != nil {
+		c.np.close()
+	}
 	for {
 		select {
 		case cl := <-c.calls:
@@ -238,6 +253,9 @@ func (c *UDPConn) SetDeadline(t time.Time) error {
 	}
 	c.rdl.set(t)
 	c.wdl.set(t)
+	if c.np != nil {
+		c.np.setReadDeadline(t)
+	}
 	return nil
 }
 
@@ -250,6 +268,9 @@ func (c *UDPConn) SetReadDeadline(t time.Time) error {
 		return errClosed("set deadline")
 	}
 	c.rdl.set(t)
+	if c.np != nil {
+		c.np.setReadDeadline(t)
+	}
 	return nil
 }
 

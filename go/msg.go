@@ -37,10 +37,16 @@ type Msg struct {
 }
 
 // msgCall is the per-call state of ReadMsgs / WriteMsgs, as call is for
-// ReadBatch / WriteBatch.
+// ReadBatch / WriteBatch. usedMsgs / usedIov count the entries that may
+// hold Go pointers: they are cleared before the call state is reused, so
+// C memory never keeps a pointer to a Go buffer that may since have been
+// freed (a later store over it would hand the garbage collector's write
+// barrier a dangling pointer).
 type msgCall struct {
-	c   *C.mrgo_msg_call
-	pin runtime.Pinner
+	c        *C.mrgo_msg_call
+	pin      runtime.Pinner
+	usedMsgs int
+	usedIov  int
 }
 
 func (c *UDPConn) getMsgCall() *msgCall {
@@ -48,12 +54,22 @@ func (c *UDPConn) getMsgCall() *msgCall {
 	case cl := <-c.msgCalls:
 		return cl
 	default:
-		// C.malloc never returns nil: cgo aborts on allocation failure.
-		return &msgCall{c: (*C.mrgo_msg_call)(C.malloc(C.sizeof_mrgo_msg_call))}
+		// calloc: zeroed, so no stale pointer is ever overwritten (see msgCall).
+		// C.calloc never returns nil: cgo aborts on allocation failure.
+		return &msgCall{c: (*C.mrgo_msg_call)(C.calloc(1, C.sizeof_mrgo_msg_call))}
 	}
 }
 
 func (c *UDPConn) putMsgCall(cl *msgCall) {
+	// The caller still holds every buffer: clear the pointers, then unpin.
+	for i := 0; i < cl.usedMsgs; i++ {
+		cl.c.msgs[i].buf = nil
+		cl.c.msgs[i].iov = nil
+	}
+	for i := 0; i < cl.usedIov; i++ {
+		cl.c.iov[i].base = nil
+	}
+	cl.usedMsgs, cl.usedIov = 0, 0
 	cl.pin.Unpin()
 	select {
 	case c.msgCalls <- cl:
@@ -95,12 +111,49 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 	defer runtime.KeepAlive(c)
 	cl := c.getMsgCall()
 	defer c.putMsgCall(cl)
+	cl.usedMsgs = n
 	for i := 0; i < n; i++ {
 		m := &cl.c.msgs[i]
 		*m = C.mr_msg{}
 		m.buf = cl.ptr(msgs[i].Buf)
 		m.cap = C.size_t(len(msgs[i].Buf))
 		m.len = unfilled
+	}
+	collect := func() int {
+		k := 0
+		for k < min(int(cl.c.count), n) && cl.c.msgs[k].len != unfilled {
+			k++
+		}
+		for i := 0; i < k; i++ {
+			m := &cl.c.msgs[i]
+			out := &msgs[i]
+			out.N = int(m.len)
+			out.Addr = addrFromC(&m.addr)
+			out.SegmentSize = int(m.segment_size)
+			out.Ifindex = int(m.ifindex)
+			out.Local = addrFromC(&m.local).Addr()
+		}
+		return k
+	}
+	if c.np != nil {
+		got := 0
+		res, werr := c.np.read(func() error {
+			switch st := Status(C.mrgo_udp_recvmsg(h, cl.c, C.size_t(n), 0)); st {
+			case StatusOK:
+				if got = collect(); got == 0 {
+					return errWouldBlock // see call.filled
+				}
+				return nil
+			case StatusTimeout, StatusWouldBlock:
+				return errWouldBlock
+			default:
+				return errFromC(st, "read", &cl.c.err)
+			}
+		})
+		if werr != nil {
+			return 0, pollError("read", werr)
+		}
+		return got, res
 	}
 	for {
 		ms, ok := c.rdl.timeoutMS()
@@ -109,23 +162,10 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 		}
 		switch st := Status(C.mrgo_udp_recvmsg(h, cl.c, C.size_t(n), C.int32_t(ms))); st {
 		case StatusOK:
-			k := 0
-			for k < min(int(cl.c.count), n) && cl.c.msgs[k].len != unfilled {
-				k++
+			if k := collect(); k > 0 {
+				return k, nil
 			}
-			if k == 0 {
-				continue // see call.filled
-			}
-			for i := 0; i < k; i++ {
-				m := &cl.c.msgs[i]
-				out := &msgs[i]
-				out.N = int(m.len)
-				out.Addr = addrFromC(&m.addr)
-				out.SegmentSize = int(m.segment_size)
-				out.Ifindex = int(m.ifindex)
-				out.Local = addrFromC(&m.local).Addr()
-			}
-			return k, nil
+			// MR_OK without a filled slot (see call.filled): wait on.
 		case StatusTimeout, StatusWouldBlock:
 			// A polling slice ended: re-read the deadline.
 		default:
@@ -165,6 +205,7 @@ func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 				break
 			}
 			m := &cl.c.msgs[n]
+			cl.usedMsgs = max(cl.usedMsgs, n+1)
 			*m = C.mr_msg{}
 			if err := addrToC(src.Addr, &m.addr); err != nil {
 				return done, err
@@ -192,6 +233,7 @@ func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 					v.len = C.size_t(len(b))
 					iov++
 				}
+				cl.usedIov = max(cl.usedIov, iov)
 			} else {
 				m.buf = cl.ptr(src.Buf)
 				m.len = C.size_t(len(src.Buf))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // WriteMsgs gathers 64 separate packet buffers (each behind 8 bytes of
@@ -113,5 +114,45 @@ func TestSetMarkAndSockOpt(t *testing.T) {
 	c.Close()
 	if err := c.SetMark(1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("SetMark after Close = %v", err)
+	}
+}
+
+// With Config.NetPoll, ReadMsgs waits in Go's netpoller: a datagram wakes
+// it, a read deadline ends the wait with a timeout, Close with ErrClosed.
+func TestMsgsNetPoll(t *testing.T) {
+	for _, bc := range backendCases {
+		t.Run(bc.name, func(t *testing.T) {
+			c := listen(t, "udp4", "127.0.0.1:0", Config{Backend: bc.backend, NetPoll: true})
+			p := peer(t, "udp4", "127.0.0.1:0")
+			msgs := []Msg{{Buf: make([]byte, 2048)}}
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				p.WriteToUDPAddrPort([]byte("wake"), c.LocalAddrPort())
+			}()
+			c.SetReadDeadline(deadlineSoon())
+			if n, err := c.ReadMsgs(msgs); n != 1 || err != nil || string(msgs[0].Buf[:msgs[0].N]) != "wake" {
+				t.Fatalf("ReadMsgs = %d, %v", n, err)
+			}
+			c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+			if _, err := c.ReadMsgs(msgs); !errors.Is(err, ErrTimeout) || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadMsgs past the deadline = %v", err)
+			}
+			c.SetReadDeadline(time.Time{})
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.ReadMsgs(msgs)
+				done <- err
+			}()
+			time.Sleep(50 * time.Millisecond)
+			c.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrClosed) {
+					t.Fatalf("ReadMsgs across Close = %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not wake a ReadMsgs waiting in the netpoller")
+			}
+		})
 	}
 }

@@ -50,6 +50,11 @@ type TUNConfig struct {
 	// splits back into MTU-sized packets with correct headers and
 	// checksums, so callers still see ordinary packets.
 	Offload bool
+	// NetPoll makes Read wait in Go's netpoller (on the device's readiness
+	// fd) instead of in a blocking library call, so a waiting reader holds
+	// no thread: what a program with many goroutines, such as
+	// wireguard-go, wants.
+	NetPoll bool
 }
 
 func (cfg *TUNConfig) toC(op string, out *C.mr_tun_config) error {
@@ -113,6 +118,8 @@ type TUN struct {
 	// oversize counts packets dropped because the library reported them
 	// longer than their buffer (see Read).
 	oversize atomic.Uint64
+
+	np *netPoller // TUNConfig.NetPoll: Read waits in Go's netpoller
 }
 
 // CreateTUN creates a TUN device named name ("mr0", a pattern such as
@@ -137,7 +144,15 @@ func CreateTUNConfig(name string, cfg TUNConfig) (*TUN, error) {
 	if st := Status(C.mrgo_tun_create(cname, &ccfg, &h, &cerr)); st != StatusOK {
 		return nil, errFromC(st, "create tun", &cerr)
 	}
-	return newTUN(h, "create tun")
+	t, err := newTUN(h, "create tun")
+	if err != nil || !cfg.NetPoll {
+		return t, err
+	}
+	if t.np, err = newNetPoller(int(C.mr_tun_fd(h))); err != nil {
+		t.Close()
+		return nil, newError(StatusIO, "create tun", "readiness fd for the netpoller: "+err.Error())
+	}
+	return t, nil
 }
 
 // TUNFromFile wraps an open TUN device, such as one a privileged helper
@@ -344,8 +359,22 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		cl.set(i, bufs[i][offset:], false)
 	}
 	for {
-		// -1: wait as long as it takes; mr_tun_close wakes the call.
-		st := Status(C.mrgo_tun_read(h, cl.c, C.size_t(n), -1))
+		var st Status
+		if t.np != nil {
+			_, werr := t.np.read(func() error {
+				st = Status(C.mrgo_tun_read(h, cl.c, C.size_t(n), 0))
+				if st == StatusWouldBlock || st == StatusTimeout {
+					return errWouldBlock
+				}
+				return nil
+			})
+			if werr != nil {
+				return 0, pollError("read", werr)
+			}
+		} else {
+			// -1: wait as long as it takes; mr_tun_close wakes the call.
+			st = Status(C.mrgo_tun_read(h, cl.c, C.size_t(n), -1))
+		}
 		switch st {
 		case StatusOK:
 		case StatusTimeout, StatusWouldBlock:
@@ -456,6 +485,9 @@ func (t *TUN) Close() error {
 		st = Status(C.mr_tun_close(t.h))
 	}
 	t.mu.RUnlock()
+	if t.np != nil {
+		t.np.close() // wakes a Read waiting in the netpoller
+	}
 	t.mu.Lock()
 	t.free()
 	t.mu.Unlock()
@@ -483,6 +515,9 @@ func (t *TUN) free() {
 	}
 	C.mr_tun_free(t.h)
 	t.h = nil
+	if t.np != nil {
+		t.np.close()
+	}
 	for {
 		select {
 		case cl := <-t.calls:
@@ -508,8 +543,9 @@ func (t *TUN) getCall() *tunCall {
 	case cl := <-t.calls:
 		return cl
 	default:
-		// C.malloc never returns nil: cgo aborts on allocation failure.
-		return &tunCall{c: (*C.mrgo_tun_call)(C.malloc(C.sizeof_mrgo_tun_call))}
+		// calloc: zeroed, so a first store never overwrites a stale pointer.
+		// C.calloc never returns nil: cgo aborts on allocation failure.
+		return &tunCall{c: (*C.mrgo_tun_call)(C.calloc(1, C.sizeof_mrgo_tun_call))}
 	}
 }
 

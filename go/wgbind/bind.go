@@ -61,7 +61,7 @@ type recvState struct {
 // the forced buffer sizes.
 func listen(network string, port uint16) (c *meshring.UDPConn, tx, rx bool, err error) {
 	cfg := meshring.Config{
-		GSO: true, GRO: true, PktInfo: true,
+		GSO: true, GRO: true, PktInfo: true, NetPoll: true,
 		MaxDatagram: 65535,
 		ReadBuffer:  socketBufferSize, WriteBuffer: socketBufferSize,
 	}
@@ -190,13 +190,11 @@ func (b *Bind) receive(c *meshring.UDPConn, gro bool, bufs [][]byte, sizes []int
 			copy(bufs[out], bufs[src][off:end])
 			sizes[out] = end - off
 			if ep == nil {
+				// One endpoint for all segments of a datagram: they share
+				// their source, and the Bind never touches it again.
 				ep = &Endpoint{AddrPort: m.Addr, src: m.Local, srcIfidx: int32(m.Ifindex)}
-				eps[out] = ep
-			} else {
-				// Every segment gets its own endpoint: wireguard-go may keep one.
-				e := *ep
-				eps[out] = &e
 			}
+			eps[out] = ep
 			out++
 		}
 	}

@@ -36,11 +36,12 @@ var (
 // device, and the link state it follows, live in the network namespace of
 // the calling process.
 func CreateTUN(name string, mtu int) (tun.Device, error) {
-	return CreateTUNConfig(name, meshring.TUNConfig{MTU: mtu, Offload: true})
+	return CreateTUNConfig(name, meshring.TUNConfig{MTU: mtu, Offload: true, NetPoll: true})
 }
 
 // CreateTUNConfig is CreateTUN with meshring's options (Offload: false
-// gives a device without IFF_VNET_HDR, one packet per read and write).
+// gives a device without IFF_VNET_HDR, one packet per read and write;
+// NetPoll: true, as CreateTUN sets it, lets a waiting Read hold no thread).
 func CreateTUNConfig(name string, cfg meshring.TUNConfig) (tun.Device, error) {
 	if cfg.MTU <= 0 {
 		return nil, errors.New("wgbind: CreateTUN needs an MTU > 0")

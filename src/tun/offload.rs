@@ -156,23 +156,32 @@ fn transport_header_end(packet: &[u8], start: usize, gso: u8) -> Result<usize, M
 }
 
 /// One's-complement sum of `bytes` as big-endian 16-bit words (plus
-/// `initial`), not yet folded. Adds 32-bit words into a 64-bit accumulator
-/// (2^16 = 1 modulo 0xffff, so the fold comes out the same), 8 bytes a step.
+/// `initial`), not yet folded. Adds 32-bit words into 64-bit accumulators
+/// (2^16 = 1 modulo 0xffff, so the fold comes out the same), 32 bytes a
+/// step in four independent sums the CPU can run side by side.
 pub(super) fn sum(bytes: &[u8], initial: u32) -> u64 {
-    let mut acc = initial as u64;
-    let mut chunks = bytes.chunks_exact(8);
+    let mut acc = [initial as u64, 0, 0, 0];
+    let mut blocks = bytes.chunks_exact(32);
+    for b in &mut blocks {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let v = u64::from_be_bytes(b[k * 8..k * 8 + 8].try_into().unwrap());
+            *a += (v >> 32) + (v & 0xffff_ffff);
+        }
+    }
+    let mut total = acc.iter().map(|a| (a & 0xffff_ffff) + (a >> 32)).sum::<u64>();
+    let mut chunks = blocks.remainder().chunks_exact(8);
     for c in &mut chunks {
         let v = u64::from_be_bytes(c.try_into().unwrap());
-        acc += (v >> 32) + (v & 0xffff_ffff);
+        total += (v >> 32) + (v & 0xffff_ffff);
     }
     let mut pairs = chunks.remainder().chunks_exact(2);
     for c in &mut pairs {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
+        total += u16::from_be_bytes([c[0], c[1]]) as u64;
     }
     if let [last] = pairs.remainder() {
-        acc += (*last as u64) << 8;
+        total += (*last as u64) << 8;
     }
-    acc
+    total
 }
 
 pub(super) fn fold(mut acc: u64) -> u16 {
@@ -295,7 +304,7 @@ mod tests {
     #[test]
     fn wide_sum_matches_the_word_by_word_sum() {
         let data: Vec<u8> = (0..1501u32).map(|i| (i * 2654435761u32 >> 11) as u8).collect();
-        for len in [0, 1, 2, 7, 8, 9, 63, 64, 1500, 1501] {
+        for len in [0, 1, 2, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1500, 1501] {
             let mut slow = 0x1234u64;
             for c in data[..len].chunks(2) {
                 slow += if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) as u64 } else { (c[0] as u64) << 8 };
