@@ -527,93 +527,259 @@ impl Shared {
     }
 
     /// Applies the authenticated primary's frames until the connection ends.
+    ///
+    /// Durable writes are acknowledged by a flusher thread (started by the
+    /// first durable write of a connection; `MAX_CONCURRENT_FLUSHES` of
+    /// them): the apply loop hands over the last durable write read so far
+    /// and goes on reading and applying; the flusher runs fdatasync for
+    /// everything handed over that no running fdatasync covers, then
+    /// acknowledges it. One fdatasync covers every write applied before it
+    /// started (group commit) and the link keeps moving during it.
+    /// Acknowledgements never cover a durable write that is not flushed yet.
     fn serve(&self, stream: &TcpStream, session: auth::Session) -> Result<()> {
-        let auth::Session { p2s: mut open, s2p: mut seal } = session;
+        let auth::Session { p2s: mut open, s2p: seal } = session;
+        let out = Outbox { stream, seal: Mutex::new((seal, Vec::new())) };
+        let flush = FlushQueue::default();
+        std::thread::scope(|scope| {
+            let mut flushers = Vec::new();
+            let result = self.apply_loop(stream, &mut open, &out, &flush, || {
+                if flushers.is_empty() {
+                    for _ in 0..super::primary::MAX_CONCURRENT_FLUSHES {
+                        flushers.push(scope.spawn(|| self.flush_loop(&out, &flush)));
+                    }
+                }
+            });
+            flush.stop();
+            for f in flushers {
+                let _ = f.join();
+            }
+            let result = result.and(flush.error());
+            if let Err(e) = &result {
+                if matches!(e.kind, ErrorKind::Parse | ErrorKind::Auth | ErrorKind::InvalidArgument) && !self.stopping() {
+                    let _ = out.send(&[Msg::Error { text: e.message.to_string() }]);
+                }
+            }
+            result
+        })
+    }
+
+    fn apply_loop(
+        &self,
+        stream: &TcpStream,
+        open: &mut Direction,
+        out: &Outbox<'_>,
+        flush: &FlushQueue,
+        mut start_flusher: impl FnMut(),
+    ) -> Result<()> {
         let mut reader = BufReader::with_capacity(256 << 10, stream);
-        let mut out = Vec::new();
+        // Every write up to `applied` is applied; every one up to `ackable`
+        // may be acknowledged (applied, and flushed if any durable write
+        // is among them).
         let mut applied = 0u64;
         let mut last_seq: Option<u64> = None;
-        // Durable writes applied since the last fdatasync.
-        let mut unflushed = false;
-        let result = loop {
-            let msg = match wire::read_msg(&mut reader, &mut open) {
-                Ok(msg) => msg,
-                Err(e) => break Err(e),
-            };
+        // The newest durable write not yet handed to the flusher.
+        let mut durable_pending: Option<u64> = None;
+        loop {
+            let msg = wire::read_msg(&mut reader, open)?;
             if self.status.stage() != Stage::Running || self.stopping() {
                 return Ok(());
             }
+            flush.check()?;
             match msg {
                 Msg::Write { seq, block, durable, data } => {
                     if last_seq.is_some_and(|last| seq != last + 1) {
-                        break Err(Error::new(
+                        return Err(Error::new(
                             ErrorKind::Parse,
                             format!("corrupt replication stream: write {seq} after write {}", last_seq.unwrap_or(0)),
                         ));
                     }
                     last_seq = Some(seq);
-                    if let Err(e) = self.vol.check_range(block, data.len()) {
-                        break Err(Error::new(ErrorKind::Parse, format!("corrupt replication stream: write {seq}: {}", e.message)));
-                    }
-                    if let Err(e) = lock(&self.layers).apply_primary(&self.vol, block, &data) {
-                        break Err(e);
-                    }
+                    self.vol
+                        .check_range(block, data.len())
+                        .map_err(|e| Error::new(ErrorKind::Parse, format!("corrupt replication stream: write {seq}: {}", e.message)))?;
+                    lock(&self.layers).apply_primary(&self.vol, block, &data)?;
                     applied = seq;
-                    unflushed |= durable;
                     lock(&self.link).writes_applied += 1;
+                    if durable {
+                        durable_pending = Some(seq);
+                    }
                     if reader.buffer().is_empty() {
-                        // Group commit: one fdatasync for every durable write read so far.
-                        if unflushed {
-                            if let Err(e) = self.vol.flush() {
-                                break Err(e);
+                        match durable_pending.take() {
+                            Some(upto) => {
+                                // Whatever else was applied up to here rides along.
+                                start_flusher();
+                                flush.hand(applied.max(upto));
                             }
-                            unflushed = false;
-                            lock(&self.link).flushes += 1;
-                        }
-                        if let Err(e) = send(stream, &mut seal, Msg::Ack { seq: applied }) {
-                            break Err(e);
+                            None if !flush.busy_below(applied) => out.send(&[Msg::Ack { seq: applied }])?,
+                            None => flush.hand(applied),
                         }
                     }
                 }
                 Msg::Barrier { id } => {
-                    let done = {
+                    {
                         let mut layers = lock(&self.layers);
-                        self.vol.flush().and_then(|()| layers.make_empty())
-                    };
-                    if let Err(e) = done {
-                        break Err(e);
+                        self.vol.flush()?;
+                        layers.make_empty()?;
                     }
-                    unflushed = false;
+                    durable_pending = None;
+                    flush.flushed_by_barrier(applied);
                     lock(&self.link).checkpoints += 1;
                     // Both in one write: one wake-up of the primary's reader.
-                    out.clear();
-                    wire::encode(&Msg::Ack { seq: applied }, &mut seal, &mut out);
-                    wire::encode(&Msg::BarrierAck { id }, &mut seal, &mut out);
-                    let mut w = stream;
-                    if let Err(e) = w.write_all(&out) {
-                        break Err(Error::from_io("replication send", &e));
-                    }
+                    out.send(&[Msg::Ack { seq: applied }, Msg::BarrierAck { id }])?;
                 }
                 Msg::Ping => {
-                    if let Err(e) = send(stream, &mut seal, Msg::Ack { seq: applied }) {
-                        break Err(e);
-                    }
+                    // Only what may be acknowledged: never an unflushed durable write.
+                    let ackable = if durable_pending.is_some() { flush.flushed() } else { flush.ackable(applied) };
+                    out.send(&[Msg::Ack { seq: ackable }])?;
                 }
-                Msg::Error { text } => break Err(Error::new(ErrorKind::Io, format!("primary reported: {text}"))),
+                Msg::Error { text } => return Err(Error::new(ErrorKind::Io, format!("primary reported: {text}"))),
                 other => {
-                    break Err(Error::new(
+                    return Err(Error::new(
                         ErrorKind::Parse,
                         format!("corrupt replication stream: unexpected {} from the primary", other.name()),
                     ))
                 }
             }
-        };
-        if let Err(e) = &result {
-            if matches!(e.kind, ErrorKind::Parse | ErrorKind::Auth | ErrorKind::InvalidArgument) && !self.stopping() {
-                let _ = send(stream, &mut seal, Msg::Error { text: e.message.to_string() });
+        }
+    }
+
+    /// The flusher thread: fdatasync for everything handed over so far, then
+    /// its acknowledgement; until the apply loop stops it.
+    fn flush_loop(&self, out: &Outbox<'_>, flush: &FlushQueue) {
+        while let Some(upto) = flush.next() {
+            let result = self.vol.flush().and_then(|()| {
+                lock(&self.link).flushes += 1;
+                flush.done(upto);
+                out.send(&[Msg::Ack { seq: upto }])
+            });
+            if let Err(e) = result {
+                flush.fail(e);
+                // The apply loop is reading: end the connection under it.
+                let _ = out.stream.shutdown(Shutdown::Both);
+                return;
             }
         }
-        result
+    }
+}
+
+/// The secondary's sending side of a session: frames are sealed and
+/// written under one lock, so their order on the wire is their order under
+/// the MAC counter.
+struct Outbox<'a> {
+    stream: &'a TcpStream,
+    seal: Mutex<(Direction, Vec<u8>)>,
+}
+
+impl Outbox<'_> {
+    /// Seals and sends `msgs` in one write.
+    fn send(&self, msgs: &[Msg]) -> Result<()> {
+        let mut guard = lock(&self.seal);
+        let (seal, buf) = &mut *guard;
+        buf.clear();
+        for m in msgs {
+            wire::encode(m, seal, buf);
+        }
+        let mut w = self.stream;
+        w.write_all(buf).map_err(|e| Error::from_io("replication send", &e))
+    }
+}
+
+/// Hand-over between the apply loop and the flusher thread.
+#[derive(Default)]
+struct FlushQueue {
+    state: Mutex<FlushState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// Writes up to this are to be flushed and acknowledged.
+    wanted: u64,
+    /// Writes up to this are flushed (and acknowledged).
+    flushed: u64,
+    /// The highest target of the fdatasync calls running now.
+    running: u64,
+    stop: bool,
+    error: Option<Error>,
+}
+
+impl FlushQueue {
+    fn hand(&self, upto: u64) {
+        let mut st = lock(&self.state);
+        if upto > st.wanted {
+            st.wanted = upto;
+            self.cv.notify_one();
+        }
+    }
+
+    /// A non-durable write applied while durable ones are still being
+    /// flushed waits for them (acknowledgements are cumulative).
+    fn busy_below(&self, seq: u64) -> bool {
+        let st = lock(&self.state);
+        st.wanted > st.flushed && st.wanted < seq
+    }
+
+    fn ackable(&self, applied: u64) -> u64 {
+        let st = lock(&self.state);
+        if st.wanted > st.flushed {
+            st.flushed
+        } else {
+            applied
+        }
+    }
+
+    fn flushed(&self) -> u64 {
+        lock(&self.state).flushed
+    }
+
+    /// A barrier flushed everything applied.
+    fn flushed_by_barrier(&self, applied: u64) {
+        let mut st = lock(&self.state);
+        st.flushed = st.flushed.max(applied);
+        st.wanted = st.wanted.max(applied);
+    }
+
+    /// The flusher's next target; None once stopped.
+    fn next(&self) -> Option<u64> {
+        let mut st = lock(&self.state);
+        loop {
+            if st.stop {
+                return None;
+            }
+            // Only what no running call covers.
+            if st.wanted > st.flushed.max(st.running) {
+                let upto = st.wanted;
+                st.running = upto;
+                return Some(upto);
+            }
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn done(&self, upto: u64) {
+        let mut st = lock(&self.state);
+        st.flushed = st.flushed.max(upto);
+    }
+
+    fn fail(&self, e: Error) {
+        let mut st = lock(&self.state);
+        st.error.get_or_insert(e);
+    }
+
+    fn check(&self) -> Result<()> {
+        match &lock(&self.state).error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn error(&self) -> Result<()> {
+        self.check()
+    }
+
+    fn stop(&self) {
+        lock(&self.state).stop = true;
+        self.cv.notify_all();
     }
 }
 
