@@ -14,7 +14,12 @@
 //! then `PeersChanged` (a known peer's full node that differs only in
 //! patchable fields becomes a patch, an equal one is dropped), then
 //! `PeerSeenChange`, `OnlineChange`, `PeersChangedPatch`. PeerChange zero
-//! values change nothing; `DERPMap` is merged into the previous one. See
+//! values change nothing; `DERPMap` is merged into the previous one. A
+//! disco key that arrives for an offline peer with a LastSeen no newer than
+//! the stored one is refused (the whole patch; in a full list the stored key
+//! and LastSeen stay), as `removeUnwantedDiscoUpdates*` refuses it.
+//! `PacketFilter` and the named `PacketFilters` chunks are kept as
+//! tailscaled keeps them and served concatenated in name order. See
 //! `Store::apply`.
 //!
 //! # What a watcher receives (tailscaled's `WatchNotificationsAs`)
@@ -61,6 +66,9 @@
 //!   a re-added peer).
 //! * Empty messages are not sent; no runtime `NetMap` (as on Linux).
 //! * Nodes keep fields the bus does not know (Go's decoder drops them).
+//! * Work tailscaled's LocalBackend does on its own clock is not done:
+//!   peers past their `KeyExpiry` are not flagged `Expired` (the nodes are
+//!   as control sent them).
 //! * `WATCH_CHUNKED_INITIAL`, a meshring extension tailscaled ignores,
 //!   delivers the initial peers in chunks ending with
 //!   `"InitialComplete": true`, for hosts that bound message sizes.

@@ -80,8 +80,7 @@ impl Node {
         Value::Object(self.to_map())
     }
 
-    /// One field, parsed.
-    #[cfg(test)]
+    /// One field, parsed (parses the whole node: for rare checks).
     pub fn get(&self, field: &str) -> Option<Value> {
         self.to_map().remove(field)
     }

@@ -34,6 +34,9 @@ pub(crate) struct MapUpdate {
     pub user_profiles: Vec<(i64, Value)>,
     pub dns_config: Option<Box<RawValue>>,
     pub packet_filter: Option<Box<RawValue>>,
+    /// `PacketFilters`: named chunks of rules (an array, or null to drop the
+    /// chunk; `"*": null` drops every chunk first).
+    pub packet_filters: Option<Vec<(String, Option<Value>)>>,
     pub derp_map: Option<Box<RawValue>>,
     pub domain: Option<String>,
 }
@@ -186,7 +189,24 @@ impl MapUpdate {
         }
         let opaque = |name: &str| fields.get(name).map(|raw| (*raw).to_owned());
         update.dns_config = opaque("DNSConfig");
-        update.packet_filter = opaque("PacketFilter");
+        update.packet_filter = opaque("PacketFilter").filter(|raw| raw.get() != "null");
+        if let Some(raw) = fields.get("PacketFilters") {
+            match value_of(raw, "PacketFilters")? {
+                Value::Null => {}
+                Value::Object(m) => {
+                    let mut chunks = Vec::with_capacity(m.len());
+                    for (name, v) in m {
+                        match v {
+                            Value::Null => chunks.push((name, None)),
+                            Value::Array(_) => chunks.push((name, Some(v))),
+                            _ => return Err(parse_error(format!("MapResponse.PacketFilters[{name:?}] must be an array or null"))),
+                        }
+                    }
+                    update.packet_filters = Some(chunks);
+                }
+                _ => return Err(parse_error("MapResponse.PacketFilters must be an object")),
+            }
+        }
         update.derp_map = opaque("DERPMap");
         if let Some(raw) = &update.derp_map {
             if !raw.get().trim_start().starts_with('{') {

@@ -58,6 +58,11 @@ fn says_nothing(field: &str, value: &Value) -> bool {
 }
 
 impl PeerChange {
+    /// The value of a field that says something.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.fields.iter().find(|(f, _)| f == field).map(|(_, v)| v)
+    }
+
     /// `where_` names the position in the input for error messages.
     pub fn parse(value: Value, where_: &str) -> Result<PeerChange> {
         let Value::Object(map) = value else {

@@ -14,7 +14,7 @@ use super::patch::{self, PeerChange};
 use super::tailcfg;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -26,7 +26,12 @@ pub(crate) struct Store {
     pub peers: HashMap<i64, Arc<Node>>,
     pub profiles: HashMap<i64, Arc<Value>>,
     pub dns_config: Option<Box<RawValue>>,
+    /// The rules of every named chunk, in name order (what tailscaled
+    /// serves as `PacketFilterRules`); None until a filter arrived.
     pub packet_filter: Option<Box<RawValue>>,
+    /// tailscaled's `namedPacketFilters`: `PacketFilter` is the chunk
+    /// "base", `PacketFilters` sets or drops chunks.
+    named_packet_filters: BTreeMap<String, Value>,
     pub derp_map: Option<Box<RawValue>>,
     pub domain: Option<String>,
     /// Bumped by every apply that changed anything; keys the NetMap cache.
@@ -95,7 +100,8 @@ impl Store {
                 applied.self_node = Some(node);
             }
         }
-        if let Some(peers) = update.peers {
+        if let Some(mut peers) = update.peers {
+            self.keep_newer_disco_keys(&mut peers);
             let keep: HashSet<i64> = peers.iter().map(|(id, _)| *id).collect();
             let gone: Vec<i64> = self.peers.keys().filter(|id| !keep.contains(id)).copied().collect();
             for id in gone {
@@ -119,6 +125,10 @@ impl Store {
                     }
                 }
             }
+            // removeUnwantedDiscoUpdates, against the peers as they were.
+            let mut patches = update.patches;
+            patches.retain(|c| self.disco_update_wanted(c));
+            patchified.retain(|c| self.disco_update_wanted(c));
             for id in update.peers_removed {
                 self.remove(id, &mut applied.peers);
             }
@@ -137,7 +147,7 @@ impl Store {
             for (id, online) in update.online_change {
                 self.patch(&PeerChange { id, fields: vec![("Online".into(), Value::Bool(online))] }, &mut applied);
             }
-            for change in update.patches.iter().chain(&patchified) {
+            for change in patches.iter().chain(&patchified) {
                 self.patch(change, &mut applied);
             }
         }
@@ -151,7 +161,37 @@ impl Store {
                 opaque_changed = true;
             }
         }
-        for (slot, new) in [(&mut self.dns_config, update.dns_config), (&mut self.packet_filter, update.packet_filter)] {
+        // Packet filters as map.go keeps them: named chunks, concatenated in
+        // name order whenever either field came.
+        if update.packet_filter.is_some() || update.packet_filters.is_some() {
+            if let Some(base) = update.packet_filter {
+                let rules = serde_json::from_str(base.get()).unwrap_or(Value::Null);
+                self.named_packet_filters.insert("base".into(), rules);
+            }
+            if let Some(chunks) = update.packet_filters {
+                if chunks.iter().any(|(k, v)| k == "*" && v.is_none()) {
+                    self.named_packet_filters.clear();
+                }
+                for (name, rules) in chunks {
+                    match (name.as_str(), rules) {
+                        ("*", _) => {}
+                        (_, Some(rules)) => {
+                            self.named_packet_filters.insert(name, rules);
+                        }
+                        (_, None) => {
+                            self.named_packet_filters.remove(&name);
+                        }
+                    }
+                }
+            }
+            let concat: Vec<&Value> = self.named_packet_filters.values().filter_map(Value::as_array).flatten().collect();
+            let rules = serde_json::value::to_raw_value(&concat).expect("JSON values always encode");
+            if !same_raw(&self.packet_filter, &rules) {
+                self.packet_filter = Some(rules);
+                opaque_changed = true;
+            }
+        }
+        for (slot, new) in [(&mut self.dns_config, update.dns_config)] {
             if let Some(new) = new {
                 if !same_raw(slot, &new) {
                     *slot = Some(new);
@@ -214,6 +254,55 @@ impl Store {
         }
     }
 
+    /// tailscaled's `removeUnwantedDiscoUpdates` (map.go): a patch carrying
+    /// a DiscoKey, Online and LastSeen for a known peer is dropped whole when
+    /// it says the peer is offline and its LastSeen is not after the stored
+    /// one (a stale disco key must not replace a newer one).
+    fn disco_update_wanted(&self, change: &PeerChange) -> bool {
+        let (Some(_), Some(online), Some(seen)) = (change.get("DiscoKey"), change.get("Online"), change.get("LastSeen")) else {
+            return true;
+        };
+        let Some(existing) = self.peers.get(&change.id) else { return true };
+        if online.as_bool() == Some(true) {
+            return true;
+        }
+        let Some(existing_seen) = existing.get("LastSeen").and_then(|v| v.as_str().and_then(clock::parse_rfc3339)) else {
+            return true;
+        };
+        seen.as_str().and_then(clock::parse_rfc3339).is_some_and(|t| t > existing_seen)
+    }
+
+    /// tailscaled's `removeUnwantedDiscoUpdatesFromFullNetmapUpdate`: in a
+    /// full peer list, a known peer whose disco key changed while it is not
+    /// online and whose LastSeen is not after the stored one keeps its
+    /// stored disco key and LastSeen.
+    fn keep_newer_disco_keys(&self, peers: &mut [(i64, Node)]) {
+        for (id, node) in peers.iter_mut() {
+            let Some(existing) = self.peers.get(id) else { continue };
+            if **existing == *node {
+                continue; // unchanged (most of a full list): nothing to parse
+            }
+            let mut map = node.to_map();
+            let Some(disco) = map.get("DiscoKey").filter(|d| d.as_str().is_some_and(|s| !is_zero_key(s))).cloned() else { continue };
+            let was = existing.to_map();
+            if was.get("DiscoKey") == Some(&disco) || map.get("Online") == Some(&Value::Bool(true)) {
+                continue;
+            }
+            let Some((existing_seen, at)) = was.get("LastSeen").and_then(|v| Some((v.clone(), clock::parse_rfc3339(v.as_str()?)?))) else {
+                continue;
+            };
+            if map.get("LastSeen").and_then(|v| clock::parse_rfc3339(v.as_str()?)).is_some_and(|t| t > at) {
+                continue;
+            }
+            match was.get("DiscoKey") {
+                Some(d) => map.insert("DiscoKey".into(), d.clone()),
+                None => map.remove("DiscoKey"),
+            };
+            map.insert("LastSeen".into(), existing_seen);
+            *node = Node::from_map(&map);
+        }
+    }
+
     fn clear_last_seen(&mut self, id: i64, deltas: &mut PeerDeltas) {
         let Some(stored) = self.peers.get_mut(&id) else { return };
         let mut node = stored.to_map();
@@ -245,6 +334,12 @@ impl Store {
     }
 }
 
+/// Whether a key as tailcfg marshals it ("discokey:" + 64 hex digits) is
+/// the zero key (Go's `IsZero`).
+fn is_zero_key(s: &str) -> bool {
+    s.split_once(':').is_some_and(|(_, hex)| hex.bytes().all(|c| c == b'0'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +367,58 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn packet_filter_chunks_merge_as_tailscaled_merges_them() {
+        let mut s = Store::default();
+        let rules = |s: &Store| serde_json::from_str::<Value>(s.packet_filter.as_ref().unwrap().get()).unwrap();
+        apply(&mut s, json!({"PacketFilter": [{"SrcIPs": ["*"]}]}));
+        assert_eq!(rules(&s), json!([{"SrcIPs": ["*"]}]));
+        // Chunks join "base", in name order.
+        apply(&mut s, json!({"PacketFilters": {"b": [{"SrcIPs": ["b"]}], "a": [{"SrcIPs": ["a"]}]}}));
+        assert_eq!(rules(&s), json!([{"SrcIPs": ["a"]}, {"SrcIPs": ["b"]}, {"SrcIPs": ["*"]}]));
+        // null drops a chunk; [] keeps it, empty.
+        apply(&mut s, json!({"PacketFilters": {"a": null, "b": []}}));
+        assert_eq!(rules(&s), json!([{"SrcIPs": ["*"]}]));
+        // "*": null drops every chunk before the others apply.
+        apply(&mut s, json!({"PacketFilters": {"*": null, "c": [{"SrcIPs": ["c"]}]}}));
+        assert_eq!(rules(&s), json!([{"SrcIPs": ["c"]}]));
+        // A null PacketFilter changes nothing.
+        let a = apply(&mut s, json!({"PacketFilter": null}));
+        assert!(!a.netmap_changed);
+        assert_eq!(rules(&s), json!([{"SrcIPs": ["c"]}]));
+        assert!(MapUpdate::parse(br#"{"PacketFilters": {"a": 1}}"#, "").is_err());
+        assert!(MapUpdate::parse(br#"{"PacketFilters": []}"#, "").is_err());
+    }
+
+    #[test]
+    fn stale_disco_updates_are_refused_as_tailscaled_refuses_them() {
+        let mut s = Store::default();
+        let d = |n: u8| format!("discokey:{}", format!("{n:02x}").repeat(32));
+        apply(&mut s, json!({"Peers": [{"ID": 2, "DiscoKey": d(1), "LastSeen": "2026-01-02T00:00:00Z"}]}));
+        // Offline, LastSeen not newer: the whole patch is refused.
+        let a = apply(&mut s, json!({"PeersChangedPatch": [{"NodeID": 2, "DiscoKey": d(2), "Online": false, "LastSeen": "2026-01-02T00:00:00Z", "DERPRegion": 3}]}));
+        assert!(a.peers.is_empty());
+        assert_eq!(s.peers[&2].get("DiscoKey"), Some(json!(d(1))));
+        // Newer LastSeen (another zone, fractional): accepted.
+        apply(&mut s, json!({"PeersChangedPatch": [{"NodeID": 2, "DiscoKey": d(2), "Online": false, "LastSeen": "2026-01-02T01:00:00.5+01:00"}]}));
+        assert_eq!(s.peers[&2].get("DiscoKey"), Some(json!(d(2))));
+        // Online: accepted whatever its LastSeen.
+        apply(&mut s, json!({"PeersChangedPatch": [{"NodeID": 2, "DiscoKey": d(3), "Online": true, "LastSeen": "2025-01-01T00:00:00Z"}]}));
+        assert_eq!(s.peers[&2].get("DiscoKey"), Some(json!(d(3))));
+        // Without all three fields the rule does not apply.
+        apply(&mut s, json!({"PeersChangedPatch": [{"NodeID": 2, "DiscoKey": d(4)}]}));
+        assert_eq!(s.peers[&2].get("DiscoKey"), Some(json!(d(4))));
+        // A full list with an offline peer's older key keeps the stored key
+        // and LastSeen; a newer LastSeen takes the list's.
+        apply(&mut s, json!({"Peers": [{"ID": 2, "DiscoKey": d(4), "Online": false, "LastSeen": "2026-03-01T00:00:00Z"}]}));
+        apply(&mut s, json!({"Peers": [{"ID": 2, "DiscoKey": d(5), "Online": false, "LastSeen": "2026-02-01T00:00:00Z", "N": 1}]}));
+        assert_eq!(s.peers[&2].get("DiscoKey"), Some(json!(d(4))));
+        assert_eq!(s.peers[&2].get("LastSeen"), Some(json!("2026-03-01T00:00:00Z")));
+        assert_eq!(s.peers[&2].get("N"), Some(json!(1)), "the rest of the node is the list's");
+        apply(&mut s, json!({"Peers": [{"ID": 2, "DiscoKey": d(5), "Online": false, "LastSeen": "2026-04-01T00:00:00Z"}]}));
+        assert_eq!(s.peers[&2].get("DiscoKey"), Some(json!(d(5))));
     }
 
     #[test]
