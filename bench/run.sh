@@ -42,13 +42,22 @@ echo
 cc -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pedantic -Iinclude bench/cache_bench.c -o bench/bin/cache_bench target/release/libmeshring.a -lpthread -ldl -lm
 bench/bin/cache_bench "${CACHE_REPS:-5}"
 
-# Replication (issue 8): 4 KiB random writes on a local volume (io_uring vs
-# pread/pwrite vs a plain pwrite loop), replicated async/sync on loopback vs
-# local, checkpoint latency after 1k/100k dirty blocks. Source:
-# bench/repl_bench.c (REPL_WRITES=50000; ~1 GiB of sparse temp files in /tmp).
+# Replication: 4 KiB random writes on a local volume (io_uring vs
+# pread/pwrite vs a plain pwrite loop); sync write latency vs a bare TCP
+# ping-pong of a 4 KiB frame with a 32 B reply; async vs local writes;
+# durable writes with 16 writers vs fdatasync per write; O_DIRECT batches
+# of 32 vs pwrite; checkpoint latency after 1k/100k dirty blocks; then RSS
+# with 100k and 1M overwritten blocks, each in a fresh process. Source:
+# bench/repl_bench.c (REPL_WRITES=50000, REPL_RSS_SIZES="100000 1000000";
+# ~1 GiB of sparse temp files in /tmp, plus 3x 4 KiB per block of the RSS rows).
 echo
 cc -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pedantic -Iinclude bench/repl_bench.c -o bench/bin/repl_bench target/release/libmeshring.a -lpthread -ldl -lm
 bench/bin/repl_bench "${REPL_WRITES:-50000}"
+echo
+echo "Replication RSS: a primary and a secondary in one process, N distinct 4 KiB blocks overwritten (async) since"
+echo "the last checkpoint, so the secondary holds N old blocks in its hidden layer (on disk; the index is a bitmap)"
+printf '  %-9s %9s %9s %12s %12s %12s %10s\n' "dirty" "hidden" "blocks" "RSS before MB" "RSS after MB" "peak RSS MB" "write s"
+for n in ${REPL_RSS_SIZES:-100000 1000000}; do bench/bin/repl_bench rss "$n"; done
 
 # Lifecycle runtime (issue 7): feed of 100k and 1M routes to a new protocol
 # (routes/s, longest loop step, worst wait of a probe command during the
