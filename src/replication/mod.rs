@@ -3,6 +3,76 @@
 //! over the base), checkpoints on the primary's barriers and can fail over.
 //! Modes, stages, layering and error reporting follow QEMU's block
 //! replication filter; see `stage`, `layers`, `primary`, `secondary`.
+//!
+//! # What a host gets
+//!
+//! * **Writes that mean what the mode says.** `Async`: the call returns
+//!   after the local write; the frame is queued for a sender thread.
+//!   `Sync`: after the secondary applied it (in its page cache). `Durable`:
+//!   after it is on stable storage on both sides (fdatasync on each, the
+//!   secondary's before its acknowledgement). A batch (`write_batch`) is
+//!   sent, applied and acknowledged as one.
+//! * **Reads of the right view.** The primary reads its volume; a running
+//!   secondary reads active, then hidden, then the base; after failover the
+//!   base, which holds every write the primary sent plus the secondary's own.
+//! * **Checkpoints** (the secondary's view becomes the primary's),
+//!   **failover** (the secondary commits its active layer and stands alone)
+//!   and **resync**: a secondary that connects late or comes back gets
+//!   exactly the blocks it may lack (a dirty bitmap), never the whole volume.
+//! * **An authenticated link only** (see `auth`): a pre-shared key, a
+//!   challenge-response handshake over both sides' fresh nonces, a MAC on
+//!   every frame under a per-session, per-direction key with the frame's
+//!   position under it. A peer without the key, with another key, replaying
+//!   a handshake or a frame, or changing a bit is refused (MR_AUTH), the
+//!   reason stored for `get_error`; a changed frame on the live link drops
+//!   it and the primary reconnects and resyncs. One primary at a time: a
+//!   second one, key or not, is refused (MR_STATE) until the first one's
+//!   connection closes or stays silent for the peer timeout (the takeover
+//!   rule, see `secondary`). Connections can be TCP (the primary connects,
+//!   the secondary listens) or sockets the host hands over
+//!   (`add_connection`, e.g. inside its own tunnel).
+//!
+//! # What it costs
+//!
+//! * Per write: the local write, an HMAC-SHA256 of the frame on each side
+//!   (~2.6 us per 4 KiB with the CPU's SHA extensions), the secondary's
+//!   write, and for the first overwrite of a block since the last
+//!   checkpoint a copy of its old content into the hidden layer (a read and
+//!   a write). Sync and durable writers read their own acknowledgements
+//!   (no thread hand-off on the primary for a lone writer); async writers
+//!   pay a copy into the send queue.
+//! * Durable: one fdatasync at a time per side, shared by every write done
+//!   before it started (group commit); the primary's overlaps the network
+//!   round trip, the secondary's runs on a flusher thread while the apply
+//!   loop goes on.
+//! * Memory is bounded by the volume's size, not by what is written: the
+//!   primary keeps one bit per block (dirty map) plus the writes in
+//!   flight; the secondary keeps its active and hidden layers in sparse
+//!   files beside the volume (`<path>.active`, `<path>.hidden`) and one bit
+//!   per block per layer in memory (32 KiB per GiB of 4 KiB blocks for each
+//!   layer, however many blocks are dirty). Async mode holds at most twice
+//!   `SEND_QUEUE_BYTES` of frames. A checkpoint truncates the layer files.
+//!
+//! # Under pressure, and when things fail
+//!
+//! * A slow link or secondary: async writers wait once the 4 MiB send
+//!   queue is full (back-pressure); sync and durable writers wait for their
+//!   acknowledgement at most the peer timeout.
+//! * Replication trouble never fails a write: the local write stands, the
+//!   blocks stay dirty for the next resync and the reason is stored for
+//!   `get_error` (so with Sync or Durable, Ok from `write` and then from
+//!   `get_error` means the secondary has it). A close that overtakes a
+//!   waiting sync write makes it return Closed.
+//! * A dead peer is noticed after the peer timeout of silence (keepalives
+//!   go every quarter of it); the primary reconnects with backoff (20 ms
+//!   doubling to 500 ms). A killed secondary restarts from its volume file
+//!   (every acknowledged-durable write is in it; its layers start empty)
+//!   and is resynced.
+//! * Handshakes are bounded: at most `secondary::MAX_HANDSHAKES` at once,
+//!   each within the peer timeout; frame headers are checked (and lengths
+//!   bounded) before anything is allocated, tags before anything is applied.
+//! * A panic on a replication thread halts the handle: every later call
+//!   returns Panic with the reason; close still frees.
 
 mod auth;
 mod chooser;
