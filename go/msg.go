@@ -19,8 +19,8 @@ import (
 // datagram, else 0) and, with Config.PktInfo, Local and Ifindex: the
 // address the datagram was sent to and the interface it arrived on.
 //
-// WriteMsgs sends the bytes of Bufs gathered in order when Bufs is not nil
-// (no copy: each buffer is handed to the kernel as it is), else Buf, to
+// WriteMsgs sends the bytes of Bufs (up to 64) gathered in order when Bufs
+// is not nil (no copy: each buffer is handed to the kernel as it is), else Buf, to
 // Addr. SegmentSize > 0 asks GSO (Config.GSO) to cut the payload into
 // datagrams of that size, the last one possibly shorter; gathering several
 // packet buffers with a SegmentSize sends them as one GSO batch. A valid
@@ -36,17 +36,12 @@ type Msg struct {
 	SegmentSize int
 }
 
-// msgCall is the per-call state of ReadMsgs / WriteMsgs, as call is for
-// ReadBatch / WriteBatch. usedMsgs / usedIov count the entries that may
-// hold Go pointers: they are cleared before the call state is reused, so
-// C memory never keeps a pointer to a Go buffer that may since have been
-// freed (a later store over it would hand the garbage collector's write
-// barrier a dangling pointer).
+// msgCall is the per-call state of ReadMsgs / WriteMsgs in C memory. The
+// buffers themselves reach the library as direct call arguments (see
+// mrgo_udp_recvmsg_direct), so C memory never holds a Go pointer after a
+// call and no runtime.Pinner is needed.
 type msgCall struct {
-	c        *C.mrgo_msg_call
-	pin      runtime.Pinner
-	usedMsgs int
-	usedIov  int
+	c *C.mrgo_msg_call
 }
 
 func (c *UDPConn) getMsgCall() *msgCall {
@@ -54,23 +49,13 @@ func (c *UDPConn) getMsgCall() *msgCall {
 	case cl := <-c.msgCalls:
 		return cl
 	default:
-		// calloc: zeroed, so no stale pointer is ever overwritten (see msgCall).
-		// C.calloc never returns nil: cgo aborts on allocation failure.
+		// calloc: zeroed. C.calloc never returns nil: cgo aborts on
+		// allocation failure.
 		return &msgCall{c: (*C.mrgo_msg_call)(C.calloc(1, C.sizeof_mrgo_msg_call))}
 	}
 }
 
 func (c *UDPConn) putMsgCall(cl *msgCall) {
-	// The caller still holds every buffer: clear the pointers, then unpin.
-	for i := 0; i < cl.usedMsgs; i++ {
-		cl.c.msgs[i].buf = nil
-		cl.c.msgs[i].iov = nil
-	}
-	for i := 0; i < cl.usedIov; i++ {
-		cl.c.iov[i].base = nil
-	}
-	cl.usedMsgs, cl.usedIov = 0, 0
-	cl.pin.Unpin()
 	select {
 	case c.msgCalls <- cl:
 	default:
@@ -78,30 +63,23 @@ func (c *UDPConn) putMsgCall(cl *msgCall) {
 	}
 }
 
-func (cl *msgCall) ptr(b []byte) *C.uint8_t {
-	if len(b) == 0 {
-		return nil
-	}
-	p := &b[0]
-	cl.pin.Pin(p)
-	return (*C.uint8_t)(unsafe.Pointer(p))
-}
-
-// ReadMsgs receives up to min(len(msgs), BatchSize) datagrams in one
-// library call: datagram i is in msgs[i].Buf[:msgs[i].N]. It blocks until
-// at least one arrives (subject to the read deadline) and returns how many
-// it filled. Each Buf must be non-empty; a datagram longer than its Buf is
+// ReadMsgs receives up to min(len(msgs), 64) datagrams in one library
+// call: datagram i is in msgs[i].Buf[:msgs[i].N]. It blocks until at least
+// one arrives (subject to the read deadline) and returns how many it
+// filled. Each Buf must be non-empty; a datagram longer than its Buf is
 // kept for the next call, and fails the call with ErrBufferTooSmall when it
 // is the first.
 func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
-	n := min(len(msgs), BatchSize)
+	n := min(len(msgs), directBatch)
 	if n == 0 {
 		return 0, newError(StatusInvalidArgument, "read", "empty batch")
 	}
+	var p directPtrs
 	for i := 0; i < n; i++ {
 		if len(msgs[i].Buf) == 0 {
 			return 0, newError(StatusInvalidArgument, "read", fmt.Sprintf("msgs[%d].Buf is empty", i))
 		}
+		p[i] = bufPtr(msgs[i].Buf)
 	}
 	h, err := c.acquire("read")
 	if err != nil {
@@ -111,11 +89,9 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 	defer runtime.KeepAlive(c)
 	cl := c.getMsgCall()
 	defer c.putMsgCall(cl)
-	cl.usedMsgs = n
 	for i := 0; i < n; i++ {
 		m := &cl.c.msgs[i]
 		*m = C.mr_msg{}
-		m.buf = cl.ptr(msgs[i].Buf)
 		m.cap = C.size_t(len(msgs[i].Buf))
 		m.len = unfilled
 	}
@@ -138,7 +114,7 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 	if c.np != nil {
 		got := 0
 		res, werr := c.np.read(func() error {
-			switch st := Status(C.mrgo_udp_recvmsg(h, cl.c, C.size_t(n), 0)); st {
+			switch st := udpRecvDirect(h, cl.c, n, 0, &p); st {
 			case StatusOK:
 				if got = collect(); got == 0 {
 					return errWouldBlock // see call.filled
@@ -160,7 +136,7 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 		if !ok {
 			return 0, errDeadline("read")
 		}
-		switch st := Status(C.mrgo_udp_recvmsg(h, cl.c, C.size_t(n), C.int32_t(ms))); st {
+		switch st := udpRecvDirect(h, cl.c, n, ms, &p); st {
 		case StatusOK:
 			if k := collect(); k > 0 {
 				return k, nil
@@ -174,12 +150,13 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 	}
 }
 
-// WriteMsgs sends msgs in order, handing the library up to BatchSize
-// datagrams (and up to 1024 gathered buffers) per call, and returns how many
-// were sent: all of them, or a prefix and the error that stopped it. It
-// blocks while the socket buffer is full (subject to the write deadline).
-// An error from a GSO send carrying Errno EIO means the outgoing device
-// cannot checksum-offload: send without SegmentSize.
+// WriteMsgs sends msgs in order and returns how many were sent: all of
+// them, or a prefix and the error that stopped it. Each library call takes
+// up to 64 buffers (a message's Bufs are never split: at most 64 each,
+// which is also UDP GSO's limit of segments). It blocks while the socket
+// buffer is full (subject to the write deadline). An error from a GSO send
+// carrying Errno EIO means the outgoing device cannot checksum-offload:
+// send without SegmentSize.
 func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
@@ -194,18 +171,22 @@ func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 	defer c.putMsgCall(cl)
 	done := 0
 	for done < len(msgs) {
-		// Fill a chunk: at most BatchSize messages and MRGO_IOV gather buffers.
+		// Fill a chunk: at most BatchSize messages and directBatch buffers.
+		var p directPtrs
 		n, iov := 0, 0
 		for done+n < len(msgs) && n < BatchSize {
 			src := &msgs[done+n]
-			if len(src.Bufs) > C.MRGO_IOV {
-				return done, newError(StatusInvalidArgument, "write", fmt.Sprintf("msgs[%d] gathers %d buffers, more than %d", done+n, len(src.Bufs), C.MRGO_IOV))
+			parts := len(src.Bufs)
+			if src.Bufs == nil {
+				parts = 1
 			}
-			if iov+len(src.Bufs) > C.MRGO_IOV {
+			if parts > directBatch {
+				return done, newError(StatusInvalidArgument, "write", fmt.Sprintf("msgs[%d] gathers %d buffers, more than %d", done+n, parts, directBatch))
+			}
+			if iov+parts > directBatch {
 				break
 			}
 			m := &cl.c.msgs[n]
-			cl.usedMsgs = max(cl.usedMsgs, n+1)
 			*m = C.mr_msg{}
 			if err := addrToC(src.Addr, &m.addr); err != nil {
 				return done, err
@@ -224,20 +205,22 @@ func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 				return done, newError(StatusInvalidArgument, "write", fmt.Sprintf("msgs[%d].SegmentSize %d is out of range", done+n, src.SegmentSize))
 			}
 			m.segment_size = C.uint16_t(src.SegmentSize)
-			if src.Bufs != nil {
-				m.iov = &cl.c.iov[iov]
-				m.iovcnt = C.size_t(len(src.Bufs))
-				for _, b := range src.Bufs {
-					v := &cl.c.iov[iov]
-					v.base = cl.ptr(b)
-					v.len = C.size_t(len(b))
-					iov++
+			m.iov = &cl.c.iov[iov]
+			m.iovcnt = C.size_t(parts)
+			add := func(b []byte) {
+				v := &cl.c.iov[iov]
+				v.len = C.size_t(len(b))
+				if len(b) > 0 {
+					p[iov] = bufPtr(b)
 				}
-				cl.usedIov = max(cl.usedIov, iov)
+				iov++
+			}
+			if src.Bufs == nil {
+				add(src.Buf)
 			} else {
-				m.buf = cl.ptr(src.Buf)
-				m.len = C.size_t(len(src.Buf))
-				m.cap = m.len
+				for _, b := range src.Bufs {
+					add(b)
+				}
 			}
 			n++
 		}
@@ -245,21 +228,18 @@ func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 		for off < n {
 			ms, ok := c.wdl.timeoutMS()
 			if !ok {
-				cl.pin.Unpin()
 				return done + off, errDeadline("write")
 			}
-			st := Status(C.mrgo_udp_sendmsg(h, cl.c, C.size_t(off), C.size_t(n-off), C.int32_t(ms)))
+			st := udpSendDirect(h, cl.c, off, n-off, iov, ms, &p)
 			off += int(cl.c.count)
 			switch st {
 			case StatusOK:
 			case StatusTimeout, StatusWouldBlock:
 				// A polling slice ended with the socket buffer full: retry the rest.
 			default:
-				cl.pin.Unpin()
 				return done + off, errFromC(st, "write", &cl.c.err)
 			}
 		}
-		cl.pin.Unpin()
 		done += n
 	}
 	return done, nil

@@ -354,15 +354,29 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	defer t.mu.RUnlock()
 	defer runtime.KeepAlive(t)
 	cl := t.getCall()
-	defer t.putCall(cl, n)
-	for i := 0; i < n; i++ {
-		cl.set(i, bufs[i][offset:], false)
-	}
-	for {
+	defer t.putCall(cl, 0)
+	// The buffers go to the library as direct call arguments, up to
+	// directBatch per call (see mrgo_tun_read_direct): the first call
+	// waits for packets, the following ones only take what is ready.
+	total := 0
+	for total < n {
+		chunk := min(n-total, directBatch)
+		var p directPtrs
+		for i := 0; i < chunk; i++ {
+			b := bufs[total+i][offset:]
+			p[i] = bufPtr(b)
+			pk := &cl.c.pkts[i]
+			pk.cap = C.size_t(len(b))
+			pk.len = 0
+			pk.proto = 0
+		}
 		var st Status
-		if t.np != nil {
+		switch {
+		case total > 0:
+			st = tunReadDirect(h, cl.c, chunk, 0, &p)
+		case t.np != nil:
 			_, werr := t.np.read(func() error {
-				st = Status(C.mrgo_tun_read(h, cl.c, C.size_t(n), 0))
+				st = tunReadDirect(h, cl.c, chunk, 0, &p)
 				if st == StatusWouldBlock || st == StatusTimeout {
 					return errWouldBlock
 				}
@@ -371,21 +385,25 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			if werr != nil {
 				return 0, pollError("read", werr)
 			}
-		} else {
+		default:
 			// -1: wait as long as it takes; mr_tun_close wakes the call.
-			st = Status(C.mrgo_tun_read(h, cl.c, C.size_t(n), -1))
+			st = tunReadDirect(h, cl.c, chunk, -1, &p)
 		}
-		switch st {
-		case StatusOK:
-		case StatusTimeout, StatusWouldBlock:
+		switch {
+		case st == StatusOK:
+		case total > 0:
+			return total, nil // what is read so far; the error comes again next time
+		case st == StatusTimeout || st == StatusWouldBlock:
 			continue
 		default:
 			return 0, errFromC(st, "read", &cl.c.err)
 		}
+		got := min(int(cl.c.count), chunk)
 		k := 0
-		for i := 0; i < min(int(cl.c.count), n); i++ {
+		for i := 0; i < got; i++ {
+			src := bufs[total+i]
 			l := int(cl.c.pkts[i].len)
-			if l > len(bufs[i])-offset || truncatedIP(bufs[i][offset:offset+l]) {
+			if l > len(src)-offset || truncatedIP(src[offset:offset+l]) {
 				// Workaround: meshring 0.1.0 checks slots against the MTU
 				// it read at creation (or at the last MTU/SetMTU call). If
 				// the MTU was raised behind its back, a longer packet is
@@ -395,15 +413,17 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 				continue
 			}
 			if k != i {
-				copy(bufs[k][offset:], bufs[i][offset:offset+l])
+				copy(bufs[total+k][offset:], src[offset:offset+l])
 			}
-			sizes[k] = l
+			sizes[total+k] = l
 			k++
 		}
-		if k > 0 {
-			return k, nil
+		total += k
+		if got < chunk && total > 0 {
+			break // the device had no more ready
 		}
 	}
+	return total, nil
 }
 
 // Write writes every bufs[i][offset:] as one IP packet, in order, handing

@@ -15,9 +15,9 @@ const (
 
 // WriteBatch writes every bufs[i][offset:] as one IP packet; a packet the
 // kernel refuses does not stop the others. With Offload, TCP and UDP
-// packets of one flow anywhere in the batch are coalesced by wireguard-go's
-// rules and handed to the kernel as one super-packet straight from bufs
-// (which are only read). It returns how many packets were written and, if
+// packets of one flow anywhere in each run of 64 packets are coalesced by
+// wireguard-go's rules and handed to the kernel as one super-packet
+// straight from bufs (which are only read). It returns how many packets were written and, if
 // not all, the first failure (an *Error; its Errno says why the kernel
 // refused, e.g. EINVAL for a coalesced packet a buggy kernel rejects).
 func (t *TUN) WriteBatch(bufs [][]byte, offset int) (int, error) {
@@ -37,14 +37,22 @@ func (t *TUN) WriteBatch(bufs [][]byte, offset int) (int, error) {
 	defer t.putCall(cl, 0)
 	done := 0
 	var first error
-	for start := 0; start < len(bufs); start += BatchSize {
-		n := min(len(bufs)-start, BatchSize)
+	// Up to directBatch buffers per call as direct arguments (see
+	// mrgo_tun_write_direct); flows coalesce within each call, and one
+	// super-packet holds at most 64 KiB, fewer packets than that.
+	for start := 0; start < len(bufs); start += directBatch {
+		n := min(len(bufs)-start, directBatch)
+		var p directPtrs
 		for i := 0; i < n; i++ {
-			cl.set(i, bufs[start+i][offset:], true)
+			b := bufs[start+i][offset:]
+			p[i] = bufPtr(b)
+			pk := &cl.c.pkts[i]
+			pk.cap = C.size_t(len(b))
+			pk.len = C.size_t(len(b))
+			pk.proto = 0
 		}
-		st := Status(C.mrgo_tun_write_batch(h, cl.c, C.size_t(n)))
+		st := tunWriteDirect(h, cl.c, n, &p)
 		done += min(int(cl.c.count), n)
-		cl.reset(n)
 		if st != StatusOK && first == nil {
 			first = errFromC(st, "write", &cl.c.err)
 			if st == StatusClosed {
