@@ -1821,6 +1821,23 @@ enum mr_status mr_snapshot_remove_resource(struct mr_snapshot *snap, const char 
 enum mr_status mr_snapshot_add_packed(struct mr_snapshot *snap, const uint8_t *buf, size_t len);
 
 /*
+ Edits the snapshot from `buf[0..len)` in the packed edit encoding (a
+ binding keeps a node's snapshot current by sending what changed):
+ little-endian, str/blob = u32 length + bytes:
+   magic "MRE1"; default_version str; u32 type count, then per type:
+   type_url str, has_version u8 (0: the default version; 1: its own,
+   version str follows), u32 removed count + names (str each; each must
+   be present), u32 resource count + per resource: name str, ttl_ms i64
+   (<= 0: no TTL), bytes blob (added, or replacing the one of that name).
+ Untouched resources stay shared with the snapshot this one was taken
+ from (`mr_cache_get_snapshot`), and the edited types remember what
+ changed, so a delta stream continued with `mr_cache_delta_watch_after`
+ looks at only that. All or nothing: MR_PARSE or MR_INVALID_ARGUMENT
+ leave the snapshot unchanged. `buf` is borrowed for the call only.
+ */
+enum mr_status mr_snapshot_edit_packed(struct mr_snapshot *snap, const uint8_t *buf, size_t len);
+
+/*
  Sets the version of one type (default: the snapshot's version). Strings
  are borrowed for the call only. MR_INVALID_ARGUMENT for NULL arguments or
  an empty type URL.

@@ -110,6 +110,8 @@ type Cache struct {
 	dispatch dispatcher
 	// Answers shared by many watches, decoded once.
 	wires sharedWires
+	// Delta streams' held answers, found by the version map handed back.
+	conts continuations
 
 	ads  bool
 	hash cache.NodeHash
@@ -228,6 +230,7 @@ func (c *Cache) Close() error {
 		c.h = nil
 	}
 	c.wires.close()
+	c.conts.close()
 	return nil
 }
 
@@ -329,18 +332,16 @@ func appendStr(b []byte, s string) []byte { return append(appendU32(b, len(s)), 
 // returned marshalled state aliases the returned buffer.
 func packSnapshot(b []byte, snap cache.ResourceSnapshot, prev *marshalled) ([]byte, string, int, *marshalled, error) {
 	urls, nExtras := snapshotTypeURLs(snap)
-	extra := make([]bool, len(urls))
-	extraTypes.mu.RLock()
-	for i, u := range urls {
-		extra[i] = extraTypes.set[u]
-	}
-	extraTypes.mu.RUnlock()
+	extra := extraFlags(urls)
 	versions := make([]string, len(urls))
 	for i, u := range urls {
 		versions[i] = snap.GetVersion(u)
 	}
 	def := mostCommon(versions)
-	next := newMarshalled(prev)
+	bld := newBuilder(4)
+	if prev != nil {
+		bld = newBuilder(len(prev.entries))
+	}
 	b = append(b, "MRS1"...)
 	typesAt := len(b)
 	b = appendU32(b, 0)
@@ -368,19 +369,13 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot, prev *marshalled) ([]by
 			if name == "" {
 				name = cache.GetResourceName(res.Resource)
 			}
-			ttl := int64(-1)
-			if res.TTL != nil {
-				ttl = res.TTL.Milliseconds()
-				if ttl <= 0 {
-					ttl = 1 // a TTL below 1ms still marks the resource TTL'd
-				}
-			}
+			ttl := ttlMs(res)
 			b = appendStr(b, name)
 			b = binary.LittleEndian.AppendUint64(b, uint64(ttl))
 			lenAt := len(b)
 			b = appendU32(b, 0)
 			if old, ok := prev.lookup(typeURL, name, res.Resource); ok {
-				b = append(b, old...)
+				b = append(b, old.bytes...)
 			} else {
 				var err error
 				if b, err = deterministic.MarshalAppend(b, res.Resource); err != nil {
@@ -388,14 +383,13 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot, prev *marshalled) ([]by
 				}
 			}
 			binary.LittleEndian.PutUint32(b[lenAt:], uint32(len(b)-lenAt-4))
-			next.add(typeURL, name, res.Resource, lenAt+4, len(b))
+			bld.packed(typeURL, name, res.Resource, ttl, lenAt+4, len(b))
 			count++
 		}
 		binary.LittleEndian.PutUint32(b[countAt:], uint32(count))
 	}
 	binary.LittleEndian.PutUint32(b[typesAt:], uint32(nTypes))
-	next.seal(b)
-	return b, def, nExtras, next, nil
+	return b, def, nExtras, bld.seal(b), nil
 }
 
 // mostCommon returns the most frequent string of vs ("" for none); ties
@@ -467,6 +461,23 @@ func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBat
 			return C.mrxds_set_snapshot(ch, cnode, h, &evs[0], setBatch, &n, cerr)
 		}
 	} else {
+		cnode := cstr(node)
+		if prev != nil {
+			// The library holds the snapshot prev describes: send what changed.
+			buf, _, nExtras, next, ok, err := packEdit(snap, prev)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				var cerr C.mrxds_err
+				st := c.withHandle(func(ch *C.mr_cache) C.mr_status {
+					return C.mrxds_set_edit(ch, cptr(cnode), bytesPtr(buf), C.size_t(len(buf)), &evs[0], setBatch, &n, &cerr)
+				})
+				if st != C.MR_NOT_FOUND { // not found: send it whole, below
+					return c.setDone(node, snap, nExtras, next, n, st, &cerr)
+				}
+			}
+		}
 		buf, version, nExtras, next, err := packSnapshot(prev.bufFor(), snap, prev)
 		if err != nil {
 			return 0, err
@@ -480,6 +491,11 @@ func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBat
 	cnode := cstr(node)
 	var cerr C.mrxds_err
 	st := c.withHandle(func(ch *C.mr_cache) C.mr_status { return set(ch, cptr(cnode), &cerr) })
+	return c.setDone(node, snap, extras, m, n, st, &cerr)
+}
+
+// setDone records a set snapshot (or turns the status into an error).
+func (c *Cache) setDone(node string, snap cache.ResourceSnapshot, extras int, m *marshalled, n C.size_t, st C.mr_status, cerr *C.mrxds_err) (C.size_t, error) {
 	switch {
 	case st == C.MR_OK:
 		c.metaMu.Lock()
@@ -489,7 +505,7 @@ func (c *Cache) setLocked(node string, snap cache.ResourceSnapshot, evs *[setBat
 	case st == C.MR_CLOSED && cerr.msg[0] == 0:
 		return 0, errCacheClosed("set snapshot")
 	default:
-		return 0, errFromC(st, "set snapshot", &cerr)
+		return 0, errFromC(st, "set snapshot", cerr)
 	}
 }
 
@@ -501,11 +517,12 @@ func (c *Cache) deliverSet(ctx context.Context, node string, snap cache.Resource
 	type pending struct {
 		w  answerer
 		wr *wireResponse
+		h  *C.mr_cache_watch_h // a delta watch's handle, kept with its answer
 	}
 	var todo []pending
 	for _, w := range c.takeStalled(node) {
-		if wr := w.resume(); wr != nil {
-			todo = append(todo, pending{w, wr})
+		if wr, h := w.resume(); wr != nil {
+			todo = append(todo, pending{w, wr, h})
 		}
 	}
 	if len(evs) > 0 {
@@ -517,18 +534,24 @@ func (c *Cache) deliverSet(ctx context.Context, node string, snap cache.Resource
 				continue // cancelled meanwhile
 			}
 			h, ok := w.takeForSet()
-			if h != nil {
-				release = append(release, h)
+			answered := ok && ev.status == C.MR_OK
+			var wr *wireResponse
+			if answered {
+				var err error
+				if wr, err = c.wires.decode(&ev.response); err != nil {
+					c.log.Errorf("meshring/xds: %v", err)
+					answered = false
+				}
 			}
-			if !ok || ev.status != C.MR_OK {
-				continue // cancelled, or ended unanswered
+			if !answered || !w.isDelta() {
+				if h != nil {
+					release = append(release, h)
+				}
+				h = nil
 			}
-			wr, err := c.wires.decode(&ev.response)
-			if err != nil {
-				c.log.Errorf("meshring/xds: %v", err)
-				continue
+			if answered {
+				todo = append(todo, pending{w, wr, h})
 			}
-			todo = append(todo, pending{w, wr})
 		}
 		var hs **C.mr_cache_watch_h
 		if len(release) > 0 {
@@ -540,9 +563,12 @@ func (c *Cache) deliverSet(ctx context.Context, node string, snap cache.Resource
 		return cmp.Compare(cache.GetResponseType(a.w.typeURL()), cache.GetResponseType(b.w.typeURL()))
 	})
 	for i, p := range todo {
-		if !p.w.deliver(ctx, p.wr, snap) {
+		if !p.w.deliver(ctx, p.wr, snap, p.h) {
 			for _, rest := range todo[i+1:] {
 				rest.w.stall()
+				if rest.h != nil {
+					C.mr_cache_watch_free(rest.h) // its reopen holds the answer again
+				}
 			}
 			return context.Canceled
 		}

@@ -16,6 +16,7 @@ import (
 
 const (
 	flagHeartbeat = 1
+	flagStateKept = 2 // a continued delta answer: no next state encoded
 )
 
 // wireResource is one resource of a decoded response. value aliases the
@@ -32,6 +33,7 @@ type wireResource struct {
 // sharedWires): read-only, its resources wrapped as Any once.
 type wireResponse struct {
 	heartbeat bool
+	stateKept bool
 	version   string
 	typeURL   string
 	resources []wireResource
@@ -120,7 +122,7 @@ func decodeResponse(buf []byte) (*wireResponse, error) {
 	if head == nil || string(head[:4]) != "MRX1" {
 		return nil, errMalformed
 	}
-	w := &wireResponse{heartbeat: head[5]&flagHeartbeat != 0}
+	w := &wireResponse{heartbeat: head[5]&flagHeartbeat != 0, stateKept: head[5]&flagStateKept != 0}
 	w.version = r.str()
 	w.typeURL = r.str()
 	if n := r.count(20); n > 0 {

@@ -23,9 +23,9 @@ type answerer interface {
 	answer(*wireResponse) *C.mr_cache_watch_h
 	// The SetSnapshot path (see Cache.deliverSet).
 	takeForSet() (*C.mr_cache_watch_h, bool)
-	deliver(context.Context, *wireResponse, cache.ResourceSnapshot) bool
+	deliver(context.Context, *wireResponse, cache.ResourceSnapshot, *C.mr_cache_watch_h) bool
 	stall() bool
-	resume() *wireResponse
+	resume() (*wireResponse, *C.mr_cache_watch_h)
 	typeURL() string
 	isDelta() bool
 }

@@ -127,6 +127,14 @@ func decodeSotw(t *testing.T, resp cache.Response) sotwGot {
 	if !ok {
 		t.Fatalf("response is %T, want *xds.Response", resp)
 	}
+	got := decodeAnySotw(t, resp)
+	checkRaw(t, raw.GetRawResources(), got.res)
+	return got
+}
+
+// decodeAnySotw decodes any cache's SOTW response (go-control-plane's too).
+func decodeAnySotw(t *testing.T, resp cache.Response) sotwGot {
+	t.Helper()
 	dr, err := resp.GetDiscoveryResponse()
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +165,6 @@ func decodeSotw(t *testing.T, resp cache.Response) sotwGot {
 		}
 		got.res[cache.GetResourceName(m)] = m
 	}
-	checkRaw(t, raw.GetRawResources(), got.res)
 	return got
 }
 

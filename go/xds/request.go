@@ -23,6 +23,10 @@ type watchSpec struct {
 	// known state, parallel slices
 	knownNames    []string
 	knownVersions []string
+	// A delta watch continuing its stream in the library: the previous
+	// answer's held watch, and the version map the stream handed back.
+	after *heldWatch
+	base  map[string]string
 }
 
 // specKnown fills the known state from a subscription's returned resources,

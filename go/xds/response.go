@@ -1,8 +1,14 @@
 package xds
 
+/*
+#include "shim.h"
+*/
+import "C"
+
 import (
 	"context"
 	"maps"
+	"runtime"
 	"sync"
 	"time"
 
@@ -96,15 +102,58 @@ type DeltaResponse struct {
 
 	once sync.Once
 	dr   *discovery.DeltaDiscoveryResponse
+
+	// The library's answer, held for the stream's next watch, with what
+	// registering it needs (see continuations).
+	c    *Cache
+	spec *watchSpec
+	hw   *heldWatch
+
+	nextOnce sync.Once
+	next     map[string]string
 }
 
 var _ cache.DeltaResponse = (*DeltaResponse)(nil)
 
-func newDeltaResponse(ctx context.Context, req *cache.DeltaRequest, w *wireResponse, snap cache.ResourceSnapshot) *DeltaResponse {
+func newDeltaResponse(ctx context.Context, req *cache.DeltaRequest, w *wireResponse, snap cache.ResourceSnapshot, c *Cache, spec *watchSpec, hw *heldWatch) *DeltaResponse {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return &DeltaResponse{req: req, ctx: ctx, wire: w, snap: snap}
+	r := &DeltaResponse{req: req, ctx: ctx, wire: w, snap: snap, c: c, spec: spec, hw: hw}
+	if hw != nil {
+		runtime.AddCleanup(r, (*heldWatch).releaseUnowned, hw)
+	}
+	return r
+}
+
+// GetNextVersionMap is the stream's next version map, this response's own
+// (the stream's subscription keeps and edits it). A continued answer
+// carries only what changed: the map is the one its watch was opened with,
+// updated. The map is then remembered with the library's answer, so the
+// stream's next watch, handed this map back, continues in the library.
+func (r *DeltaResponse) GetNextVersionMap() map[string]string {
+	r.nextOnce.Do(func() {
+		w := r.wire
+		if !w.stateKept {
+			r.next = w.nextState
+		} else {
+			r.next = maps.Clone(r.spec.base)
+			if r.next == nil {
+				r.next = make(map[string]string, len(w.resources))
+			}
+			for _, name := range w.removed {
+				delete(r.next, name)
+			}
+			for i := range w.resources {
+				r.next[w.resources[i].name] = w.resources[i].version
+			}
+		}
+		if r.hw != nil && r.c != nil {
+			r.c.conts.add(&continuation{hw: r.hw, node: r.spec.node, typeURL: r.spec.typeURL,
+				wildcard: r.spec.flags&C.MR_WATCH_WILDCARD != 0, names: r.spec.names, m: r.next, n: len(r.next)})
+		}
+	})
+	return r.next
 }
 
 // GetDeltaDiscoveryResponse: each changed resource with its version, the
@@ -125,8 +174,7 @@ func (r *DeltaResponse) GetDeltaDiscoveryResponse() (*discovery.DeltaDiscoveryRe
 func (r *DeltaResponse) GetDeltaRequest() *discovery.DeltaDiscoveryRequest { return r.req }
 func (r *DeltaResponse) GetSystemVersion() (string, error)                 { return r.wire.version, nil }
 func (r *DeltaResponse) GetResponseVersion() string                        { return r.wire.version }
-func (r *DeltaResponse) GetNextVersionMap() map[string]string              { return r.wire.nextState }
-func (r *DeltaResponse) GetReturnedResources() map[string]string           { return r.wire.nextState }
+func (r *DeltaResponse) GetReturnedResources() map[string]string           { return r.GetNextVersionMap() }
 func (r *DeltaResponse) GetContext() context.Context                       { return r.ctx }
 
 // GetRawResources returns the changed resources as

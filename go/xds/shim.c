@@ -37,6 +37,24 @@ mr_status mrxds_set_packed(mr_cache *c, const char *node, const char *version, c
 	return st;
 }
 
+mr_status mrxds_set_edit(mr_cache *c, const char *node, const uint8_t *buf, size_t len, mr_cache_ready *ev, size_t cap, size_t *n, mrxds_err *err) {
+	mr_snapshot *s = NULL;
+	mr_status st = mr_cache_get_snapshot(c, node, &s);
+	*n = 0;
+	if (st == MR_NOT_FOUND) {
+		return st; /* no snapshot to edit: the caller sends it whole */
+	}
+	if (st == MR_OK) {
+		st = mr_snapshot_edit_packed(s, buf, len);
+	}
+	if (st == MR_OK) {
+		st = mr_cache_set_snapshot_take(c, node, s, ev, cap, n);
+	}
+	st = capture(st, err);
+	mr_snapshot_free(s);
+	return st;
+}
+
 mr_status mrxds_snapshot_packed(const char *version, const uint8_t *buf, size_t len, mr_snapshot **out, mrxds_err *err) {
 	mr_status st = mr_snapshot_new(version, out);
 	if (st == MR_OK) {
@@ -133,7 +151,7 @@ static mr_status unpack_request(const uint8_t *buf, size_t len, mr_watch_request
 	return MR_OK;
 }
 
-mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, uint64_t token, mr_cache_watch_h **out, mr_bytes *answer, mrxds_err *err) {
+mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, const mr_cache_watch_h *after, uint64_t token, mr_cache_watch_h **out, mr_bytes *answer, mrxds_err *err) {
 	mr_watch_request r;
 	const char **arrays;
 	mr_status st = unpack_request(buf, len, &r, &arrays, err);
@@ -145,7 +163,11 @@ mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, uin
 	}
 	r.flags |= MR_WATCH_QUEUED;
 	r.token = token;
-	st = delta ? mr_cache_delta_watch(c, &r, out) : mr_cache_watch(c, &r, out);
+	if (after != NULL) {
+		st = mr_cache_delta_watch_after(c, after, &r, out);
+	} else {
+		st = delta ? mr_cache_delta_watch(c, &r, out) : mr_cache_watch(c, &r, out);
+	}
 	free(arrays);
 	if (st != MR_OK) {
 		return capture(st, err);
@@ -162,8 +184,12 @@ mr_status mrxds_open(mr_cache *c, const uint8_t *buf, size_t len, int delta, uin
 		return MR_OK;
 	}
 	st = capture(st, err);
-	mr_cache_watch_free(*out);
-	*out = NULL;
+	if (st != MR_OK || !delta) {
+		mr_cache_watch_free(*out);
+		*out = NULL;
+	}
+	/* A delta watch answered at once keeps its handle (with the answer):
+	 * the stream's next watch continues from it. */
 	return st;
 }
 

@@ -8,7 +8,9 @@ import "C"
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
@@ -36,7 +38,7 @@ func (c *Cache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan
 		spec.flags |= C.MR_WATCH_EXPLICIT
 	}
 	spec.setKnown(sub.ReturnedResources())
-	return startWatch(c, spec, false, out, func(ctx context.Context, w *wireResponse, snap cache.ResourceSnapshot) cache.Response {
+	return startWatch(c, spec, false, out, func(ctx context.Context, w *wireResponse, snap cache.ResourceSnapshot, _ *heldWatch) cache.Response {
 		return newResponse(ctx, req, w, snap)
 	})
 }
@@ -59,9 +61,20 @@ func (c *Cache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription
 	if req.GetResponseNonce() == "" {
 		spec.flags |= C.MR_WATCH_FIRST
 	}
-	spec.setKnown(sub.ReturnedResources())
-	return startWatch(c, spec, true, out, func(ctx context.Context, w *wireResponse, snap cache.ResourceSnapshot) cache.DeltaResponse {
-		return newDeltaResponse(ctx, req, w, snap)
+	known := sub.ReturnedResources()
+	// A stream handing back the version map of our last answer, with no
+	// subscription change in this request (go-control-plane's server edits
+	// the map only for those), continues in the library: nothing is sent.
+	if req.GetResponseNonce() != "" && len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0 {
+		if cont := c.conts.take(known, spec); cont != nil {
+			spec.after, spec.base = cont.hw, known
+		}
+	}
+	if spec.after == nil {
+		spec.setKnown(known)
+	}
+	return startWatch(c, spec, true, out, func(ctx context.Context, w *wireResponse, snap cache.ResourceSnapshot, hw *heldWatch) cache.DeltaResponse {
+		return newDeltaResponse(ctx, req, w, snap, c, spec, hw)
 	})
 }
 
@@ -73,7 +86,9 @@ type watch[R any] struct {
 	spec  *watchSpec
 	delta bool
 	out   chan R
-	build func(context.Context, *wireResponse, cache.ResourceSnapshot) R
+	// build makes the response; hw is a delta watch's held handle (the
+	// response keeps it for the stream's next watch), else nil.
+	build func(context.Context, *wireResponse, cache.ResourceSnapshot, *heldWatch) R
 
 	// mu guards everything below; deliverers and cancel take it.
 	mu    sync.Mutex
@@ -95,15 +110,43 @@ const (
 	cancelled                    // cancel ran
 )
 
+// continued counts delta watches opened as continuations (for tests).
+var continued atomic.Int64
+
 // openAt opens a queued library watch for spec under token and takes an
-// answer already there (then h is nil and answer holds it; neither: the
-// watch was dropped under the ADS rule).
+// answer already there (then answer holds it, and h is set only for a
+// delta watch, whose handle is kept for the stream's next watch; neither:
+// the watch was dropped under the ADS rule). A continuation whose held
+// answer is gone is opened with the stream's map instead.
 func (c *Cache) openAt(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache_watch_h, answer *wireResponse, err error) {
-	packed := spec.pack()
 	var d C.int
 	if delta {
 		d = 1
 	}
+	if spec.after != nil {
+		spec.after.mu.Lock()
+		after := spec.after.h
+		if after != nil {
+			h, answer, err = c.openWith(spec, d, after, token)
+		}
+		spec.after.mu.Unlock()
+		if after != nil && (err == nil || isClosed(err)) {
+			if err == nil {
+				continued.Add(1)
+			}
+			return h, answer, err
+		}
+		// Held answer gone or refused: send the stream's map after all.
+		spec.after.free()
+		spec.after = nil
+		spec.setKnown(spec.base)
+		spec.base = nil
+	}
+	return c.openWith(spec, d, nil, token)
+}
+
+func (c *Cache) openWith(spec *watchSpec, delta C.int, after *C.mr_cache_watch_h, token uint64) (h *C.mr_cache_watch_h, answer *wireResponse, err error) {
+	packed := spec.pack()
 	var ans C.mr_bytes
 	var cerr C.mrxds_err
 	c.mu.RLock()
@@ -111,30 +154,35 @@ func (c *Cache) openAt(spec *watchSpec, delta bool, token uint64) (h *C.mr_cache
 		c.mu.RUnlock()
 		return nil, nil, errCacheClosed("watch")
 	}
-	st := C.mrxds_open(c.h, bytesPtr(packed), C.size_t(len(packed)), d, C.uint64_t(token), &h, &ans, &cerr)
-	if st == C.MR_OK && h != nil {
+	st := C.mrxds_open(c.h, bytesPtr(packed), C.size_t(len(packed)), delta, after, C.uint64_t(token), &h, &ans, &cerr)
+	if st == C.MR_OK && h != nil && ans.ptr == nil {
 		c.dispatch.start(c) // under c.mu: Close cannot free the cache before it runs
 	}
 	c.mu.RUnlock()
 	if st != C.MR_OK {
 		return nil, nil, errFromC(st, "watch", &cerr)
 	}
-	if h != nil {
-		return h, nil, nil
-	}
 	if ans.ptr == nil {
-		return nil, nil, nil // dropped under the ADS rule: never answered
+		return h, nil, nil // parked (h), or dropped under the ADS rule (neither)
 	}
 	wr, err := c.wires.decode(&ans)
 	C.mr_bytes_free(&ans) // unless the table kept it
-	return nil, wr, err
+	if err != nil && h != nil {
+		C.mr_cache_watch_free(h)
+		h = nil
+	}
+	return h, wr, err
 }
 
-func startWatch[R any](c *Cache, spec *watchSpec, delta bool, out chan R, build func(context.Context, *wireResponse, cache.ResourceSnapshot) R) (func(), error) {
+func startWatch[R any](c *Cache, spec *watchSpec, delta bool, out chan R, build func(context.Context, *wireResponse, cache.ResourceSnapshot, *heldWatch) R) (func(), error) {
 	w := &watch[R]{c: c, spec: spec, delta: delta, out: out, build: build}
+	if spec.after != nil {
+		// The previous answer stays held while this watch may reopen.
+		runtime.AddCleanup(w, (*heldWatch).free, spec.after)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	answer, err := w.openLocked()
+	answer, h, err := w.openLocked()
 	if err != nil {
 		return nil, err
 	}
@@ -142,38 +190,54 @@ func startWatch[R any](c *Cache, spec *watchSpec, delta bool, out chan R, build 
 		// Answered at once, as go-control-plane does (with
 		// context.Background): on out when CreateWatch returns if out has
 		// room, else handed over as soon as it has.
-		w.handLocked(context.Background(), answer)
+		w.handLocked(context.Background(), answer, w.hold(h))
 	}
 	return w.cancel, nil
 }
 
+// hold wraps an answered watch's handle for its response: a delta answer
+// keeps it for the stream's next watch; a SOTW one has none.
+func (w *watch[R]) hold(h *C.mr_cache_watch_h) *heldWatch {
+	if h == nil {
+		return nil
+	}
+	if !w.delta {
+		C.mr_cache_watch_free(h)
+		return nil
+	}
+	return &heldWatch{h: h}
+}
+
 // openLocked opens the library watch (registered first, so an answer
 // reported right after the open finds it). An answer already there is
-// returned, the watch then finished.
-func (w *watch[R]) openLocked() (*wireResponse, error) {
+// returned (with a delta watch's handle), the watch then finished.
+func (w *watch[R]) openLocked() (*wireResponse, *C.mr_cache_watch_h, error) {
 	w.token = w.c.dispatch.register(w)
 	h, answer, err := w.c.openAt(w.spec, w.delta, w.token)
-	if err != nil || h == nil {
+	if err != nil || h == nil || answer != nil {
 		w.c.dispatch.unregister(w.token)
 	}
 	switch {
 	case err != nil:
 		w.state = finished
-		return nil, err
+		return nil, nil, err
+	case answer != nil:
+		w.state = finished
+		return answer, h, nil
 	case h != nil:
 		w.h, w.state = h, parked
-		return nil, nil
+		return nil, nil, nil
 	default:
-		w.state = finished // answered, or dropped under the ADS rule
-		return answer, nil
+		w.state = finished // dropped under the ADS rule
+		return nil, nil, nil
 	}
 }
 
 // handLocked builds the response and puts it on out, or, when out is
 // full, leaves that to a goroutine that stops on cancel.
-func (w *watch[R]) handLocked(ctx context.Context, wr *wireResponse) {
+func (w *watch[R]) handLocked(ctx context.Context, wr *wireResponse, hw *heldWatch) {
 	w.state = finished
-	r := w.build(ctx, wr, w.c.snapshotOf(w.spec.node))
+	r := w.build(ctx, wr, w.c.snapshotOf(w.spec.node), hw)
 	select {
 	case w.out <- r:
 	default:
@@ -215,7 +279,11 @@ func (w *watch[R]) answer(wr *wireResponse) *C.mr_cache_watch_h {
 		}
 		ctx = w.c.hbCtx
 	}
-	w.handLocked(ctx, wr)
+	if w.delta {
+		w.handLocked(ctx, wr, &heldWatch{h: h}) // kept for the stream's next watch
+		return nil
+	}
+	w.handLocked(ctx, wr, nil)
 	return h
 }
 
@@ -226,12 +294,12 @@ func (w *watch[R]) reopen() {
 	if w.state != finished {
 		return // cancelled meanwhile
 	}
-	answer, err := w.openLocked()
+	answer, h, err := w.openLocked()
 	if err != nil && !isClosed(err) {
 		w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
 	}
 	if answer != nil {
-		w.handLocked(context.Background(), answer)
+		w.handLocked(context.Background(), answer, w.hold(h))
 	}
 }
 
@@ -254,8 +322,8 @@ func (w *watch[R]) takeForSet() (*C.mr_cache_watch_h, bool) {
 // blocking until out takes it, the watch is cancelled, or ctx ends. In
 // the last case the watch is stalled (kept open for the node's next
 // SetSnapshot) and false is returned.
-func (w *watch[R]) deliver(ctx context.Context, wr *wireResponse, snap cache.ResourceSnapshot) bool {
-	r := w.build(ctx, wr, snap)
+func (w *watch[R]) deliver(ctx context.Context, wr *wireResponse, snap cache.ResourceSnapshot, h *C.mr_cache_watch_h) bool {
+	r := w.build(ctx, wr, snap, w.hold(h))
 	w.mu.Lock()
 	if w.state == cancelled {
 		w.mu.Unlock()
@@ -304,20 +372,20 @@ func (w *watch[R]) stall() bool {
 // resume re-opens a stalled watch against the node's new snapshot: its
 // answer (if the snapshot answers it now) is returned for the caller to
 // deliver; otherwise it parks again.
-func (w *watch[R]) resume() *wireResponse {
+func (w *watch[R]) resume() (*wireResponse, *C.mr_cache_watch_h) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state != stalled {
-		return nil
+		return nil, nil
 	}
-	answer, err := w.openLocked()
+	answer, h, err := w.openLocked()
 	if err != nil {
 		if !isClosed(err) {
 			w.c.log.Errorf("meshring/xds: watch %s for %q: %v", w.spec.typeURL, w.spec.node, err)
 		}
-		return nil
+		return nil, nil
 	}
-	return answer
+	return answer, h
 }
 
 func (w *watch[R]) typeURL() string { return w.spec.typeURL }
@@ -347,6 +415,7 @@ func (w *watch[R]) cancel() {
 	if exited != nil {
 		<-exited
 	}
+	w.spec.after.free() // nothing reopens from it any more
 }
 
 func isClosed(err error) bool { return errors.Is(err, meshring.ErrClosed) }

@@ -17,6 +17,8 @@ use crate::error::{Error, ErrorKind, Result};
 use std::time::Duration;
 
 pub const PACKED_MAGIC: [u8; 4] = *b"MRS1";
+/// cbindgen:ignore
+pub const EDIT_MAGIC: [u8; 4] = *b"MRE1";
 
 impl Snapshot {
     /// Adds everything in a packed buffer. All or nothing: on any error
@@ -44,6 +46,53 @@ impl Snapshot {
                 let ttl_ms = r.i64("ttl_ms").map_err(parse)?;
                 let bytes = r.blob("resource bytes").map_err(parse)?;
                 let ttl = (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms as u64));
+                next.add(type_url, name, bytes, ttl)?;
+            }
+        }
+        if !r.is_empty() {
+            return Err(parse(format!("{} trailing bytes", buf.len() - r.offset())));
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+impl Snapshot {
+    /// Applies a packed edit (see `mr_snapshot_edit_packed`): the default
+    /// version, then per type its version (override or default), the names
+    /// it loses and the resources it gains or replaces. Copy-on-write, so
+    /// the edited types remember what they came from and what changed (a
+    /// continued delta stream then looks at just that). All or nothing.
+    pub fn apply_edit_packed(&mut self, buf: &[u8]) -> Result<()> {
+        let mut next = self.clone();
+        let mut r = Reader::new(buf);
+        let parse = |e: String| Error::new(ErrorKind::Parse, format!("packed edit: {e}"));
+        if r.take(4, "magic").map_err(parse)? != EDIT_MAGIC {
+            return Err(Error::new(ErrorKind::Parse, "packed edit: bad magic (expected \"MRE1\")"));
+        }
+        next.set_default_version(r.text("default version").map_err(parse)?);
+        for _ in 0..r.u32("type count").map_err(parse)? {
+            let type_url = r.text("type URL").map_err(parse)?;
+            if type_url.is_empty() {
+                return Err(Error::invalid("packed edit: empty type URL"));
+            }
+            match r.u8("has_version").map_err(parse)? {
+                0 => next.clear_version(type_url),
+                1 => next.set_version(type_url, r.text("version").map_err(parse)?)?,
+                other => return Err(parse(format!("has_version is {other} at byte {}, not 0 or 1", r.offset() - 1))),
+            }
+            for _ in 0..r.u32("removed count").map_err(parse)? {
+                let name = r.text("removed name").map_err(parse)?;
+                next.remove(type_url, name).map_err(|e| Error::invalid(format!("packed edit: {}", e.message)))?;
+            }
+            for _ in 0..r.u32("resource count").map_err(parse)? {
+                let name = r.text("resource name").map_err(parse)?;
+                let ttl_ms = r.i64("ttl_ms").map_err(parse)?;
+                let bytes = r.blob("resource bytes").map_err(parse)?;
+                let ttl = (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms as u64));
+                if next.type_set(type_url).is_some_and(|t| t.get(name).is_some()) {
+                    next.remove(type_url, name)?;
+                }
                 next.add(type_url, name, bytes, ttl)?;
             }
         }
@@ -100,6 +149,69 @@ mod tests {
         assert_eq!(&set.get("a").unwrap().bytes()[..], b"one");
         assert_eq!(set.get("a").unwrap().ttl(), None);
         assert_eq!(set.get("b").unwrap().ttl(), Some(Duration::from_millis(1500)));
+    }
+
+    fn edit(default: &str, types: &[(&str, Option<&str>, &[&str], &[(&str, i64, &[u8])])]) -> Vec<u8> {
+        let mut out = EDIT_MAGIC.to_vec();
+        let put = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        put(&mut out, default.as_bytes());
+        out.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        for (type_url, version, removed, upserts) in types {
+            put(&mut out, type_url.as_bytes());
+            match version {
+                Some(v) => {
+                    out.push(1);
+                    put(&mut out, v.as_bytes());
+                }
+                None => out.push(0),
+            }
+            out.extend_from_slice(&(removed.len() as u32).to_le_bytes());
+            for n in *removed {
+                put(&mut out, n.as_bytes());
+            }
+            out.extend_from_slice(&(upserts.len() as u32).to_le_bytes());
+            for (name, ttl, bytes) in *upserts {
+                put(&mut out, name.as_bytes());
+                out.extend_from_slice(&ttl.to_le_bytes());
+                put(&mut out, bytes);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_packed_edit_changes_what_it_names_and_remembers_it() {
+        let mut s = Snapshot::new("d1");
+        s.add_packed(&pack(&[(T, Some("v7"), &[("a", -1, b"one"), ("b", -1, b"two"), ("c", -1, b"three")])])).unwrap();
+        let before = std::sync::Arc::new(s.clone());
+        s.apply_edit_packed(&edit("d2", &[(T, None, &["b"], &[("a", 500, b"ONE"), ("z", -1, b"new")])])).unwrap();
+        assert_eq!(s.default_version(), "d2");
+        assert_eq!(s.version(T), "d2", "override cleared");
+        let set = s.type_set(T).unwrap();
+        assert_eq!(set.resources().keys().map(|k| k.to_string()).collect::<Vec<_>>(), ["a", "c", "z"]);
+        assert_eq!(&set.get("a").unwrap().bytes()[..], b"ONE");
+        assert_eq!(set.get("a").unwrap().ttl(), Some(Duration::from_millis(500)));
+        assert!(std::sync::Arc::ptr_eq(set.get("c").unwrap(), before.type_set(T).unwrap().get("c").unwrap()), "untouched resources stay shared");
+        let mut edits: Vec<String> = set.edits_since(before.type_set(T).unwrap()).unwrap().iter().map(|n| n.to_string()).collect();
+        edits.sort();
+        edits.dedup();
+        assert_eq!(edits, ["a", "b", "z"]);
+        // Bad edits change nothing.
+        let snapshot_before = format!("{:?}", s.type_set(T).unwrap().resources());
+        for bad in [
+            edit("d3", &[(T, None, &["missing"], &[])]),
+            edit("d3", &[(T, None, &[], &[("", -1, b"x")])]),
+            edit("d3", &[("", None, &[], &[])]),
+            b"MRS1".to_vec(),
+            edit("d3", &[(T, None, &[], &[("a", -1, b"x")])])[..20].to_vec(),
+        ] {
+            assert!(s.apply_edit_packed(&bad).is_err());
+            assert_eq!(format!("{:?}", s.type_set(T).unwrap().resources()), snapshot_before);
+            assert_eq!(s.default_version(), "d2");
+        }
     }
 
     #[test]

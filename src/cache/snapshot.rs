@@ -276,6 +276,21 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Sets the snapshot's default version (the version of every type
+    /// without its own).
+    pub fn set_default_version(&mut self, version: &str) {
+        if *self.default_version != *version {
+            self.default_version = Arc::from(version);
+        }
+    }
+
+    /// Gives a type the default version again.
+    pub fn clear_version(&mut self, type_url: &str) {
+        if self.types.get(type_url).is_some_and(|t| t.version.is_some()) {
+            self.edit_set(type_url).version = None;
+        }
+    }
+
     /// Declares that resource `from_name` of `from_type` refers to
     /// `to_name` of `to_type`; checked by `consistent`.
     pub fn add_reference(&mut self, from_type: &str, from_name: &str, to_type: &str, to_name: &str) -> Result<()> {

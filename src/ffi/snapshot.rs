@@ -94,6 +94,28 @@ pub extern "C" fn mr_snapshot_add_packed(snap: *mut mr_snapshot, buf: *const u8,
     })
 }
 
+/// Edits the snapshot from `buf[0..len)` in the packed edit encoding (a
+/// binding keeps a node's snapshot current by sending what changed):
+/// little-endian, str/blob = u32 length + bytes:
+///   magic "MRE1"; default_version str; u32 type count, then per type:
+///   type_url str, has_version u8 (0: the default version; 1: its own,
+///   version str follows), u32 removed count + names (str each; each must
+///   be present), u32 resource count + per resource: name str, ttl_ms i64
+///   (<= 0: no TTL), bytes blob (added, or replacing the one of that name).
+/// Untouched resources stay shared with the snapshot this one was taken
+/// from (`mr_cache_get_snapshot`), and the edited types remember what
+/// changed, so a delta stream continued with `mr_cache_delta_watch_after`
+/// looks at only that. All or nothing: MR_PARSE or MR_INVALID_ARGUMENT
+/// leave the snapshot unchanged. `buf` is borrowed for the call only.
+#[no_mangle]
+pub extern "C" fn mr_snapshot_edit_packed(snap: *mut mr_snapshot, buf: *const u8, len: usize) -> mr_status {
+    ffi_status!("mr_snapshot_edit_packed", {
+        let snap = try_ref(snap)?;
+        let buf = try_slice(buf, len, "buf")?;
+        snap.edit(|s| s.apply_edit_packed(buf))
+    })
+}
+
 /// Sets the version of one type (default: the snapshot's version). Strings
 /// are borrowed for the call only. MR_INVALID_ARGUMENT for NULL arguments or
 /// an empty type URL.
