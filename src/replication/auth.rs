@@ -249,6 +249,43 @@ pub fn secondary_handshake<S: Read + Write>(stream: &mut S, psk: &Psk, block_siz
     }
 }
 
+/// A stream whose reads all end by one deadline: a handshake is bounded as
+/// a whole, not per read (a peer dripping one byte at a time would
+/// otherwise hold a handshake slot for as long as it likes).
+pub struct Deadlined<'a> {
+    stream: &'a std::net::TcpStream,
+    until: std::time::Instant,
+}
+
+impl<'a> Deadlined<'a> {
+    pub fn new(stream: &'a std::net::TcpStream, within: std::time::Duration) -> Self {
+        Deadlined { stream, until: std::time::Instant::now() + within }
+    }
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake deadline"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut s = self.stream;
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1033,15 +1033,17 @@ impl Shared {
         )
     }
 
-    fn handshake(&self, mut stream: TcpStream) -> Result<(TcpStream, auth::Session)> {
+    fn handshake(&self, stream: TcpStream) -> Result<(TcpStream, auth::Session)> {
         let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
         // A host connection may be non-blocking, or a unix stream socket (no TCP_NODELAY there).
         stream.set_nonblocking(false).map_err(setup)?;
         let _ = stream.set_nodelay(true);
         stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
         stream.set_write_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
-        let session = auth::primary_handshake(&mut stream, &self.psk, self.vol.block_size(), self.vol.block_count())
+        let mut bounded = auth::Deadlined::new(&stream, self.cfg.peer_timeout);
+        let session = auth::primary_handshake(&mut bounded, &self.psk, self.vol.block_size(), self.vol.block_count())
             .map_err(|e| Error { message: format!("secondary {}: {}", self.peer_name(), e.message).into(), ..e })?;
+        stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
         Ok((stream, session))
     }
 

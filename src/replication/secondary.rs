@@ -460,7 +460,7 @@ impl Shared {
     }
 
     /// One connection: handshake, takeover rule, then serve it.
-    fn connection(&self, id: u64, mut stream: TcpStream, peer: String) {
+    fn connection(&self, id: u64, stream: TcpStream, peer: String) {
         let setup = |e: std::io::Error| Error::from_io("replication socket setup", &e);
         let prepared = stream
             .set_nonblocking(false)
@@ -469,7 +469,14 @@ impl Shared {
             .map_err(setup);
         // A host connection may be a unix stream socket: no TCP_NODELAY there.
         let _ = stream.set_nodelay(true);
-        let handshake = prepared.and_then(|()| auth::secondary_handshake(&mut stream, &self.psk, self.vol.block_size(), self.vol.block_count()));
+        // The whole handshake within the peer timeout, then reads go back to
+        // the peer timeout each.
+        let handshake = prepared.and_then(|()| {
+            let mut bounded = auth::Deadlined::new(&stream, self.cfg.peer_timeout);
+            let session = auth::secondary_handshake(&mut bounded, &self.psk, self.vol.block_size(), self.vol.block_count());
+            stream.set_read_timeout(Some(self.cfg.peer_timeout)).map_err(setup)?;
+            session
+        });
         let mut link = lock(&self.link);
         link.handshaking.remove(&id);
         let mut session = match handshake {

@@ -891,3 +891,36 @@ fn the_overlays_live_beside_the_volume_and_go_with_the_handle() {
     drop(p);
     assert!(!std::path::Path::new(&active).exists() && !std::path::Path::new(&hidden).exists());
 }
+
+#[test]
+fn a_handshake_dripping_one_byte_at_a_time_is_cut_off() {
+    // The whole handshake must finish within the peer timeout (2 s here),
+    // not each read: a peer sending one byte every 300 ms would otherwise
+    // hold a handshake slot for the 24 s its 80-byte HELLO takes.
+    let (svol, sp) = volume("drip");
+    let secondary = secondary_on_loopback(&svol);
+    let mut conn = TcpStream::connect(secondary.local_addr().unwrap()).unwrap();
+    let mut hello = Vec::new();
+    encode(&Msg::Hello { block_size: BS as u32, block_count: BLOCKS, nonce: [5; 32] }, &mut Direction::new(psk().handshake_key()), &mut hello);
+    let mut cut_off = false;
+    for byte in &hello {
+        if conn.write_all(&[*byte]).is_err() {
+            cut_off = true;
+            break;
+        }
+        conn.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        match conn.read(&mut [0u8; 64]) {
+            Ok(0) => {
+                cut_off = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => {} // nothing yet: keep dripping
+        }
+    }
+    assert!(cut_off, "the secondary waited for the whole dripped HELLO");
+    let e = wait_error(&secondary, ErrorKind::Timeout);
+    assert!(e.message.contains("refused primary"), "{e}");
+    secondary.close();
+    let _ = std::fs::remove_file(sp);
+}
