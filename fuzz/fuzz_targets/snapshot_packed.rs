@@ -1,6 +1,8 @@
 //! `mr_snapshot_add_packed` (the MRS1 encoding a host builds a snapshot
-//! with): any buffer is either added whole or refused with the snapshot
-//! unchanged.
+//! with) and `mr_snapshot_edit_packed` (MRE1, the edits that keep it
+//! current): any buffer is either applied whole or refused with the
+//! snapshot unchanged, and an applied edit leaves every type it names
+//! remembering the edit.
 
 #![no_main]
 
@@ -21,6 +23,24 @@ fn contents(s: &Snapshot) -> Vec<(String, String, Vec<(String, Vec<u8>)>)> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // An MRE1 input is an edit of a small snapshot.
+    if data.starts_with(b"MRE1") {
+        let mut s = Snapshot::new("v0");
+        for n in ["a", "b", "kept"] {
+            s.add("type.example/a", n, n.as_bytes().to_vec(), None).expect("add");
+        }
+        let base = std::sync::Arc::new(s.clone());
+        let before = contents(&s);
+        match s.apply_edit_packed(data) {
+            Ok(()) => {
+                if let (Some(now), Some(was)) = (s.type_set("type.example/a"), base.type_set("type.example/a")) {
+                    assert!(std::sync::Arc::ptr_eq(now, was) || now.edits_since(was).is_some(), "an edited set forgot its origin");
+                }
+            }
+            Err(_) => assert!(contents(&s) == before, "a refused edit changed the snapshot"),
+        }
+        return;
+    }
     let mut s = Snapshot::new("v0");
     s.add("type.example/a", "kept", b"x".to_vec(), None).expect("add");
     // The input twice: the second add of the same resources must be refused

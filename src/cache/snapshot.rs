@@ -112,7 +112,7 @@ impl TypeSet {
 
     /// The names edited since `ancestor`, if this set descends from it
     /// (recently enough to remember); empty for the set itself.
-    pub(crate) fn edits_since(&self, ancestor: &Arc<TypeSet>) -> Option<&[Arc<str>]> {
+    pub fn edits_since(&self, ancestor: &Arc<TypeSet>) -> Option<&[Arc<str>]> {
         if std::ptr::eq(self, Arc::as_ptr(ancestor)) {
             return Some(&[]);
         }
