@@ -358,6 +358,7 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot, prev *marshalled) ([]by
 		} else {
 			b = append(b, 1)
 			b = appendStr(b, versions[i])
+			bld.m.overrides = append(bld.m.overrides, typeURL)
 		}
 		countAt := len(b)
 		b = appendU32(b, 0)

@@ -3,6 +3,7 @@ package xds
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -28,6 +29,8 @@ type marshalled struct {
 	entries []memoRes
 	index   map[memoKey]int
 	size    int // bytes of all entries, for the next buffer's capacity
+	// Types packed with their own version (an edit must reset them).
+	overrides []string
 }
 
 type memoKey struct{ typeURL, name string }
@@ -90,6 +93,15 @@ func (m *marshalled) bufFor() []byte {
 	return make([]byte, 0, m.size+m.size/8+256)
 }
 
+func (m *marshalled) hasType(typeURL string) bool {
+	for i := range m.entries {
+		if m.entries[i].key.typeURL == typeURL {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *marshalled) find(typeURL, name string) (*memoRes, bool) {
 	if m == nil {
 		return nil, false
@@ -141,16 +153,21 @@ func packEdit(snap cache.ResourceSnapshot, prev *marshalled) (buf []byte, def st
 	}
 	def = mostCommon(versions)
 	bld := newBuilder(len(prev.entries) + 4)
-	b := make([]byte, 0, 512)
+	b := make([]byte, 0, 256)
 	b = append(b, "MRE1"...)
 	b = appendStr(b, def)
 	typesAt := len(b)
 	b = appendU32(b, 0)
 	nTypes, changed, total := 0, 0, 0
-	inURLs := make(map[string]bool, len(urls))
 	for i, typeURL := range urls {
-		inURLs[typeURL] = true
 		resources := snap.GetResourcesAndTTL(typeURL)
+		own := versions[i] != def || extra[i]
+		if own {
+			bld.m.overrides = append(bld.m.overrides, typeURL)
+		}
+		if len(resources) == 0 && !own && !slices.Contains(prev.overrides, typeURL) && !prev.hasType(typeURL) {
+			continue // nothing there before or now, at the default version
+		}
 		nTypes++
 		b = appendStr(b, typeURL)
 		if versions[i] == def && !extra[i] {
@@ -209,7 +226,7 @@ func packEdit(snap cache.ResourceSnapshot, prev *marshalled) (buf []byte, def st
 	// Types prev had that snap no longer lists: every resource goes.
 	var gone map[string][]string
 	for j := range prev.entries {
-		if t := prev.entries[j].key.typeURL; !inURLs[t] {
+		if t := prev.entries[j].key.typeURL; !slices.Contains(urls, t) {
 			if gone == nil {
 				gone = make(map[string][]string)
 			}
