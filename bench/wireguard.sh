@@ -3,8 +3,9 @@
 # between two network namespaces (veth), stock wireguard-go
 # (conn.NewStdNetBind + tun.CreateTUN) against wgbind (wgbind.NewBind +
 # wgbind.CreateTUN), with and without offloads, in one run. Each
-# configuration: REPS runs of SECONDS_PER_RUN seconds, median Gbit/s, and
-# the CPU seconds per Gbit of the two wireguard-go processes (user + system
+# configuration: REPS runs of SECONDS_PER_RUN seconds (a fresh pair of
+# devices per run, stock and wgbind alternating), median Gbit/s, and the
+# CPU seconds per Gbit of the two wireguard-go processes (user + system
 # from /proc, over the same runs). Ratios are wgbind / stock.
 #
 # "without offloads": the TUN is opened without IFF_VNET_HDR (no TSO, no
@@ -59,7 +60,7 @@ KA=$(key) KB=$(key)
 PA=$(pubkey "$KA") PB=$(pubkey "$KB")
 HZ=$(getconf CLK_TCK)
 
-run_config() { # name bind tun offload(true|false)
+run_once() { # name bind tun offload(true|false) -> "name bps bits cpu_seconds"
   local name=$1 bind=$2 tun=$3 off=$4
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then echo "$name 0 0 0"; return; fi
   local feat=on
@@ -67,64 +68,62 @@ run_config() { # name bind tun offload(true|false)
   ip netns exec "$A" ethtool -K "$VA" tx "$feat" >/dev/null 2>&1
   ip netns exec "$B" ethtool -K "$VB" tx "$feat" >/dev/null 2>&1
   pids=()
-  local i=0
   for side in a b; do
     local ns key peer ep allowed inner prof=()
     if [ $side = a ]; then ns=$A key=$KA peer=$PB ep=198.18.1.2 allowed=198.18.2.2/32 inner=198.18.2.1/24
     else ns=$B key=$KB peer=$PA ep=198.18.1.1 allowed=198.18.2.1/32 inner=198.18.2.2/24; fi
-    [ -z "${PROFILE:-}" ] || prof=(-cpuprofile "$PROFILE/$name-$side.pprof")
+    [ -z "${PROFILE:-}" ] || prof=(-cpuprofile "$PROFILE/$name-$side-$rep.pprof")
     rm -f "$WORK/$side.log"
     ip netns exec "$ns" "$WGNODE" node -bind "$bind" -tun "$tun" -offload="$off" -name wgb0 -mtu 1420 \
       -key "$key" -peer "$peer" -endpoint "$ep:51820" -port 51820 -allowed "$allowed" "${prof[@]}" \
       < /dev/null > "$WORK/$side.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 200); do grep -q '^ready' "$WORK/$side.log" && break; sleep 0.05; done
-    grep -q '^ready' "$WORK/$side.log" || { echo "$name: wgnode did not start:"; cat "$WORK/$side.log"; exit 1; }
+    grep -q '^ready' "$WORK/$side.log" || { echo "$name: wgnode did not start:" >&2; cat "$WORK/$side.log" >&2; exit 1; }
     ip -n "$ns" addr add "$inner" dev wgb0
     ip -n "$ns" link set wgb0 up
   done
   for side in a b; do
     for _ in $(seq 100); do grep -q '^event up' "$WORK/$side.log" && break; sleep 0.05; done
   done
-  ip netns exec "$A" ping -c 2 -i 0.2 -W 2 198.18.2.2 >/dev/null || { echo "$name: no ping through the tunnel"; cat "$WORK"/*.log; exit 1; }
+  ip netns exec "$A" ping -c 2 -i 0.2 -W 2 198.18.2.2 >/dev/null || { echo "$name: no ping through the tunnel" >&2; cat "$WORK"/*.log >&2; exit 1; }
   local perf_pid=""
   if [ -n "${PROFILE:-}" ] && command -v perf >/dev/null; then
-    perf record -q -g -o "$PROFILE/$name.perf.data" -p "${pids[0]},${pids[1]}" >/dev/null 2>&1 &
+    perf record -q -g -o "$PROFILE/$name-$rep.perf.data" -p "${pids[0]},${pids[1]}" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  local t0 t1 results=()
+  local t0 t1 bps
   t0=$(( $(ticks "${pids[0]}") + $(ticks "${pids[1]}") ))
-  for _ in $(seq "$REPS"); do results+=("$(iperf)"); done
+  bps=$(iperf)
   t1=$(( $(ticks "${pids[0]}") + $(ticks "${pids[1]}") ))
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pids=()
-  # name, median bps, total bits, cpu seconds
-  python3 - "$name" "$(( t1 - t0 ))" "$HZ" "$SECS" "${results[@]}" <<'EOF'
-import statistics, sys
-name, ticks, hz, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-bps = [float(x) for x in sys.argv[5:]]
-bits = sum(b * secs for b in bps)
-print(name, statistics.median(bps), bits, ticks / hz)
-EOF
+  python3 -c "print('$name', $bps, $bps * $SECS, $(( t1 - t0 )) / $HZ)"
 }
 
-{
-  run_config stock-offload std std true
-  run_config wgbind-offload wgbind wgbind true
-  run_config stock-plain std std false
-  run_config wgbind-plain wgbind wgbind false
-} > "$WORK/results.txt"
+# Stock and wgbind alternate run by run, so load from anything else on the
+# machine falls on both alike.
+for rep in $(seq "$REPS"); do
+  run_once stock-offload std std true
+  run_once wgbind-offload wgbind wgbind true
+  run_once stock-plain std std false
+  run_once wgbind-plain wgbind wgbind false
+done > "$WORK/results.txt"
 
 python3 - "$WORK/results.txt" "$SECS" "$REPS" <<'EOF'
-import sys
-rows = {}
+import statistics, sys
+runs = {}
 for line in open(sys.argv[1]):
-    name, med, bits, cpu = line.split()
-    gbit = float(med) / 1e9
-    rows[name] = (gbit, float(cpu) / (float(bits) / 1e9) if float(bits) > 0 else float("inf"))
-print(f"wireguard-go through a veth between two namespaces: iperf3 TCP, {sys.argv[3]} x {sys.argv[2]} s, median;")
-print("CPU = user+system seconds of both wireguard-go processes per Gbit moved")
+    name, bps, bits, cpu = line.split()
+    runs.setdefault(name, []).append((float(bps), float(bits), float(cpu)))
+rows = {}
+for name, rs in runs.items():
+    bits = sum(r[1] for r in rs)
+    cpu = sum(r[2] for r in rs)
+    rows[name] = (statistics.median(r[0] for r in rs) / 1e9, cpu / (bits / 1e9) if bits > 0 else float("inf"))
+print(f"wireguard-go through a veth between two namespaces: iperf3 TCP, {sys.argv[3]} x {sys.argv[2]} s each, median;")
+print("stock and wgbind runs alternate; CPU = user+system seconds of both wireguard-go processes per Gbit moved")
 print(f"{'':16}{'stock Gbit/s':>14}{'wgbind Gbit/s':>15}{'ratio':>8}{'stock CPU s/Gbit':>18}{'wgbind CPU s/Gbit':>19}{'ratio':>8}")
 for mode, label in (("offload", "with offloads"), ("plain", "without")):
     s, w = rows[f"stock-{mode}"], rows[f"wgbind-{mode}"]

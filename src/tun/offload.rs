@@ -156,32 +156,39 @@ fn transport_header_end(packet: &[u8], start: usize, gso: u8) -> Result<usize, M
 }
 
 /// One's-complement sum of `bytes` as big-endian 16-bit words (plus
-/// `initial`), not yet folded. Adds 32-bit words into 64-bit accumulators
-/// (2^16 = 1 modulo 0xffff, so the fold comes out the same), 32 bytes a
-/// step in four independent sums the CPU can run side by side.
+/// `initial`), not yet folded. RFC 1071: the sum is the same whatever the
+/// byte order of the words, only byte-swapped, so the bytes are added as
+/// native 64-bit words with end-around carry (four independent sums the
+/// CPU runs side by side) and the result is swapped back once.
 pub(super) fn sum(bytes: &[u8], initial: u32) -> u64 {
-    let mut acc = [initial as u64, 0, 0, 0];
+    let mut acc = [0u64; 4];
     let mut blocks = bytes.chunks_exact(32);
     for b in &mut blocks {
         for (k, a) in acc.iter_mut().enumerate() {
-            let v = u64::from_be_bytes(b[k * 8..k * 8 + 8].try_into().unwrap());
-            *a += (v >> 32) + (v & 0xffff_ffff);
+            let v = u64::from_ne_bytes(b[k * 8..k * 8 + 8].try_into().unwrap());
+            let (s, carry) = a.overflowing_add(v);
+            *a = s + carry as u64; // s < u64::MAX after a carry
         }
     }
-    let mut total = acc.iter().map(|a| (a & 0xffff_ffff) + (a >> 32)).sum::<u64>();
-    let mut chunks = blocks.remainder().chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_be_bytes(c.try_into().unwrap());
-        total += (v >> 32) + (v & 0xffff_ffff);
+    let mut total: u128 = acc.iter().map(|&a| a as u128).sum();
+    let mut words = blocks.remainder().chunks_exact(8);
+    for w in &mut words {
+        total += u64::from_ne_bytes(w.try_into().unwrap()) as u128;
     }
-    let mut pairs = chunks.remainder().chunks_exact(2);
-    for c in &mut pairs {
-        total += u16::from_be_bytes([c[0], c[1]]) as u64;
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        total += u64::from_ne_bytes(last) as u128;
     }
-    if let [last] = pairs.remainder() {
-        total += (*last as u64) << 8;
+    // Fold to 16 bits in native order, then to big-endian order.
+    let mut s = (total as u64 as u128) + (total >> 64);
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
     }
-    total
+    let native = s as u16;
+    let be = if cfg!(target_endian = "little") { native.swap_bytes() } else { native };
+    be as u64 + initial as u64
 }
 
 pub(super) fn fold(mut acc: u64) -> u16 {
@@ -304,7 +311,7 @@ mod tests {
     #[test]
     fn wide_sum_matches_the_word_by_word_sum() {
         let data: Vec<u8> = (0..1501u32).map(|i| (i * 2654435761u32 >> 11) as u8).collect();
-        for len in [0, 1, 2, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1500, 1501] {
+        for len in [0, 1, 2, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1500, 1501] {
             let mut slow = 0x1234u64;
             for c in data[..len].chunks(2) {
                 slow += if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) as u64 } else { (c[0] as u64) << 8 };
