@@ -60,8 +60,11 @@ type recvState struct {
 // GRO are best effort (a kernel without them gets a plain socket), as are
 // the forced buffer sizes.
 func listen(network string, port uint16) (c *meshring.UDPConn, tx, rx bool, err error) {
+	// The batch backend: with NetPoll the reader waits in Go's netpoller on
+	// the socket itself, and recvmmsg/sendmmsg need no io_uring re-arming.
 	cfg := meshring.Config{
-		GSO: true, GRO: true, PktInfo: true, NetPoll: true,
+		Backend: meshring.BackendBatch,
+		GSO:     true, GRO: true, PktInfo: true, NetPoll: true,
 		MaxDatagram: 65535,
 		ReadBuffer:  socketBufferSize, WriteBuffer: socketBufferSize,
 	}

@@ -36,7 +36,9 @@ var (
 // device, and the link state it follows, live in the network namespace of
 // the calling process.
 func CreateTUN(name string, mtu int) (tun.Device, error) {
-	return CreateTUNConfig(name, meshring.TUNConfig{MTU: mtu, Offload: true, NetPoll: true})
+	// The batch backend: with NetPoll a Read waits in Go's netpoller on the
+	// device itself; io_uring readiness would only add re-arming calls.
+	return CreateTUNConfig(name, meshring.TUNConfig{Backend: meshring.BackendBatch, MTU: mtu, Offload: true, NetPoll: true})
 }
 
 // CreateTUNConfig is CreateTUN with meshring's options (Offload: false

@@ -3,6 +3,7 @@
 
 mod cmsg;
 mod crc32c;
+mod csum;
 mod eventfd;
 mod mmsg;
 mod poll;
@@ -12,6 +13,7 @@ mod socket;
 mod tun;
 
 pub use crc32c::crc32c_hw;
+pub use csum::sum_blocks_hw;
 pub use cmsg::{gro_segment_size, parse as parse_control, Control, ControlBuf, LocalInfo, CONTROL_SPACE, GRO_CONTROL_SPACE, GSO_CONTROL_SPACE};
 pub use eventfd::EventFd;
 pub use mmsg::{recvmmsg, sendmmsg, MmsgBatch, Outgoing, Payload, Received};

@@ -161,6 +161,10 @@ fn transport_header_end(packet: &[u8], start: usize, gso: u8) -> Result<usize, M
 /// native 64-bit words with end-around carry (four independent sums the
 /// CPU runs side by side) and the result is swapped back once.
 pub(super) fn sum(bytes: &[u8], initial: u32) -> u64 {
+    // AVX2 takes the whole 32-byte blocks where the CPU has it (same words,
+    // same native order, so the rest below continues its total).
+    let (hw, done) = crate::sys::sum_blocks_hw(bytes).unwrap_or((0, 0));
+    let bytes = &bytes[done..];
     let mut acc = [0u64; 4];
     let mut blocks = bytes.chunks_exact(32);
     for b in &mut blocks {
@@ -170,7 +174,7 @@ pub(super) fn sum(bytes: &[u8], initial: u32) -> u64 {
             *a = s + carry as u64; // s < u64::MAX after a carry
         }
     }
-    let mut total: u128 = acc.iter().map(|&a| a as u128).sum();
+    let mut total: u128 = hw + acc.iter().map(|&a| a as u128).sum::<u128>();
     let mut words = blocks.remainder().chunks_exact(8);
     for w in &mut words {
         total += u64::from_ne_bytes(w.try_into().unwrap()) as u128;

@@ -151,7 +151,7 @@ func node(args []string) error {
 	var err error
 	switch {
 	case *tunKind == "wgbind":
-		td, err = wgbind.CreateTUNConfig(*name, meshring.TUNConfig{MTU: *mtu, Offload: *offload, NetPoll: true})
+		td, err = wgbind.CreateTUNConfig(*name, meshring.TUNConfig{Backend: meshring.BackendBatch, MTU: *mtu, Offload: *offload, NetPoll: true})
 	case *tunKind == "std" && *offload:
 		td, err = tun.CreateTUN(*name, *mtu)
 	case *tunKind == "std":
