@@ -290,7 +290,7 @@ static void test_config(void)
 
     cfg.flags = 1u << 31;
     BAD(mr_udp_bind("127.0.0.1:0", &cfg, &u), MR_INVALID_ARGUMENT);
-    cfg.flags = 32; /* the lowest bit no MR_UDP_* flag uses */
+    cfg.flags = MR_UDP_PKTINFO << 1; /* the lowest bit no MR_UDP_* flag uses */
     BAD(mr_udp_bind("127.0.0.1:0", &cfg, &u), MR_INVALID_ARGUMENT);
     cfg.flags = MR_UDP_GSO | 0x100;
     BAD(mr_udp_bind("127.0.0.1:0", &cfg, &u), MR_INVALID_ARGUMENT);
