@@ -28,14 +28,14 @@ for impl in recvmmsg-gso meshring-gso; do
 done
 python3 bench/table.py "$out"
 
-# Notify bus (issue 5): cost per peer delta vs store size (10k..1M peers) with
+# Notify bus: cost per peer delta vs store size (10k..1M peers) with
 # 0, 1 and 16 reading watchers, bytes allocated per delta, RSS; one process
 # per store size. Source: examples/bus_bench.rs (BUS_DELTAS=2000 BUS_REPS=5).
 echo
 "${CARGO:-cargo}" build --release --example bus_bench
 target/release/examples/bus_bench --deltas "${BUS_DELTAS:-2000}" --reps "${BUS_REPS:-5}"
 
-# Snapshot cache (issue 6): pure cache cost from C, 1k and 10k nodes with one
+# Snapshot cache: pure cache cost from C, 1k and 10k nodes with one
 # parked SOTW watch each, one SetSnapshot per node changing one type; time
 # until every watch's response is taken. Source: bench/cache_bench.c (CACHE_REPS=5).
 echo
@@ -59,7 +59,7 @@ echo "the last checkpoint, so the secondary holds N old blocks in its hidden lay
 printf '  %-9s %9s %9s %12s %12s %12s %10s\n' "dirty" "hidden" "blocks" "RSS before MB" "RSS after MB" "peak RSS MB" "write s"
 for n in ${REPL_RSS_SIZES:-100000 1000000}; do bench/bin/repl_bench rss "$n"; done
 
-# Lifecycle runtime (issue 7): feed of 100k and 1M routes to a new protocol
+# Lifecycle runtime: feed of 100k and 1M routes to a new protocol
 # (routes/s, longest loop step, worst wait of a probe command during the
 # feed), and commit cost with one of 10 vs one of 1000 protocols changed.
 # Source: examples/lifecycle_bench.rs (LIFECYCLE_SIZES=100000,1000000 LIFECYCLE_COMMITS=200).

@@ -10,8 +10,9 @@
 #
 # "without offloads": the TUN is opened without IFF_VNET_HDR (no TSO, no
 # write-side GRO; stock via tun.CreateTUNFromFile) and the veths lose TX
-# checksum offload (ethtool -K tx off), so UDP GSO sends fail with EIO and
-# both Binds fall back to one datagram per packet (no UDP GRO either).
+# checksum offload (ethtool -K tx off). Before Linux 6.11 a UDP GSO send
+# then fails with EIO and both Binds fall back to one datagram per packet;
+# 6.11 and later checksum such sends in software and GSO stays on.
 #
 # Root only; namespaces and 198.18.0.0/15 addresses are this script's own
 # and are deleted on exit.

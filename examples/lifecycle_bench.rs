@@ -1,4 +1,4 @@
-//! Lifecycle runtime benchmark (issue 7).
+//! Lifecycle runtime benchmark.
 //!
 //! 1. Feed: a protocol owns N routes (100k, 1M); a new protocol is added by
 //!    a commit and fed the whole table. Reported: routes/s from commit to

@@ -1,4 +1,4 @@
-//! One test (or more) per rule of issue 5.
+//! One test (or more) per rule of the bus (see the module doc).
 
 use super::*;
 use crate::error::ErrorKind;

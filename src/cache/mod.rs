@@ -1,4 +1,4 @@
-//! The xDS snapshot cache (issue 6): go-control-plane `pkg/cache/v3`
+//! The xDS snapshot cache: go-control-plane `pkg/cache/v3`
 //! `SnapshotCache` semantics over opaque resources.
 //!
 //! # Model

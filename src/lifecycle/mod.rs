@@ -1,4 +1,4 @@
-//! The lifecycle runtime (issue 7): BIRD-style protocol instances over
+//! The lifecycle runtime: BIRD-style protocol instances over
 //! route tables.
 //!
 //! * `state`: the two state variables (protocol: down/start/up/stop; core:
