@@ -43,6 +43,10 @@ key() { python3 -c 'import os,sys; k=bytearray(os.urandom(32)); k[0]&=248; k[31]
 # derive them with the helper's Go toolchain instead.
 pubkey() { (cd go/wgbind && go run ./internal/wgkey "$1"); }
 
+tundrops() { # netns -> packets the TUN device dropped on its way to the reader (queue full)
+  ip -n "$1" -s -j link show wgb0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["tx"]["dropped"])'
+}
+
 ticks() { # pid -> utime+stime in clock ticks
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
@@ -61,9 +65,9 @@ KA=$(key) KB=$(key)
 PA=$(pubkey "$KA") PB=$(pubkey "$KB")
 HZ=$(getconf CLK_TCK)
 
-run_once() { # name bind tun offload(true|false) -> "name bps bits cpu_seconds"
+run_once() { # name bind tun offload(true|false) -> "name bps bits cpu_seconds tun_drops"
   local name=$1 bind=$2 tun=$3 off=$4
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then echo "$name 0 0 0"; return; fi
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then echo "$name 0 0 0 0"; return; fi
   local feat=on
   [ "$off" = true ] || feat=off
   ip netns exec "$A" ethtool -K "$VA" tx "$feat" >/dev/null 2>&1
@@ -93,14 +97,16 @@ run_once() { # name bind tun offload(true|false) -> "name bps bits cpu_seconds"
     perf record -q -g -o "$PROFILE/$name-$rep.perf.data" -p "${pids[0]},${pids[1]}" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  local t0 t1 bps
+  local t0 t1 bps d0 d1
+  d0=$(( $(tundrops "$A") + $(tundrops "$B") ))
   t0=$(( $(ticks "${pids[0]}") + $(ticks "${pids[1]}") ))
   bps=$(iperf)
   t1=$(( $(ticks "${pids[0]}") + $(ticks "${pids[1]}") ))
+  d1=$(( $(tundrops "$A") + $(tundrops "$B") ))
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pids=()
-  python3 -c "print('$name', $bps, $bps * $SECS, $(( t1 - t0 )) / $HZ)"
+  python3 -c "print('$name', $bps, $bps * $SECS, $(( t1 - t0 )) / $HZ, $(( d1 - d0 )))"
 }
 
 # Stock and wgbind alternate run by run, so load from anything else on the
@@ -116,20 +122,21 @@ python3 - "$WORK/results.txt" "$SECS" "$REPS" <<'EOF'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    name, bps, bits, cpu = line.split()
-    runs.setdefault(name, []).append((float(bps), float(bits), float(cpu)))
+    name, bps, bits, cpu, drops = line.split()
+    runs.setdefault(name, []).append((float(bps), float(bits), float(cpu), int(drops)))
 rows = {}
 for name, rs in runs.items():
     bits = sum(r[1] for r in rs)
     cpu = sum(r[2] for r in rs)
-    rows[name] = (statistics.median(r[0] for r in rs) / 1e9, cpu / (bits / 1e9) if bits > 0 else float("inf"))
+    rows[name] = (statistics.median(r[0] for r in rs) / 1e9, cpu / (bits / 1e9) if bits > 0 else float("inf"), sum(r[3] for r in rs))
 print(f"wireguard-go through a veth between two namespaces: iperf3 TCP, {sys.argv[3]} x {sys.argv[2]} s each, median;")
-print("stock and wgbind runs alternate; CPU = user+system seconds of both wireguard-go processes per Gbit moved")
-print(f"{'':16}{'stock Gbit/s':>14}{'wgbind Gbit/s':>15}{'ratio':>8}{'stock CPU s/Gbit':>18}{'wgbind CPU s/Gbit':>19}{'ratio':>8}")
+print("stock and wgbind runs alternate; CPU = user+system seconds of both wireguard-go processes per Gbit moved;")
+print("TUN drops = packets both TUN devices dropped because their reader fell behind (tx_dropped), over all runs")
+print(f"{'':16}{'stock Gbit/s':>14}{'wgbind Gbit/s':>15}{'ratio':>8}{'stock CPU s/Gbit':>18}{'wgbind CPU s/Gbit':>19}{'ratio':>8}{'stock TUN drops':>17}{'wgbind TUN drops':>18}")
 for mode, label in (("offload", "with offloads"), ("plain", "without")):
     s, w = rows[f"stock-{mode}"], rows[f"wgbind-{mode}"]
     tr = w[0] / s[0] if s[0] else float("nan")
     cr = w[1] / s[1] if s[1] else float("nan")
-    print(f"{label:16}{s[0]:>14.2f}{w[0]:>15.2f}{tr:>7.2f}x{s[1]:>18.3f}{w[1]:>19.3f}{cr:>7.2f}x")
+    print(f"{label:16}{s[0]:>14.2f}{w[0]:>15.2f}{tr:>7.2f}x{s[1]:>18.3f}{w[1]:>19.3f}{cr:>7.2f}x{s[2]:>17}{w[2]:>18}")
 print("goal: throughput ratio >= 1.20x and CPU/Gbit ratio <= 0.80x")
 EOF
