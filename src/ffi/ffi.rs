@@ -85,6 +85,22 @@ pub(crate) fn try_slice_mut<'a, T>(ptr: *mut T, n: usize, name: &str) -> Result<
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, n) })
 }
 
+/// `try_slice` for a batch call: `n` must be at least 1.
+pub(crate) fn try_batch<'a, T>(ptr: *const T, n: usize, name: &str) -> Result<&'a [T]> {
+    if n == 0 {
+        return Err(Error::invalid("n is 0"));
+    }
+    try_slice(ptr, n, name)
+}
+
+/// `try_slice_mut` for a batch call: `n` must be at least 1.
+pub(crate) fn try_batch_mut<'a, T>(ptr: *mut T, n: usize, name: &str) -> Result<&'a mut [T]> {
+    if n == 0 {
+        return Err(Error::invalid("n is 0"));
+    }
+    try_slice_mut(ptr, n, name)
+}
+
 /// Writes `text` NUL-terminated into `buf` of `cap` bytes; `len` gets the
 /// full length. BufferTooSmall (with `len` set) if it does not fit.
 pub(crate) fn write_c_string(text: &str, buf: *mut c_char, cap: usize, len: *mut usize) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `mr_tun`: a TUN device with batched reads and writes.
 
 use super::error::{mr_status, value_or};
-use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, write_c_string, Castable};
+use super::ffi::{check_options, free_handle, into_handle, try_batch, try_batch_mut, try_in, try_out, try_ref, try_str, write_c_string, Castable};
 use super::udp::{backend_choice, mr_backend};
 use crate::error::{Error, Result};
 use crate::sync::Wait;
@@ -146,6 +146,17 @@ impl OutPacket for CheckedPacket {
     }
 }
 
+/// `pkts[0..n]` checked for a write: n >= 1, every packet non-empty.
+fn packets_to_write<'a>(pkts: *const mr_packet, n: usize) -> Result<&'a [CheckedPacket]> {
+    let pkts = try_batch(pkts, n, "pkts")?;
+    if let Some(i) = pkts.iter().position(|p| p.buf.is_null() || p.len == 0) {
+        return Err(Error::invalid(format!("pkts[{i}] is empty (buf NULL or len 0)")));
+    }
+    // SAFETY: CheckedPacket is a transparent wrapper of mr_packet; every
+    // element was checked above.
+    Ok(unsafe { &*(pkts as *const [mr_packet] as *const [CheckedPacket]) })
+}
+
 /// Reads up to `n` packets into `pkts[0..n]`, setting `*got`. MR_OK with at
 /// least one packet, or MR_WOULD_BLOCK (timeout 0), MR_TIMEOUT, MR_CLOSED,
 /// MR_BUFFER_TOO_SMALL (a slot's `cap` is below the device MTU; nothing is
@@ -156,10 +167,7 @@ pub extern "C" fn mr_tun_read(t: *mut mr_tun, pkts: *mut mr_packet, n: usize, ti
         let got = try_out(got, "got")?;
         *got = 0;
         let t = try_ref(t)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let pkts = try_slice_mut(pkts, n, "pkts")?;
+        let pkts = try_batch_mut(pkts, n, "pkts")?;
         for (i, p) in pkts.iter().enumerate() {
             if p.buf.is_null() || p.cap == 0 {
                 return Err(Error::invalid(format!("pkts[{i}] has no buffer (buf NULL or cap 0)")));
@@ -184,17 +192,7 @@ pub extern "C" fn mr_tun_write(t: *mut mr_tun, pkts: *const mr_packet, n: usize,
         let written = try_out(written, "written")?;
         *written = 0;
         let t = try_ref(t)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let pkts = try_slice(pkts, n, "pkts")?;
-        for (i, p) in pkts.iter().enumerate() {
-            if p.buf.is_null() || p.len == 0 {
-                return Err(Error::invalid(format!("pkts[{i}] is empty (buf NULL or len 0)")));
-            }
-        }
-        // SAFETY: CheckedPacket is a transparent wrapper; checked above.
-        let slots = unsafe { &*(pkts as *const [mr_packet] as *const [CheckedPacket]) };
+        let slots = packets_to_write(pkts, n)?;
         let (count, error) = t.write(slots);
         *written = count;
         error.map_or(Ok(()), Err)
@@ -227,17 +225,7 @@ pub extern "C" fn mr_tun_write_batch(t: *mut mr_tun, pkts: *const mr_packet, n: 
         let written = try_out(written, "written")?;
         *written = 0;
         let t = try_ref(t)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let pkts = try_slice(pkts, n, "pkts")?;
-        for (i, p) in pkts.iter().enumerate() {
-            if p.buf.is_null() || p.len == 0 {
-                return Err(Error::invalid(format!("pkts[{i}] is empty (buf NULL or len 0)")));
-            }
-        }
-        // SAFETY: CheckedPacket is a transparent wrapper; checked above.
-        let slots = unsafe { &*(pkts as *const [mr_packet] as *const [CheckedPacket]) };
+        let slots = packets_to_write(pkts, n)?;
         let (count, error) = t.write_batch(slots);
         *written = count;
         error.map_or(Ok(()), Err)

@@ -2,7 +2,7 @@
 
 use super::addr::mr_addr;
 use super::error::{mr_status, value_or};
-use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
+use super::ffi::{check_options, free_handle, into_handle, try_batch, try_batch_mut, try_in, try_out, try_ref, try_slice, try_str, Castable};
 use crate::error::{Error, Result};
 use crate::sync::Wait;
 use crate::udp::{Backend, BackendChoice, LocalInfo, Payload, RecvSlot, SendSlot, UdpConfig, UdpSocket};
@@ -279,10 +279,7 @@ pub extern "C" fn mr_udp_recv(u: *mut mr_udp, msgs: *mut mr_datagram, n: usize, 
         let received = try_out(received, "received")?;
         *received = 0;
         let u = try_ref(u)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let msgs = try_slice_mut(msgs, n, "msgs")?;
+        let msgs = try_batch_mut(msgs, n, "msgs")?;
         for (i, m) in msgs.iter().enumerate() {
             if m.buf.is_null() || m.cap == 0 {
                 return Err(Error::invalid(format!("msgs[{i}] has no buffer (buf NULL or cap 0)")));
@@ -308,10 +305,7 @@ pub extern "C" fn mr_udp_send(u: *mut mr_udp, msgs: *const mr_datagram, n: usize
         let sent = try_out(sent, "sent")?;
         *sent = 0;
         let u = try_ref(u)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let msgs = try_slice(msgs, n, "msgs")?;
+        let msgs = try_batch(msgs, n, "msgs")?;
         for (i, m) in msgs.iter().enumerate() {
             if m.buf.is_null() && m.len > 0 {
                 return Err(Error::invalid(format!("msgs[{i}].buf is NULL with len {}", m.len)));
@@ -448,10 +442,7 @@ pub extern "C" fn mr_udp_recvmsg(u: *mut mr_udp, msgs: *mut mr_msg, n: usize, ti
         let received = try_out(received, "received")?;
         *received = 0;
         let u = try_ref(u)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let msgs = try_slice_mut(msgs, n, "msgs")?;
+        let msgs = try_batch_mut(msgs, n, "msgs")?;
         for (i, m) in msgs.iter().enumerate() {
             if m.buf.is_null() || m.cap == 0 {
                 return Err(Error::invalid(format!("msgs[{i}] has no buffer (buf NULL or cap 0)")));
@@ -482,10 +473,7 @@ pub extern "C" fn mr_udp_sendmsg(u: *mut mr_udp, msgs: *const mr_msg, n: usize, 
         let sent = try_out(sent, "sent")?;
         *sent = 0;
         let u = try_ref(u)?;
-        if n == 0 {
-            return Err(Error::invalid("n is 0"));
-        }
-        let msgs = try_slice(msgs, n, "msgs")?;
+        let msgs = try_batch(msgs, n, "msgs")?;
         let mut slots = Vec::with_capacity(n);
         for (i, m) in msgs.iter().enumerate() {
             if m.reserved != 0 {
