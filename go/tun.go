@@ -299,18 +299,28 @@ func (t *TUN) closeEvents() {
 // MTU returns the device's MTU, read from the kernel (see the note on
 // network namespaces in the TUN documentation).
 func (t *TUN) MTU() (int, error) {
-	h, err := t.acquire("mtu")
+	var mtu C.uint32_t
+	err := t.control("mtu", func(h *C.mr_tun, cerr *C.mrgo_err) C.mr_status { return C.mrgo_tun_mtu(h, &mtu, cerr) })
 	if err != nil {
 		return 0, err
 	}
+	return int(mtu), nil
+}
+
+// control runs one control call (not a data path: its error slot is
+// allocated) on the open device, with op naming it in the error.
+func (t *TUN) control(op string, call func(h *C.mr_tun, cerr *C.mrgo_err) C.mr_status) error {
+	h, err := t.acquire(op)
+	if err != nil {
+		return err
+	}
 	defer t.mu.RUnlock()
 	defer runtime.KeepAlive(t)
-	var mtu C.uint32_t
 	var cerr C.mrgo_err
-	if st := Status(C.mrgo_tun_mtu(h, &mtu, &cerr)); st != StatusOK {
-		return 0, errFromC(st, "mtu", &cerr)
+	if st := Status(call(h, &cerr)); st != StatusOK {
+		return errFromC(st, op, &cerr)
 	}
-	return int(mtu), nil
+	return nil
 }
 
 // SetMTU sets the device's MTU (68..65535) and sends EventMTUUpdate.
@@ -318,15 +328,10 @@ func (t *TUN) SetMTU(mtu int) error {
 	if mtu < 0 || mtu > math.MaxUint32 {
 		return newError(StatusInvalidArgument, "set mtu", fmt.Sprintf("MTU %d is out of range", mtu))
 	}
-	h, err := t.acquire("set mtu")
-	if err != nil {
+	if err := t.control("set mtu", func(h *C.mr_tun, cerr *C.mrgo_err) C.mr_status {
+		return C.mrgo_tun_set_mtu(h, C.uint32_t(mtu), cerr)
+	}); err != nil {
 		return err
-	}
-	defer t.mu.RUnlock()
-	defer runtime.KeepAlive(t)
-	var cerr C.mrgo_err
-	if st := Status(C.mrgo_tun_set_mtu(h, C.uint32_t(mtu), &cerr)); st != StatusOK {
-		return errFromC(st, "set mtu", &cerr)
 	}
 	t.sendEvent(EventMTUUpdate)
 	return nil

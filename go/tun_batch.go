@@ -66,16 +66,10 @@ func (t *TUN) WriteBatch(bufs [][]byte, offset int) (int, error) {
 // GRO returns the GROTCP / GROUDP bits WriteBatch coalesces with now (0
 // without Offload).
 func (t *TUN) GRO() (uint32, error) {
-	h, err := t.acquire("gro")
+	var bits C.uint32_t
+	err := t.control("gro", func(h *C.mr_tun, cerr *C.mrgo_err) C.mr_status { return C.mrgo_tun_gro(h, &bits, cerr) })
 	if err != nil {
 		return 0, err
-	}
-	defer t.mu.RUnlock()
-	defer runtime.KeepAlive(t)
-	var bits C.uint32_t
-	var cerr C.mrgo_err
-	if st := Status(C.mrgo_tun_gro(h, &bits, &cerr)); st != StatusOK {
-		return 0, errFromC(st, "gro", &cerr)
 	}
 	return uint32(bits), nil
 }
@@ -83,15 +77,7 @@ func (t *TUN) GRO() (uint32, error) {
 // DisableGRO stops coalescing the given GROTCP / GROUDP bits for good
 // (wireguard-go's DisableTCPGRO / DisableUDPGRO).
 func (t *TUN) DisableGRO(bits uint32) error {
-	h, err := t.acquire("disable gro")
-	if err != nil {
-		return err
-	}
-	defer t.mu.RUnlock()
-	defer runtime.KeepAlive(t)
-	var cerr C.mrgo_err
-	if st := Status(C.mrgo_tun_disable_gro(h, C.uint32_t(bits), &cerr)); st != StatusOK {
-		return errFromC(st, "disable gro", &cerr)
-	}
-	return nil
+	return t.control("disable gro", func(h *C.mr_tun, cerr *C.mrgo_err) C.mr_status {
+		return C.mrgo_tun_disable_gro(h, C.uint32_t(bits), cerr)
+	})
 }
