@@ -363,13 +363,7 @@ func packSnapshot(b []byte, snap cache.ResourceSnapshot, prev *marshalled) ([]by
 		countAt := len(b)
 		b = appendU32(b, 0)
 		count := 0
-		for name, res := range resources {
-			if res.Resource == nil {
-				continue
-			}
-			if name == "" {
-				name = cache.GetResourceName(res.Resource)
-			}
+		for name, res := range present(resources) {
 			ttl := ttlMs(res)
 			b = appendStr(b, name)
 			b = binary.LittleEndian.AppendUint64(b, uint64(ttl))

@@ -3,6 +3,7 @@ package xds
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"slices"
 	"unsafe"
 
@@ -195,13 +196,7 @@ func packEdit(snap cache.ResourceSnapshot, prev *marshalled) (buf []byte, def st
 		countAt := len(b)
 		b = appendU32(b, 0)
 		count := 0
-		for name, res := range resources {
-			if res.Resource == nil {
-				continue
-			}
-			if name == "" {
-				name = cache.GetResourceName(res.Resource)
-			}
+		for name, res := range present(resources) {
 			total++
 			if old, ok := prev.lookup(typeURL, name, res.Resource); ok && sameTTL(old, res) {
 				bld.keep(*old)
@@ -249,6 +244,24 @@ func packEdit(snap cache.ResourceSnapshot, prev *marshalled) (buf []byte, def st
 		return nil, "", 0, nil, false, nil
 	}
 	return b, def, nExtras, bld.seal(b), true, nil
+}
+
+// present yields the resources of a type that are there (a nil Resource
+// is not), each under its map key or, for an empty key, its own name.
+func present(resources map[string]types.ResourceWithTTL) iter.Seq2[string, types.ResourceWithTTL] {
+	return func(yield func(string, types.ResourceWithTTL) bool) {
+		for name, res := range resources {
+			if res.Resource == nil {
+				continue
+			}
+			if name == "" {
+				name = cache.GetResourceName(res.Resource)
+			}
+			if !yield(name, res) {
+				return
+			}
+		}
+	}
 }
 
 // sameTTL: a remembered resource with the TTL res now has.
