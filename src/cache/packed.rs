@@ -20,17 +20,37 @@ pub const PACKED_MAGIC: [u8; 4] = *b"MRS1";
 /// cbindgen:ignore
 pub const EDIT_MAGIC: [u8; 4] = *b"MRE1";
 
+/// The error of a malformed buffer of kind `what`.
+fn parse_error(what: &'static str) -> impl Fn(String) -> Error + Copy {
+    move |e| Error::new(ErrorKind::Parse, format!("{what}: {e}"))
+}
+
+/// A reader past `magic`, or the error that names the magic expected.
+fn open<'a>(buf: &'a [u8], magic: [u8; 4], what: &'static str) -> Result<Reader<'a>> {
+    let mut r = Reader::new(buf);
+    if r.take(4, "magic").map_err(parse_error(what))? != magic {
+        let expected = std::str::from_utf8(&magic).unwrap_or("?");
+        return Err(Error::new(ErrorKind::Parse, format!("{what}: bad magic (expected \"{expected}\")")));
+    }
+    Ok(r)
+}
+
+/// One resource entry: name, TTL (ttl_ms <= 0: none), bytes.
+fn resource<'a>(r: &mut Reader<'a>) -> std::result::Result<(&'a str, Option<Duration>, &'a [u8]), String> {
+    let name = r.text("resource name")?;
+    let ttl_ms = r.i64("ttl_ms")?;
+    let bytes = r.blob("resource bytes")?;
+    Ok((name, (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms as u64)), bytes))
+}
+
 impl Snapshot {
     /// Adds everything in a packed buffer. All or nothing: on any error
     /// (malformed buffer, bad UTF-8, empty names, duplicates) the snapshot
     /// is unchanged and the error says where.
     pub fn add_packed(&mut self, buf: &[u8]) -> Result<()> {
         let mut next = self.clone();
-        let mut r = Reader::new(buf);
-        let parse = |e: String| Error::new(ErrorKind::Parse, format!("packed snapshot: {e}"));
-        if r.take(4, "magic").map_err(parse)? != PACKED_MAGIC {
-            return Err(Error::new(ErrorKind::Parse, "packed snapshot: bad magic (expected \"MRS1\")"));
-        }
+        let parse = parse_error("packed snapshot");
+        let mut r = open(buf, PACKED_MAGIC, "packed snapshot")?;
         for _ in 0..r.u32("type count").map_err(parse)? {
             let type_url = r.text("type URL").map_err(parse)?;
             if type_url.is_empty() {
@@ -42,10 +62,7 @@ impl Snapshot {
                 other => return Err(parse(format!("has_version is {other} at byte {}, not 0 or 1", r.offset() - 1))),
             }
             for _ in 0..r.u32("resource count").map_err(parse)? {
-                let name = r.text("resource name").map_err(parse)?;
-                let ttl_ms = r.i64("ttl_ms").map_err(parse)?;
-                let bytes = r.blob("resource bytes").map_err(parse)?;
-                let ttl = (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms as u64));
+                let (name, ttl, bytes) = resource(&mut r).map_err(parse)?;
                 next.add(type_url, name, bytes, ttl)?;
             }
         }
@@ -65,11 +82,8 @@ impl Snapshot {
     /// continued delta stream then looks at just that). All or nothing.
     pub fn apply_edit_packed(&mut self, buf: &[u8]) -> Result<()> {
         let mut next = self.clone();
-        let mut r = Reader::new(buf);
-        let parse = |e: String| Error::new(ErrorKind::Parse, format!("packed edit: {e}"));
-        if r.take(4, "magic").map_err(parse)? != EDIT_MAGIC {
-            return Err(Error::new(ErrorKind::Parse, "packed edit: bad magic (expected \"MRE1\")"));
-        }
+        let parse = parse_error("packed edit");
+        let mut r = open(buf, EDIT_MAGIC, "packed edit")?;
         next.set_default_version(r.text("default version").map_err(parse)?);
         for _ in 0..r.u32("type count").map_err(parse)? {
             let type_url = r.text("type URL").map_err(parse)?;
@@ -86,10 +100,7 @@ impl Snapshot {
                 next.remove(type_url, name).map_err(|e| Error::invalid(format!("packed edit: {}", e.message)))?;
             }
             for _ in 0..r.u32("resource count").map_err(parse)? {
-                let name = r.text("resource name").map_err(parse)?;
-                let ttl_ms = r.i64("ttl_ms").map_err(parse)?;
-                let bytes = r.blob("resource bytes").map_err(parse)?;
-                let ttl = (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms as u64));
+                let (name, ttl, bytes) = resource(&mut r).map_err(parse)?;
                 if next.type_set(type_url).is_some_and(|t| t.get(name).is_some()) {
                     next.remove(type_url, name)?;
                 }
