@@ -79,7 +79,7 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 		if len(msgs[i].Buf) == 0 {
 			return 0, newError(StatusInvalidArgument, "read", fmt.Sprintf("msgs[%d].Buf is empty", i))
 		}
-		p[i] = bufPtr(msgs[i].Buf)
+		p[i] = cBytes(msgs[i].Buf)
 	}
 	h, err := c.acquire("read")
 	if err != nil {
@@ -210,9 +210,7 @@ func (c *UDPConn) WriteMsgs(msgs []Msg) (int, error) {
 			add := func(b []byte) {
 				v := &cl.c.iov[iov]
 				v.len = C.size_t(len(b))
-				if len(b) > 0 {
-					p[iov] = bufPtr(b)
-				}
+				p[iov] = cBytes(b)
 				iov++
 			}
 			if src.Bufs == nil {

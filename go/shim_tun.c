@@ -29,14 +29,6 @@ mr_status mrgo_tun_set_mtu(mr_tun *t, uint32_t mtu, mrgo_err *err) {
 	return tun_capture(mr_tun_set_mtu(t, mtu), err);
 }
 
-mr_status mrgo_tun_read(mr_tun *t, mrgo_tun_call *c, size_t n, int32_t timeout_ms) {
-	if (n > MRGO_BATCH) {
-		n = MRGO_BATCH;
-	}
-	c->count = 0;
-	return tun_capture(mr_tun_read(t, c->pkts, n, timeout_ms, &c->count), &c->err);
-}
-
 mr_status mrgo_tun_write(mr_tun *t, mrgo_tun_call *c, size_t n) {
 	if (n > MRGO_BATCH) {
 		n = MRGO_BATCH;

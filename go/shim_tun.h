@@ -24,7 +24,6 @@ mr_status mrgo_tun_from_fd(int fd, const mr_tun_config *cfg, mr_tun **out, mrgo_
 mr_status mrgo_tun_name(const mr_tun *t, char *buf, size_t cap, mrgo_err *err);
 mr_status mrgo_tun_mtu(const mr_tun *t, uint32_t *mtu, mrgo_err *err);
 mr_status mrgo_tun_set_mtu(mr_tun *t, uint32_t mtu, mrgo_err *err);
-mr_status mrgo_tun_read(mr_tun *t, mrgo_tun_call *c, size_t n, int32_t timeout_ms);
 mr_status mrgo_tun_write(mr_tun *t, mrgo_tun_call *c, size_t n);
 
 #endif

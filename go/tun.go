@@ -369,7 +369,7 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		var p directPtrs
 		for i := 0; i < chunk; i++ {
 			b := bufs[total+i][offset:]
-			p[i] = bufPtr(b)
+			p[i] = cBytes(b)
 			pk := &cl.c.pkts[i]
 			pk.cap = C.size_t(len(b))
 			pk.len = 0

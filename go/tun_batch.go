@@ -45,7 +45,7 @@ func (t *TUN) WriteBatch(bufs [][]byte, offset int) (int, error) {
 		var p directPtrs
 		for i := 0; i < n; i++ {
 			b := bufs[start+i][offset:]
-			p[i] = bufPtr(b)
+			p[i] = cBytes(b)
 			pk := &cl.c.pkts[i]
 			pk.cap = C.size_t(len(b))
 			pk.len = C.size_t(len(b))

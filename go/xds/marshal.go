@@ -198,7 +198,8 @@ func packEdit(snap cache.ResourceSnapshot, prev *marshalled) (buf []byte, def st
 		count := 0
 		for name, res := range present(resources) {
 			total++
-			if old, ok := prev.lookup(typeURL, name, res.Resource); ok && sameTTL(old, res) {
+			old, same := prev.lookup(typeURL, name, res.Resource)
+			if same && old.ttl == ttlMs(res) {
 				bld.keep(*old)
 				continue
 			}
@@ -206,7 +207,7 @@ func packEdit(snap cache.ResourceSnapshot, prev *marshalled) (buf []byte, def st
 			b = binary.LittleEndian.AppendUint64(b, uint64(ttlMs(res)))
 			lenAt := len(b)
 			b = appendU32(b, 0)
-			if old, ok := prev.lookup(typeURL, name, res.Resource); ok {
+			if same {
 				b = append(b, old.bytes...) // only the TTL changed
 			} else if b, err = deterministic.MarshalAppend(b, res.Resource); err != nil {
 				return nil, "", 0, nil, false, fmt.Errorf("meshring/xds: marshal %s %q: %w", typeURL, name, err)
@@ -262,11 +263,6 @@ func present(resources map[string]types.ResourceWithTTL) iter.Seq2[string, types
 			}
 		}
 	}
-}
-
-// sameTTL: a remembered resource with the TTL res now has.
-func sameTTL(old *memoRes, res types.ResourceWithTTL) bool {
-	return old.ttl == ttlMs(res)
 }
 
 func ttlMs(res types.ResourceWithTTL) int64 {
