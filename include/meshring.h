@@ -1374,7 +1374,8 @@ int mr_cache_watch_fd(const struct mr_cache_watch_h *w);
  1 if the cache dropped the watch unanswered under the ADS rule (ADS
  mode, and the watch names only some of its type's resources), as
  go-control-plane drops it: `mr_cache_watch_next` then returns MR_CLOSED
- and the client is expected to ask again. 0 otherwise (also for NULL).
+ and the client is expected to ask again. 0 otherwise (for NULL too,
+ with the reason in mr_last_error).
  */
 int mr_cache_watch_dropped(const struct mr_cache_watch_h *w);
 

@@ -50,10 +50,18 @@ pub(crate) struct Applied {
     pub full_path: bool,
 }
 
+/// Stores `new` in `slot` unless the text is the same; whether it changed.
+fn set_raw(slot: &mut Option<Box<RawValue>>, new: Box<RawValue>) -> bool {
+    if same_raw(slot, &new) {
+        return false;
+    }
+    *slot = Some(new);
+    true
+}
+
 fn same_raw(a: &Option<Box<RawValue>>, b: &RawValue) -> bool {
     a.as_ref().is_some_and(|a| a.get() == b.get())
 }
-
 
 impl Store {
     /// Applies a validated update the way tailscaled's control client does
@@ -186,18 +194,10 @@ impl Store {
             }
             let concat: Vec<&Value> = self.named_packet_filters.values().filter_map(Value::as_array).flatten().collect();
             let rules = serde_json::value::to_raw_value(&concat).expect("JSON values always encode");
-            if !same_raw(&self.packet_filter, &rules) {
-                self.packet_filter = Some(rules);
-                opaque_changed = true;
-            }
+            opaque_changed |= set_raw(&mut self.packet_filter, rules);
         }
-        for (slot, new) in [(&mut self.dns_config, update.dns_config)] {
-            if let Some(new) = new {
-                if !same_raw(slot, &new) {
-                    *slot = Some(new);
-                    opaque_changed = true;
-                }
-            }
+        if let Some(new) = update.dns_config {
+            opaque_changed |= set_raw(&mut self.dns_config, new);
         }
         if let Some(domain) = update.domain {
             if self.domain.as_deref() != Some(&domain) {

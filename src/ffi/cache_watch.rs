@@ -68,10 +68,13 @@ pub extern "C" fn mr_cache_watch_fd(w: *const mr_cache_watch_h) -> c_int {
 /// 1 if the cache dropped the watch unanswered under the ADS rule (ADS
 /// mode, and the watch names only some of its type's resources), as
 /// go-control-plane drops it: `mr_cache_watch_next` then returns MR_CLOSED
-/// and the client is expected to ask again. 0 otherwise (also for NULL).
+/// and the client is expected to ask again. 0 otherwise (for NULL too,
+/// with the reason in mr_last_error).
 #[no_mangle]
 pub extern "C" fn mr_cache_watch_dropped(w: *const mr_cache_watch_h) -> c_int {
-    super::panic::boundary("mr_cache_watch_dropped", || try_ref(w).map(|w| w.is_dropped() as c_int).unwrap_or(0))
+    super::panic::boundary("mr_cache_watch_dropped", || {
+        value_or("mr_cache_watch_dropped", try_ref(w).map(|w| w.is_dropped() as c_int), 0)
+    })
 }
 
 /// 1 while the watch waits for its answer (`mr_cache_watch_next` with

@@ -3,7 +3,7 @@
 use super::error::{mr_status, value_or};
 use super::ffi::{check_options, free_handle, into_handle, try_in, try_out, try_ref, try_slice, try_slice_mut, try_str, Castable};
 use super::udp::{backend_choice, mr_backend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::replication::{Volume, VolumeConfig};
 use std::os::raw::c_char;
 use std::sync::Arc;
@@ -47,7 +47,12 @@ pub(crate) fn batch_extents<'a>(writes: *const mr_block_write, n: usize) -> Resu
     writes
         .iter()
         .enumerate()
-        .map(|(i, w)| Ok((w.block, try_slice(w.buf, w.len, &format!("writes[{i}].buf"))?)))
+        .map(|(i, w)| {
+            if w.buf.is_null() && w.len > 0 {
+                return Err(Error::invalid(format!("writes[{i}].buf is NULL with n = {}", w.len)));
+            }
+            Ok((w.block, try_slice(w.buf, w.len, "writes[].buf")?))
+        })
         .collect()
 }
 

@@ -92,13 +92,18 @@ impl Psk {
         Ok(Psk(key.into()))
     }
 
-    fn derive(&self, label: &str, np: &[u8; NONCE_LEN], ns: &[u8; NONCE_LEN]) -> [u8; 32] {
+    /// The MAC over this protocol's prefix, `label` and both nonces.
+    fn keyed(&self, label: &str, np: &[u8; NONCE_LEN], ns: &[u8; NONCE_LEN]) -> HmacSha256 {
         let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         m.update(b"meshring replication v2 ");
         m.update(label.as_bytes());
         m.update(np);
         m.update(ns);
-        m.finalize().into_bytes().into()
+        m
+    }
+
+    fn derive(&self, label: &str, np: &[u8; NONCE_LEN], ns: &[u8; NONCE_LEN]) -> [u8; 32] {
+        self.keyed(label, np, ns).finalize().into_bytes().into()
     }
 
     /// The key that tags HELLO, CHALLENGE and AUTH.
@@ -110,13 +115,9 @@ impl Psk {
         self.derive(role, np, ns)
     }
 
+    /// Constant-time comparison (the MAC's own verify).
     fn check_proof(&self, role: &str, np: &[u8; NONCE_LEN], ns: &[u8; NONCE_LEN], proof: &[u8; PROOF_LEN]) -> bool {
-        let mut m = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        m.update(b"meshring replication v2 ");
-        m.update(role.as_bytes());
-        m.update(np);
-        m.update(ns);
-        m.verify_slice(proof).is_ok()
+        self.keyed(role, np, ns).verify_slice(proof).is_ok()
     }
 
     /// The session's (primary->secondary, secondary->primary) directions.
@@ -145,9 +146,15 @@ fn auth_err(text: String) -> Error {
 }
 
 fn send(w: &mut impl Write, msg: &Msg, dir: &mut Direction) -> Result<()> {
+    write_msg(w, msg, dir, "replication handshake send")
+}
+
+/// Seals one message in `dir` and writes it whole; `what` names the
+/// operation in the error.
+pub(super) fn write_msg(w: &mut impl Write, msg: &Msg, dir: &mut Direction, what: &str) -> Result<()> {
     let mut out = Vec::new();
     wire::encode(msg, dir, &mut out);
-    w.write_all(&out).map_err(|e| Error::from_io("replication handshake send", &e))
+    w.write_all(&out).map_err(|e| Error::from_io(what, &e))
 }
 
 /// What a primary's handshake ended in, short of a session.

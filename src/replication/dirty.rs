@@ -4,12 +4,11 @@
 pub struct DirtyMap {
     words: Vec<u64>,
     count: u64,
-    blocks: u64,
 }
 
 impl DirtyMap {
     pub fn new(blocks: u64) -> Self {
-        DirtyMap { words: vec![0; blocks.div_ceil(64) as usize], count: 0, blocks }
+        DirtyMap { words: vec![0; blocks.div_ceil(64) as usize], count: 0 }
     }
 
     pub fn set(&mut self, block: u64) {
@@ -32,9 +31,10 @@ impl DirtyMap {
         self.words[(block / 64) as usize] & (1u64 << (block % 64)) != 0
     }
 
-    /// The blocks the map covers.
-    pub fn capacity(&self) -> u64 {
-        self.blocks
+    /// Clears every block, keeping the map's size (no new allocation).
+    pub fn clear_all(&mut self) {
+        self.words.fill(0);
+        self.count = 0;
     }
 
     pub fn count(&self) -> u64 {
@@ -67,15 +67,7 @@ impl DirtyMap {
 
     /// Every dirty block, in order.
     pub fn blocks(&self) -> Vec<u64> {
-        let mut out = Vec::with_capacity(self.count as usize);
-        for (i, &word) in self.words.iter().enumerate() {
-            let mut w = word;
-            while w != 0 {
-                out.push(i as u64 * 64 + w.trailing_zeros() as u64);
-                w &= w - 1;
-            }
-        }
-        out
+        self.blocks_from(0, usize::MAX)
     }
 }
 

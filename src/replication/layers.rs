@@ -75,12 +75,8 @@ impl BlockMap {
             return Ok(());
         }
         self.file.set_len(0).map_err(|e| Error::from_io(&format!("truncate {}", self.path.display()), &e))?;
-        self.present = DirtyMap::new(self.present_len());
+        self.present.clear_all();
         Ok(())
-    }
-
-    fn present_len(&self) -> u64 {
-        self.present.capacity()
     }
 }
 

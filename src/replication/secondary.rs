@@ -560,7 +560,7 @@ impl Shared {
             for f in flushers {
                 let _ = f.join();
             }
-            let result = result.and(flush.error());
+            let result = result.and(flush.check());
             if let Err(e) = &result {
                 if matches!(e.kind, ErrorKind::Parse | ErrorKind::Auth | ErrorKind::InvalidArgument) && !self.stopping() {
                     let _ = out.send(&[Msg::Error { text: e.message.to_string() }]);
@@ -780,10 +780,6 @@ impl FlushQueue {
         }
     }
 
-    fn error(&self) -> Result<()> {
-        self.check()
-    }
-
     fn stop(&self) {
         lock(&self.state).stop = true;
         self.cv.notify_all();
@@ -791,8 +787,5 @@ impl FlushQueue {
 }
 
 fn send(stream: &TcpStream, seal: &mut Direction, msg: Msg) -> Result<()> {
-    let mut out = Vec::new();
-    wire::encode(&msg, seal, &mut out);
-    let mut w = stream;
-    w.write_all(&out).map_err(|e| Error::from_io("replication send", &e))
+    auth::write_msg(&mut &*stream, &msg, seal, "replication send")
 }

@@ -30,7 +30,7 @@
 //! buffers are never modified). Output order is the order in which each
 //! output packet's first member appears in the batch.
 
-use super::offload::{fold, pseudo_header_sum, sum, VNET_HDR_LEN};
+use super::offload::{fold, pseudo_header_sum, sum, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, MAX_SUPER, VNET_HDR_LEN};
 
 /// Coalesce TCP segments (TSO on the device).
 /// cbindgen:ignore
@@ -39,17 +39,12 @@ pub const GRO_TCP: u32 = 1;
 /// cbindgen:ignore
 pub const GRO_UDP: u32 = 2;
 
-const MAX_SUPER: usize = 65535;
 /// `writev` limit (IOV_MAX), counting the header buffer.
 const MAX_IOV: usize = 1024;
 const NONE: u32 = u32::MAX;
 
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
-const F_NEEDS_CSUM: u8 = 1;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
-const GSO_UDP_L4: u8 = 5;
 
 /// Longest head: virtio-net header, IPv6, TCP with options.
 /// cbindgen:ignore

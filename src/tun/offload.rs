@@ -8,12 +8,14 @@
 /// cbindgen:ignore
 pub const VNET_HDR_LEN: usize = 10;
 
-const F_NEEDS_CSUM: u8 = 1;
+pub(super) const F_NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
+pub(super) const GSO_TCPV4: u8 = 1;
 const GSO_UDP: u8 = 3;
-const GSO_TCPV6: u8 = 4;
-const GSO_UDP_L4: u8 = 5;
+pub(super) const GSO_TCPV6: u8 = 4;
+pub(super) const GSO_UDP_L4: u8 = 5;
+/// The largest coalesced super-packet (an IP total length).
+pub(super) const MAX_SUPER: usize = 65535;
 const GSO_ECN: u8 = 0x80;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -343,9 +345,7 @@ mod tests {
 /// for an offloading TUN write: the kernel then takes each run through its
 /// TCP stack once (what GRO does for a NIC), instead of once per packet.
 pub mod coalesce {
-    use super::{fold, pseudo_header_sum, sum, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN};
-
-    const MAX_SUPER: usize = 65535;
+    use super::{fold, pseudo_header_sum, sum, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, MAX_SUPER, VNET_HDR_LEN};
 
     /// The fields that must match for two IPv4/IPv6 TCP segments to merge.
     struct Segment<'a> {
