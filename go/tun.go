@@ -366,7 +366,8 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	total := 0
 	for total < n {
 		chunk := min(n-total, directBatch)
-		var p directPtrs
+		p := &cl.ptrs
+		*p = directPtrs{} // entries past chunk stay NULL
 		for i := 0; i < chunk; i++ {
 			b := bufs[total+i][offset:]
 			p[i] = cBytes(b)
@@ -378,21 +379,15 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		var st Status
 		switch {
 		case total > 0:
-			st = tunReadDirect(h, cl.c, chunk, 0, &p)
+			st = tunReadDirect(h, cl.c, chunk, 0, p)
 		case t.np != nil:
-			_, werr := t.np.read(func() error {
-				st = tunReadDirect(h, cl.c, chunk, 0, &p)
-				if st == StatusWouldBlock || st == StatusTimeout {
-					return errWouldBlock
-				}
-				return nil
-			})
-			if werr != nil {
+			var werr error
+			if st, werr = t.readPolled(h, cl, chunk); werr != nil {
 				return 0, pollError("read", werr)
 			}
 		default:
 			// -1: wait as long as it takes; mr_tun_close wakes the call.
-			st = tunReadDirect(h, cl.c, chunk, -1, &p)
+			st = tunReadDirect(h, cl.c, chunk, -1, p)
 		}
 		switch {
 		case st == StatusOK:
@@ -560,6 +555,24 @@ func (t *TUN) free() {
 type tunCall struct {
 	c   *C.mrgo_tun_call
 	pin runtime.Pinner
+	// ptrs holds one direct call's buffers (Go memory, so the array is not
+	// allocated per call); cleared when the call state goes back.
+	ptrs directPtrs
+}
+
+// readPolled waits in Go's netpoller until one direct read of chunk
+// packets takes something (its own function, so only this path allocates
+// the closure).
+func (t *TUN) readPolled(h *C.mr_tun, cl *tunCall, chunk int) (Status, error) {
+	var st Status
+	_, err := t.np.read(func() error {
+		st = tunReadDirect(h, cl.c, chunk, 0, &cl.ptrs)
+		if st == StatusWouldBlock || st == StatusTimeout {
+			return errWouldBlock
+		}
+		return nil
+	})
+	return st, err
 }
 
 // getCall takes an idle call state or makes one. t.mu must be read-held.
@@ -577,6 +590,7 @@ func (t *TUN) getCall() *tunCall {
 // putCall unpins cl's buffers and recycles it. t.mu must be read-held.
 func (t *TUN) putCall(cl *tunCall, used int) {
 	cl.reset(used)
+	cl.ptrs = directPtrs{}
 	select {
 	case t.calls <- cl:
 	default:
