@@ -42,6 +42,9 @@ type Msg struct {
 // call and no runtime.Pinner is needed.
 type msgCall struct {
 	c *C.mrgo_msg_call
+	// ptrs holds a read's buffers (Go memory, so the array is not
+	// allocated per call); cleared when the call state goes back.
+	ptrs directPtrs
 }
 
 func (c *UDPConn) getMsgCall() *msgCall {
@@ -56,6 +59,7 @@ func (c *UDPConn) getMsgCall() *msgCall {
 }
 
 func (c *UDPConn) putMsgCall(cl *msgCall) {
+	cl.ptrs = directPtrs{}
 	select {
 	case c.msgCalls <- cl:
 	default:
@@ -74,12 +78,10 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 	if n == 0 {
 		return 0, newError(StatusInvalidArgument, "read", "empty batch")
 	}
-	var p directPtrs
 	for i := 0; i < n; i++ {
 		if len(msgs[i].Buf) == 0 {
 			return 0, newError(StatusInvalidArgument, "read", fmt.Sprintf("msgs[%d].Buf is empty", i))
 		}
-		p[i] = cBytes(msgs[i].Buf)
 	}
 	h, err := c.acquire("read")
 	if err != nil {
@@ -89,56 +91,25 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 	defer runtime.KeepAlive(c)
 	cl := c.getMsgCall()
 	defer c.putMsgCall(cl)
+	p := &cl.ptrs
 	for i := 0; i < n; i++ {
+		p[i] = cBytes(msgs[i].Buf)
 		m := &cl.c.msgs[i]
 		*m = C.mr_msg{}
 		m.cap = C.size_t(len(msgs[i].Buf))
 		m.len = unfilled
 	}
-	collect := func() int {
-		k := 0
-		for k < min(int(cl.c.count), n) && cl.c.msgs[k].len != unfilled {
-			k++
-		}
-		for i := 0; i < k; i++ {
-			m := &cl.c.msgs[i]
-			out := &msgs[i]
-			out.N = int(m.len)
-			out.Addr = addrFromC(&m.addr)
-			out.SegmentSize = int(m.segment_size)
-			out.Ifindex = int(m.ifindex)
-			out.Local = addrFromC(&m.local).Addr()
-		}
-		return k
-	}
 	if c.np != nil {
-		got := 0
-		res, werr := c.np.read(func() error {
-			switch st := udpRecvDirect(h, cl.c, n, 0, &p); st {
-			case StatusOK:
-				if got = collect(); got == 0 {
-					return errWouldBlock // see call.filled
-				}
-				return nil
-			case StatusTimeout, StatusWouldBlock:
-				return errWouldBlock
-			default:
-				return errFromC(st, "read", &cl.c.err)
-			}
-		})
-		if werr != nil {
-			return 0, pollError("read", werr)
-		}
-		return got, res
+		return c.readPolled(h, cl, msgs, n)
 	}
 	for {
 		ms, ok := c.rdl.timeoutMS()
 		if !ok {
 			return 0, errDeadline("read")
 		}
-		switch st := udpRecvDirect(h, cl.c, n, ms, &p); st {
+		switch st := udpRecvDirect(h, cl.c, n, ms, p); st {
 		case StatusOK:
-			if k := collect(); k > 0 {
+			if k := cl.collect(msgs, n); k > 0 {
 				return k, nil
 			}
 			// MR_OK without a filled slot (see call.filled): wait on.
@@ -148,6 +119,47 @@ func (c *UDPConn) ReadMsgs(msgs []Msg) (int, error) {
 			return 0, errFromC(st, "read", &cl.c.err)
 		}
 	}
+}
+
+// collect copies what a read filled into msgs and returns how many.
+func (cl *msgCall) collect(msgs []Msg, n int) int {
+	k := 0
+	for k < min(int(cl.c.count), n) && cl.c.msgs[k].len != unfilled {
+		k++
+	}
+	for i := 0; i < k; i++ {
+		m := &cl.c.msgs[i]
+		out := &msgs[i]
+		out.N = int(m.len)
+		out.Addr = addrFromC(&m.addr)
+		out.SegmentSize = int(m.segment_size)
+		out.Ifindex = int(m.ifindex)
+		out.Local = addrFromC(&m.local).Addr()
+	}
+	return k
+}
+
+// readPolled waits in Go's netpoller until a direct read fills a slot (its
+// own function, so only this path allocates the closure).
+func (c *UDPConn) readPolled(h *C.mr_udp, cl *msgCall, msgs []Msg, n int) (int, error) {
+	got := 0
+	res, werr := c.np.read(func() error {
+		switch st := udpRecvDirect(h, cl.c, n, 0, &cl.ptrs); st {
+		case StatusOK:
+			if got = cl.collect(msgs, n); got == 0 {
+				return errWouldBlock // see call.filled
+			}
+			return nil
+		case StatusTimeout, StatusWouldBlock:
+			return errWouldBlock
+		default:
+			return errFromC(st, "read", &cl.c.err)
+		}
+	})
+	if werr != nil {
+		return 0, pollError("read", werr)
+	}
+	return got, res
 }
 
 // WriteMsgs sends msgs in order and returns how many were sent: all of
